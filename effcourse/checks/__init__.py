@@ -1,0 +1,67 @@
+"""Self-checks for the exercises (every notebook).
+
+An exercise asks the learner to write a bounded block of code, in a cell tagged
+``solution`` whose answer sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
+(``make student`` replaces that part with ``raise NotImplementedError``). The next cell
+calls a check from here. A check prints a line that starts with "PASS" and says what was
+verified, or raises ``CheckFailed`` whose message is a hint about what is off: never a bare
+"wrong".
+
+The core helpers are here; each notebook's checks live in their own submodule
+``checks/nbNN.py`` (loaded on first use: ``checks.nb01.sgd_update(fn)``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class CheckFailed(AssertionError):
+    """An exercise answer that does not pass; the message is the hint."""
+
+
+def passed(message: str) -> bool:
+    """Print the pass line and return True."""
+    print(f"PASS: {message}")
+    return True
+
+
+def fail(hint: str):
+    """Raise ``CheckFailed`` with a hint."""
+    raise CheckFailed(f"Not yet. {hint}")
+
+
+def call(fn, *args, name: str = "your function", **kwargs):
+    """Call the learner's function; turn 'not written yet' and crashes into hints."""
+    if not callable(fn):
+        fail(f"{name} should be a function; got {type(fn).__name__}.")
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        fail(f"{name} is not written yet: replace the `raise NotImplementedError` line in the "
+             "exercise cell with your code, run that cell, then this one.")
+    except CheckFailed:
+        raise
+    except Exception as err:  # the learner's code crashed: say how
+        fail(f"{name} raised {type(err).__name__}: {err}")
+
+
+def close(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> bool:
+    """Check two numbers or arrays agree to ``atol``; the hint says by how much they differ."""
+    got_a = np.asarray(got, dtype=float)
+    exp_a = np.asarray(expected, dtype=float)
+    if got_a.shape != exp_a.shape:
+        fail(f"{what}: expected shape {exp_a.shape}, got {got_a.shape}. {hint}".strip())
+    err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
+    if not np.isfinite(err) or err > atol:
+        fail(f"{what} is off by {err:.3g} (allowed {atol:g}). {hint}".strip())
+    return passed(f"{what} matches (max difference {err:.2g}).")
+
+
+
+def __getattr__(name: str):
+    """Load a notebook's checks (``checks.nb02``) on first use."""
+    import importlib
+
+    if name.startswith("nb") and name[2:].isdigit():
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

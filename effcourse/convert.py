@@ -1,0 +1,188 @@
+"""TFLite conversion and running .tflite models in the LiteRT interpreter (notebooks 01 and 03).
+
+Modes (the standard post-training options of the TFLite converter):
+
+* ``float32``: no quantization;
+* ``float16``: weights stored as float16, computed in float32;
+* ``dynamic``: weights int8, activations float, quantized on the fly;
+* ``int8``: full integer: weights and activations int8, float input/output (needs a
+  representative dataset for calibration);
+* ``int8_io``: as ``int8`` with int8 input and output tensors too (integer-only devices).
+
+Models run in ``ai_edge_litert`` (LiteRT, the current TFLite runtime); ``tf.lite.Interpreter``
+is deprecated.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("float32", "float16", "dynamic", "int8", "int8_io")
+TFLITE_MAGIC = b"TFL3"
+
+
+class ConversionError(ValueError):
+    """A conversion request that cannot work (bad mode, bad representative data)."""
+
+
+def _representative(data, input_shape):
+    if data is None:
+        raise ConversionError("Full-integer conversion needs a representative dataset: pass "
+                              "representative=<array of a few hundred training images>.")
+    arr = np.asarray(data, dtype=np.float32)
+    if arr.ndim == 0 or len(arr) == 0:
+        raise ConversionError("The representative dataset is empty; pass a few hundred training "
+                              "images (profile.representative_samples).")
+    want = tuple(d for d in input_shape[1:])
+    if tuple(arr.shape[1:]) != want:
+        raise ConversionError(f"Representative samples have shape {arr.shape[1:]}, the model expects "
+                              f"{want}. Pass images shaped like the model's input.")
+
+    def gen():
+        for sample in arr:
+            yield [sample[None, ...]]
+
+    return gen
+
+
+def to_tflite(model, mode: str = "float32", representative=None) -> bytes:
+    """Convert a tf_keras model to a .tflite flatbuffer (bytes) in one of ``MODES``."""
+    import tensorflow as tf
+
+    from .models import check_model
+
+    check_model(model, need_graph=False, what="to_tflite")
+    if mode not in MODES:
+        raise ConversionError(f"Unknown TFLite mode {mode!r}; choose one of {', '.join(MODES)}.")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode in ("int8", "int8_io"):
+        converter.representative_dataset = _representative(representative, model.input_shape)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if mode == "int8_io":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def is_tflite(blob) -> bool:
+    """True if ``blob`` (bytes or a path) is a TFLite flatbuffer."""
+    try:
+        head = blob[:8] if isinstance(blob, (bytes, bytearray)) else Path(blob).read_bytes()[:8]
+    except (OSError, TypeError):
+        return False
+    return len(head) >= 8 and head[4:8] == TFLITE_MAGIC
+
+
+def save(blob: bytes, path: os.PathLike) -> Path:
+    """Write a .tflite model atomically."""
+    from .env import atomic_write_bytes
+
+    return atomic_write_bytes(path, blob)
+
+
+def constant_tensors(blob: bytes) -> list[dict]:
+    """The tensors stored in a .tflite file (weights, biases): name, dtype, shape, bytes and
+    quantization scale / zero point, read from the flatbuffer itself."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    out = []
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            data = model.buffers[tensor.buffer].data
+            if data is None or len(data) == 0:
+                continue
+            q = tensor.quantization
+            out.append({
+                "name": tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
+                "dtype": type_names.get(tensor.type, str(tensor.type)),
+                "shape": tuple(int(d) for d in tensor.shape) if tensor.shape is not None else (),
+                "bytes": len(data),
+                "scale": None if q is None or q.scale is None else np.asarray(q.scale),
+                "zero_point": None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint),
+            })
+    return out
+
+
+class TFLiteModel:
+    """A .tflite model in the LiteRT interpreter: ``predict`` on float images, quantizing if needed."""
+
+    def __init__(self, model, threads: int = 1):
+        if isinstance(model, TFLiteModel):
+            model = model.blob
+        if isinstance(model, (str, os.PathLike)):
+            model = Path(model).read_bytes() if is_tflite(model) else None
+        if not isinstance(model, (bytes, bytearray)) or not is_tflite(model):
+            raise TypeError("TFLiteModel needs the bytes or the path of a .tflite file "
+                            "(from effcourse.convert.to_tflite).")
+        self.blob = bytes(model)
+        self.threads = threads
+        self._interp = self._make()
+        self._batch = 1
+
+    def _make(self):
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_content=self.blob, num_threads=self.threads)
+        interp.allocate_tensors()
+        return interp
+
+    @property
+    def input_details(self):
+        return self._interp.get_input_details()[0]
+
+    @property
+    def output_details(self):
+        return self._interp.get_output_details()[0]
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.blob)
+
+    def _quantize_input(self, x):
+        det = self.input_details
+        if det["dtype"] in (np.int8, np.uint8):
+            scale, zero = det["quantization"]
+            info = np.iinfo(det["dtype"])
+            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(det["dtype"])
+        return x.astype(det["dtype"])
+
+    def _dequantize_output(self, y):
+        det = self.output_details
+        if det["dtype"] in (np.int8, np.uint8):
+            scale, zero = det["quantization"]
+            return (y.astype(np.float32) - zero) * scale
+        return y
+
+    def _resize(self, batch: int):
+        if batch != self._batch:
+            shape = list(self.input_details["shape"])
+            shape[0] = batch
+            self._interp.resize_tensor_input(self.input_details["index"], shape)
+            self._interp.allocate_tensors()
+            self._batch = batch
+
+    def run(self, x_batch: np.ndarray) -> np.ndarray:
+        """Outputs (dequantized to float) for one batch of float inputs."""
+        x_batch = np.asarray(x_batch, dtype=np.float32)
+        self._resize(len(x_batch))
+        self._interp.set_tensor(self.input_details["index"], self._quantize_input(x_batch))
+        self._interp.invoke()
+        return self._dequantize_output(self._interp.get_tensor(self.output_details["index"]))
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Outputs for all of ``x``, in batches."""
+        return np.concatenate([self.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def tensor_types(self):
+        """(name, dtype, shape) of every tensor in the model: what the file really stores."""
+        return [(t["name"], np.dtype(t["dtype"]).name, tuple(t["shape"]))
+                for t in self._interp.get_tensor_details()]

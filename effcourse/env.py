@@ -1,0 +1,169 @@
+"""Environment: Keras 2 mode, seeds, logs, paths and the hardware report (notebook 00).
+
+This is the one module that knows about ``TF_USE_LEGACY_KERAS``. tfmot only works with
+Keras 2 (the ``tf_keras`` package); since TensorFlow 2.16 ``tf.keras`` is Keras 3 unless
+that variable is set *before* TensorFlow resolves ``tf.keras``. Importing ``effcourse``
+settles it, so every notebook starts with ``import effcourse``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from pathlib import Path
+
+# Settled at import, before TensorFlow can be imported by anything else in the package.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO and WARNING, keep errors
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+
+class Keras3Error(RuntimeError):
+    """TensorFlow resolved tf.keras to Keras 3 before effcourse could select Keras 2."""
+
+
+def _check_keras2():
+    import tensorflow as tf
+
+    name = getattr(tf.keras, "__name__", "")
+    if not name.startswith("tf_keras"):
+        raise Keras3Error(
+            "TensorFlow was imported before effcourse and tf.keras is Keras 3 "
+            f"({name or 'keras'}); tfmot needs Keras 2 (tf_keras). Restart the kernel "
+            "(Kernel > Restart) and run `import effcourse` before importing tensorflow "
+            "or keras, or set TF_USE_LEGACY_KERAS=1 in the environment."
+        )
+
+
+def project_root() -> Path:
+    """The course's top folder: $EFFCOURSE_ROOT, else the checkout holding this package."""
+    if os.environ.get("EFFCOURSE_ROOT"):
+        return Path(os.environ["EFFCOURSE_ROOT"]).resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd().resolve()
+
+
+def build_dir(*parts: str) -> Path:
+    """A folder under build/ (created): cache, results, figures, logs (all git-ignored)."""
+    path = project_root().joinpath("build", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def seed_everything(seed: int = 42, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow; optionally make TF ops deterministic (notebook 00)."""
+    import numpy as np
+    import tensorflow as tf
+
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _configure_devices(logical_cpus: int | None) -> None:
+    import tensorflow as tf
+
+    if not logical_cpus:
+        return
+    if logical_cpus < 1:
+        raise ValueError(f"logical_cpus must be >= 1, got {logical_cpus}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(logical_cpus)]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == logical_cpus:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError as err:  # TensorFlow already created its devices
+        raise RuntimeError(
+            f"Cannot split the CPU into {logical_cpus} logical devices: TensorFlow has "
+            "already initialised its devices in this process. Restart the kernel and call "
+            f"effcourse.setup(logical_cpus={logical_cpus}) before running any TensorFlow op."
+        ) from err
+
+
+def hardware_report() -> dict:
+    """Versions and devices of this machine, as a dict (printed by setup)."""
+    import tensorflow as tf
+    import tf_keras
+    import tensorflow_model_optimization as tfmot
+
+    cpu_name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu_name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "tf_keras": tf_keras.__version__,
+        "tfmot": tfmot.__version__,
+        "cpu": cpu_name,
+        "cpu_count": os.cpu_count(),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "logical_devices": [d.name for d in tf.config.list_logical_devices()],
+    }
+
+
+def versions() -> str:
+    """A short version string stored with every results row."""
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+
+    return f"tf={tf.__version__};tfmot={tfmot.__version__};py={platform.python_version()}"
+
+
+def setup(seed: int = 42, deterministic: bool = True, logical_cpus: int | None = None,
+          quiet: bool = False):
+    """Prepare a notebook: Keras 2, seeds, quiet logs, devices; print a report; return the profile.
+
+    Introduced in notebook 00; the first code cell of every notebook calls it.
+    ``logical_cpus`` splits the CPU into that many logical devices (notebook 07); it must
+    run before any TensorFlow op.
+    """
+    from . import profile as _profile
+
+    _check_keras2()
+    prof = _profile.active()
+    _configure_devices(logical_cpus)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    seed_everything(seed, deterministic)
+    if not quiet:
+        rep = hardware_report()
+        gpus = ", ".join(rep["gpus"]) or "none"
+        print(
+            f"effcourse profile: {prof.name} ({prof.description})\n"
+            f"Python {rep['python']} | TensorFlow {rep['tensorflow']} | tf_keras {rep['tf_keras']} "
+            f"| tfmot {rep['tfmot']}\n"
+            f"CPU: {rep['cpu']} x{rep['cpu_count']} | GPUs: {gpus} | "
+            f"logical devices: {len(rep['logical_devices'])}"
+        )
+    return prof
+

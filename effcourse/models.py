@@ -1,0 +1,246 @@
+"""The course's baseline models and the trained-baseline cache (notebook 01).
+
+All models take (28, 28, 1) images in [0, 1] and return **logits** (no softmax): the
+loss is ``SparseCategoricalCrossentropy(from_logits=True)``, which is numerically safer,
+is what distillation (notebook 04) and loss scaling (notebook 05) need, and leaves
+``argmax`` unchanged.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import env
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+class ModelError(TypeError):
+    """A model the helper cannot handle (Keras 3, subclassed, not a model at all)."""
+
+
+def check_model(model, need_graph: bool = True, what: str = "this helper"):
+    """Raise a clear ModelError unless ``model`` is a Keras 2 (tf_keras) Sequential/Functional model."""
+    import tf_keras
+
+    mod = type(model).__module__
+    if mod.split(".")[0] == "keras":
+        raise ModelError(
+            f"{what} needs a Keras 2 (tf_keras) model, got a Keras 3 object "
+            f"({type(model).__module__}.{type(model).__name__}). Build it with "
+            "`from effcourse import keras` (tf_keras), after `import effcourse`, not `import keras`."
+        )
+    if not isinstance(model, tf_keras.Model):
+        raise ModelError(f"{what} needs a tf_keras Model, got {type(model).__name__}.")
+    if need_graph and not (isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise ModelError(
+            f"{what} needs a Sequential or Functional model (a graph of layers it can walk); "
+            f"got the subclassed model {type(model).__name__}. Rebuild it with "
+            "keras.Sequential([...]) or keras.Model(inputs, outputs)."
+        )
+    return model
+
+
+def lenet_300_100(name: str = "lenet_300_100"):
+    """LeNet-300-100: a 784-300-100-10 MLP with ReLU, 266,610 parameters (LeCun et al. 1998)."""
+    from tf_keras import Sequential, layers
+
+    return Sequential([
+        layers.Input(INPUT_SHAPE),
+        layers.Flatten(name="flatten"),
+        layers.Dense(300, activation="relu", name="fc1"),
+        layers.Dense(100, activation="relu", name="fc2"),
+        layers.Dense(NUM_CLASSES, name="logits"),
+    ], name=name)
+
+
+def lenet5(name: str = "lenet5"):
+    """LeNet-5, Caffe variant used by Han et al.: conv 20 and 50 5x5, dense 500; 431,080 parameters.
+
+    Caffe's prototxt has no activation after its convolutions; we add ReLU there (a common
+    modern choice that trains faster); the layer sizes and parameter count are the paper's.
+    """
+    from tf_keras import Sequential, layers
+
+    return Sequential([
+        layers.Input(INPUT_SHAPE),
+        layers.Conv2D(20, 5, activation="relu", name="conv1"),
+        layers.MaxPooling2D(2, name="pool1"),
+        layers.Conv2D(50, 5, activation="relu", name="conv2"),
+        layers.MaxPooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(500, activation="relu", name="fc1"),
+        layers.Dense(NUM_CLASSES, name="logits"),
+    ], name=name)
+
+
+def cnn(name: str = "cnn"):
+    """The small CNN: conv 32 3x3, pool, conv 64 3x3, pool, dense 64, dropout 0.5, dense 10."""
+    from tf_keras import Sequential, layers
+
+    return Sequential([
+        layers.Input(INPUT_SHAPE),
+        layers.Conv2D(32, 3, activation="relu", name="conv1"),
+        layers.MaxPooling2D(2, name="pool1"),
+        layers.Conv2D(64, 3, activation="relu", name="conv2"),
+        layers.MaxPooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(64, activation="relu", name="fc1"),
+        layers.Dropout(0.5, name="dropout"),
+        layers.Dense(NUM_CLASSES, name="logits"),
+    ], name=name)
+
+
+BUILDERS = {"lenet_300_100": lenet_300_100, "lenet5": lenet5, "cnn": cnn}
+# Published test errors the full profile aims at (Han et al. 2015, Table 1 / 2016, Table 1).
+PAPER_ERROR = {"lenet_300_100": 0.0164, "lenet5": 0.0080}
+
+
+def build(name: str):
+    """A fresh, untrained baseline by name: ``lenet_300_100``, ``lenet5`` or ``cnn``."""
+    if name not in BUILDERS:
+        raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
+    return BUILDERS[name]()
+
+
+def compile_classifier(model, learning_rate: float = 1e-3, optimizer=None):
+    """Compile for MNIST: Adam (or ``optimizer``), cross-entropy on logits, accuracy."""
+    import tf_keras
+
+    model.compile(
+        optimizer=optimizer or tf_keras.optimizers.Adam(learning_rate),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def save_model(model, path: os.PathLike) -> Path:
+    """Save a Keras model (.keras or .h5) atomically: a temp file in the same folder, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_model(path: os.PathLike, compile: bool = True):
+    """Load a model saved by ``save_model``."""
+    import tf_keras
+
+    return tf_keras.models.load_model(path, compile=compile)
+
+
+def cache_dir(profile=None) -> Path:
+    """build/cache/<profile>/, where trained baselines are kept."""
+    from . import profile as _profile
+
+    prof = profile or _profile.active()
+    return env.build_dir("cache", prof.name)
+
+
+def _train_config(name: str, prof) -> dict:
+    return {
+        "model": name,
+        "profile": prof.name,
+        "train_size": prof.train_size,
+        "val_size": prof.val_size,
+        "epochs": prof.baseline_epochs[name],
+        "batch_size": prof.batch_size,
+        "optimizer": "adam+cosine",
+        "learning_rate": 1e-3,
+        "seed": 42,
+        "version": 1,
+    }
+
+
+def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
+    """Train a baseline from scratch, deterministically, as the profile says; return (model, info)."""
+    import tensorflow as tf
+    import tf_keras
+
+    from . import data as _data
+    from . import profile as _profile
+
+    prof = profile or _profile.active()
+    data = data or _data.load(prof)
+    cfg = _train_config(name, prof)
+    env.seed_everything(cfg["seed"], deterministic=True)
+    steps = int(np.ceil(len(data.x_train) / cfg["batch_size"])) * cfg["epochs"]
+    schedule = tf_keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], steps, alpha=0.01)
+    model = compile_classifier(build(name), optimizer=tf_keras.optimizers.Adam(schedule))
+    start = time.perf_counter()
+    hist = model.fit(
+        _data.pipeline(data.x_train, data.y_train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
+        validation_data=_data.pipeline(data.x_val, data.y_val, 512),
+        epochs=cfg["epochs"], verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    _, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=512, verbose=0)
+    info = dict(cfg, train_seconds=round(seconds, 2), test_accuracy=float(test_acc),
+                history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
+                tensorflow=tf.__version__)
+    return model, info
+
+
+def pretrained(name: str, profile=None, retrain: bool = False, verbose: int = 0):
+    """The trained baseline ``name`` for the profile: loaded from the cache, or trained and cached.
+
+    Introduced in notebook 01. The cache is build/cache/<profile>/<name>.keras with a JSON
+    sidecar of the training settings; if the settings changed, the model is retrained. Writes
+    are atomic, so two notebooks running at once never see a half-written file.
+    Returns the compiled model; its training record is in ``model.effcourse_info``.
+    """
+    from . import profile as _profile
+
+    prof = profile or _profile.active()
+    if name not in BUILDERS:
+        raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
+    folder = cache_dir(prof)
+    path, meta_path = folder / f"{name}.keras", folder / f"{name}.json"
+    cfg = _train_config(name, prof)
+    if not retrain and path.exists() and meta_path.exists():
+        try:
+            info = json.loads(meta_path.read_text())
+            if all(info.get(k) == v for k, v in cfg.items()):
+                model = compile_classifier(load_model(path, compile=False), cfg["learning_rate"])
+                model.effcourse_info = info
+                return model
+        except (OSError, ValueError):
+            pass  # unreadable cache: retrain below
+    model, info = train_baseline(name, prof, verbose=verbose)
+    save_model(model, path)
+    env.atomic_write_bytes(meta_path, json.dumps(info, indent=1).encode())
+    model.effcourse_info = info
+    return model
+
+
+def clone(model, compile_like: bool = True):
+    """A copy of a model with its own layers and the same weights (tfmot wrappers share layers)."""
+    import tf_keras
+
+    check_model(model, what="clone")
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    if compile_like and model.optimizer is not None:
+        compile_classifier(copy)
+    return copy
+
+
+def clear_cache(profile=None) -> None:
+    """Delete the cached baselines of a profile (they retrain on next use)."""
+    shutil.rmtree(cache_dir(profile), ignore_errors=True)
+

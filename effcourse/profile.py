@@ -1,0 +1,111 @@
+"""The named run profiles, ``quick`` and ``full`` (notebook 00).
+
+A profile fixes every size and count a notebook uses: how much data, how many epochs,
+which sweep points, how many timing repeats. Notebooks never type these numbers; they read
+them from the active profile (``EFFCOURSE_PROFILE``, default ``full``).
+
+* ``full``: the real course. All of MNIST, enough epochs to reach the published baselines.
+* ``quick``: the same code on small subsets with few epochs, so that CI executes every
+  notebook in minutes. Its numbers are real measurements of a small run, not the course's
+  results.
+
+Settings that only one notebook uses live in ``NOTEBOOK_SETTINGS`` under the notebook's
+name, with a quick and a full value for each key; read them with ``profile.section(name)``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+ENV_VAR = "EFFCOURSE_PROFILE"
+DEFAULT = "full"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One profile: data sizes, baseline epochs, timing repeats and per-notebook settings."""
+
+    name: str
+    description: str
+    train_size: int | None  # training images used (None: all 55,000 after the validation split)
+    val_size: int  # held out from the end of the training set
+    test_size: int | None  # test images used (None: all 10,000)
+    batch_size: int
+    baseline_epochs: dict = field(default_factory=dict)  # model name -> epochs
+    latency_runs: int = 200  # timed single-sample inferences
+    latency_warmup: int = 20
+    latency_threads: int = 1
+    repeats: int = 3  # repeats of a timing measurement
+    representative_samples: int = 200  # calibration images for int8 conversion
+
+    def section(self, notebook: str) -> SimpleNamespace:
+        """This profile's settings for one notebook, e.g. ``profile.section("02_pruning")``."""
+        if notebook not in NOTEBOOK_SETTINGS:
+            raise KeyError(
+                f"No settings for notebook {notebook!r}; known: {sorted(NOTEBOOK_SETTINGS)}. "
+                "Add a block to effcourse/profile.py:NOTEBOOK_SETTINGS."
+            )
+        raw = NOTEBOOK_SETTINGS[notebook]
+        return SimpleNamespace(**{key: values[self.name] for key, values in raw.items()})
+
+
+PROFILES = {
+    "quick": Profile(
+        name="quick",
+        description="small subsets and few epochs, for CI: about a minute per notebook",
+        train_size=6000,
+        val_size=1000,
+        test_size=2000,
+        batch_size=128,
+        baseline_epochs={"lenet_300_100": 5, "lenet5": 3, "cnn": 3},
+        latency_runs=50,
+        latency_warmup=5,
+        repeats=1,
+        representative_samples=50,
+    ),
+    "full": Profile(
+        name="full",
+        description="all of MNIST and enough epochs to reach the published baselines",
+        train_size=None,
+        val_size=5000,
+        test_size=None,
+        batch_size=128,
+        baseline_epochs={"lenet_300_100": 30, "lenet5": 20, "cnn": 12},
+        latency_runs=500,
+        latency_warmup=50,
+        repeats=3,
+        representative_samples=500,
+    ),
+}
+
+# Per-notebook settings: {notebook: {key: {"quick": value, "full": value}}}.
+# Each notebook owns its own block; keep both profiles side by side.
+NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
+    "00_setup_and_tour": {
+        "mlp_widths": {"quick": (8, 32, 128), "full": (8, 16, 32, 64, 128, 300)},
+        "mlp_epochs": {"quick": 1, "full": 5},
+    },
+    "01_sgd_loss_formulation": {
+        "learning_rates": {"quick": (0.01, 0.1, 0.5, 2.0), "full": (0.001, 0.01, 0.1, 0.5, 2.0)},
+        "lr_steps": {"quick": 90, "full": 1500},
+        "lr_batch_size": {"quick": 64, "full": 64},
+    },
+    # Notebooks 02-08 add their own blocks below, one block per notebook.
+}
+
+
+def get(name: str | None = None) -> Profile:
+    """The profile called ``name``; an unknown name is an error listing the valid ones."""
+    key = (name or DEFAULT).strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"Unknown effcourse profile {name!r}. Valid profiles: {', '.join(sorted(PROFILES))}. "
+            f"Set {ENV_VAR}=quick or {ENV_VAR}=full."
+        )
+    return PROFILES[key]
+
+
+def active() -> Profile:
+    """The profile named by ``$EFFCOURSE_PROFILE`` (default ``full``)."""
+    return get(os.environ.get(ENV_VAR) or DEFAULT)

@@ -1,0 +1,148 @@
+"""The results log every notebook writes to, and the Pareto frontier (notebook 00).
+
+One row per measured variant in ``build/results/<profile>.csv``. ``record`` appends under a
+file lock and replaces the file atomically, so notebooks can run in parallel and a crash
+never leaves half a file; a re-run replaces the rows with the same (notebook, model,
+variant, profile). Metrics that only one technique has (throughput, bubble, ...) go in
+``extra`` as JSON.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import env
+
+COLUMNS = [
+    "notebook", "technique", "model", "variant", "accuracy", "size_bytes", "dense_fp32_bytes",
+    "latency_ms", "latency_p90_ms", "macs", "profile", "timestamp", "versions", "extra",
+]
+KEY = ["notebook", "model", "variant", "profile"]
+REQUIRED = ["notebook", "technique", "model", "variant"]
+METRICS = ["accuracy", "size_bytes", "dense_fp32_bytes", "latency_ms", "latency_p90_ms", "macs"]
+
+
+class ResultError(ValueError):
+    """A results row that is incomplete or holds impossible values."""
+
+
+def path(profile: str | None = None) -> Path:
+    """build/results/<profile>.csv."""
+    from . import profile as _profile
+
+    name = profile or _profile.active().name
+    return env.build_dir("results") / f"{name}.csv"
+
+
+@contextlib.contextmanager
+def _locked(target: Path):
+    import fcntl
+
+    with open(target.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _validate(row: dict) -> dict:
+    missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
+    if missing:
+        raise ResultError(f"results.record needs non-empty text for {missing}; got "
+                          f"{ {k: row.get(k) for k in missing} }.")
+    extra = row.get("extra") or {}
+    if all(row.get(k) is None for k in METRICS) and not extra:
+        raise ResultError("results.record got no measurement: give at least one of "
+                          f"{METRICS} or a technique-specific metric as a keyword.")
+    for key in METRICS:
+        value = row.get(key)
+        if value is None:
+            continue
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as err:
+            raise ResultError(f"{key} must be a number, got {value!r}") from err
+        if not math.isfinite(value) or value < 0:
+            raise ResultError(f"{key} must be finite and >= 0, got {value}")
+        if key == "accuracy" and value > 1:
+            raise ResultError(f"accuracy is a fraction in [0, 1], got {value} (did you pass percent?)")
+        row[key] = value
+    return row
+
+
+def record(notebook: str, technique: str, model: str, variant: str, *, accuracy=None,
+           size_bytes=None, dense_fp32_bytes=None, latency_ms=None, latency_p90_ms=None,
+           macs=None, profile: str | None = None, **extra) -> dict:
+    """Append one measured variant to the results log (replacing an earlier run of it)."""
+    import pandas as pd
+
+    from . import profile as _profile
+
+    prof = profile or _profile.active().name
+    row = _validate({
+        "notebook": notebook, "technique": technique, "model": model, "variant": variant,
+        "accuracy": accuracy, "size_bytes": size_bytes, "dense_fp32_bytes": dense_fp32_bytes,
+        "latency_ms": latency_ms, "latency_p90_ms": latency_p90_ms, "macs": macs,
+        "extra": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()},
+    })
+    row.update(profile=prof, timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               versions=env.versions(), extra=json.dumps(row["extra"], sort_keys=True))
+    target = path(prof)
+    with _locked(target):
+        old = load(prof) if target.exists() else pd.DataFrame(columns=COLUMNS)
+        if len(old):
+            same = np.ones(len(old), dtype=bool)
+            for k in KEY:
+                same &= old[k].astype(str).to_numpy() == str(row[k])
+            old = old[~same]
+        new = pd.DataFrame([row], columns=COLUMNS)
+        table = new if old.empty else pd.concat([old[COLUMNS], new], ignore_index=True)
+        env.atomic_write_bytes(target, table.to_csv(index=False).encode())
+    return row
+
+
+def load(profile: str | None = None):
+    """The results log of a profile as a DataFrame (empty if nothing was recorded yet).
+
+    Adds ``compression`` = dense_fp32_bytes / size_bytes where both are known.
+    """
+    import pandas as pd
+
+    target = path(profile)
+    if not target.exists():
+        return pd.DataFrame(columns=COLUMNS + ["compression"])
+    table = pd.read_csv(target)
+    for col in METRICS:
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    table["compression"] = table["dense_fp32_bytes"] / table["size_bytes"]
+    return table
+
+
+def extra(table, key: str):
+    """One technique-specific metric from the ``extra`` JSON column, as a Series."""
+    return table["extra"].map(lambda s: json.loads(s).get(key) if isinstance(s, str) else None)
+
+
+def pareto_mask(size, accuracy) -> np.ndarray:
+    """True for points no other point beats: none is at most as large and at least as accurate,
+    better in one of the two. NaNs are never on the frontier."""
+    size = np.asarray(size, dtype=float)
+    acc = np.asarray(accuracy, dtype=float)
+    ok = np.isfinite(size) & np.isfinite(acc)
+    mask = np.zeros(len(size), dtype=bool)
+    for i in np.flatnonzero(ok):
+        better_or_equal = ok & (size <= size[i]) & (acc >= acc[i])
+        strictly = (size < size[i]) | (acc > acc[i])
+        mask[i] = not np.any(better_or_equal & strictly)
+    return mask
+
+
+def pareto_front(table, size: str = "size_bytes", accuracy: str = "accuracy"):
+    """The rows of ``table`` on the accuracy-versus-size Pareto frontier, sorted by size."""
+    return table[pareto_mask(table[size], table[accuracy])].sort_values(size)

@@ -1,0 +1,91 @@
+"""Training: the SGD update written out by hand, and the shared training helpers (notebook 01).
+
+Training minimises the empirical risk
+
+    L(w) = 1/N * sum_i  l(y_i, f(x_i; w))
+
+with mini-batch stochastic gradient descent: for a batch B, ``w <- w - eta * grad_w L_B(w)``.
+``sgd_step`` does exactly that with a ``GradientTape``; a unit test checks it against the
+tf_keras SGD optimizer to 1e-6.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def cross_entropy(labels, logits):
+    """Mean cross-entropy of integer labels under softmax(logits), written out.
+
+    l(y, z) = -log softmax(z)_y = -z_y + log sum_k exp(z_k)   (computed stably).
+    """
+    import tensorflow as tf
+
+    logits = tf.convert_to_tensor(logits)
+    labels = tf.cast(labels, tf.int32)
+    log_norm = tf.reduce_logsumexp(logits, axis=-1)
+    picked = tf.gather(logits, labels, axis=-1, batch_dims=1)
+    return tf.reduce_mean(log_norm - picked)
+
+
+def sgd_step(model, x, y, learning_rate: float, loss_fn=cross_entropy):
+    """One SGD update by hand: compute L on the batch, its gradient, and w <- w - eta * grad.
+
+    Returns the batch loss before the update. Introduced in notebook 01.
+    """
+    import tensorflow as tf
+
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    for var, grad in zip(model.trainable_variables, grads):
+        var.assign_sub(learning_rate * grad)
+    return float(loss)
+
+
+def train_manual(model, x, y, epochs: int, batch_size: int, learning_rate: float,
+                 seed: int = 0, loss_fn=cross_entropy, max_steps: int | None = None) -> list[float]:
+    """Plain mini-batch SGD with ``sgd_step`` over shuffled batches; returns the loss per step.
+
+    Stops after ``epochs`` passes or ``max_steps`` updates, whichever comes first.
+    """
+    rng = np.random.default_rng(seed)
+    losses: list[float] = []
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch_size):
+            if max_steps is not None and len(losses) >= max_steps:
+                return losses
+            idx = order[start:start + batch_size]
+            losses.append(sgd_step(model, x[idx], y[idx], learning_rate, loss_fn))
+    return losses
+
+
+def fit(model, data, epochs: int, batch_size: int = 128, callbacks=None, verbose: int = 0,
+        seed: int = 0, validation: bool = True):
+    """``model.fit`` on a ``data.MNIST`` with the course's pipeline; returns the History.
+
+    The model must already be compiled (``models.compile_classifier``).
+    """
+    from . import data as _data
+
+    return model.fit(
+        _data.pipeline(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed),
+        validation_data=_data.pipeline(data.x_val, data.y_val, 512) if validation else None,
+        epochs=epochs, callbacks=callbacks or [], verbose=verbose,
+    )
+
+
+def steps_per_second(step_fn, steps: int, warmup: int = 3) -> float:
+    """Run ``step_fn()`` ``warmup`` times untimed, then ``steps`` times; return steps per second."""
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    for _ in range(warmup):
+        step_fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step_fn()
+    return steps / (time.perf_counter() - start)

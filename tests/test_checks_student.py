@@ -1,0 +1,109 @@
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from effcourse import checks, student
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def todo(*args, **kwargs):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+# --- the mechanism ---------------------------------------------------------------------
+
+def test_check_on_placeholder_gives_a_hint():
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.call(todo, name="f")
+    with pytest.raises(checks.CheckFailed, match="ZeroDivisionError"):
+        checks.call(lambda: 1 / 0, name="f")
+
+
+def test_close_reports_the_gap(capsys):
+    assert checks.close([1.0, 2.0], [1.0, 2.0], "x")
+    assert capsys.readouterr().out.startswith("PASS")
+    with pytest.raises(checks.CheckFailed, match="off by 0.5"):
+        checks.close(1.5, 1.0, "x")
+
+
+def test_unknown_checks_module():
+    with pytest.raises(AttributeError):
+        checks.nothing_here
+
+
+# --- notebook 01 checks: fail on the placeholder and on typical mistakes, pass on answers ---
+
+def ce_solution(logits, labels):
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -logp[np.arange(len(labels)), labels].mean()
+
+
+def ce_naive(logits, labels):
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return -np.log(p[np.arange(len(labels)), labels]).mean()
+
+
+def test_nb01_cross_entropy():
+    assert checks.nb01.softmax_cross_entropy(ce_solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb01.softmax_cross_entropy(todo)
+    with np.errstate(all="ignore"), pytest.raises(checks.CheckFailed, match="log-sum-exp|not finite"):
+        checks.nb01.softmax_cross_entropy(ce_naive)
+
+
+def test_nb01_sgd_update():
+    assert checks.nb01.sgd_update(lambda ws, gs, eta: [w - eta * g for w, g in zip(ws, gs)])
+    with pytest.raises(checks.CheckFailed, match="against"):
+        checks.nb01.sgd_update(lambda ws, gs, eta: [w + eta * g for w, g in zip(ws, gs)])
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb01.sgd_update(todo)
+
+
+def test_nb01_macs():
+    assert checks.nb01.macs_dense(lambda w: sum(a * b for a, b in zip(w, w[1:])))
+    with pytest.raises(checks.CheckFailed, match="biases"):
+        checks.nb01.macs_dense(lambda w: sum(a * b + b for a, b in zip(w, w[1:])))
+
+
+# --- student copies ------------------------------------------------------------------------
+
+def test_strip_solution_keeps_scaffold():
+    src = "def f(x):\n    '''doc'''\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
+    out = student.strip_solution(src)
+    assert "return x + 1" not in out and "def f(x):" in out and "'''doc'''" in out
+    assert "    raise NotImplementedError" in out
+    whole = student.strip_solution("# choose k\nk = 8\n")
+    assert whole.splitlines() == ["# choose k", student.PLACEHOLDER]
+    with pytest.raises(ValueError):
+        student.strip_solution("### BEGIN SOLUTION\nx = 1\n")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_copy_has_no_solutions(path):
+    nb = nbformat.read(path, as_version=4)
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+    if path.stem != "00_setup_and_tour":
+        assert len(solutions) >= 3, "every topic notebook has at least three exercises"
+    copy = student.student_notebook(nb)
+    for orig, new in zip(nb.cells, copy.cells):
+        if "solution" in orig.metadata.get("tags", []):
+            assert "NotImplementedError" in new.source
+            body = orig.source.split(student.BEGIN)[1].split(student.END)[0] if student.BEGIN in orig.source else orig.source
+            for line in body.strip().splitlines():
+                if line.strip() and not line.strip().startswith("#"):
+                    assert line not in new.source.splitlines()
+    assert nb.cells[0].source == copy.cells[0].source
+
+
+def test_every_exercise_is_followed_by_a_check():
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if "solution" in cell.metadata.get("tags", []):
+                following = "\n".join(c.source for c in nb.cells[i + 1:i + 3] if c.cell_type == "code")
+                assert "checks." in following, f"{path.name} cell {i}: no check after the exercise"

@@ -1,0 +1,63 @@
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+import effcourse
+from effcourse import env, profile
+
+
+def test_keras_is_keras2():
+    assert effcourse.keras.__name__.startswith("tf_keras")
+    assert tf.keras.__name__.startswith("tf_keras")
+    assert type(effcourse.keras.layers.Dense(2)).__module__.startswith("tf_keras")
+
+
+def test_keras3_already_resolved_gives_clear_error():
+    code = ("import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
+            "import tensorflow as tf; tf.keras.layers\n"
+            "import effcourse\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in __import__('os').environ.items() if k != "TF_USE_LEGACY_KERAS"})
+    assert proc.returncode != 0
+    assert "Keras3Error" in proc.stderr and "Restart the kernel" in proc.stderr
+
+
+def test_setup_returns_profile_and_reports(capsys, monkeypatch):
+    monkeypatch.setenv("EFFCOURSE_PROFILE", "quick")
+    prof = effcourse.setup()
+    out = capsys.readouterr().out
+    assert prof.name == "quick"
+    assert "quick" in out and tf.__version__ in out and "CPU" in out
+
+
+def test_logical_devices_after_init_is_a_clear_error():
+    tf.constant(1.0)  # devices are initialised now
+    with pytest.raises(RuntimeError, match="Restart the kernel"):
+        env._configure_devices(7)
+
+
+def test_unknown_profile_lists_valid(monkeypatch):
+    monkeypatch.setenv("EFFCOURSE_PROFILE", "medium")
+    with pytest.raises(ValueError, match="full, quick"):
+        profile.active()
+
+
+def test_profiles_have_the_same_fields_and_quick_is_smaller():
+    quick, full = profile.get("quick"), profile.get("full")
+    assert quick.train_size < 55000 and full.train_size is None
+    for name, epochs in quick.baseline_epochs.items():
+        assert epochs <= full.baseline_epochs[name]
+    for nb, keys in profile.NOTEBOOK_SETTINGS.items():
+        for key, values in keys.items():
+            assert set(values) == {"quick", "full"}, f"{nb}.{key} needs a quick and a full value"
+    assert quick.section("01_sgd_loss_formulation").lr_steps < full.section("01_sgd_loss_formulation").lr_steps
+    with pytest.raises(KeyError, match="NOTEBOOK_SETTINGS"):
+        quick.section("99_nothing")
+
+
+def test_atomic_write_leaves_no_temp(tmp_path):
+    target = env.atomic_write_bytes(tmp_path / "a" / "f.bin", b"xyz")
+    assert target.read_bytes() == b"xyz"
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import effcourse
+from effcourse import models, train
+
+keras = effcourse.keras
+
+
+def test_parameter_counts_match_the_papers():
+    assert models.lenet_300_100().count_params() == 266_610
+    assert models.lenet5().count_params() == 431_080
+    assert models.cnn().count_params() == 121_930
+    for name in models.BUILDERS:
+        assert models.build(name).output_shape == (None, 10)
+
+
+def test_unknown_model_name():
+    with pytest.raises(KeyError, match="choose from"):
+        models.build("resnet")
+
+
+def test_pretrained_trains_once_then_loads(tmp_root, quick):
+    m1 = models.pretrained("lenet_300_100", quick)
+    cache = tmp_root / "build" / "cache" / "quick"
+    assert sorted(p.name for p in cache.iterdir()) == ["lenet_300_100.json", "lenet_300_100.keras"]
+    assert m1.effcourse_info["test_accuracy"] > 0.85  # a real, trained model
+    mtime = (cache / "lenet_300_100.keras").stat().st_mtime_ns
+    m2 = models.pretrained("lenet_300_100", quick)
+    assert (cache / "lenet_300_100.keras").stat().st_mtime_ns == mtime  # loaded, not retrained
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_training_is_deterministic(mnist, quick):
+    m1, _ = models.train_baseline("lenet_300_100", quick, data=mnist)
+    m2, _ = models.train_baseline("lenet_300_100", quick, data=mnist)
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_check_model_rejects_keras3_subclassed_and_non_models():
+    import keras as keras3
+
+    k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    with pytest.raises(models.ModelError, match="Keras 3"):
+        models.check_model(k3)
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    sub = Sub()
+    sub(np.zeros((1, 3), "float32"))
+    with pytest.raises(models.ModelError, match="subclassed"):
+        models.check_model(sub)
+    with pytest.raises(models.ModelError, match="tf_keras Model"):
+        models.check_model("model.h5")
+
+
+def test_clone_does_not_share_layers(tiny_model):
+    copy = models.clone(tiny_model)
+    assert all(a is not b for a, b in zip(copy.layers, tiny_model.layers))
+    copy.layers[-1].kernel.assign(tf.zeros_like(copy.layers[-1].kernel))
+    assert np.any(tiny_model.layers[-1].get_weights()[0] != 0)
+
+
+def test_cross_entropy_matches_keras():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(16, 10)).astype("float32") * 5
+    labels = rng.integers(0, 10, 16)
+    ref = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
+    assert abs(float(train.cross_entropy(labels, logits)) - float(ref)) < 1e-6
+
+
+def test_hand_written_sgd_equals_keras_sgd(tiny_model):
+    rng = np.random.default_rng(1)
+    x = rng.random((32, 8, 8, 1), dtype=np.float32)
+    y = rng.integers(0, 3, 32)
+    ours = models.clone(tiny_model, compile_like=False)
+    theirs = models.clone(tiny_model, compile_like=False)
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for _ in range(3):
+        train.sgd_step(ours, x, y, 0.1)
+        theirs.train_on_batch(x, y)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        assert np.max(np.abs(a - b)) < 1e-6
+    # and the update really moved the weights
+    assert any(np.max(np.abs(a - b)) > 1e-3 for a, b in zip(ours.get_weights(), tiny_model.get_weights()))
+
+
+def test_sgd_rejects_bad_learning_rate(tiny_model):
+    with pytest.raises(ValueError, match="learning_rate"):
+        train.sgd_step(tiny_model, np.zeros((1, 8, 8, 1), "float32"), np.zeros(1), 0.0)
+
+
+def test_manual_training_reduces_loss(mnist):
+    model = models.lenet_300_100()
+    losses = train.train_manual(model, mnist.x_train[:2000], mnist.y_train[:2000], epochs=1,
+                                batch_size=64, learning_rate=0.1)
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
