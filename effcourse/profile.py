@@ -84,7 +84,7 @@ PROFILES = {
 NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
     "00_setup_and_tour": {
         "mlp_widths": {"quick": (8, 32, 128), "full": (8, 16, 32, 64, 128, 300)},
-        "mlp_epochs": {"quick": 1, "full": 5},
+        "mlp_epochs": {"quick": 3, "full": 5},
     },
     "01_sgd_loss_formulation": {
         "learning_rates": {"quick": (0.01, 0.1, 0.5, 2.0), "full": (0.001, 0.01, 0.1, 0.5, 2.0)},
