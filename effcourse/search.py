@@ -1,0 +1,118 @@
+"""Automated compression under an accuracy budget (notebook 08).
+
+The search is deliberately simple and explainable: a fixed, seeded sample of
+configurations from a discrete space (the course's techniques and their settings), each
+built and *measured* by a caller-supplied ``evaluate(config)``; the answer is the smallest
+deployable artifact whose accuracy stays within the budget. A configuration that misses
+the budget is never returned, however small.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class BudgetError(RuntimeError):
+    """No configuration met the accuracy budget within the trial budget."""
+
+
+@dataclass
+class Trial:
+    """One measured configuration."""
+
+    config: dict
+    accuracy: float
+    size_bytes: int
+    meets_budget: bool
+    seconds: float
+    extra: dict = field(default_factory=dict)
+    artifact: bytes | None = None
+
+
+@dataclass
+class SearchResult:
+    """All trials, the budget, and the chosen (smallest within-budget) trial."""
+
+    trials: list
+    baseline_accuracy: float
+    max_drop: float
+    best: Trial
+
+    @property
+    def floor(self) -> float:
+        """The lowest accuracy the budget allows."""
+        return self.baseline_accuracy - self.max_drop
+
+    def table(self):
+        """The trials as a DataFrame, one row per configuration, sorted by size."""
+        import pandas as pd
+
+        rows = [dict(t.config, accuracy=t.accuracy, size_bytes=t.size_bytes,
+                     meets_budget=t.meets_budget, seconds=round(t.seconds, 2), **t.extra)
+                for t in self.trials]
+        return pd.DataFrame(rows).sort_values("size_bytes").reset_index(drop=True)
+
+
+def grid(space: dict) -> list[dict]:
+    """Every combination of a discrete space {name: [values]} as a list of dicts."""
+    if not space or any(len(v) == 0 for v in space.values()):
+        raise ValueError("The search space needs at least one value for every setting.")
+    names = list(space)
+    return [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+
+
+def sample(space: dict, trials: int, seed: int = 0, first: list[dict] | None = None) -> list[dict]:
+    """``trials`` distinct configurations: the ``first`` ones given, then a seeded random sample."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    configs = grid(space)
+    chosen = [dict(c) for c in (first or [])]
+    rest = [c for c in configs if c not in chosen]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(rest))
+    chosen += [rest[i] for i in order[: max(0, trials - len(chosen))]]
+    return chosen[:trials]
+
+
+def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, trials: int,
+           seed: int = 0, first: list[dict] | None = None, progress=None) -> SearchResult:
+    """Measure up to ``trials`` configurations and return the smallest one within the budget.
+
+    ``evaluate(config)`` must build the compressed model and return a dict with at least
+    ``accuracy`` (fraction, on held-out data) and ``size_bytes`` (compressed deployable
+    file); it may add ``artifact`` (the file's bytes) and other measurements. A trial meets
+    the budget when ``accuracy >= baseline_accuracy - max_drop``. Raises BudgetError if none
+    does. Introduced in notebook 08.
+    """
+    if not 0 <= max_drop < 1:
+        raise ValueError(f"max_drop is a fraction of accuracy in [0, 1), got {max_drop}")
+    if not 0 < baseline_accuracy <= 1:
+        raise ValueError(f"baseline_accuracy is a fraction in (0, 1], got {baseline_accuracy}")
+    floor = baseline_accuracy - max_drop
+    done = []
+    configs = sample(space, trials, seed, first)
+    for i, config in enumerate(configs):
+        start = time.perf_counter()
+        measured = dict(evaluate(dict(config)))
+        if "accuracy" not in measured or "size_bytes" not in measured:
+            raise KeyError("evaluate(config) must return a dict with 'accuracy' and 'size_bytes'.")
+        acc, size = float(measured.pop("accuracy")), int(measured.pop("size_bytes"))
+        artifact = measured.pop("artifact", None)
+        done.append(Trial(config, acc, size, bool(math.isfinite(acc) and acc >= floor),
+                          time.perf_counter() - start, measured, artifact))
+        if progress:
+            progress(i + 1, len(configs), done[-1])
+    within = [t for t in done if t.meets_budget]
+    if not within:
+        best_acc = max(done, key=lambda t: t.accuracy)
+        raise BudgetError(
+            f"None of {len(done)} configurations kept accuracy >= {floor:.4f} (baseline "
+            f"{baseline_accuracy:.4f} - budget {max_drop:.4f}); the most accurate reached "
+            f"{best_acc.accuracy:.4f} with {best_acc.config}. Widen the budget, add milder "
+            "settings to the space, or allow more trials.")
+    best = min(within, key=lambda t: (t.size_bytes, -t.accuracy))
+    return SearchResult(done, baseline_accuracy, max_drop, best)
