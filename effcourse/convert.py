@@ -87,8 +87,9 @@ def save(blob: bytes, path: os.PathLike) -> Path:
 
 
 def constant_tensors(blob: bytes) -> list[dict]:
-    """The tensors stored in a .tflite file (weights, biases): name, dtype, shape, bytes and
-    quantization scale / zero point, read from the flatbuffer itself."""
+    """The tensors stored in a .tflite file (weights, biases): name, dtype, shape, bytes,
+    quantization scale / zero point and the stored ``values`` (a NumPy array, None for types
+    NumPy lacks), read from the flatbuffer itself."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -101,13 +102,20 @@ def constant_tensors(blob: bytes) -> list[dict]:
             if data is None or len(data) == 0:
                 continue
             q = tensor.quantization
+            dtype = type_names.get(tensor.type, str(tensor.type))
+            shape = tuple(int(d) for d in tensor.shape) if tensor.shape is not None else ()
+            try:
+                values = np.frombuffer(bytes(bytearray(data)), dtype=np.dtype(dtype)).reshape(shape)
+            except (TypeError, ValueError):  # a type NumPy lacks (int4, string, ...) or packed data
+                values = None
             out.append({
                 "name": tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
-                "dtype": type_names.get(tensor.type, str(tensor.type)),
-                "shape": tuple(int(d) for d in tensor.shape) if tensor.shape is not None else (),
+                "dtype": dtype,
+                "shape": shape,
                 "bytes": len(data),
                 "scale": None if q is None or q.scale is None else np.asarray(q.scale),
                 "zero_point": None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint),
+                "values": values,
             })
     return out
 

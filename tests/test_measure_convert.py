@@ -103,3 +103,14 @@ def test_latency_report(tiny_model):
     lat = measure.latency(blob, runs=30, warmup=3)
     assert 0 < lat["latency_ms"] <= lat["latency_p90_ms"]
     assert lat["runs"] == 30 and lat["threads"] == 1
+
+
+def test_constant_tensors_hold_the_stored_values(tiny_model):
+    x = np.random.default_rng(0).random((30, 8, 8, 1), dtype=np.float32)
+    stored = convert.constant_tensors(convert.to_tflite(tiny_model, "int8", representative=x))
+    kernels = {t["shape"]: t for t in stored if len(t["shape"]) in (2, 4)}
+    out = kernels[(3, 6)]  # TFLite stores a Dense kernel as (out, in)
+    assert out["values"].dtype == np.int8 and out["values"].shape == (3, 6)
+    scale = out["scale"].reshape(-1, 1)  # one scale per output row (per-channel), or one in all
+    expected = np.round(tiny_model.get_layer("out").get_weights()[0].T / scale)
+    np.testing.assert_array_equal(out["values"], np.clip(expected, -127, 127))
