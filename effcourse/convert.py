@@ -120,12 +120,28 @@ def constant_tensors(blob: bytes) -> list[dict]:
     return out
 
 
-class TFLiteModel:
-    """A .tflite model in the LiteRT interpreter: ``predict`` on float images, quantizing if needed."""
+DELEGATES = ("auto", "none")
 
-    def __init__(self, model, threads: int = 1):
+
+class TFLiteModel:
+    """A .tflite model in the LiteRT interpreter: ``predict`` on float images, quantizing if needed.
+
+    ``delegate``: ``"auto"`` (default) is LiteRT's default, which applies the XNNPACK
+    delegate to the ops it supports; ``"none"`` runs the built-in kernels only (notebook 03
+    compares the two). Given a ``TFLiteModel``, its delegate setting is kept unless one is
+    passed. ``preserve_all_tensors`` keeps intermediate outputs readable (``activations``).
+    """
+
+    def __init__(self, model, threads: int = 1, delegate: str | None = None,
+                 preserve_all_tensors: bool = False):
         if isinstance(model, TFLiteModel):
+            delegate = delegate or model.delegate
             model = model.blob
+        delegate = delegate or "auto"
+        if delegate not in DELEGATES:
+            raise ValueError(f"Unknown delegate setting {delegate!r}; choose one of {', '.join(DELEGATES)}.")
+        self.delegate = delegate
+        self.preserve_all_tensors = preserve_all_tensors
         if isinstance(model, (str, os.PathLike)):
             model = Path(model).read_bytes() if is_tflite(model) else None
         if not isinstance(model, (bytes, bytearray)) or not is_tflite(model):
@@ -137,11 +153,31 @@ class TFLiteModel:
         self._batch = 1
 
     def _make(self):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        interp = Interpreter(model_content=self.blob, num_threads=self.threads)
+        resolver = (OpResolverType.AUTO if self.delegate == "auto"
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp = Interpreter(model_content=self.blob, num_threads=self.threads,
+                             experimental_op_resolver_type=resolver,
+                             experimental_preserve_all_tensors=self.preserve_all_tensors)
         interp.allocate_tensors()
         return interp
+
+    def ops(self) -> list[str]:
+        """The op names of the graph in execution order (delegate nodes left out)."""
+        return [op["op_name"] for op in self._interp._get_ops_details() if op["op_name"] != "DELEGATE"]
+
+    def delegated(self) -> str:
+        """Whether a delegate (XNNPACK) took the graph over: 'all', 'none' or 'partly (k nodes)'."""
+        details = self._interp._get_ops_details()
+        nodes = [op for op in details if op["op_name"] == "DELEGATE"]
+        if not nodes:
+            return "none"
+        outputs = {int(i) for op in nodes for i in op["outputs"]}
+        inputs = {int(i) for op in nodes for i in op["inputs"]}
+        whole = ({int(d["index"]) for d in self._interp.get_output_details()} <= outputs
+                 and {int(d["index"]) for d in self._interp.get_input_details()} <= inputs)
+        return "all" if whole and len(nodes) == 1 else f"partly ({len(nodes)} delegate nodes)"
 
     @property
     def input_details(self):
@@ -189,6 +225,28 @@ class TFLiteModel:
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Outputs for all of ``x``, in batches."""
         return np.concatenate([self.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def activations(self, x_batch: np.ndarray) -> dict:
+        """Every op's output on one batch, dequantized to float: {tensor name: (op name, array)}.
+
+        Needs ``preserve_all_tensors=True`` (the interpreter reuses intermediate buffers otherwise).
+        """
+        if not self.preserve_all_tensors:
+            raise ValueError("activations() needs TFLiteModel(..., preserve_all_tensors=True).")
+        self.run(x_batch)
+        tensors = {t["index"]: t for t in self._interp.get_tensor_details()}
+        out = {}
+        for op in self._interp._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
+            for idx in op["outputs"]:
+                det = tensors[int(idx)]
+                value = self._interp.get_tensor(int(idx))
+                scale, zero = det["quantization"]
+                if value.dtype in (np.int8, np.uint8, np.int16) and scale:
+                    value = (value.astype(np.float32) - zero) * scale
+                out[det["name"]] = (op["op_name"], np.asarray(value, dtype=np.float32))
+        return out
 
     def tensor_types(self):
         """(name, dtype, shape) of every tensor in the model: what the file really stores."""
