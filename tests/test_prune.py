@@ -1,0 +1,129 @@
+"""effcourse.prune: real sparsity in stripped kernels, 2:4 groups, exact channel surgery,
+no mutation of the caller's model, clear errors for bad input."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import effcourse
+from effcourse import measure, models, prune
+
+keras = effcourse.keras
+
+
+@pytest.fixture(scope="module")
+def small_data(mnist):
+    """A few hundred MNIST images: enough to run the training loop, fast."""
+    return dataclasses.replace(mnist, x_train=mnist.x_train[:512], y_train=mnist.y_train[:512],
+                               x_val=mnist.x_val[:256], y_val=mnist.y_val[:256])
+
+
+def _mlp():
+    model = models.lenet_300_100()
+    models.compile_classifier(model)
+    return model
+
+
+def _weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+# --- magnitude pruning ------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", ["polynomial", "constant"])
+def test_prune_and_finetune_reaches_sparsity_and_leaves_input_alone(small_data, schedule):
+    model = _mlp()
+    before = _weights(model)
+    pruned = prune.prune_and_finetune(model, small_data, 0.8, epochs=2, batch_size=64, schedule=schedule)
+    sparsity = prune.kernel_sparsity(pruned)
+    assert set(sparsity) == {"fc1", "fc2", "logits"}
+    for name, value in sparsity.items():
+        assert value == pytest.approx(0.8, abs=0.005), name  # zeros really counted in the kernels
+    assert not any("prune_low_magnitude" in layer.name for layer in pruned.layers)  # stripped
+    assert pruned.optimizer is not None  # compiled
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert prune.kernel_sparsity(model) == {"fc1": 0.0, "fc2": 0.0, "logits": 0.0}
+    assert measure.count_nonzero(pruned) < 0.25 * measure.count_params(pruned)
+
+
+def test_per_layer_sparsities_and_dense_layers(small_data):
+    pruned = prune.prune_and_finetune(models.lenet_300_100(), small_data, 0.5, epochs=1, batch_size=64,
+                                      per_layer={"fc1": 0.9, "logits": 0.0})
+    got = prune.kernel_sparsity(pruned)
+    assert got["fc1"] == pytest.approx(0.9, abs=0.005)
+    assert got["fc2"] == pytest.approx(0.5, abs=0.005)
+    assert got["logits"] == 0.0
+
+
+def test_wrap_does_not_share_layers_and_strip_keeps_zeros(tiny_model):
+    before = _weights(tiny_model)
+    wrapped = prune.wrap(tiny_model, 0.5, schedule="constant", begin_step=0, end_step=1, frequency=1)
+    assert all(a is not b for a in wrapped.layers for b in tiny_model.layers)
+    models.compile_classifier(wrapped, learning_rate=1e-2)
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    y = np.arange(16) % 3
+    wrapped.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=prune.callbacks())
+    stripped = prune.strip(wrapped)
+    for name, value in prune.kernel_sparsity(stripped).items():
+        assert value == pytest.approx(0.5, abs=0.02), name
+    assert all(np.array_equal(a, b) for a, b in zip(before, tiny_model.get_weights()))
+
+
+def test_m_by_n_pattern_holds_in_every_group(small_data):
+    pruned = prune.prune_and_finetune(models.lenet_300_100(), small_data, 0.5, epochs=1, batch_size=64,
+                                      m_by_n=(2, 4))
+    report = prune.m_by_n_report(pruned, (2, 4))
+    assert set(report) == {"fc1", "fc2", "logits"}
+    assert all(v == 1.0 for v in report.values())
+    for name, value in prune.kernel_sparsity(pruned).items():
+        assert value == pytest.approx(0.5, abs=0.01), name
+    # a random dense kernel does not pass
+    assert all(v < 0.01 for v in prune.m_by_n_report(models.lenet_300_100(), (2, 4)).values())
+
+
+def test_m_by_n_groups_run_along_input_channels():
+    kernel = np.ones((8, 3), dtype=np.float32)  # (in, out) as in Dense
+    kernel[[0, 1, 4, 5], :] = 0.0  # 2 zeros in each group of 4 inputs, for every output
+    assert prune.m_by_n_fraction(kernel, (2, 4)) == 1.0
+    kernel[0, 0] = 1.0
+    assert prune.m_by_n_fraction(kernel, (2, 4)) == pytest.approx(5 / 6)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
+def test_sparsity_outside_range(small_data, bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        prune.prune_and_finetune(_mlp(), small_data, bad, epochs=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        prune.wrap(_mlp(), bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        prune.wrap(_mlp(), 0.5, per_layer={"fc1": bad})
+
+
+def test_schedule_ending_after_training(small_data):
+    late = prune.make_schedule(0.8, "polynomial", begin_step=0, end_step=10_000, frequency=10)
+    with pytest.raises(ValueError, match="training ends"):
+        prune.prune_and_finetune(_mlp(), small_data, 0.8, epochs=1, schedule=late)
+    with pytest.raises(ValueError, match="per_layer"):
+        prune.wrap(_mlp(), 0.5, per_layer={"nope": 0.5})
+    with pytest.raises(ValueError, match="schedule"):
+        prune.wrap(_mlp(), 0.5, schedule="cosine")
+
+
+def test_rejects_keras3_subclassed_and_wrapped(tiny_model):
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    with pytest.raises(models.ModelError, match="Sequential or Functional"):
+        prune.wrap(Sub(), 0.5)
+    wrapped = prune.wrap(tiny_model, 0.5)
+    with pytest.raises(ValueError, match="already"):
+        prune.wrap(wrapped, 0.5)
+    with pytest.raises(TypeError, match="MNIST"):
+        prune.prune_and_finetune(tiny_model, (np.zeros(3), np.zeros(3)), 0.5, epochs=1)
