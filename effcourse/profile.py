@@ -88,10 +88,29 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
     },
     "01_sgd_loss_formulation": {
         "learning_rates": {"quick": (0.01, 0.1, 0.5, 2.0), "full": (0.001, 0.01, 0.1, 0.5, 2.0)},
-        "lr_steps": {"quick": 90, "full": 1500},
+        "lr_steps": {"quick": 90, "full": 600},
         "lr_batch_size": {"quick": 64, "full": 64},
     },
     # Notebooks 02-08 add their own blocks below, one block per notebook.
+    "03_quantization": {
+        "models": {"quick": ("lenet_300_100", "cnn"), "full": ("lenet_300_100", "cnn")},  # dense-heavy, conv
+        "qat_epochs": {"quick": 1, "full": 1},  # fine-tuning from the trained baseline
+        "qat_learning_rate": {"quick": 1e-4, "full": 1e-4},
+        "sqnr_samples": {"quick": 200, "full": 1000},  # test images for the per-layer error
+        "latency_rounds": {"quick": 3, "full": 7},  # interleaved rounds of profile.latency_runs each
+    },
+    "05_mixed_precision": {
+        "model": {"quick": "cnn", "full": "cnn"},
+        "train_steps": {"quick": 30, "full": 500},  # per policy, same batches
+        "chunk_steps": {"quick": 10, "full": 25},  # interleaved timing chunk
+        "grad_steps": {"quick": (0, 10, 30), "full": (0, 50, 300)},  # gradient snapshots
+        "lso_demo_steps": {"quick": 8, "full": 8},
+        "lso_overflow_at": {"quick": (2, 3), "full": (2, 3)},
+        "lso_growth_steps": {"quick": 3, "full": 3},
+        "op_rounds": {"quick": 3, "full": 9},  # interleaved single-op timing
+        "op_reps": {"quick": 5, "full": 20},
+        "qat_steps": {"quick": 5, "full": 60},
+    },
 }
 
 

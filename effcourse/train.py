@@ -29,21 +29,25 @@ def cross_entropy(labels, logits):
     return tf.reduce_mean(log_norm - picked)
 
 
-def sgd_step(model, x, y, learning_rate: float, loss_fn=cross_entropy):
-    """One SGD update by hand: compute L on the batch, its gradient, and w <- w - eta * grad.
-
-    Returns the batch loss before the update. Introduced in notebook 01.
-    """
+def _sgd_update(model, x, y, learning_rate, loss_fn):
     import tensorflow as tf
 
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     with tf.GradientTape() as tape:
         loss = loss_fn(y, model(x, training=True))
     grads = tape.gradient(loss, model.trainable_variables)
     for var, grad in zip(model.trainable_variables, grads):
         var.assign_sub(learning_rate * grad)
-    return float(loss)
+    return loss
+
+
+def sgd_step(model, x, y, learning_rate: float, loss_fn=cross_entropy):
+    """One SGD update by hand: compute L on the batch, its gradient, and w <- w - eta * grad.
+
+    Returns the batch loss before the update. Introduced in notebook 01.
+    """
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    return float(_sgd_update(model, x, y, learning_rate, loss_fn))
 
 
 def train_manual(model, x, y, epochs: int, batch_size: int, learning_rate: float,
@@ -52,6 +56,12 @@ def train_manual(model, x, y, epochs: int, batch_size: int, learning_rate: float
 
     Stops after ``epochs`` passes or ``max_steps`` updates, whichever comes first.
     """
+    import tensorflow as tf
+
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    # the same update as sgd_step, traced once into a graph so that many small steps are fast
+    step = tf.function(lambda xb, yb: _sgd_update(model, xb, yb, learning_rate, loss_fn))
     rng = np.random.default_rng(seed)
     losses: list[float] = []
     for _ in range(epochs):
@@ -60,7 +70,7 @@ def train_manual(model, x, y, epochs: int, batch_size: int, learning_rate: float
             if max_steps is not None and len(losses) >= max_steps:
                 return losses
             idx = order[start:start + batch_size]
-            losses.append(sgd_step(model, x[idx], y[idx], learning_rate, loss_fn))
+            losses.append(float(step(x[idx], y[idx])))
     return losses
 
 
