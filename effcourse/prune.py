@@ -301,3 +301,323 @@ def m_by_n_report(model, m_by_n=(2, 4)) -> dict:
         if kernel is not None and int(kernel.shape[-2]) % n == 0:
             out[layer.name] = m_by_n_fraction(kernel.numpy(), m_by_n)
     return out
+
+
+# --- sensitivity: one layer at a time, no fine-tuning -----------------------------------------
+
+def magnitude_mask(weights, sparsity: float) -> np.ndarray:
+    """Boolean keep-mask that zeroes the ``sparsity`` fraction of smallest-magnitude entries (exact count), notebook 02."""
+    sparsity = _check_sparsity(sparsity)
+    weights = np.asarray(weights)
+    n_zero = int(round(sparsity * weights.size))
+    keep = np.ones(weights.size, dtype=bool)
+    if n_zero:
+        order = np.argsort(np.abs(weights).ravel(), kind="stable")
+        keep[order[:n_zero]] = False
+    return keep.reshape(weights.shape)
+
+
+def sensitivity_scan(model, x, y, sparsities, layers=None):
+    """Accuracy when one layer at a time is magnitude-pruned to each sparsity, no fine-tuning (DataFrame), notebook 02.
+
+    Columns: layer, sparsity, accuracy, params (kernel size). The other layers stay dense;
+    the caller's model is not changed (a clone is pruned and restored between points).
+    Sparsity 0 rows give the dense accuracy.
+    """
+    import pandas as pd
+
+    from . import measure, models
+
+    check_model(model, what="prune.sensitivity_scan")
+    names = prunable_layers(model)
+    layers = list(layers) if layers is not None else names
+    unknown = sorted(set(layers) - set(names))
+    if unknown:
+        raise ValueError(f"layers {unknown} are not prunable layers of this model; choose from {names}.")
+    sparsities = sorted({0.0, *(_check_sparsity(s) for s in sparsities)})
+    work = models.clone(model, compile_like=False)
+    rows = []
+    dense_acc = measure.accuracy(work, x, y)
+    for name in layers:
+        kernel = _kernel_of(work.get_layer(name))
+        original = kernel.numpy()
+        for s in sparsities:
+            if s == 0.0:
+                acc = dense_acc
+            else:
+                kernel.assign(original * magnitude_mask(original, s))
+                acc = measure.accuracy(work, x, y)
+            rows.append({"layer": name, "sparsity": s, "accuracy": acc, "params": int(original.size)})
+        kernel.assign(original)
+    return pd.DataFrame(rows, columns=["layer", "sparsity", "accuracy", "params"])
+
+
+def overall_sparsity(model, per_layer: dict) -> float:
+    """Fraction of all Dense/Conv kernel weights removed by per-layer sparsities {layer: s} (others 0), notebook 02.
+
+    The uniform sparsity with the same number of kept kernel weights.
+    """
+    check_model(model, need_graph=False, what="prune.overall_sparsity")
+    sizes = {layer.name: int(np.prod(_kernel_of(layer).shape)) for layer in model.layers
+             if _kernel_of(layer) is not None}
+    unknown = sorted(set(per_layer) - set(sizes))
+    if unknown:
+        raise ValueError(f"{unknown} are not Dense/Conv layers of this model; layers: {sorted(sizes)}.")
+    removed = sum(_check_sparsity(s, f"sparsity of {k!r}") * sizes[k] for k, s in per_layer.items())
+    return removed / sum(sizes.values())
+
+
+def allocate_sparsity(scan, model, target: float, max_sparsity: float | None = None) -> dict:
+    """Per-layer sparsities from a ``sensitivity_scan`` whose overall sparsity reaches ``target``, notebook 02.
+
+    Greedy: starting from dense, repeatedly move the layer whose next scanned sparsity costs
+    the least accuracy per removed weight, until ``overall_sparsity`` >= ``target``. Big,
+    insensitive layers end up pruned hardest (Han et al. 2015 chose by hand the same way).
+    """
+    target = _check_sparsity(target, "target")
+    grid = {name: grp.sort_values("sparsity") for name, grp in scan.groupby("layer")}
+    sizes = {name: int(grp["params"].iloc[0]) for name, grp in grid.items()}
+    total = sum(int(np.prod(_kernel_of(layer).shape)) for layer in model.layers
+                if _kernel_of(layer) is not None)
+    pos = {name: 0 for name in grid}
+    choice = {name: 0.0 for name in grid}
+
+    def removed():
+        return sum(choice[n] * sizes[n] for n in choice)
+
+    while removed() < target * total - 1e-9:
+        best, best_cost = None, None
+        for name, grp in grid.items():
+            if pos[name] + 1 >= len(grp):
+                continue
+            nxt = grp.iloc[pos[name] + 1]
+            if max_sparsity is not None and nxt["sparsity"] > max_sparsity:
+                continue
+            cur = grp.iloc[pos[name]]
+            gained = (nxt["sparsity"] - cur["sparsity"]) * sizes[name]
+            cost = max(0.0, cur["accuracy"] - nxt["accuracy"]) / gained
+            if best_cost is None or cost < best_cost - 1e-12:
+                best, best_cost = name, cost
+        if best is None:
+            raise ValueError(f"the scan's sparsities cannot reach an overall sparsity of {target}; "
+                             "scan higher sparsities (or more layers), or lower the target.")
+        pos[best] += 1
+        choice[best] = float(grid[best].iloc[pos[best]]["sparsity"])
+    return choice
+
+
+# --- channel (filter) pruning: a physically narrower model ------------------------------------
+
+CHANNEL_PASS_THROUGH = ("InputLayer", "Activation", "ReLU", "LeakyReLU", "ELU",
+                        "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+                        "GlobalMaxPooling2D", "Dropout", "SpatialDropout2D", "ZeroPadding2D",
+                        "Cropping2D", "GaussianNoise", "GaussianDropout")
+CHANNEL_MERGE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
+def _prunable_unit_layer(layer) -> bool:
+    import tf_keras
+
+    return type(layer) in (tf_keras.layers.Conv2D, tf_keras.layers.Dense)
+
+
+def channel_norms(model, ord: int = 2) -> dict:
+    """Norm of each output filter/unit of every Conv2D/Dense layer, {layer: array}, notebook 02.
+
+    The L1 (``ord=1``) or L2 norm of the weights feeding each output channel (Li et al. 2017
+    rank filters by L1); small-norm channels contribute least and are removed first.
+    """
+    check_model(model, what="prune.channel_norms")
+    if ord not in (1, 2):
+        raise ValueError(f"ord must be 1 or 2, got {ord}.")
+    out = {}
+    for layer in model.layers:
+        if _prunable_unit_layer(layer):
+            k = layer.kernel.numpy()
+            flat = k.reshape(-1, k.shape[-1])
+            out[layer.name] = np.abs(flat).sum(0) if ord == 1 else np.sqrt((flat ** 2).sum(0))
+    return out
+
+
+def _output_layer_names(model) -> set:
+    return {t._keras_history.layer.name for t in model.outputs}
+
+
+def kept_channels(model, keep: dict, ord: int = 2) -> dict:
+    """Indices of the channels each layer keeps, {layer: sorted array}: the largest-norm ``keep[layer]``, notebook 02.
+
+    ``keep`` maps a Conv2D/Dense layer name to a number of channels (int >= 1) or a
+    fraction (float in (0, 1]). Output layers cannot lose units (the classes).
+    """
+    check_model(model, what="prune.kept_channels")
+    if not isinstance(keep, dict) or not keep:
+        raise TypeError("keep must be a non-empty dict {layer name: channels to keep (int) or fraction (float)}.")
+    norms = channel_norms(model, ord)
+    outputs = _output_layer_names(model)
+    names = [layer.name for layer in model.layers]
+    plan = {}
+    for name, amount in keep.items():
+        if name not in names:
+            raise ValueError(f"keep names {name!r}, which is not a layer of this model; layers: {names}.")
+        layer = model.get_layer(name)
+        if not _prunable_unit_layer(layer):
+            raise ValueError(f"channel pruning removes filters of Conv2D and units of Dense layers; "
+                             f"{name!r} is a {type(layer).__name__}.")
+        if name in outputs:
+            raise ValueError(f"{name!r} produces the model's output: its units are the classes and "
+                             "cannot be removed. Prune the hidden layers.")
+        width = len(norms[name])
+        if isinstance(amount, (bool, np.bool_)) or not isinstance(amount, (int, float, np.integer, np.floating)):
+            raise TypeError(f"keep[{name!r}] must be an int (channels) or a float (fraction), got {amount!r}.")
+        if isinstance(amount, (float, np.floating)):
+            if not 0 < amount <= 1:
+                raise ValueError(f"keep[{name!r}] = {amount}: a fraction must be in (0, 1].")
+            count = max(1, int(round(amount * width)))
+        else:
+            count = int(amount)
+            if not 1 <= count <= width:
+                raise ValueError(f"keep[{name!r}] = {count}: must be between 1 and the layer's {width} channels.")
+        plan[name] = np.sort(np.argsort(-norms[name], kind="stable")[:count])
+    return plan
+
+
+def _feature_flow(model, kept: dict) -> dict:
+    """For every layer: (input feature indices kept, output feature indices kept); None = all."""
+    import tensorflow as tf
+
+    feat = {t.ref(): None for t in model.inputs}
+    flow = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if len(layer._inbound_nodes) != 1:
+            raise ValueError(f"layer {layer.name!r} is used {len(layer._inbound_nodes)} times; channel "
+                             "pruning needs each layer called once (rebuild the model from its config).")
+        inputs = tf.nest.flatten(layer.input)
+        ins = [feat[t.ref()] for t in inputs]
+        idx = ins[0]
+        if _prunable_unit_layer(layer):
+            if getattr(layer, "groups", 1) != 1 or getattr(layer, "data_format", "channels_last") != "channels_last":
+                raise ValueError(f"{layer.name!r}: channel pruning handles channels_last, ungrouped Conv2D only.")
+            out = kept.get(layer.name)
+        elif kind == "Flatten":
+            if idx is None:
+                out = None
+            else:
+                shape = inputs[0].shape
+                positions, channels = int(np.prod(shape[1:-1])), int(shape[-1])
+                out = (np.arange(positions)[:, None] * channels + idx[None, :]).ravel()
+        elif kind in CHANNEL_PASS_THROUGH or (kind == "BatchNormalization" and layer.axis in ([-1], [3], -1, 3)):
+            out = idx
+        elif kind in CHANNEL_MERGE:
+            same = all((a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+                       for a, b in zip(ins, ins[1:]))
+            if not same:
+                raise ValueError(f"{layer.name!r} ({kind}) merges tensors whose kept channels differ; "
+                                 "keep the same channels in every branch feeding it, or do not prune them.")
+            out = idx
+        elif all(i is None for i in ins):
+            out = None  # no pruned channels reach this layer: it is copied unchanged
+        else:
+            raise ValueError(
+                f"channel pruning cannot pass pruned channels through layer {layer.name!r} ({kind}). "
+                f"It handles Conv2D, Dense, Flatten, BatchNormalization, {', '.join(CHANNEL_MERGE)} and "
+                f"the pass-through layers {', '.join(CHANNEL_PASS_THROUGH)}. "
+                "Do not prune the layers that feed it.")
+        flow[layer.name] = (idx, out)
+        feat[layer.output.ref()] = out
+    return flow
+
+
+def channel_mask(model, keep: dict, ord: int = 2):
+    """A same-shape copy of ``model`` in which the channels ``channel_prune`` removes are zeroed, notebook 02.
+
+    The removed filters (and their biases) and the weights that read them in the next
+    layer are set to zero, so this wide model computes exactly what the narrow model does.
+    """
+    from . import models
+
+    kept = kept_channels(model, keep, ord)
+    flow = _feature_flow(model, kept)
+    wide = models.clone(model, compile_like=False)
+    for name, (in_idx, out_idx) in flow.items():
+        layer = wide.get_layer(name)
+        if not _prunable_unit_layer(layer):
+            continue
+        kernel, *rest = layer.get_weights()
+        if in_idx is not None:
+            drop = np.setdiff1d(np.arange(kernel.shape[-2]), in_idx)
+            kernel[..., drop, :] = 0.0
+        if name in kept:
+            drop = np.setdiff1d(np.arange(kernel.shape[-1]), out_idx)
+            kernel[..., drop] = 0.0
+            rest = [r.copy() for r in rest]
+            for r in rest:
+                r[drop] = 0.0
+        layer.set_weights([kernel, *rest])
+    return wide
+
+
+def channel_prune(model, keep: dict, ord: int = 2):
+    """A physically narrower copy of ``model``: the largest-norm filters/units of each layer in ``keep``, notebook 02.
+
+    For Sequential/Functional models of Conv2D and Dense layers (with Flatten, pooling,
+    activations, dropout, BatchNormalization and elementwise merges between them). Each
+    kept filter keeps its weights; the next layer keeps only the input weights of kept
+    channels. Before fine-tuning, the result computes what ``channel_mask`` computes.
+    Returns a compiled model with fewer parameters and MACs; fine-tune it with ``finetune``.
+    """
+    import tf_keras
+
+    from . import models
+
+    check_model(model, what="prune.channel_prune")
+    kept = kept_channels(model, keep, ord)
+    flow = _feature_flow(model, kept)
+
+    def narrower(layer):
+        config = layer.get_config()
+        if layer.name in kept:
+            config["filters" if "filters" in config else "units"] = int(len(kept[layer.name]))
+        return type(layer).from_config(config)
+
+    narrow = tf_keras.models.clone_model(model, clone_function=narrower)
+    for layer in model.layers:
+        if layer.name not in flow or not layer.weights:
+            continue
+        in_idx, out_idx = flow[layer.name]
+        weights = layer.get_weights()
+        if _prunable_unit_layer(layer):
+            kernel, *rest = weights
+            if in_idx is not None:
+                kernel = np.take(kernel, in_idx, axis=-2)
+            if layer.name in kept:
+                kernel = kernel[..., out_idx]
+                rest = [r[out_idx] for r in rest]
+            weights = [kernel, *rest]
+        elif in_idx is not None:  # BatchNormalization: every vector is per channel
+            weights = [w[in_idx] for w in weights]
+        narrow.get_layer(layer.name).set_weights(weights)
+    return models.compile_classifier(narrow)
+
+
+def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 3e-4,
+             verbose: int = 0, seed: int = 0):
+    """Fine-tune a copy of ``model`` on ``data`` (Adam, cosine-decayed rate); return it compiled, notebook 02."""
+    import tf_keras
+
+    from . import data as _data
+    from . import env, models, train
+
+    check_model(model, what="prune.finetune")
+    if not isinstance(data, _data.MNIST):
+        raise TypeError(f"data must be an effcourse.data.MNIST (data.load(profile)), got {type(data).__name__}.")
+    env.seed_everything(seed)
+    copy = models.clone(model, compile_like=False)
+    total = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
+    lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, total, alpha=0.05)
+    models.compile_classifier(copy, optimizer=tf_keras.optimizers.Adam(lr))
+    hist = train.fit(copy, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed)
+    copy.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return copy

@@ -127,3 +127,103 @@ def test_rejects_keras3_subclassed_and_wrapped(tiny_model):
         prune.wrap(wrapped, 0.5)
     with pytest.raises(TypeError, match="MNIST"):
         prune.prune_and_finetune(tiny_model, (np.zeros(3), np.zeros(3)), 0.5, epochs=1)
+
+
+# --- sensitivity and allocation -------------------------------------------------------------
+
+def test_sensitivity_scan_and_allocation(mnist):
+    model = models.lenet_300_100()
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in model.get_weights()])
+    before = _weights(model)
+    scan = prune.sensitivity_scan(model, mnist.x_val[:200], mnist.y_val[:200], [0.5, 0.9])
+    assert list(scan["layer"].unique()) == ["fc1", "fc2", "logits"]
+    assert len(scan) == 9 and scan["accuracy"].between(0, 1).all()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    per_layer = prune.allocate_sparsity(scan, model, 0.85)
+    assert prune.overall_sparsity(model, per_layer) >= 0.85
+    assert per_layer["fc1"] == 0.9  # the big layer carries the cut
+    with pytest.raises(ValueError, match="cannot reach"):
+        prune.allocate_sparsity(scan, model, 0.95)
+    mask = prune.magnitude_mask(np.array([3.0, -1.0, 0.5, -4.0]), 0.5)
+    assert mask.tolist() == [True, False, False, True]
+
+
+# --- channel pruning --------------------------------------------------------------------------
+
+def _conv_bn_model():
+    inp = keras.Input((10, 10, 2))
+    x = keras.layers.Conv2D(6, 3, name="c1")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="c2")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dense(12, activation="relu", name="fc")(x)
+    x = keras.layers.Dropout(0.3, name="drop")(x)
+    out = keras.layers.Dense(3, name="out")(x)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(1)
+    weights = [rng.normal(0, 0.4, w.shape).astype("float32") for w in model.get_weights()]
+    weights[5] = np.abs(weights[5]) + 0.5  # BN moving variance > 0
+    model.set_weights(weights)
+    return model
+
+
+@pytest.mark.parametrize("build", [_conv_bn_model, models.lenet5], ids=["functional_bn", "lenet5"])
+def test_narrow_model_equals_masked_wide_model(build):
+    model = build()
+    if model.name == "lenet5":
+        keep = {"conv1": 8, "conv2": 0.4, "fc1": 100}
+        x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    else:
+        keep = {"c1": 3, "c2": 0.5, "fc": 5}
+        x = np.random.default_rng(0).random((8, 10, 10, 2), dtype=np.float32)
+    before = _weights(model)
+    narrow = prune.channel_prune(model, keep)
+    wide = prune.channel_mask(model, keep)
+    np.testing.assert_allclose(narrow.predict(x, verbose=0), wide.predict(x, verbose=0), atol=1e-5)
+    assert measure.count_params(narrow) < measure.count_params(model)
+    assert measure.macs(narrow) < measure.macs(model)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    # the kept channels are the largest-norm ones
+    name = next(iter(keep))
+    norms = prune.channel_norms(model)[name]
+    kept = prune.kept_channels(model, keep)[name]
+    assert norms[kept].min() >= np.delete(norms, kept).max()
+    assert narrow.get_layer(name).kernel.shape[-1] == len(kept)
+
+
+def test_lenet5_channel_pruning_cuts_macs():
+    model = models.lenet5()
+    narrow = prune.channel_prune(model, {"conv1": 10, "conv2": 25, "fc1": 250})
+    table = measure.macs_table(narrow).set_index("layer")["macs"]
+    assert table["conv1"] == 24 * 24 * 25 * 10
+    assert table["conv2"] == 8 * 8 * 25 * 10 * 25
+    assert table["fc1"] == 4 * 4 * 25 * 250
+
+
+def test_channel_pruning_bad_input():
+    model = models.lenet5()
+    with pytest.raises(ValueError, match="output"):
+        prune.channel_prune(model, {"logits": 5})
+    with pytest.raises(ValueError, match="MaxPooling2D"):
+        prune.channel_prune(model, {"pool1": 5})
+    with pytest.raises(ValueError, match="between 1"):
+        prune.channel_prune(model, {"conv1": 0})
+    with pytest.raises(ValueError, match="not a layer"):
+        prune.channel_prune(model, {"nope": 3})
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="c")(inp)
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(x)
+    x = keras.layers.Flatten()(x)
+    unsupported = keras.Model(inp, keras.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match="DepthwiseConv2D"):
+        prune.channel_prune(unsupported, {"c": 2})
+    inp = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inp)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="b")(inp)
+    merged = keras.layers.Add(name="add")([a, b])
+    branched = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(merged)))
+    with pytest.raises(ValueError, match="branch"):
+        prune.channel_prune(branched, {"a": 2})
