@@ -1,0 +1,355 @@
+"""effcourse.precision and the notebook 05 checks: formats against finfo, policies that always
+restore, loss scaling that recovers underflowing gradients, clear errors for bad input."""
+import ml_dtypes
+import numpy as np
+import pytest
+
+import effcourse
+from effcourse import checks, models, precision
+
+keras = effcourse.keras
+mp = keras.mixed_precision
+
+
+def todo(*args, **kwargs):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Every test starts and must end under the float32 global policy."""
+    mp.set_global_policy("float32")
+    yield
+    assert mp.global_policy().name == "float32", "a test left a mixed global policy behind"
+    mp.set_global_policy("float32")
+
+
+# --- formats -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, info", [("float32", np.finfo(np.float32)), ("float16", np.finfo(np.float16)),
+                                        ("bfloat16", ml_dtypes.finfo(ml_dtypes.bfloat16))])
+def test_format_table_equals_finfo(name, info):
+    row = precision.format_table().loc[name]
+    assert row["bits"] == info.bits and row["exponent bits"] == info.nexp and row["mantissa bits"] == info.nmant
+    assert row["sign bits"] + row["exponent bits"] + row["mantissa bits"] == info.bits
+    assert row["epsilon"] == float(info.eps)
+    assert row["largest"] == float(info.max)
+    assert row["smallest normal"] == float(info.smallest_normal)
+    assert row["smallest subnormal"] == float(info.smallest_subnormal)
+    assert row["decimal digits"] == info.precision
+
+
+def test_format_table_int8_and_known_values():
+    table = precision.format_table()
+    assert table.loc["int8", "largest"] == np.iinfo(np.int8).max and table.loc["int8", "bits"] == 8
+    assert np.isnan(table.loc["int8", "smallest subnormal"])
+    assert table.loc["float16", "largest"] == 65504.0
+    assert table.loc["float16", "smallest subnormal"] == 2.0 ** -24
+    assert table.loc["bfloat16", "largest"] == pytest.approx(table.loc["float32", "largest"], rel=1e-2)
+    with pytest.raises(ValueError, match="float16"):
+        precision.format_table(["float64"])
+
+
+def test_bit_fields_and_round_trip():
+    one = precision.bit_fields(1.0, "float16")
+    assert (one["sign"], one["exponent"], one["mantissa"]) == ("0", "01111", "0" * 10)
+    neg = precision.bit_fields(-2.0, "bfloat16")
+    assert (neg["sign"], neg["exponent"], neg["mantissa"]) == ("1", "10000000", "0" * 7)
+    assert precision.bit_fields(-1, "int8")["sign"] + precision.bit_fields(-1, "int8")["mantissa"] == "11111111"
+    stored = precision.round_trip([1e-9, 70000.0, 1.0 + 2 ** -11], "float16")
+    assert stored[0] == 0 and np.isinf(stored[1]) and stored[2] == 1.0  # flush, overflow, round to even
+    assert precision.round_trip([70000.0], "bfloat16")[0] == pytest.approx(70000, rel=2 ** -8)
+    assert np.allclose(precision.round_trip([1.0, -0.5, 0.25], "int8"), [1.0, -0.5, 0.25], atol=1 / 127)
+    with pytest.raises(ValueError, match="scale"):
+        precision.round_trip([1.0], "int8", scale=0.0)
+    table = precision.rounding_table([0.1, 3.0])
+    assert table.loc[1, "float16 rel. error"] == 0 and table.loc[0, "bfloat16 rel. error"] > table.loc[0, "float16 rel. error"]
+
+
+# --- policies ----------------------------------------------------------------------------------
+
+def test_use_policy_restores_even_when_the_body_raises():
+    with precision.use_policy("mixed_float16") as pol:
+        assert pol.name == mp.global_policy().name == "mixed_float16"
+    assert mp.global_policy().name == "float32"
+    with pytest.raises(RuntimeError, match="boom"):
+        with precision.use_policy("mixed_bfloat16"):
+            assert mp.global_policy().name == "mixed_bfloat16"
+            raise RuntimeError("boom")
+    assert mp.global_policy().name == "float32"
+    mp.set_global_policy("mixed_bfloat16")  # restores whatever was there, not always float32
+    try:
+        with pytest.raises(KeyError):
+            with precision.use_policy("mixed_float16"):
+                raise KeyError("x")
+        assert mp.global_policy().name == "mixed_bfloat16"
+    finally:
+        mp.set_global_policy("float32")
+
+
+def test_unknown_policy_is_a_clear_error():
+    with pytest.raises(ValueError, match="mixed_float16.*mixed_bfloat16"):
+        precision.get_policy("mixed_float8")
+    with pytest.raises(ValueError, match="Unknown dtype policy"):
+        with precision.use_policy("fp16"):
+            pass
+    assert mp.global_policy().name == "float32"
+    with pytest.raises(ValueError):
+        precision.build("cnn", "float64")
+
+
+def test_with_policy_keeps_weights_and_float32_logits(tiny_model):
+    mixed = precision.with_policy(tiny_model, "mixed_float16")
+    table = precision.layer_dtypes(mixed)
+    computing = table[table["layer"] != precision.OUTPUT_LAYER]
+    assert set(computing["compute dtype"]) == {"float16"} and set(computing["output dtype"]) == {"float16"}
+    assert table.iloc[-1]["output dtype"] == "float32"
+    assert set(table.loc[table["variable dtype"] != "-", "variable dtype"]) == {"float32"}
+    for a, b in zip(mixed.get_weights(), tiny_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(mixed(x).numpy(), tiny_model(x).numpy(), atol=0.05)
+    back = precision.with_policy(mixed, "float32")
+    assert precision.OUTPUT_LAYER not in [layer.name for layer in back.layers]
+    assert precision.model_policy(back) == "float32"
+    np.testing.assert_allclose(back(x).numpy(), tiny_model(x).numpy(), atol=1e-6)
+    assert mp.global_policy().name == "float32"
+
+
+def test_policy_set_after_model_creation_is_explained():
+    model = models.cnn()  # built under float32
+    with pytest.raises(ValueError, match="created under the policy 'float32'.*reads the global policy once"):
+        precision.compile_mixed(model, "mixed_float16")
+    mp.set_global_policy("mixed_float16")  # the classic mistake: set the policy after building
+    try:
+        with pytest.raises(ValueError, match="global policy is 'mixed_float16'"):
+            precision.compile_mixed(model)
+    finally:
+        mp.set_global_policy("float32")
+    with precision.use_policy("mixed_float16"):
+        f16_logits = models.cnn()
+    with pytest.raises(ValueError, match="float16 logits.*dtype='float32'"):
+        precision.check_policy(f16_logits, "mixed_float16")
+
+
+def test_compile_mixed_wraps_only_float16():
+    f16 = precision.compile_mixed(precision.build("lenet_300_100", "mixed_float16"), "mixed_float16")
+    assert isinstance(f16.optimizer, mp.LossScaleOptimizer)
+    assert float(f16.optimizer.loss_scale) == precision.DEFAULT_LOSS_SCALE
+    bf16 = precision.compile_mixed(precision.build("lenet_300_100", "mixed_bfloat16"), "mixed_bfloat16")
+    assert not isinstance(bf16.optimizer, mp.LossScaleOptimizer)
+
+
+# --- loss scaling ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("inf"), float("nan")])
+def test_bad_loss_scale_is_a_clear_error(bad, tiny_model):
+    with pytest.raises(ValueError, match="loss scale must be a finite number > 0"):
+        precision.loss_scale_optimizer(keras.optimizers.SGD(0.1), initial_scale=bad)
+    with pytest.raises(ValueError, match="> 0"):
+        precision.gradients(tiny_model, np.zeros((1, 8, 8, 1), np.float32), np.array([0]), loss_scale=bad)
+    with pytest.raises(ValueError, match="> 0"):
+        precision.underflow_stats([1e-3], scale=bad)
+
+
+def test_loss_scale_type_and_growth_errors():
+    with pytest.raises(TypeError, match="number"):
+        precision.loss_scale_optimizer(initial_scale="big")
+    with pytest.raises(ValueError, match="growth_steps"):
+        precision.loss_scale_optimizer(growth_steps=0)
+
+
+def _tiny_underflow_model():
+    """A float16 layer whose weight gradient is about 5.5e-9: below half of float16's smallest subnormal."""
+    with precision.use_policy("mixed_float16"):
+        inp = keras.Input((2,))
+        z = keras.layers.Dense(2, use_bias=False, name="dense")(inp)
+        out = keras.layers.Activation("linear", dtype="float32", name=precision.OUTPUT_LAYER)(z)
+        model = keras.Model(inp, out)
+    a = 2.0 ** -13  # a normal float16 input; logits +-5, so p(wrong class) ~ 4.5e-5
+    model.set_weights([np.array([[5 / a, -5 / a], [0, 0]], np.float32)])
+    return model, np.array([[a, 0.0]], np.float32), np.array([0])
+
+
+def test_loss_scaling_recovers_gradients_that_underflow():
+    model, x, y = _tiny_underflow_model()
+    exact = precision.gradients(precision.with_policy(model, "float32"), x, y)["weights"][0]
+    assert 1e-9 < abs(exact[0, 1]) < 2.0 ** -25  # would flush to zero in float16
+    plain = precision.gradients(model, x, y)["weights"][0]
+    assert np.count_nonzero(plain) == 0, "without scaling the float16 backward pass flushes them"
+    scaled = precision.gradients(model, x, y, loss_scale=2 ** 15)["weights"][0]
+    np.testing.assert_allclose(scaled, exact, rtol=2e-3, atol=0)
+    assert np.count_nonzero(scaled) == np.count_nonzero(exact) == 2
+    # The same numbers in underflow_stats: flushed at scale 1, recovered at 2**15.
+    assert precision.underflow_stats(exact, "float16")["flushed"] == 1.0
+    assert precision.underflow_stats(exact, "float16", 2 ** 15)["flushed"] == 0.0
+
+
+def test_underflow_stats_and_suggested_scale():
+    values = np.array([0.0, 1e-9, 1e-6, 1e-3, 1e5])
+    stats = precision.underflow_stats(values, "float16")
+    assert stats["nonzero"] == 4
+    assert stats["flushed"] == 0.25 and stats["subnormal"] == 0.25 and stats["overflow"] == 0.25
+    assert precision.underflow_stats(values, "bfloat16")["flushed"] == 0.0
+    assert precision.suggest_loss_scale([1e-3, 0.5]) == 2.0 ** 16  # 0.5 * 2**17 = 65536 > 65504
+    with pytest.raises(ValueError, match="non-zero"):
+        precision.suggest_loss_scale([0.0])
+    with pytest.raises(ValueError, match="format"):
+        precision.underflow_stats(values, "int8")
+
+
+def test_lso_step_skips_on_overflow_and_halves_the_scale(mnist):
+    effcourse.env.seed_everything(0)
+    model = precision.build("lenet_300_100", "mixed_float16")
+    opt = precision.loss_scale_optimizer(keras.optimizers.SGD(0.01), initial_scale=2 ** 10, growth_steps=2)
+    x, y = mnist.x_train[:16], mnist.y_train[:16]
+    steps = [precision.lso_step(model, opt, x, y, force_overflow=(i == 1)) for i in range(4)]
+    assert steps[0]["applied"] and steps[0]["scale_after"] == 2 ** 10
+    assert not steps[1]["finite"] and not steps[1]["applied"] and steps[1]["scale_after"] == 2 ** 9
+    assert steps[2]["applied"] and steps[2]["scale_after"] == 2 ** 9
+    assert steps[3]["applied"] and steps[3]["scale_after"] == 2 ** 10  # two good steps: doubled
+    with pytest.raises(TypeError, match="LossScaleOptimizer"):
+        precision.lso_step(model, keras.optimizers.SGD(0.1), x, y)
+
+
+def test_check_reference_rule_is_keras_rule():
+    import tensorflow as tf
+
+    opt = precision.loss_scale_optimizer(keras.optimizers.SGD(0.0), initial_scale=4.0, growth_steps=3)
+    var = tf.Variable([1.0])
+    scale, good = 4.0, 0
+    for finite in [True, False, False, False, False, True, True, True, True, False, True]:
+        opt.get_scaled_loss(tf.constant(1.0))
+        grads = opt.get_unscaled_gradients([tf.constant([1.0 if finite else np.inf])])
+        opt.apply_gradients(zip(grads, [var]))
+        scale, good, _ = checks.nb05.reference_update(scale, good, finite, 3)
+        assert float(opt.loss_scale) == scale and int(opt.dynamic_counter) == good
+
+
+# --- measurement and training ------------------------------------------------------------------
+
+def test_activation_memory_is_measured_from_tensors():
+    x = np.zeros((32, 28, 28, 1), np.float32)
+    f32 = precision.activation_memory(precision.build("cnn", "float32"), x)
+    f16 = precision.activation_memory(precision.build("cnn", "mixed_float16"), x)
+    assert f32.loc[0, "bytes"] == 32 * 26 * 26 * 32 * 4 and f32.loc[0, "dtype"] == "float32"
+    inner = f16[f16["layer"] != precision.OUTPUT_LAYER]
+    np.testing.assert_array_equal(inner["bytes"].to_numpy() * 2, f32["bytes"].to_numpy())
+    assert set(inner["dtype"]) == {"float16"}
+
+
+def test_train_side_by_side_same_batches_and_timings(mnist):
+    effcourse.env.seed_everything(0)
+    base = models.lenet_300_100()
+    runs = {"a": precision.compile_mixed(precision.with_policy(base, "float32"), "float32"),
+            "b": precision.compile_mixed(precision.with_policy(base, "float32"), "float32")}
+    seen = []
+    out = precision.train_side_by_side(runs, mnist.x_train[:640], mnist.y_train[:640], steps=7, chunk=3,
+                                       batch_size=64, on_chunk=lambda n, m, s: seen.append((n, s)))
+    assert len(out.losses["a"]) == 7 and out.losses["a"] == out.losses["b"]  # same batches, same model
+    assert [len(s) for s in out.chunk_seconds.values()] == [3, 3]
+    assert seen[:4] == [("a", 3), ("b", 3), ("b", 6), ("a", 6)]  # the order rotates every round
+    assert out.ratios("a")["a"] == 1.0 and set(out.step_ms()) == {"a", "b"}
+    with pytest.raises(ValueError, match="not compiled"):
+        precision.train_side_by_side({"c": models.lenet_300_100()}, mnist.x_train[:64], mnist.y_train[:64], 1, 1)
+
+
+# --- hardware ----------------------------------------------------------------------------------
+
+CPU_WITH_BF16 = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
+CPU_PLAIN = "processor\t: 0\nmodel name\t: Old CPU\nflags\t\t: fpu sse2 avx2 f16c\n"
+
+
+def test_hardware_detection_reads_flags_and_never_assumes():
+    s = precision.hardware_support(CPU_WITH_BF16, gpus=[])
+    assert s["cpu"] == "Test CPU" and s["cpu_flags"]["avx512_bf16"] is True
+    assert s["bfloat16_units"] is True and s["float16_units"] is False  # f16c is conversion only
+    s = precision.hardware_support(CPU_PLAIN, gpus=[])
+    assert s["bfloat16_units"] is False and s["float16_units"] is False
+    s = precision.hardware_support(None, gpus=[])  # no /proc/cpuinfo: unknown, not "no"
+    assert s["float16_units"] is None and set(s["cpu_flags"].values()) == {None}
+    volta = [{"device": "/physical_device:GPU:0", "name": "V100", "compute_capability": (7, 0)}]
+    s = precision.hardware_support(CPU_PLAIN, gpus=volta)
+    assert s["float16_units"] is True and s["gpu_bfloat16"] is False
+    pascal = [{"device": "/physical_device:GPU:0", "name": "P100", "compute_capability": (6, 0)}]
+    assert precision.hardware_support(CPU_PLAIN, gpus=pascal)["float16_units"] is False
+    ampere = [{"device": "/physical_device:GPU:0", "name": "A100", "compute_capability": (8, 0)}]
+    assert precision.hardware_support(None, gpus=ampere)["bfloat16_units"] is True
+    assert "native bfloat16 arithmetic" in precision.hardware_table(precision.hardware_support(CPU_PLAIN, gpus=[])).index
+
+
+# --- notebook 05 checks: fail on the placeholder and on typical mistakes, pass on answers -------
+
+def limits_solution(e, m):
+    bias = 2 ** (e - 1) - 1
+    return {"eps": 2.0 ** -m, "largest": (2 - 2.0 ** -m) * 2.0 ** bias,
+            "smallest_normal": 2.0 ** (1 - bias), "smallest_subnormal": 2.0 ** (1 - bias - m)}
+
+
+def test_nb05_format_limits():
+    assert checks.nb05.format_limits(limits_solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb05.format_limits(todo)
+    with pytest.raises(checks.CheckFailed, match="reserved for inf"):
+        checks.nb05.format_limits(lambda e, m: dict(limits_solution(e, m), largest=2.0 ** (2 ** (e - 1))))
+    with pytest.raises(checks.CheckFailed, match="unit roundoff"):
+        checks.nb05.format_limits(lambda e, m: dict(limits_solution(e, m), eps=2.0 ** -(m + 1)))
+
+
+def test_nb05_flush_fraction():
+    def solution(grads, scale):
+        nz = grads[grads != 0]
+        return float(np.mean((nz * scale).astype(np.float16) == 0))
+
+    assert checks.nb05.flush_fraction(solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb05.flush_fraction(todo)
+    with pytest.raises(checks.CheckFailed, match="non-zero"):
+        checks.nb05.flush_fraction(lambda g, s: float(np.mean((g * s).astype(np.float16) == 0)))
+    with pytest.raises(checks.CheckFailed, match="before"):
+        checks.nb05.flush_fraction(lambda g, s: float(np.mean(g[g != 0].astype(np.float16) == 0)))
+
+
+def test_nb05_update_loss_scale():
+    assert checks.nb05.update_loss_scale(checks.nb05.reference_update)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb05.update_loss_scale(todo)
+
+    def no_floor(scale, good, finite, growth):
+        if not finite:
+            return scale / 2, 0, False
+        return (scale * 2, 0, True) if good + 1 >= growth else (scale, good + 1, True)
+
+    with pytest.raises(checks.CheckFailed, match="below 1"):
+        checks.nb05.update_loss_scale(no_floor)
+    with pytest.raises(checks.CheckFailed, match="skipped"):
+        checks.nb05.update_loss_scale(lambda s, g, f, n: checks.nb05.reference_update(s, g, f, n)[:2] + (True,))
+
+
+def test_nb05_mixed_model():
+    def solution(policy):
+        with precision.use_policy(policy):
+            inp = keras.Input((28, 28, 1))
+            h = keras.layers.Flatten()(inp)
+            h = keras.layers.Dense(300, activation="relu")(h)
+            h = keras.layers.Dense(100, activation="relu")(h)
+            out = keras.layers.Activation("linear", dtype="float32")(keras.layers.Dense(10)(h))
+        return keras.Model(inp, out)
+
+    def float16_logits(policy):
+        with precision.use_policy(policy):
+            return models.lenet_300_100()
+
+    def leaks_policy(policy):
+        mp.set_global_policy(policy)
+        return precision.build("lenet_300_100", policy)
+
+    assert checks.nb05.mixed_model(solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb05.mixed_model(todo)
+    with pytest.raises(checks.CheckFailed, match="float32"):
+        checks.nb05.mixed_model(float16_logits)
+    with pytest.raises(checks.CheckFailed, match="global policy"):
+        checks.nb05.mixed_model(leaks_policy)
+    with pytest.raises(checks.CheckFailed, match="compute in"):
+        checks.nb05.mixed_model(lambda p: precision.build("lenet_300_100", "float32"))
