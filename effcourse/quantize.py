@@ -152,6 +152,28 @@ def stored_kernels(blob: bytes) -> dict:
     return out
 
 
+def stored_activations(blob: bytes):
+    """Scale and zero point of every op's output in a quantized .tflite file, in execution
+    order (DataFrame): what calibration chose for the activations (notebook 03)."""
+    import pandas as pd
+
+    runner = convert.TFLiteModel(blob, delegate="none")
+    tensors = {t["index"]: t for t in runner._interp.get_tensor_details()}
+    rows = []
+    for op in runner._interp._get_ops_details():
+        for idx in op["outputs"]:
+            det = tensors[int(idx)]
+            scale, zero = det["quantization"]
+            if np.dtype(det["dtype"]).kind in "iu" and scale:
+                rows.append({"layer": _layer_of(det["name"]) if "/" in det["name"]
+                             else "input" if op["op_name"] == "QUANTIZE" else "output",
+                             "op": op["op_name"], "dtype": np.dtype(det["dtype"]).name,
+                             "scale": float(scale), "zero_point": int(zero),
+                             "real range": (float(scale * (-128 - zero)), float(scale * (127 - zero)))
+                             if det["dtype"] == np.int8 else None})
+    return pd.DataFrame(rows)
+
+
 def weight_check(model, blob: bytes):
     """Per layer: the per-channel scales and int8 weights computed by hand next to the ones in
     the .tflite file, and how far apart they are (DataFrame) (notebook 03).

@@ -79,16 +79,17 @@ def test_hand_scales_match_tflite(tiny_model, int8_blob, calib):
     assert (table["max scale rel. diff"] < 1e-6).all()
     assert table["zero points all 0"].all()
     assert (table["int8 values equal"] == 1.0).all()
-    # activations: the input, calibrated on [0, 1), gets scale ~1/255 and zero point -128
-    det = convert.TFLiteModel(int8_blob).input_details
+    # activations: the input, calibrated on [0, 1), gets scale ~1/255 and zero point -128;
+    # every layer's output scale is the affine formula on the calibration min / max
+    acts = quantize.stored_activations(int8_blob).drop_duplicates("layer").set_index("layer")
+    assert list(acts.index[:2]) == ["input", "conv"] and acts.index[-1] == "output"
     scale, zero = quantize.affine_params(calib.min(), calib.max())
-    tfl_scale, tfl_zero = det["quantization"] if det["dtype"] == np.int8 else (None, None)
-    if tfl_scale is None:  # float input: read the QUANTIZE op's output instead
-        acts = convert.TFLiteModel(int8_blob, delegate="none", preserve_all_tensors=True)
-        tensor = next(t for t in acts._interp.get_tensor_details() if t["dtype"] == np.int8
-                      and tuple(t["shape"]) == (1, 8, 8, 1))
-        tfl_scale, tfl_zero = tensor["quantization"]
-    assert tfl_scale == pytest.approx(float(scale), rel=1e-5) and tfl_zero == zero
+    assert acts.loc["input", "scale"] == pytest.approx(float(scale), rel=1e-5)
+    assert acts.loc["input", "zero_point"] == zero == -128
+    probe = keras.Model(tiny_model.inputs, tiny_model.get_layer("fc").output)
+    out = probe.predict(calib, verbose=0)
+    scale, zero = quantize.affine_params(out.min(), out.max())
+    assert acts.loc["fc", "scale"] == pytest.approx(float(scale), rel=1e-5) and acts.loc["fc", "zero_point"] == zero
 
 
 def test_int8_file_stores_int8_kernels(tiny_model, int8_blob):
@@ -238,3 +239,86 @@ def test_qat_rejects_keras3_subclassed_and_bad_data(tiny_model):
         quantize.qat(tiny_model, (np.zeros((4, 8, 8, 1)), np.zeros(3)), epochs=1)
     with pytest.raises(ValueError, match="epochs"):
         quantize.qat(tiny_model, (np.zeros((4, 8, 8, 1)), np.zeros(4)), epochs=0)
+
+
+# --- notebook 03 checks: fail on the placeholder and on typical mistakes, pass on answers ---
+
+def _todo(*args, **kwargs):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+def _params_solution(x_min, x_max):
+    x_min, x_max = min(x_min, 0.0), max(x_max, 0.0)
+    scale = (x_max - x_min) / 255
+    return scale, int(round(-128 - x_min / scale))
+
+
+def test_nb03_affine_params():
+    from effcourse import checks
+
+    assert checks.nb03.affine_params(_params_solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb03.affine_params(_todo)
+    with pytest.raises(checks.CheckFailed, match="include 0"):
+        checks.nb03.affine_params(lambda lo, hi: ((hi - lo) / 255, round(-128 - lo / ((hi - lo) / 255))))
+    with pytest.raises(checks.CheckFailed, match="255"):
+        checks.nb03.affine_params(lambda lo, hi: ((hi - min(lo, 0)) / 256, -128))
+
+
+def _kernel_solution(kernel):
+    scales = np.abs(kernel).max(axis=0) / 127
+    scales = np.where(scales > 0, scales, 1.0)
+    return np.clip(np.round(kernel / scales), -127, 127).astype(np.int8), scales
+
+
+def test_nb03_per_channel_weights():
+    from effcourse import checks
+
+    assert checks.nb03.per_channel_weights(_kernel_solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb03.per_channel_weights(_todo)
+
+    def per_tensor(kernel):
+        s = np.abs(kernel).max() / 127
+        return np.clip(np.round(kernel / s), -127, 127).astype(np.int8), np.array(s)
+
+    with pytest.raises(checks.CheckFailed, match="one per output channel"):
+        checks.nb03.per_channel_weights(per_tensor)
+
+    def by_128(kernel):
+        s = np.abs(kernel).max(axis=0) / 128
+        s = np.where(s > 0, s, 1.0)
+        return np.clip(np.round(kernel / s), -128, 127).astype(np.int8), s
+
+    with pytest.raises(checks.CheckFailed, match="narrow range"):
+        checks.nb03.per_channel_weights(by_128)
+    with np.errstate(all="ignore"), pytest.raises(checks.CheckFailed, match="all zeros"):
+        checks.nb03.per_channel_weights(lambda k: (np.zeros(k.shape, np.int8), np.abs(k).max(axis=0) / 127))
+
+
+def test_nb03_sqnr():
+    from effcourse import checks
+
+    def solution(ref, approx):
+        return 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - approx) ** 2))
+
+    assert checks.nb03.sqnr(solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb03.sqnr(_todo)
+    with pytest.raises(checks.CheckFailed, match="10 log10"):
+        checks.nb03.sqnr(lambda r, a: 20 * np.log10(np.sum(r ** 2) / np.sum((r - a) ** 2)))
+    with pytest.raises(checks.CheckFailed, match="signal over noise"):
+        checks.nb03.sqnr(lambda r, a: -solution(r, a))
+
+
+def test_nb03_quantize_input():
+    from effcourse import checks
+
+    assert checks.nb03.quantize_input(
+        lambda x, s, z: np.clip(np.round(x / s + z), -128, 127).astype(np.int8))
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb03.quantize_input(_todo)
+    with pytest.raises(checks.CheckFailed, match="saturate|clip"):
+        checks.nb03.quantize_input(lambda x, s, z: np.round(x / s + z).astype(np.int64).astype(np.int8))
+    with pytest.raises(checks.CheckFailed, match="int8"):
+        checks.nb03.quantize_input(lambda x, s, z: np.clip(np.round(x / s + z), -128, 127))
