@@ -179,7 +179,9 @@ def weight_check(model, blob: bytes):
     the .tflite file, and how far apart they are (DataFrame) (notebook 03).
 
     TFLite stores kernels with the output channel first (Dense: (out, in); Conv2D:
-    (out, kh, kw, in)); Keras keeps it last, hence ``moveaxis(kernel, -1, 0)``.
+    (out, kh, kw, in)); Keras keeps it last, hence ``moveaxis(kernel, -1, 0)``. A weight
+    that sits on a rounding tie may differ by one step (float32 arithmetic and round-half-
+    away-from-zero in TFLite); ``differences off a tie`` counts any other difference (0).
     """
     import pandas as pd
 
@@ -197,6 +199,11 @@ def weight_check(model, blob: bytes):
         per_channel = t["scale"] is not None and len(t["scale"]) > 1
         scale, zero = symmetric_params(kernel, axis=0 if per_channel else None)
         q = quantize(kernel, scale, zero, narrow_range=True, axis=0 if per_channel else None)
+        # TFLite divides in float32 and rounds halves away from zero; NumPy rounds them to even.
+        # A weight within float32 round-off of a tie (k + 1/2 steps) may land one step apart.
+        ratio = np.abs(kernel / (_along(scale, kernel.ndim, 0) if per_channel else scale))
+        differ = q != t["values"]
+        tie = np.abs(ratio - np.floor(ratio) - 0.5) < 1e-5
         rows.append({
             "layer": layer.name, "tflite shape": t["shape"], "channels": len(np.atleast_1d(t["scale"])),
             "scale min": float(np.min(t["scale"])), "scale max": float(np.max(t["scale"])),
@@ -204,6 +211,7 @@ def weight_check(model, blob: bytes):
             "zero points all 0": bool(np.all(t["zero_point"] == 0)),
             "int8 values equal": float(np.mean(q == t["values"])),
             "max int diff": int(np.max(np.abs(q.astype(int) - t["values"].astype(int)))),
+            "differences off a tie": int(np.sum(differ & ~tie)),
         })
     return pd.DataFrame(rows)
 
