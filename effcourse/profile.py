@@ -92,6 +92,27 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "lr_batch_size": {"quick": 64, "full": 64},
     },
     # Notebooks 02-08 add their own blocks below, one block per notebook.
+    "02_pruning": {
+        "demo_sparsity": {"quick": 0.8, "full": 0.9},  # sections 1-2: one sparsity, two schedules
+        "demo_epochs": {"quick": 1, "full": 3},
+        "sweep_sparsities": {"quick": (0.5, 0.9), "full": (0.5, 0.75, 0.9, 0.95, 0.98)},
+        "sweep_epochs": {"quick": {"lenet_300_100": 1, "lenet5": 1},
+                         "full": {"lenet_300_100": 3, "lenet5": 2}},
+        "scan_sparsities": {"quick": (0.5, 0.8, 0.9, 0.95, 0.98),
+                            "full": (0.3, 0.5, 0.7, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)},
+        "scan_samples": {"quick": 500, "full": 2000},  # validation images per scan point
+        "target_sparsity": {"quick": 0.9, "full": 0.93},  # overall kernel sparsity for per-layer runs
+        "max_layer_sparsity": {"quick": 0.98, "full": 0.98},
+        "final_epochs": {"quick": {"lenet_300_100": 2, "lenet5": 1},
+                         "full": {"lenet_300_100": 10, "lenet5": 5}},
+        "learning_rate": {"quick": 1e-3, "full": 1e-3},
+        "m_by_n_epochs": {"quick": 1, "full": 2},
+        "channel_model": {"quick": "lenet5", "full": "lenet5"},
+        "channel_keep": {"quick": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4},
+                         "full": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4}},
+        "channel_epochs": {"quick": 2, "full": 4},
+        "latency_rounds": {"quick": 3, "full": 7},
+    },
     "03_quantization": {
         "models": {"quick": ("lenet_300_100", "cnn"), "full": ("lenet_300_100", "cnn")},  # dense-heavy, conv
         "qat_epochs": {"quick": 1, "full": 1},  # fine-tuning from the trained baseline

@@ -171,12 +171,54 @@ def wrap(model, sparsity: float, schedule="polynomial", begin_step: int = 0, end
     return wrapped
 
 
-def callbacks(log_dir=None) -> list:
-    """The callbacks pruning needs: ``UpdatePruningStep`` (+ ``PruningSummaries`` to ``log_dir``), notebook 02."""
+def _summaries_class():
     sp = _tfmot_sparsity()
-    out = [sp.UpdatePruningStep()]
+
+    class PruningSummaries(sp.PruningSummaries):
+        """tfmot's ``PruningSummaries`` (each pruned layer's sparsity and threshold to TensorBoard),
+        also logged every ``every`` training steps and at the end of training, not only at the
+        start of each epoch."""
+
+        def __init__(self, log_dir, every: int | None = None, **kwargs):
+            super().__init__(log_dir=str(log_dir), **kwargs)
+            self.every = every
+            self._seen = 0
+
+        def _log_now(self):
+            sp.PruningSummaries.on_epoch_begin(self, 0, None)  # logs=None: pruning metrics only
+
+        def _implements_train_batch_hooks(self):  # Keras skips batch hooks unless asked
+            return bool(self.every) or super()._implements_train_batch_hooks()
+
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            self._seen += 1
+            if self.every and self._seen % self.every == 0:
+                self._log_now()
+
+        def on_train_end(self, logs=None):
+            self._log_now()
+            super().on_train_end(logs)
+
+    return PruningSummaries
+
+
+def pruning_summaries(log_dir, every: int | None = None):
+    """A TensorBoard callback writing each pruned layer's sparsity and threshold under ``log_dir``, notebook 02.
+
+    tfmot's ``PruningSummaries`` logs at the start of each epoch; with ``every`` it also logs
+    every ``every`` steps and when training ends, so the schedule is visible step by step.
+    """
+    if every is not None and int(every) < 1:
+        raise ValueError(f"every must be >= 1 (steps between summaries), got {every}.")
+    return _summaries_class()(log_dir, every=None if every is None else int(every))
+
+
+def callbacks(log_dir=None, every: int | None = None) -> list:
+    """The callbacks pruning needs: ``UpdatePruningStep`` (+ pruning summaries to ``log_dir``), notebook 02."""
+    out = [_tfmot_sparsity().UpdatePruningStep()]
     if log_dir is not None:
-        out.append(sp.PruningSummaries(log_dir=str(log_dir)))
+        out.append(pruning_summaries(log_dir, every))
     return out
 
 
@@ -264,7 +306,7 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, total, alpha=0.05)
     models.compile_classifier(wrapped, optimizer=tf_keras.optimizers.Adam(lr))
     hist = train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
-                     callbacks=callbacks(log_dir), verbose=verbose, seed=seed)
+                     callbacks=callbacks(log_dir, every=frequency), verbose=verbose, seed=seed)
     stripped = models.compile_classifier(strip(wrapped))
     stripped.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     stripped.effcourse_schedule = {"total_steps": total, "end_step": end, "frequency": frequency}
@@ -621,3 +663,18 @@ def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: flo
     hist = train.fit(copy, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed)
     copy.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return copy
+
+
+def to_sparse_tflite(model) -> bytes:
+    """Convert to .tflite with zero-heavy kernels stored in TFLite's sparse format (``EXPERIMENTAL_SPARSITY``), notebook 02.
+
+    The file is smaller before compression; the runtime inserts ``DENSIFY`` ops that
+    rebuild dense kernels when the model is loaded, so inference runs the usual dense
+    kernels (XNNPACK's sparse path needs the conditions listed in notebook 02).
+    """
+    import tensorflow as tf
+
+    check_model(model, need_graph=False, what="prune.to_sparse_tflite")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    return converter.convert()

@@ -55,6 +55,21 @@ def test_per_layer_sparsities_and_dense_layers(small_data):
     assert got["logits"] == 0.0
 
 
+def test_pruning_summaries_are_written_step_by_step(small_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    prune.prune_and_finetune(models.lenet_300_100(), small_data, 0.6, epochs=1, batch_size=32,
+                             log_dir=tmp_path / "logs")
+    acc = EventAccumulator(str(tmp_path / "logs" / "metrics"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = [t for t in acc.Tags()["tensors"] if t.endswith("sparsity")]
+    assert any("fc1" in t for t in tags)
+    steps = sorted({e.step for e in acc.Tensors(tags[0])})
+    assert len(steps) > 2  # more than the one start-of-epoch point tfmot logs by itself
+    with pytest.raises(ValueError, match="every"):
+        prune.pruning_summaries(tmp_path, every=0)
+
+
 def test_wrap_does_not_share_layers_and_strip_keeps_zeros(tiny_model):
     before = _weights(tiny_model)
     wrapped = prune.wrap(tiny_model, 0.5, schedule="constant", begin_step=0, end_step=1, frequency=1)
@@ -227,3 +242,58 @@ def test_channel_pruning_bad_input():
     branched = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(merged)))
     with pytest.raises(ValueError, match="branch"):
         prune.channel_prune(branched, {"a": 2})
+
+
+# --- notebook 02 exercise checks ---------------------------------------------------------------
+
+from effcourse import checks  # noqa: E402
+
+
+def _todo(*args, **kwargs):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+def test_nb02_magnitude_prune_check():
+    def solution(w, s):
+        return w * prune.magnitude_mask(w, s)
+
+    def signed(w, s):  # a typical mistake: ranks by value, not magnitude
+        n = int(round(s * w.size))
+        out = w.copy().ravel()
+        out[np.argsort(out)[:n]] = 0
+        return out.reshape(w.shape)
+
+    assert checks.nb02.magnitude_prune(solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb02.magnitude_prune(_todo)
+    with pytest.raises(checks.CheckFailed, match=r"\|w\|"):
+        checks.nb02.magnitude_prune(signed)
+
+
+def test_nb02_filters_check():
+    def solution(kernel, k):
+        return np.argsort(-np.sqrt((kernel ** 2).sum(axis=(0, 1, 2))))[:k]
+
+    def wrong_axis(kernel, k):
+        return np.argsort(-np.sqrt((kernel ** 2).sum(axis=(0, 1, 3))))[:min(k, 4)]
+
+    assert checks.nb02.filters_to_keep(solution)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb02.filters_to_keep(_todo)
+    with pytest.raises(checks.CheckFailed, match="LAST axis"):
+        checks.nb02.filters_to_keep(wrong_axis)
+    with pytest.raises(checks.CheckFailed, match="LARGEST"):
+        checks.nb02.filters_to_keep(lambda kernel, k: np.argsort(np.sqrt((kernel ** 2).sum(axis=(0, 1, 2))))[:k])
+
+
+def test_nb02_per_layer_check(mnist):
+    model = models.lenet_300_100()
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in model.get_weights()])
+    x, y = mnist.x_val[:200], mnist.y_val[:200]
+    # a trained-looking ordering is not needed: equal to uniform passes, too little sparsity fails
+    with pytest.raises(checks.CheckFailed, match="at least"):
+        checks.nb02.per_layer_beats_uniform({"fc1": 0.5, "fc2": 0.5, "logits": 0.5}, model, x, y, 0.9)
+    with pytest.raises(checks.CheckFailed, match="missing"):
+        checks.nb02.per_layer_beats_uniform({"fc1": 0.95}, model, x, y, 0.9)
+    assert checks.nb02.per_layer_beats_uniform({"fc1": 0.9, "fc2": 0.9, "logits": 0.9}, model, x, y, 0.9)
