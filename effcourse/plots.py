@@ -37,6 +37,14 @@ def save(fig, name: str):
     return env.atomic_write_bytes(env.build_dir("figures") / f"{name}.png", buf.getvalue())
 
 
+def technique_colors(table) -> dict:
+    """One stable colour per technique of a results table (the same in every chart of it)."""
+    plt = _plt()
+    names = sorted(table["technique"].dropna().unique()) if len(table) else []
+    cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
 def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = None,
              annotate: bool = False, frontier: bool = True):
     """Accuracy (%) against compressed size (KB, log axis), one colour per technique and one
@@ -49,8 +57,7 @@ def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = N
     data = table.dropna(subset=["size_bytes", "accuracy"]) if len(table) else table
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 4.8))
-    techniques = sorted(data["technique"].unique()) if len(data) else []
-    colors = {t: plt.cm.tab10(i % 10) for i, t in enumerate(techniques)}
+    colors = technique_colors(table)
     for (tech, model), grp in data.groupby(["technique", "model"]):
         big = highlight is not None and (grp["notebook"] == highlight).any()
         ax.scatter(grp["size_bytes"] / 1024, grp["accuracy"] * 100, s=46 if big else 24,
@@ -116,3 +123,29 @@ def digits(images, labels=None, ncols: int = 10, title: str | None = None, size:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def latency_chart(table, ax=None, title: str | None = None):
+    """Accuracy (%) against median single-sample latency (ms, log axis), p90 as an error bar,
+    one colour per technique: every results row that has a latency."""
+    plt = style()
+    data = table.dropna(subset=["latency_ms", "accuracy"]) if len(table) else table
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = technique_colors(table)
+    for tech in sorted(data["technique"].unique()) if len(data) else []:
+        grp = data[data["technique"] == tech]
+        p90 = grp["latency_p90_ms"].fillna(grp["latency_ms"])
+        ax.errorbar(grp["latency_ms"], grp["accuracy"] * 100,
+                    xerr=[np.zeros(len(grp)), (p90 - grp["latency_ms"]).clip(lower=0)],
+                    fmt="o", ms=4, color=colors[tech], alpha=0.8, capsize=2, label=tech)
+    ax.set_xscale("log")
+    ax.set_xlabel("single-sample latency in LiteRT, median (ms, log scale; bar to p90)")
+    ax.set_ylabel("test accuracy (%)")
+    prof = data["profile"].iloc[0] if len(data) else "?"
+    ax.set_title(title or f"Accuracy versus latency ({prof} profile)")
+    if len(data):
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.text(0.5, 0.5, "no latencies recorded yet", transform=ax.transAxes, ha="center")
+    return ax

@@ -90,3 +90,16 @@ def test_tradeoff_chart_is_labelled_and_saved(tmp_root):
     assert path.read_bytes()[:4] == b"\x89PNG" and path.parent == tmp_root / "build" / "figures"
     empty = plots.tradeoff(results.load("full"))
     assert "no results" in empty.texts[0].get_text()
+
+
+def test_latency_chart_and_colours_agree(tmp_root):
+    results.record(**_row(1, technique="pruning", latency_ms=0.05, latency_p90_ms=0.07))
+    results.record(**_row(2, technique="baseline"))  # no latency: not on the latency chart
+    table = results.load("quick")
+    colors = plots.technique_colors(table)
+    ax = plots.latency_chart(table)
+    assert ax.get_xscale() == "log" and "ms" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["pruning"]
+    import matplotlib.colors as mcolors
+    drawn = ax.lines[0].get_color()  # the marker line of the pruning errorbar
+    assert mcolors.to_rgba(drawn) == mcolors.to_rgba(colors["pruning"])
