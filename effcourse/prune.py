@@ -22,7 +22,7 @@ import numpy as np
 from .models import check_model
 
 SCHEDULES = ("polynomial", "constant")
-PRUNE_FRACTION = 0.6  # prune_and_finetune: masks reach their target in the first 60% of steps
+PRUNE_FRACTION = 0.5  # prune_and_finetune: masks reach their target in the first half of the steps
 
 
 def _tfmot_sparsity():
@@ -248,9 +248,12 @@ def kernel_sparsity(model) -> dict:
     return out
 
 
-def _plan_steps(n_train: int, epochs: int, batch_size: int):
+def _plan_steps(n_train: int, epochs: int, batch_size: int, prune_fraction: float = PRUNE_FRACTION):
+    if not 0 < prune_fraction < 1:
+        raise ValueError(f"prune_fraction must be in (0, 1) (the share of steps spent raising the "
+                         f"sparsity; the rest fine-tunes), got {prune_fraction}.")
     total = int(math.ceil(n_train / batch_size)) * int(epochs)
-    end = max(1, int(total * PRUNE_FRACTION))
+    end = max(1, int(total * prune_fraction))
     frequency = max(1, min(100, end // 10))
     end = max(frequency, (end // frequency) * frequency)
     return total, end, frequency
@@ -270,21 +273,33 @@ def check_schedule(schedule, total_steps: int) -> None:
                          "or train for more epochs.")
 
 
+def _optimizer(learning_rate: float, total_steps: int, weight_decay: float = 0.0):
+    """Adam (AdamW if ``weight_decay`` > 0) with a cosine-decayed learning rate."""
+    import tf_keras
+
+    if learning_rate <= 0 or weight_decay < 0:
+        raise ValueError(f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}.")
+    lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, total_steps, alpha=0.05)
+    if weight_decay:
+        return tf_keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+    return tf_keras.optimizers.Adam(lr)
+
+
 def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: int = 128,
                        per_layer: dict | None = None, schedule="polynomial", m_by_n=None,
-                       log_dir=None, learning_rate: float = 3e-4, verbose: int = 0, seed: int = 0):
+                       log_dir=None, learning_rate: float = 1e-3, weight_decay: float = 0.0,
+                       prune_fraction: float = PRUNE_FRACTION, verbose: int = 0, seed: int = 0):
     """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled.
 
     Introduced in notebook 02. ``data`` is an ``effcourse.data.MNIST``. The masks are raised
-    to their target over the first 60% of the training steps (``schedule="polynomial"``) or
-    set at once (``"constant"``), then held while the rest of the steps fine-tune the kept
-    weights (Adam, cosine-decayed from ``learning_rate``). A tfmot ``PruningSchedule`` can be
+    to their target over the first ``prune_fraction`` of the training steps
+    (``schedule="polynomial"``) or set at once (``"constant"``), then held while the rest of
+    the steps fine-tune the kept weights (Adam, or AdamW with ``weight_decay``, cosine-decayed
+    from ``learning_rate``). A tfmot ``PruningSchedule`` can be
     passed instead; it must end before training does. ``log_dir`` writes TensorBoard
     pruning summaries. The input model is never changed. The training history is in
     ``result.effcourse_history``.
     """
-    import tf_keras
-
     from . import data as _data
     from . import env, models, train
 
@@ -294,7 +309,7 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     if int(epochs) < 1 or int(batch_size) < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}.")
     _per_layer_sparsities(model, sparsity, per_layer)  # validate before any work
-    total, end, frequency = _plan_steps(len(data.x_train), epochs, batch_size)
+    total, end, frequency = _plan_steps(len(data.x_train), epochs, batch_size, prune_fraction)
     if isinstance(schedule, str):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES} or a tfmot PruningSchedule, got {schedule!r}.")
@@ -303,8 +318,7 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     env.seed_everything(seed)
     wrapped = wrap(model, sparsity, schedule=schedule, begin_step=0, end_step=end,
                    per_layer=per_layer, m_by_n=m_by_n, frequency=frequency)
-    lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, total, alpha=0.05)
-    models.compile_classifier(wrapped, optimizer=tf_keras.optimizers.Adam(lr))
+    models.compile_classifier(wrapped, optimizer=_optimizer(learning_rate, total, weight_decay))
     hist = train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
                      callbacks=callbacks(log_dir, every=frequency), verbose=verbose, seed=seed)
     stripped = models.compile_classifier(strip(wrapped))
@@ -644,11 +658,9 @@ def channel_prune(model, keep: dict, ord: int = 2):
     return models.compile_classifier(narrow)
 
 
-def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 3e-4,
-             verbose: int = 0, seed: int = 0):
-    """Fine-tune a copy of ``model`` on ``data`` (Adam, cosine-decayed rate); return it compiled, notebook 02."""
-    import tf_keras
-
+def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 1e-3,
+             weight_decay: float = 0.0, verbose: int = 0, seed: int = 0):
+    """Fine-tune a copy of ``model`` on ``data`` (Adam/AdamW, cosine-decayed rate); return it compiled, notebook 02."""
     from . import data as _data
     from . import env, models, train
 
@@ -658,8 +670,7 @@ def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: flo
     env.seed_everything(seed)
     copy = models.clone(model, compile_like=False)
     total = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
-    lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, total, alpha=0.05)
-    models.compile_classifier(copy, optimizer=tf_keras.optimizers.Adam(lr))
+    models.compile_classifier(copy, optimizer=_optimizer(learning_rate, total, weight_decay))
     hist = train.fit(copy, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed)
     copy.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return copy
