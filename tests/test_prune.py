@@ -127,16 +127,18 @@ def test_schedule_ending_after_training(small_data):
 
 
 def test_rejects_keras3_subclassed_and_wrapped(tiny_model):
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = keras.layers.Dense(2)
+    import keras as keras3
 
-        def call(self, x):
-            return self.d(x)
-
+    k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2, name="d")])
+    for fn in (lambda m: prune.wrap(m, 0.5), lambda m: prune.channel_prune(m, {"d": 1}),
+               lambda m: prune.kernel_sparsity(m)):
+        with pytest.raises(models.ModelError, match="Keras 3"):
+            fn(k3)
+    subclassed = type("Sub", (keras.Model,), {"call": lambda self, x: x})()
     with pytest.raises(models.ModelError, match="Sequential or Functional"):
-        prune.wrap(Sub(), 0.5)
+        prune.wrap(subclassed, 0.5)
+    with pytest.raises(models.ModelError, match="Sequential or Functional"):
+        prune.channel_prune(subclassed, {"d": 1})
     wrapped = prune.wrap(tiny_model, 0.5)
     with pytest.raises(ValueError, match="already"):
         prune.wrap(wrapped, 0.5)
