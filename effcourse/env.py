@@ -86,9 +86,14 @@ def _configure_devices(logical_cpus: int | None) -> None:
 
     if not logical_cpus:
         return
+    import numbers
+
+    if isinstance(logical_cpus, bool) or not isinstance(logical_cpus, numbers.Integral):
+        raise TypeError(f"logical_cpus must be a whole number of devices (an int), got {logical_cpus!r}")
     if logical_cpus < 1:
         raise ValueError(f"logical_cpus must be >= 1, got {logical_cpus}")
     cpu = tf.config.list_physical_devices("CPU")[0]
+    logical_cpus = int(logical_cpus)
     wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(logical_cpus)]
     current = tf.config.get_logical_device_configuration(cpu)
     if current is not None and len(current) == logical_cpus:

@@ -77,6 +77,26 @@ PROFILES = {
         repeats=3,
         representative_samples=500,
     ),
+    "07_parallelism": {
+        "logical_cpus": {"quick": 4, "full": 8},  # devices when there are no GPUs
+        "replicas": {"quick": (1, 2, 4), "full": (1, 2, 4, 8)},  # scaling sweep
+        "scaling_models": {"quick": ("lenet_300_100",), "full": ("lenet_300_100", "lenet5")},
+        "global_batch": {"quick": 256, "full": 256},  # data parallel; divisible by every replica count
+        "scaling_steps": {"quick": 5, "full": 20},  # steps per timed chunk
+        "scaling_repeats": {"quick": 5, "full": 9},  # interleaved chunks per replica count
+        "fit_epochs": {"quick": 1, "full": 1},
+        "fit_learning_rate": {"quick": 0.1, "full": 0.1},
+        "mw_workers": {"quick": 2, "full": 3},
+        "mw_steps": {"quick": 20, "full": 60},
+        "mw_global_batch": {"quick": 64, "full": 96},  # divisible by the worker count
+        "mw_timeout": {"quick": 240, "full": 600},  # seconds for the whole multi-worker job
+        "mw_hang_timeout": {"quick": 3, "full": 5},  # the hang demo's timeout
+        "pipe_stages": {"quick": (2, 4), "full": (2, 4, 8)},  # K
+        "pipe_micro_batches": {"quick": (1, 2, 4, 8), "full": (1, 2, 4, 8, 16, 32)},  # M
+        "pipe_global_batch": {"quick": 512, "full": 2048},  # full: 64 rows per micro-batch at M=32
+        "pipe_repeats": {"quick": 3, "full": 5},  # timed steps per (K, M); task medians
+        "gantt": {"quick": (4, 8), "full": (4, 8)},  # (K, M) drawn as a timeline
+    },
 }
 
 # Per-notebook settings: {notebook: {key: {"quick": value, "full": value}}}.

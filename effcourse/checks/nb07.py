@@ -1,0 +1,112 @@
+"""Self-checks for the exercises of notebook 07 (data, multi-worker, model and pipeline parallelism)."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+
+from . import call, close, fail, passed
+
+
+def replica_loss(fn) -> bool:
+    """Exercise 07.1: the loss one replica returns so that the summed gradients are the global mean's."""
+    rng = np.random.default_rng(7)
+    losses = rng.uniform(0.1, 3.0, size=24).astype(np.float32)
+    global_batch = len(losses)
+    for replicas in (2, 3, 4):
+        parts = np.split(losses, replicas)
+        got = [float(np.asarray(call(fn, part, global_batch, name="replica_loss"))) for part in parts]
+        total = sum(got)
+        if abs(total - replicas * losses.mean()) < 1e-4 and replicas > 1:
+            fail(f"with {replicas} replicas the replica losses add up to {replicas} x the global mean: "
+                 "each replica divided by its own batch size. The all-reduce *sums* the replicas' "
+                 "gradients, so divide the sum of the per-example losses by the GLOBAL batch size.")
+        if abs(total - losses.mean()) > 1e-4:
+            fail(f"with {replicas} replicas the replica losses add up to {total:.4f}, but they should add "
+                 f"up to the mean loss of the global batch, {losses.mean():.4f}: return "
+                 "sum(per_example_losses) / global_batch_size.")
+        close(got, [p.sum() / global_batch for p in parts], f"replica losses with {replicas} replicas",
+              atol=1e-5, hint="Each replica returns sum(its per-example losses) / global batch size.")
+    return passed("each replica divides by the global batch: the summed gradients equal the "
+                  "single-device gradient (this is tf.nn.compute_average_loss).")
+
+
+def tf_config(fn) -> bool:
+    """Exercise 07.2: the TF_CONFIG of one worker of a cluster."""
+    from .. import parallel
+
+    hosts = ["10.0.0.1:2222", "10.0.0.2:2222", "10.0.0.3:2222"]
+    for index in range(len(hosts)):
+        got = call(fn, list(hosts), index, name="make_tf_config")
+        if isinstance(got, str):
+            try:
+                got = json.loads(got)
+            except ValueError:
+                fail("return a dict (or its JSON text); the string you returned is not valid JSON.")
+        if not isinstance(got, dict):
+            fail(f"return a dict with keys 'cluster' and 'task', got {type(got).__name__}.")
+        try:
+            json.dumps(got)
+        except TypeError as err:
+            fail(f"TF_CONFIG must be JSON-serialisable (it travels as an environment variable): {err}")
+        expected = parallel.tf_config(hosts, index)
+        if got.get("cluster") != expected["cluster"]:
+            fail(f"'cluster' should be the SAME for every worker, {expected['cluster']}; got "
+                 f"{got.get('cluster')} for worker {index}. Every worker needs every address.")
+        task = got.get("task", {})
+        if task.get("index") == str(index):
+            fail("the task index must be an int, not a string.")
+        if task != expected["task"]:
+            fail(f"'task' for worker {index} should be {expected['task']}, got {task}. Only the "
+                 "task index differs between workers.")
+    return passed("every worker gets the whole cluster and its own task index.")
+
+
+def micro_batches(fn) -> bool:
+    """Exercise 07.3: the fewest micro-batches that keep GPipe's bubble at or below a target."""
+    from .. import parallel
+
+    cases = [(2, 0.1), (4, 0.1), (4, 0.25), (8, 0.05), (1, 0.01), (4, 0.6)]
+    for stages, target in cases:
+        expected = next(m for m in range(1, 10_000) if parallel.bubble_formula(stages, m) <= target + 1e-12)
+        got = call(fn, stages, target, name="micro_batches_for")
+        if got is None or int(got) != got:
+            fail(f"return a whole number of micro-batches; got {got!r} for K={stages}, bubble <= {target}.")
+        if got == expected - 1 or got == expected + 1:
+            fail(f"for K={stages} and a bubble of at most {target:.0%} you returned {got}, off by one from "
+                 f"{expected}: take the smallest M with (K-1)/(M+K-1) <= target and round UP.")
+        if got != expected:
+            fail(f"for K={stages} stages and a bubble of at most {target:.0%} the answer is {expected} "
+                 f"micro-batches, you returned {got}. Solve (K-1)/(M+K-1) <= b for M: "
+                 "M >= (K-1)(1-b)/b.")
+    return passed("M >= (K-1)(1-b)/b: a pipeline needs several micro-batches per stage to stay busy.")
+
+
+def _stage_costs(costs, boundaries):
+    cuts = [0, *boundaries, len(costs)]
+    return [sum(costs[a:b]) for a, b in zip(cuts, cuts[1:])]
+
+
+def stage_split(fn) -> bool:
+    """Exercise 07.4: split consecutive layer costs into K stages so the slowest stage is as fast as possible."""
+    cases = [([5, 1, 1, 1, 1, 1], 2), ([235200, 30000, 1000], 2), ([3, 3, 3, 3], 4),
+             ([1, 2, 3, 4, 5, 6, 7, 8], 3), ([9, 1, 1, 1, 9, 1, 1, 1], 3)]
+    for costs, k in cases:
+        got = call(fn, list(costs), k, name="split_stages")
+        try:
+            got = [int(b) for b in got]
+        except TypeError:
+            fail(f"return the list of K-1 boundaries (layer indices where stages 1..K-1 start); got {got!r}.")
+        if len(got) != k - 1:
+            fail(f"for K={k} stages return {k - 1} boundaries, got {len(got)}: {got}.")
+        if got != sorted(got) or len(set(got)) != len(got) or (got and (got[0] < 1 or got[-1] > len(costs) - 1)):
+            fail(f"boundaries must increase strictly and lie in 1..{len(costs) - 1} so every stage has a "
+                 f"layer and the layers stay in order; got {got} for {len(costs)} layers.")
+        best = min(max(_stage_costs(costs, list(c))) for c in itertools.combinations(range(1, len(costs)), k - 1))
+        worst = max(_stage_costs(costs, got))
+        if worst > best:
+            fail(f"for costs {costs} and K={k} your split {got} gives stage costs "
+                 f"{_stage_costs(costs, got)} (slowest {worst}); a split exists whose slowest stage "
+                 f"costs {best}. In a pipeline the slowest stage sets the pace: minimise the maximum.")
+    return passed("the split minimises the slowest stage's cost, the pace of the whole pipeline.")

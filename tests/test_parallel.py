@@ -1,0 +1,337 @@
+"""effcourse.parallel: equivalence of data-parallel gradients, the multi-worker launcher
+(loopback ports, output, clean-up on crash and hang), GPipe schedule and bubble, checks nb07.
+
+Anything that needs several devices runs in a fresh subprocess: logical CPU devices can
+only be made before TensorFlow initialises, and the test session has initialised it."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import effcourse
+from effcourse import checks, env, parallel
+
+
+def todo(*args, **kwargs):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+# --- several devices, in a fresh process -----------------------------------------------------
+
+MULTI_DEVICE = textwrap.dedent("""
+    import json, numpy as np
+    import effcourse
+    from effcourse import models, parallel
+    effcourse.setup(logical_cpus=4, quiet=True)
+    out = {}
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32); y = rng.integers(0, 10, 64)
+    model = models.lenet_300_100()
+    for n in (2, 4):  # two strategies over different device counts in one process
+        r = parallel.gradient_equivalence(model, x, y, parallel.mirrored(n))
+        out[f"grad_{n}"] = [r["max_abs_diff"], r["replica_disagreement"], r["per_replica_batch"]]
+    try:
+        parallel.gradient_equivalence(model, x[:63], y[:63], parallel.mirrored(2))
+    except ValueError as err:
+        out["indivisible"] = str(err)
+    stages = parallel.split_sequential(model, [2, 3])
+    out["placement"] = [[v.device for v in s.model.variables] for s in stages]
+    logits, crossings = parallel.forward_across(stages, x)
+    out["split_diff"] = float(np.max(np.abs(logits.numpy() - model(x).numpy())))
+    out["crossings"] = [c["bytes_per_sample"] for c in crossings]
+    mlp = parallel.balanced_mlp(2, width=32)
+    pipe = parallel.split_sequential(mlp, [2])
+    full = parallel.full_batch_gradients(pipe, x, y)
+    run = parallel.run_gpipe(pipe, x, y, micro_batches=4, repeats=1)
+    out["gpipe_diff"] = max(float(np.max(np.abs(a - b))) for ga, gb in zip(run["gradients"], full)
+                            for a, b in zip(ga, gb))
+    out["gpipe_tasks"] = len(run["timeline"])
+    rows = parallel.scaling(models.lenet_300_100, [1, 2], x, y, steps=1, repeats=1, warmup=1)
+    out["scaling"] = [r["replicas"] for r in rows if r["samples_per_s"] > 0]
+    try:
+        effcourse.setup(logical_cpus=2, quiet=True)
+    except RuntimeError as err:
+        out["late_setup"] = str(err)
+    try:
+        parallel.devices(5)
+    except ValueError as err:
+        out["too_many"] = str(err)
+    print("RESULT " + json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def multi_device():
+    proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE], capture_output=True, text=True,
+                          timeout=240, env=dict(os.environ, EFFCOURSE_PROFILE="quick"))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_replica_gradients_equal_single_device_gradient(multi_device):
+    for n in (2, 4):
+        diff, disagreement, local = multi_device[f"grad_{n}"]
+        assert diff < 1e-6, f"{n} replicas: all-reduced gradient differs by {diff}"
+        assert disagreement == 0.0  # every replica holds the same reduced gradient
+        assert local == 64 // n
+
+
+def test_indivisible_global_batch_is_a_clear_error(multi_device):
+    assert "63" in multi_device["indivisible"] and "multiple of 2" in multi_device["indivisible"]
+    with pytest.raises(ValueError, match="multiple of 3"):
+        parallel.per_replica_batch(256, 3)
+    assert parallel.per_replica_batch(256, 4) == 64
+
+
+def test_model_parallel_placement_and_output(multi_device):
+    placement = multi_device["placement"]
+    assert len(placement) == 3
+    for k, devs in enumerate(placement):
+        assert devs and all(d.endswith(f"CPU:{k}") for d in devs), devs
+    assert multi_device["split_diff"] < 1e-5
+    assert multi_device["crossings"] == [300 * 4, 100 * 4]
+
+
+def test_gpipe_gradients_equal_full_batch(multi_device):
+    assert multi_device["gpipe_diff"] < 1e-6
+    assert multi_device["gpipe_tasks"] == 2 * 2 * 4  # K stages x M micro-batches x (F, B)
+
+
+def test_scaling_runs_every_replica_count(multi_device):
+    assert multi_device["scaling"] == [1, 2]
+
+
+def test_devices_after_initialisation_are_clear_errors(multi_device):
+    assert "Restart the kernel" in multi_device["late_setup"]
+    assert "logical_cpus=5" in multi_device["too_many"]
+
+
+def test_setup_logical_cpus_rejects_non_integers():
+    with pytest.raises(TypeError, match="int"):
+        env._configure_devices(2.5)
+    with pytest.raises(TypeError, match="int"):
+        env._configure_devices(True)
+    with pytest.raises(ValueError, match=">= 1"):
+        env._configure_devices(-2)
+
+
+# --- the launcher ------------------------------------------------------------------------------
+
+def test_free_ports_bind_only_on_loopback(monkeypatch):
+    bound = []
+    real_bind = socket.socket.bind
+
+    def spy(self, address):
+        bound.append(address)
+        return real_bind(self, address)
+
+    monkeypatch.setattr(socket.socket, "bind", spy)
+    ports = parallel.free_ports(3)
+    assert len(set(ports)) == 3 and all(1024 <= p < 65536 for p in ports)
+    assert bound == [("127.0.0.1", 0)] * 3
+    for bad in ("0.0.0.0", "192.168.1.5", "::"):
+        with pytest.raises(ValueError, match="loopback"):
+            parallel.free_ports(1, host=bad)
+
+
+def test_tf_config_and_cluster_commands():
+    cfg = parallel.tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1)
+    assert cfg == {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
+    with pytest.raises(ValueError):
+        parallel.tf_config(["127.0.0.1:1"], 1)
+    with pytest.raises(ValueError, match="host:port"):
+        parallel.tf_config(["nohost"], 0)
+    cmds = parallel.cluster_commands(["a:2222", "b:2222"], parallel.worker_args(steps=5))
+    assert len(cmds) == 2 and all("-m effcourse._mw_worker" in c and "--steps 5" in c for c in cmds)
+    assert '"index": 1' in cmds[1]
+
+
+WORKER = textwrap.dedent("""
+    import json, os, subprocess, sys, time
+    cfg = json.loads(os.environ["TF_CONFIG"])
+    i = cfg["task"]["index"]
+    print("EFFCOURSE_RESULT " + json.dumps({"index": i, "cluster": cfg["cluster"]["worker"]}), flush=True)
+    mode = sys.argv[1]
+    if mode == "crash" and i == 1:
+        time.sleep(0.5)
+        raise ValueError("boom: worker 1 lost its data")
+    if mode in ("crash", "hang"):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        print("CHILD", child.pid, flush=True)
+        print(f"worker {i} waiting for its peers", file=sys.stderr, flush=True)
+        time.sleep(600)
+""")
+
+
+def test_launcher_collects_output_of_every_worker(tmp_path):
+    run = parallel.launch_workers(3, ["ok"], timeout=60, command=["-c", WORKER], log_dir=tmp_path)
+    assert [w.returncode for w in run.workers] == [0, 0, 0]
+    assert [w.result["index"] for w in run.workers] == [0, 1, 2]
+    cluster = run.workers[0].result["cluster"]
+    assert cluster == run.cluster["worker"] and all(a.startswith("127.0.0.1:") for a in cluster)
+    assert (tmp_path / "worker-2.out").exists()
+
+
+def _children(runs):
+    pids = []
+    for r in runs:
+        pids += [int(ln.split()[1]) for ln in r.stdout.splitlines() if ln.startswith("CHILD ")]
+    return pids
+
+
+def test_launcher_stops_everyone_when_a_worker_crashes(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(parallel.WorkerError) as info:
+        parallel.launch_workers(3, ["crash"], timeout=120, command=["-c", WORKER], log_dir=tmp_path)
+    assert time.monotonic() - start < 60  # did not wait for the sleeping workers
+    message = str(info.value)
+    assert "Worker 1 of 3 failed" in message and "boom: worker 1 lost its data" in message
+    runs = info.value.runs
+    assert len(runs) == 3 and len(_children(runs)) == 2
+    time.sleep(0.2)
+    for pid in [r.pid for r in runs] + _children(runs):
+        assert not parallel.alive(pid), f"process {pid} survived"
+
+
+def test_launcher_timeout_stops_hung_workers(tmp_path):
+    with pytest.raises(parallel.WorkerError, match="Timed out after 3 s") as info:
+        parallel.launch_workers(2, ["hang"], timeout=3, command=["-c", WORKER], log_dir=tmp_path)
+    assert "waiting for its peers" in str(info.value)  # each worker's stderr is shown
+    time.sleep(0.2)
+    for pid in [r.pid for r in info.value.runs] + _children(info.value.runs):
+        assert not parallel.alive(pid)
+
+
+def test_launcher_bad_input():
+    with pytest.raises(ValueError):
+        parallel.launch_workers(0)
+    with pytest.raises(ValueError, match="timeout"):
+        parallel.launch_workers(2, timeout=0)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        parallel.run_multi_worker(2, global_batch=63)
+    with pytest.raises(ValueError, match="Unknown model"):
+        parallel.worker_args(model="resnet")
+
+
+# --- schedule, bubble, bytes ----------------------------------------------------------------
+
+@pytest.mark.parametrize("stages,micro", [(1, 4), (2, 1), (2, 8), (4, 4), (4, 16), (8, 3)])
+def test_equal_stages_give_the_formula_exactly(stages, micro):
+    fwd = np.full((stages, micro), 1.0)
+    assert parallel.bubble(parallel.gpipe_timeline(fwd)) == pytest.approx(parallel.bubble_formula(stages, micro))
+    timeline = parallel.gpipe_timeline(fwd, 2 * fwd)
+    assert parallel.bubble(timeline) == pytest.approx((stages - 1) / (micro + stages - 1))
+    assert parallel.bubble_bottleneck(np.full(stages, 3.0), micro) == pytest.approx(parallel.bubble_formula(stages, micro))
+    assert len(timeline) == 2 * stages * micro
+
+
+def test_timeline_respects_dependencies_and_one_task_per_device():
+    rng = np.random.default_rng(3)
+    fwd, bwd = rng.uniform(0.5, 2, (3, 5)), rng.uniform(0.5, 2, (3, 5))
+    tl = parallel.gpipe_timeline(fwd, bwd)
+    end = {(t["phase"], t["stage"], t["micro_batch"]): t["end"] for t in tl}
+    for t in tl:
+        k, m = t["stage"], t["micro_batch"]
+        if t["phase"] == "F" and k:
+            assert t["start"] >= end["F", k - 1, m]
+        if t["phase"] == "B":
+            assert t["start"] >= (end["F", k, m] if k == 2 else end["B", k + 1, m])
+    for k in range(3):
+        spans = sorted((t["start"], t["end"]) for t in tl if t["stage"] == k)
+        assert all(a[1] <= b[0] + 1e-12 for a, b in zip(spans, spans[1:]))
+
+
+def test_a_slow_stage_makes_a_bigger_bubble():
+    fwd = np.ones((4, 8))
+    fwd[2] *= 1.5
+    measured = parallel.bubble(parallel.gpipe_timeline(fwd))
+    assert measured > parallel.bubble_formula(4, 8)
+    assert measured == pytest.approx(parallel.bubble_bottleneck(fwd.mean(axis=1), 8), abs=1e-9)
+
+
+def test_bytes_and_learning_rate_rules():
+    b = parallel.allreduce_bytes(1000, 4)
+    assert b["gradient_bytes"] == 4000 and b["ring_bytes_per_replica"] == pytest.approx(6000)
+    assert parallel.allreduce_bytes(1000, 1)["ring_bytes_per_replica"] == 0
+    assert parallel.scaled_learning_rate(0.1, 128, 512) == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        parallel.bubble_formula(0, 4)
+
+
+def test_gpipe_timeline_bad_input():
+    with pytest.raises(ValueError):
+        parallel.gpipe_timeline([[1.0, 1.0], [1.0]])
+    with pytest.raises(ValueError):
+        parallel.gpipe_timeline([[1.0, 1.0]], [[1.0]])
+
+
+def test_worker_reads_listening_addresses():
+    from effcourse import _mw_worker
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        if os.path.exists("/proc/net/tcp"):
+            assert _mw_worker._listening_addresses(port) == ["127.0.0.1"]
+
+
+# --- notebook 07 checks: fail on the placeholder and on typical mistakes, pass on answers -------
+
+def test_nb07_replica_loss():
+    assert checks.nb07.replica_loss(lambda losses, gb: np.sum(losses) / gb)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb07.replica_loss(todo)
+    with pytest.raises(checks.CheckFailed, match="GLOBAL batch"):
+        checks.nb07.replica_loss(lambda losses, gb: np.mean(losses))
+
+
+def test_nb07_tf_config():
+    def answer(hosts, i):
+        return {"cluster": {"worker": list(hosts)}, "task": {"type": "worker", "index": i}}
+
+    assert checks.nb07.tf_config(answer)
+    assert checks.nb07.tf_config(lambda h, i: json.dumps(answer(h, i)))
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb07.tf_config(todo)
+    with pytest.raises(checks.CheckFailed, match="SAME for every worker"):
+        checks.nb07.tf_config(lambda h, i: {"cluster": {"worker": [h[i]]}, "task": {"type": "worker", "index": i}})
+    with pytest.raises(checks.CheckFailed, match="int"):
+        checks.nb07.tf_config(lambda h, i: {"cluster": {"worker": h}, "task": {"type": "worker", "index": str(i)}})
+
+
+def test_nb07_micro_batches():
+    import math
+
+    assert checks.nb07.micro_batches(lambda k, b: max(1, math.ceil((k - 1) * (1 - b) / b - 1e-9)))
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb07.micro_batches(todo)
+    with pytest.raises(checks.CheckFailed, match="off by one"):
+        checks.nb07.micro_batches(lambda k, b: int((k - 1) * (1 - b) / b))
+
+
+def test_nb07_stage_split():
+    import itertools
+
+    def best(costs, k):
+        def worst(c):
+            cuts = [0, *c, len(costs)]
+            return max(sum(costs[a:b]) for a, b in zip(cuts, cuts[1:]))
+        return list(min(itertools.combinations(range(1, len(costs)), k - 1), key=worst))
+
+    def equal_layers(costs, k):  # the typical mistake: the same number of layers per stage
+        step = len(costs) / k
+        return [round(step * i) for i in range(1, k)]
+
+    assert checks.nb07.stage_split(best)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb07.stage_split(todo)
+    with pytest.raises(checks.CheckFailed, match="slowest stage"):
+        checks.nb07.stage_split(equal_layers)
