@@ -149,8 +149,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "lso_demo_steps": {"quick": 8, "full": 8},
         "lso_overflow_at": {"quick": (2, 3), "full": (2, 3)},
         "lso_growth_steps": {"quick": 3, "full": 3},
-        "op_rounds": {"quick": 3, "full": 9},  # interleaved single-op timing
-        "op_reps": {"quick": 5, "full": 20},
+        "op_rounds": {"quick": 3, "full": 7},  # interleaved single-op timing
+        "op_reps": {"quick": 2, "full": 5},
         "qat_steps": {"quick": 5, "full": 60},
     },
 }
