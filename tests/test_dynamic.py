@@ -1,0 +1,235 @@
+"""effcourse.dynamic (notebook 06): early exits, exit rules, MAC accounting, staged TFLite,
+bad input; and the notebook's exercise checks."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import effcourse
+from effcourse import checks, dynamic, measure, models
+
+keras = effcourse.keras
+
+
+def backbone():
+    """8x8 input -> conv 2@3x3 -> flatten -> dense 4 -> dense 3 (logits), fixed random weights."""
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(2, 3, activation="relu", name="c1"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(4, activation="relu", name="d1"),
+        keras.layers.Dense(3, name="out"),
+    ], name="tiny")
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def net3():
+    """Exits after c1 and after d1, plus the final one; head weights random too."""
+    net = dynamic.build_early_exit(backbone(), ["c1", "d1"])
+    rng = np.random.default_rng(1)
+    net.model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in net.model.get_weights()])
+    return net
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(2).random((64, 8, 8, 1)).astype("float32")
+
+
+def test_macs_match_a_hand_count(net3):
+    # stage 1: conv 6*6 positions * 3*3*1 * 2 = 648, its head Dense 72 -> 3 = 216
+    # stage 2: Dense 72 -> 4 = 288, its head Dense 4 -> 3 = 12
+    # stage 3: Dense 4 -> 3 = 12
+    assert net3.stage_macs == [648 + 216, 288 + 12, 12]
+    assert list(net3.cumulative_macs) == [864, 1164, 1176]
+    assert measure.macs(net3.full) == 648 + 288 + 12
+    # 3 inputs leave at exit 1, 2 at exit 2, 1 at the end
+    exit_index = np.array([0, 1, 0, 2, 1, 0])
+    assert dynamic.mean_macs(exit_index, net3.cumulative_macs) == (3 * 864 + 2 * 1164 + 1176) / 6
+
+
+def test_mean_macs_on_constructed_logits():
+    sure = [10.0, 0.0, 0.0]  # confidence ~0.9999
+    unsure = [0.1, 0.0, 0.0]  # confidence ~0.36
+    exit1 = np.array([sure, unsure, sure, unsure])
+    exit2 = np.array([sure, sure, unsure, unsure])
+    final = np.array([[0.0, 1.0, 0.0]] * 4)
+    idx = dynamic.route([exit1, exit2, final], "confidence", 0.9)
+    assert list(idx) == [0, 1, 0, 2]
+    assert dynamic.mean_macs(idx, [100, 300, 1000]) == (100 + 300 + 100 + 1000) / 4
+    assert list(dynamic.exit_shares(idx, 3)) == [0.5, 0.25, 0.25]
+    pred, _ = dynamic.dynamic_predict([exit1, exit2, final], "confidence", 0.9)
+    assert list(pred) == [0, 0, 0, 1]
+    table = dynamic.sweep([exit1, exit2, final], np.array([0, 0, 0, 1]), [100, 300, 1000], [0.0, 0.9, 1.0])
+    assert list(table["accuracy"]) == [0.75, 1.0, 0.25]  # exit 1 alone says 0 for all
+    assert list(table["mean_macs"]) == [100.0, 375.0, 1000.0]
+    assert dynamic.operating_point(table, reference_accuracy=0.25, max_drop=0.001)["threshold"] == 0.0
+    assert dynamic.operating_point(table, reference_accuracy=1.0, max_drop=0.001)["threshold"] == 0.9
+
+
+def test_never_exit_equals_full_model_and_always_exit_the_first_head(net3, images):
+    logits = net3.exit_logits(images)
+    full_pred = net3.full.predict(images, verbose=0).argmax(1)
+    np.testing.assert_allclose(logits[-1], net3.full.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    for rule, t in dynamic.NEVER_EXIT.items():
+        pred, idx = dynamic.dynamic_predict(logits, rule, t)
+        assert np.all(idx == 2)
+        np.testing.assert_array_equal(pred, full_pred)
+    pred, idx = dynamic.dynamic_predict(logits, "confidence", dynamic.ALWAYS_EXIT["confidence"])
+    assert np.all(idx == 0)
+    np.testing.assert_array_equal(pred, logits[0].argmax(1))
+
+
+def test_the_backbone_is_copied_and_shares_nothing():
+    bb = backbone()
+    before = [w.copy() for w in bb.get_weights()]
+    net = dynamic.build_early_exit(bb, ["c1"])
+    net.full.get_layer("c1").set_weights([w * 0 for w in net.full.get_layer("c1").get_weights()])
+    for a, b in zip(before, bb.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert net.model.get_layer("c1") is net.stages[0].get_layer("c1") is net.full.get_layer("c1")
+
+
+def test_rules():
+    logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    conf = dynamic.confidence(logits)
+    p = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
+    np.testing.assert_allclose(conf, [1.0, 1 / 3, p.max()])
+    np.testing.assert_allclose(dynamic.entropy(logits), [0.0, 1.0, -(p * np.log(p)).sum() / np.log(3)], atol=1e-12)
+    assert list(dynamic.exit_mask(logits, "confidence", 0.5)) == [True, False, True]
+    assert list(dynamic.exit_mask(logits, "entropy", 0.5)) == [True, False, False]
+
+
+def test_staged_tflite_gives_the_keras_predictions(net3, images):
+    logits = net3.exit_logits(images)
+    t = float(np.median(dynamic.confidence(logits[0])))  # about half leave at exit 1
+    staged = dynamic.StagedTFLite(net3, "confidence", t)
+    pred, idx = staged.predict(images)
+    want_pred, want_idx = dynamic.dynamic_predict(logits, "confidence", t)
+    assert len(set(idx)) >= 2
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(pred, want_pred)
+    staged_e = dynamic.StagedTFLite(net3, "entropy", 0.9)
+    np.testing.assert_array_equal(staged_e.predict(images)[1], dynamic.route(logits, "entropy", 0.9))
+    assert staged.size_bytes == sum(measure.compressed_size(b) for b in staged.blobs)
+    from effcourse import convert
+    report = dynamic.compare_latency(staged, convert.to_tflite(net3.full), images[:6], repeats=2, warmup=2)
+    np.testing.assert_array_equal(report["exits"], want_idx[:6])
+    assert report["dynamic_ms"].shape == (6,) and report["full_p90_ms"] > 0
+
+
+def test_joint_training_runs_and_checks_weights():
+    net = dynamic.build_early_exit(backbone(), ["c1"])
+    rng = np.random.default_rng(3)
+    x = rng.random((64, 8, 8, 1)).astype("float32")
+    y = (x[:, :4].mean(axis=(1, 2, 3)) > 0.5).astype("int32")
+    mini = SimpleNamespace(x_train=x, y_train=y, x_val=x[:16], y_val=y[:16])
+    hist = dynamic.train_joint(net, mini, epochs=1, loss_weights=[0.5, 1.0], batch_size=32, shift=0.1)
+    assert any(k.endswith("accuracy") for k in hist.history) and len(hist.history["loss"]) == 1
+    x_b, y_b = next(iter(dynamic.train_batches(mini, 16, shift=0.2, outputs=2)))
+    assert x_b.shape == (16, 8, 8, 1) and len(y_b) == 2 and np.array_equal(y_b[0], y_b[1])
+    assert not any(np.allclose(x_b[0], img) for img in x)  # moved, not a training image as is
+    with pytest.raises(ValueError, match="shift"):
+        dynamic.train_batches(mini, 16, shift=0.6)
+    with pytest.raises(ValueError, match="one per exit"):
+        dynamic.train_joint(net, mini, epochs=1, loss_weights=[1.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        dynamic.train_joint(net, mini, epochs=1, loss_weights=[1.0, -1.0])
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "0.5", None, True])
+def test_threshold_outside_its_range(bad):
+    logits = [np.zeros((2, 3)), np.zeros((2, 3))]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        dynamic.route(logits, "confidence", bad)
+
+
+def test_bad_input_is_explained(net3):
+    with pytest.raises(ValueError, match="Unknown exit rule"):
+        dynamic.exit_mask(np.zeros((2, 3)), "margin", 0.5)
+    with pytest.raises(ValueError, match="different numbers of classes"):
+        dynamic.route([np.zeros((4, 10)), np.zeros((4, 5))], "confidence", 0.5)
+    with pytest.raises(ValueError, match="one threshold per early exit"):
+        dynamic.route([np.zeros((4, 3))] * 3, "confidence", [0.5])
+    with pytest.raises(ValueError, match="no layer 'conv9'.*'c1'"):
+        dynamic.build_early_exit(backbone(), ["conv9"])
+    with pytest.raises(ValueError, match="last layer"):
+        dynamic.build_early_exit(backbone(), ["out"])
+    with pytest.raises(ValueError, match="forward order"):
+        dynamic.build_early_exit(backbone(), ["d1", "c1"])
+    wrong = [lambda shape, classes, i: [keras.layers.Flatten(name="f9"), keras.layers.Dense(5, name="h9")]]
+    with pytest.raises(ValueError, match="Exit head 1.*3 class logits"):
+        dynamic.build_early_exit(backbone(), ["c1"], heads=wrong)
+    with pytest.raises(ValueError, match="one cumulative MAC count per exit"):
+        dynamic.mean_macs(np.array([0, 3]), [1, 2, 3])
+    with pytest.raises(ValueError, match="within"):
+        dynamic.operating_point(dynamic.sweep([np.eye(3)[[0, 1]], np.eye(3)[[1, 1]]], np.array([1, 0]),
+                                              [1, 2], [0.0]), 1.0, 0.001)
+
+
+def test_backbones_it_cannot_split():
+    inp = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(2, 3, padding="same", name="a")(inp)
+    b = keras.layers.Add(name="skip")([inp, a])
+    residual = keras.Model(inp, keras.layers.Dense(3, name="o")(keras.layers.Flatten(name="f")(b)))
+    with pytest.raises(ValueError, match="one chain"):
+        dynamic.build_early_exit(residual, ["a"])
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(models.ModelError):
+        dynamic.build_early_exit(Sub(), ["a"])
+
+
+# --- the notebook's exercise checks: fail on the placeholder and typical mistakes, pass on answers
+
+def todo(*args, **kwargs):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+def test_check_confidence():
+    def good(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return 1.0 / np.exp(z).sum(axis=1)
+
+    assert checks.nb06.exit_confidence(good)
+    assert checks.nb06.exit_confidence(dynamic.confidence)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb06.exit_confidence(todo)
+    with pytest.raises(checks.CheckFailed, match="argmax"):
+        checks.nb06.exit_confidence(lambda z: z.argmax(axis=1))
+    with pytest.raises(checks.CheckFailed, match="finite|maximum"):
+        checks.nb06.exit_confidence(lambda z: (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).max(axis=1))
+    with pytest.raises(checks.CheckFailed, match="axis"):
+        checks.nb06.exit_confidence(lambda z: good(z.T))
+
+
+def test_check_mean_macs():
+    assert checks.nb06.mean_macs(lambda idx, macs: np.cumsum(macs)[idx].mean())
+    assert checks.nb06.mean_macs(lambda i, m: dynamic.mean_macs(i, np.cumsum(m)))
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb06.mean_macs(todo)
+    with pytest.raises(checks.CheckFailed, match="cumulative"):
+        checks.nb06.mean_macs(lambda idx, macs: np.asarray(macs)[idx].mean())
+
+
+def test_check_operating_point():
+    def good(table, reference, max_drop):
+        ok = table[table["accuracy"] >= reference - max_drop]
+        return ok.sort_values("mean_macs").iloc[0]["threshold"]
+
+    assert checks.nb06.pick_operating_point(good)
+    assert checks.nb06.pick_operating_point(lambda t, r, d: dynamic.operating_point(t, r, d)["threshold"])
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb06.pick_operating_point(todo)
+    with pytest.raises(checks.CheckFailed, match="most accurate"):
+        checks.nb06.pick_operating_point(lambda t, r, d: t.sort_values("accuracy").iloc[-1]["threshold"])
+    with pytest.raises(checks.CheckFailed, match="fraction"):
+        checks.nb06.pick_operating_point(lambda t, r, d: good(t, r, d * 100))
+    with pytest.raises(checks.CheckFailed, match="hard-code"):
+        checks.nb06.pick_operating_point(lambda t, r, d: 0.9)
