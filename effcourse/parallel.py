@@ -878,6 +878,30 @@ def run_gpipe(stages, x, y, micro_batches: int, repeats: int = 3, input_gradient
             "repeats": repeats}
 
 
+def compare_gradients(got, expected, atol: float = 1e-6) -> dict:
+    """How far two lists of gradient arrays (or lists of lists, per stage) differ (notebook 07).
+
+    Returns the largest absolute difference, the largest gradient, and how many of all the
+    entries differ by more than ``atol``: in a ReLU network a pre-activation within
+    round-off of zero can switch on in one computation and not in the other, which changes
+    that unit's gradient entries by a real amount while every other entry agrees.
+    """
+    def flat(arrays):
+        out = []
+        for a in arrays:
+            out.extend(flat(a) if isinstance(a, (list, tuple)) else [np.asarray(a, dtype=np.float64)])
+        return out
+
+    got, expected = flat(got), flat(expected)
+    if [a.shape for a in got] != [b.shape for b in expected]:
+        raise ValueError("the two gradient lists have different shapes")
+    diffs = [np.abs(a - b) for a, b in zip(got, expected)]
+    return {"max_abs_diff": float(max(d.max() for d in diffs)),
+            "max_abs_grad": float(max(np.abs(b).max() for b in expected)),
+            "entries": int(sum(d.size for d in diffs)),
+            "entries_off": int(sum(int((d > atol).sum()) for d in diffs))}
+
+
 def full_batch_gradients(stages, x, y) -> list:
     """The gradient of the mean loss over the whole batch, per stage, without micro-batches (notebook 07)."""
     import tensorflow as tf

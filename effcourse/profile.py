@@ -83,8 +83,8 @@ PROFILES = {
         "scaling_models": {"quick": ("lenet_300_100",), "full": ("lenet_300_100", "lenet5")},
         "global_batch": {"quick": 256, "full": 256},  # data parallel; divisible by every replica count
         "scaling_steps": {"quick": 5, "full": 20},  # steps per timed chunk
-        "scaling_repeats": {"quick": 5, "full": 9},  # interleaved chunks per replica count
-        "fit_epochs": {"quick": 1, "full": 1},
+        "scaling_repeats": {"quick": 5, "full": 7},  # interleaved chunks per replica count
+        "fit_train_size": {"quick": 6000, "full": 12800},  # images for the fit / custom-loop demos
         "fit_learning_rate": {"quick": 0.1, "full": 0.1},
         "mw_workers": {"quick": 2, "full": 3},
         "mw_steps": {"quick": 20, "full": 60},
@@ -92,8 +92,8 @@ PROFILES = {
         "mw_timeout": {"quick": 240, "full": 600},  # seconds for the whole multi-worker job
         "mw_hang_timeout": {"quick": 3, "full": 5},  # the hang demo's timeout
         "pipe_stages": {"quick": (2, 4), "full": (2, 4, 8)},  # K
-        "pipe_micro_batches": {"quick": (1, 2, 4, 8), "full": (1, 2, 4, 8, 16, 32)},  # M
-        "pipe_global_batch": {"quick": 512, "full": 2048},  # full: 64 rows per micro-batch at M=32
+        "pipe_micro_batches": {"quick": (1, 2, 4, 8), "full": (1, 2, 4, 8, 16)},  # M
+        "pipe_global_batch": {"quick": 512, "full": 1024},  # 64 rows per micro-batch at the largest M
         "pipe_repeats": {"quick": 3, "full": 5},  # timed steps per (K, M); task medians
         "gantt": {"quick": (4, 8), "full": (4, 8)},  # (K, M) drawn as a timeline
     },

@@ -265,6 +265,16 @@ def test_bytes_and_learning_rate_rules():
         parallel.bubble_formula(0, 4)
 
 
+def test_compare_gradients_counts_the_entries_that_differ():
+    same = [np.zeros((2, 3)), [np.ones(4)]]
+    moved = [np.zeros((2, 3)) + np.eye(2, 3) * 1e-3, [np.ones(4)]]
+    r = parallel.compare_gradients(moved, same)
+    assert r["entries"] == 10 and r["entries_off"] == 2 and r["max_abs_diff"] == pytest.approx(1e-3)
+    assert parallel.compare_gradients(same, same)["entries_off"] == 0
+    with pytest.raises(ValueError, match="shapes"):
+        parallel.compare_gradients(same, [np.zeros((3, 2)), [np.ones(4)]])
+
+
 def test_gpipe_timeline_bad_input():
     with pytest.raises(ValueError):
         parallel.gpipe_timeline([[1.0, 1.0], [1.0]])
