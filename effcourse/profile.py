@@ -77,6 +77,126 @@ PROFILES = {
         repeats=3,
         representative_samples=500,
     ),
+}
+
+# Per-notebook settings: {notebook: {key: {"quick": value, "full": value}}}.
+# Each notebook owns its own block; keep both profiles side by side.
+NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
+    "00_setup_and_tour": {
+        "mlp_widths": {"quick": (8, 32, 128), "full": (8, 16, 32, 64, 128, 300)},
+        "mlp_epochs": {"quick": 3, "full": 5},
+    },
+    "01_sgd_loss_formulation": {
+        "learning_rates": {"quick": (0.01, 0.1, 0.5, 2.0), "full": (0.001, 0.01, 0.1, 0.5, 2.0)},
+        "lr_steps": {"quick": 90, "full": 600},
+        "lr_batch_size": {"quick": 64, "full": 64},
+    },
+    # Notebooks 02-08 add their own blocks below, one block per notebook.
+    "08_automated_compression": {
+        "model": {"quick": "lenet_300_100", "full": "lenet_300_100"},
+        "max_drop": {"quick": 0.01, "full": 0.003},  # accuracy budget: fraction below the baseline
+        "sparsities": {"quick": (0.5, 0.8, 0.9), "full": (0.8, 0.9, 0.95, 0.97)},
+        "clusters": {"quick": (0, 16), "full": (0, 8, 16, 32)},  # 0: no clustering
+        "modes": {"quick": ("dynamic", "int8"), "full": ("float16", "dynamic", "int8")},
+        "trials": {"quick": 4, "full": 14},
+        "prune_epochs": {"quick": 1, "full": 4},
+        "cluster_epochs": {"quick": 1, "full": 2},
+    },
+    "02_pruning": {
+        "demo_sparsity": {"quick": 0.8, "full": 0.9},  # sections 1-2: one sparsity, two schedules
+        "demo_epochs": {"quick": 1, "full": 3},
+        "sweep_sparsities": {"quick": (0.5, 0.9), "full": (0.5, 0.8, 0.9, 0.95, 0.98)},
+        "sweep_epochs": {"quick": {"lenet_300_100": 1, "lenet5": 1},
+                         "full": {"lenet_300_100": 2, "lenet5": 1}},
+        "scan_sparsities": {"quick": (0.5, 0.8, 0.9, 0.95, 0.98),
+                            "full": (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)},
+        "scan_samples": {"quick": 500, "full": 2000},  # validation images per scan point
+        "target_sparsity": {"quick": 0.9, "full": 0.922},  # overall kernel sparsity: ~12.5x fewer non-zeros
+        "max_layer_sparsity": {"quick": 0.98, "full": 0.95},
+        "final_epochs": {"quick": {"lenet_300_100": 2, "lenet5": 1},
+                         "full": {"lenet_300_100": 20, "lenet5": 8}},
+        "learning_rate": {"quick": 1e-3, "full": 1e-3},
+        "weight_decay": {"quick": 0.004, "full": 0.004},  # AdamW, sections 3-6
+        "m_by_n_epochs": {"quick": 1, "full": 2},
+        "channel_model": {"quick": "lenet5", "full": "lenet5"},
+        "channel_keep": {"quick": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4},
+                         "full": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4}},
+        "channel_epochs": {"quick": 2, "full": 4},
+        "latency_rounds": {"quick": 3, "full": 7},
+    },
+    "03_quantization": {
+        "models": {"quick": ("lenet_300_100", "cnn"), "full": ("lenet_300_100", "cnn")},  # dense-heavy, conv
+        "qat_epochs": {"quick": 1, "full": 1},  # fine-tuning from the trained baseline
+        "qat_learning_rate": {"quick": 1e-4, "full": 1e-4},
+        "sqnr_samples": {"quick": 200, "full": 1000},  # test images for the per-layer error
+        "latency_rounds": {"quick": 3, "full": 7},  # interleaved rounds of profile.latency_runs each
+    },
+    "04_clustering_distillation_deep_compression": {
+        "finetune_size": {"quick": 1000, "full": 10000},  # training images for the short fine-tunings
+        "init_clusters": {"quick": 4, "full": 4},  # centroid initialisations compared at this k
+        "cluster_counts": {"quick": (4, 16), "full": (4, 8, 16, 32, 64)},  # 2 to 6 bits per weight
+        "cluster_epochs": {"quick": 1, "full": 1},
+        "qat_epochs": {"quick": 1, "full": 1},
+        # Deep Compression: per-layer sparsity (Han et al. keep 8/9/26% and 66/12/8/19%), clusters
+        "dc_sparsity": {"quick": {"lenet_300_100": {"fc1": 0.8, "fc2": 0.7, "logits": 0.5},
+                                  "lenet5": {"conv1": 0.3, "conv2": 0.7, "fc1": 0.8, "logits": 0.5}},
+                        "full": {"lenet_300_100": {"fc1": 0.95, "fc2": 0.85, "logits": 0.5},
+                                 "lenet5": {"conv1": 0.5, "conv2": 0.9, "fc1": 0.95, "logits": 0.85}}},
+        "dc_clusters": {"quick": {"lenet_300_100": {"fc1": 8, "fc2": 16, "logits": 16},
+                                  "lenet5": {"fc1": 8, "logits": 8}},
+                        "full": {"lenet_300_100": {"fc1": 8, "fc2": 16, "logits": 16},
+                                 "lenet5": {"fc1": 8, "logits": 8}}},  # conv kernels stay int8
+        "dc_cluster_init": {"quick": "density", "full": "density"},
+        "dc_cluster_epochs": {"quick": {"lenet_300_100": 0, "lenet5": 0},
+                              "full": {"lenet_300_100": 1, "lenet5": 0}},
+        "dc_prune_epochs": {"quick": {"lenet_300_100": 1, "lenet5": 1},
+                            "full": {"lenet_300_100": 14, "lenet5": 4}},
+        "dc_prune_learning_rate": {"quick": 3e-3, "full": 3e-3},
+        "dc_weight_decay": {"quick": 0.02, "full": 0.02},  # AdamW while pruning
+        "dc_qat_epochs": {"quick": 1, "full": 1},
+        "teacher": {"quick": "lenet5", "full": "lenet5"},
+        "student_filters": {"quick": (16, 32), "full": (16, 32)},
+        "student_dense": {"quick": 64, "full": 64},
+        "distill_learning_rate": {"quick": 3e-3, "full": 3e-3},
+        "small_size": {"quick": 300, "full": 1100},  # the small transfer set: 2% of the training images
+        "small_epochs": {"quick": 10, "full": 80},
+        "temperatures": {"quick": (10.0,), "full": (2.0, 5.0, 10.0, 20.0)},
+        "alphas": {"quick": (0.9,), "full": (0.5, 0.9)},
+        "distill_epochs": {"quick": 1, "full": 4},  # student alone / distilled on all the images
+        "student_prune_epochs": {"quick": 1, "full": 2},
+    },
+    "05_mixed_precision": {
+        "model": {"quick": "cnn", "full": "cnn"},
+        "train_steps": {"quick": 30, "full": 500},  # per policy, same batches
+        "chunk_steps": {"quick": 10, "full": 25},  # interleaved timing chunk
+        "grad_steps": {"quick": (0, 10, 30), "full": (0, 50, 300)},  # gradient snapshots
+        "lso_demo_steps": {"quick": 8, "full": 8},
+        "lso_overflow_at": {"quick": (2, 3), "full": (2, 3)},
+        "lso_growth_steps": {"quick": 3, "full": 3},
+        "op_rounds": {"quick": 3, "full": 7},  # interleaved single-op timing
+        "op_reps": {"quick": 2, "full": 5},
+        "qat_steps": {"quick": 5, "full": 60},
+    },
+    "06_dynamic_networks": {
+        "backbone": {"quick": "lenet5", "full": "lenet5"},  # B-LeNet style, from the trained baseline
+        "joint_epochs": {"quick": 2, "full": 8},  # joint fine-tuning of backbone and exit heads
+        "joint_learning_rate": {"quick": 1e-3, "full": 1e-3},
+        "loss_weights": {"quick": (1.0, 0.5, 1.0), "full": (1.0, 0.5, 1.0)},  # exit 1, exit 2, final
+        "exit1_hidden": {"quick": 128, "full": 128},  # hidden units of the first exit's head
+        "train_shift": {"quick": 0.08, "full": 0.08},  # random shifts (fraction of 28 px) in training
+        # confidence thresholds swept: 0 (always exit), 1 - 10^-x for x evenly spaced up to 6, 1 (never)
+        "thresholds": {"quick": (0.0,) + tuple(round(1 - 10 ** (-k / 4), 8) for k in range(1, 25)) + (1.0,),
+                       "full": (0.0,) + tuple(round(1 - 10 ** (-k / 16), 8) for k in range(4, 97)) + (1.0,)},
+        "max_accuracy_drop": {"quick": 0.001, "full": 0.001},  # 0.1 points, the target
+        "latency_samples": {"quick": 300, "full": 10000},  # test images timed one at a time
+        "latency_repeats": {"quick": 3, "full": 5},  # interleaved passes; median per sample
+        "static_epochs": {"quick": 2, "full": 10},  # the static small network, same recipe
+        "gate_train_size": {"quick": 3000, "full": 20000},  # the skip-gate section
+        "gate_epochs": {"quick": 1, "full": 3},
+        "gate_target": {"quick": 0.3, "full": 0.3},  # share of inputs the gate budget aims at
+        "gate_weight": {"quick": 1.0, "full": 1.0},  # weight of the budget term in the loss
+        "hard_grid": {"quick": 20, "full": 40},  # hardest digits shown
+    },
     "07_parallelism": {
         "logical_cpus": {"quick": 4, "full": 8},  # devices when there are no GPUs
         "replicas": {"quick": (1, 2, 4), "full": (1, 2, 4, 8)},  # scaling sweep
@@ -96,82 +216,6 @@ PROFILES = {
         "pipe_global_batch": {"quick": 512, "full": 1024},  # 64 rows per micro-batch at the largest M
         "pipe_repeats": {"quick": 3, "full": 5},  # timed steps per (K, M); task medians
         "gantt": {"quick": (4, 8), "full": (4, 8)},  # (K, M) drawn as a timeline
-    },
-}
-
-# Per-notebook settings: {notebook: {key: {"quick": value, "full": value}}}.
-# Each notebook owns its own block; keep both profiles side by side.
-NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
-    "00_setup_and_tour": {
-        "mlp_widths": {"quick": (8, 32, 128), "full": (8, 16, 32, 64, 128, 300)},
-        "mlp_epochs": {"quick": 3, "full": 5},
-    },
-    "01_sgd_loss_formulation": {
-        "learning_rates": {"quick": (0.01, 0.1, 0.5, 2.0), "full": (0.001, 0.01, 0.1, 0.5, 2.0)},
-        "lr_steps": {"quick": 90, "full": 600},
-        "lr_batch_size": {"quick": 64, "full": 64},
-    },
-    # Notebooks 02-08 add their own blocks below, one block per notebook.
-    "02_pruning": {
-        "demo_sparsity": {"quick": 0.8, "full": 0.9},  # sections 1-2: one sparsity, two schedules
-        "demo_epochs": {"quick": 1, "full": 3},
-        "sweep_sparsities": {"quick": (0.5, 0.9), "full": (0.5, 0.75, 0.9, 0.95, 0.98)},
-        "sweep_epochs": {"quick": {"lenet_300_100": 1, "lenet5": 1},
-                         "full": {"lenet_300_100": 3, "lenet5": 2}},
-        "scan_sparsities": {"quick": (0.5, 0.8, 0.9, 0.95, 0.98),
-                            "full": (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)},
-        "scan_samples": {"quick": 500, "full": 2000},  # validation images per scan point
-        "target_sparsity": {"quick": 0.9, "full": 0.922},  # overall kernel sparsity: ~12.5x fewer non-zeros
-        "max_layer_sparsity": {"quick": 0.98, "full": 0.95},
-        "final_epochs": {"quick": {"lenet_300_100": 2, "lenet5": 1},
-                         "full": {"lenet_300_100": 20, "lenet5": 5}},
-        "learning_rate": {"quick": 1e-3, "full": 1e-3},
-        "weight_decay": {"quick": 0.004, "full": 0.004},  # AdamW, sections 3-6
-        "m_by_n_epochs": {"quick": 1, "full": 2},
-        "channel_model": {"quick": "lenet5", "full": "lenet5"},
-        "channel_keep": {"quick": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4},
-                         "full": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4}},
-        "channel_epochs": {"quick": 2, "full": 4},
-        "latency_rounds": {"quick": 3, "full": 7},
-    },
-    "03_quantization": {
-        "models": {"quick": ("lenet_300_100", "cnn"), "full": ("lenet_300_100", "cnn")},  # dense-heavy, conv
-        "qat_epochs": {"quick": 1, "full": 1},  # fine-tuning from the trained baseline
-        "qat_learning_rate": {"quick": 1e-4, "full": 1e-4},
-        "sqnr_samples": {"quick": 200, "full": 1000},  # test images for the per-layer error
-        "latency_rounds": {"quick": 3, "full": 7},  # interleaved rounds of profile.latency_runs each
-    },
-    "05_mixed_precision": {
-        "model": {"quick": "cnn", "full": "cnn"},
-        "train_steps": {"quick": 30, "full": 500},  # per policy, same batches
-        "chunk_steps": {"quick": 10, "full": 25},  # interleaved timing chunk
-        "grad_steps": {"quick": (0, 10, 30), "full": (0, 50, 300)},  # gradient snapshots
-        "lso_demo_steps": {"quick": 8, "full": 8},
-        "lso_overflow_at": {"quick": (2, 3), "full": (2, 3)},
-        "lso_growth_steps": {"quick": 3, "full": 3},
-        "op_rounds": {"quick": 3, "full": 7},  # interleaved single-op timing
-        "op_reps": {"quick": 2, "full": 5},
-        "qat_steps": {"quick": 5, "full": 60},
-    },
-    "06_dynamic_networks": {
-        "backbone": {"quick": "lenet5", "full": "lenet5"},  # B-LeNet style, from the trained baseline
-        "joint_epochs": {"quick": 2, "full": 5},  # joint fine-tuning of backbone and exit heads
-        "joint_learning_rate": {"quick": 1e-3, "full": 1e-3},
-        "loss_weights": {"quick": (1.0, 0.5, 1.0), "full": (1.0, 0.5, 1.0)},  # exit 1, exit 2, final
-        "exit1_hidden": {"quick": 128, "full": 128},  # hidden units of the first exit's head
-        "train_shift": {"quick": 0.08, "full": 0.08},  # random shifts (fraction of 28 px) in training
-        # confidence thresholds swept: 0 (always exit), 1 - 10^-x for x evenly spaced up to 6, 1 (never)
-        "thresholds": {"quick": (0.0,) + tuple(round(1 - 10 ** (-k / 4), 8) for k in range(1, 25)) + (1.0,),
-                       "full": (0.0,) + tuple(round(1 - 10 ** (-k / 16), 8) for k in range(4, 97)) + (1.0,)},
-        "max_accuracy_drop": {"quick": 0.001, "full": 0.001},  # 0.1 points, the target
-        "latency_samples": {"quick": 300, "full": 10000},  # test images timed one at a time
-        "latency_repeats": {"quick": 3, "full": 5},  # interleaved passes; median per sample
-        "static_epochs": {"quick": 2, "full": 10},  # the static small network, same recipe
-        "gate_train_size": {"quick": 3000, "full": 20000},  # the skip-gate section
-        "gate_epochs": {"quick": 1, "full": 3},
-        "gate_target": {"quick": 0.3, "full": 0.3},  # share of inputs the gate budget aims at
-        "gate_weight": {"quick": 1.0, "full": 1.0},  # weight of the budget term in the loss
-        "hard_grid": {"quick": 20, "full": 40},  # hardest digits shown
     },
 }
 

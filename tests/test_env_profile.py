@@ -61,3 +61,13 @@ def test_atomic_write_leaves_no_temp(tmp_path):
     target = env.atomic_write_bytes(tmp_path / "a" / "f.bin", b"xyz")
     assert target.read_bytes() == b"xyz"
     assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
+
+
+def test_profiles_table_holds_only_profiles_and_every_notebook_has_settings():
+    from pathlib import Path
+
+    assert all(isinstance(p, profile.Profile) for p in profile.PROFILES.values())
+    root = Path(__file__).parent.parent
+    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        if nb.stem[:2] not in ("00", "01") and f'section("{nb.stem}")' in nb.read_text():
+            assert nb.stem in profile.NOTEBOOK_SETTINGS, f"{nb.stem} reads settings nobody defined"
