@@ -1,0 +1,370 @@
+"""Weight clustering (k-means weight sharing), collaborative optimization and Deep Compression (notebook 04).
+
+Clustering replaces the weights of each kernel by the nearest of ``k`` shared values (the
+centroids, found by k-means and then fine-tuned), so a kernel can be stored as a small
+codebook of ``k`` floats plus a ``log2(k)``-bit index per weight (Han, Mao, Dally 2016).
+tfmot's ``cluster_weights`` does this during fine-tuning; ``strip`` leaves a plain model
+whose kernels hold at most ``k`` distinct values (the ``.tflite`` file still stores one
+number per weight: the saving shows after compression, or after int8 conversion where the
+``k`` values become ``k`` int8 codes).
+
+One entry point, said once: in tfmot 0.8.1 the documented
+``tfmot.clustering.keras.experimental.cluster_weights`` raises ``AttributeError`` (the
+public ``experimental`` package is empty). The function lives in the ``cluster`` module of
+``tensorflow_model_optimization.python.core.clustering.keras.experimental``; it is the one
+that accepts ``preserve_sparsity`` (sparsity-preserving clustering). ``_tfmot_cluster``
+below is the only place in the course that imports it.
+
+Collaborative optimization (tfmot's names): cluster a pruned model without losing its
+zeros (``preserve_sparsity=True``), then quantization-aware training that keeps the zeros
+(PQAT), the clusters (CQAT) or both (PCQAT) through ``quantize_apply`` with the
+collaborative schemes (``collaborative_qat``). ``deep_compression`` chains prune, cluster,
+quantize and compress, as in the paper.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .models import check_model
+
+INITS = {
+    "kmeans++": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density": "DENSITY_BASED",
+    "random": "RANDOM",
+}
+PRESERVE = ("sparsity", "clusters", "both")
+
+
+def _tfmot_cluster():
+    """tfmot's working clustering entry point (see the module docstring for why this path)."""
+    from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster
+
+    return cluster
+
+
+def _init(init: str):
+    from tensorflow_model_optimization.python.core.clustering.keras.cluster_config import (
+        CentroidInitialization)
+
+    if init not in INITS:
+        raise ValueError(f"Unknown centroid initialisation {init!r}; choose one of {', '.join(INITS)}.")
+    return getattr(CentroidInitialization, INITS[init])
+
+
+def _kernel(layer):
+    """The kernel array of a Dense/Conv layer (looking through tfmot wrappers), or None."""
+    inner = getattr(layer, "layer", layer)
+    for name in ("kernel", "depthwise_kernel"):
+        var = getattr(inner, name, None)
+        if var is not None:
+            return np.asarray(var.numpy())
+    return None
+
+
+def clusterable_layers(model) -> dict:
+    """{layer name: number of kernel weights} for the Dense/Conv layers clustering acts on (notebook 04)."""
+    check_model(model, what="cluster.clusterable_layers")
+    return {layer.name: int(_kernel(layer).size) for layer in model.layers if _kernel(layer) is not None}
+
+
+def _check_clusters(value, layer: str, size: int, nonzero: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"the number of clusters for layer {layer!r} must be an int, got {value!r}.")
+    value = int(value)
+    if value < 2:
+        raise ValueError(f"clustering layer {layer!r} into {value} cluster(s) is meaningless: use at "
+                         "least 2 (2 clusters = 1 bit per weight; 16 = 4 bits is a common start).")
+    if value > size:
+        raise ValueError(f"layer {layer!r} has only {size} kernel weights, fewer than the {value} "
+                         "clusters asked for; use fewer clusters or leave the layer out (per_layer).")
+    if nonzero is not None and value > nonzero + 1:
+        raise ValueError(f"layer {layer!r} has only {nonzero} non-zero weights to share {value - 1} "
+                         "non-zero centroids with sparsity preserved; use fewer clusters.")
+    return value
+
+
+def _plan(model, clusters, per_layer, preserve_sparsity) -> dict:
+    sizes = clusterable_layers(model)
+    per_layer = dict(per_layer or {})
+    unknown = sorted(set(per_layer) - set(sizes))
+    if unknown:
+        raise ValueError(f"per_layer names layers that have no kernel to cluster: {unknown}. "
+                         f"Clusterable layers: {list(sizes)}.")
+    plan = {}
+    for layer in model.layers:
+        if layer.name not in sizes:
+            continue
+        k = per_layer.get(layer.name, clusters)
+        if per_layer and (k is None or k == 0):
+            continue  # with per_layer, 0 or None leaves a layer unclustered
+        nonzero = int(np.count_nonzero(_kernel(layer))) if preserve_sparsity else None
+        plan[layer.name] = _check_clusters(k, layer.name, sizes[layer.name], nonzero)
+    if not plan:
+        raise ValueError("no layer left to cluster: per_layer sets every layer to 0; name at least "
+                         "one layer with a cluster count >= 2.")
+    return plan
+
+
+def wrap(model, clusters: int, init: str = "kmeans++", preserve_sparsity: bool = False,
+         per_channel: bool = False, per_layer: dict | None = None):
+    """Wrap a copy of ``model`` for clustering with tfmot's ``cluster_weights``, notebook 04.
+
+    Every Dense/Conv kernel gets ``clusters`` centroids, initialised by ``init`` (one of
+    ``INITS``); ``per_layer`` ({layer name: k}) overrides ``clusters``, and 0 or None there
+    leaves a layer unclustered (with ``per_layer`` given, ``clusters=0`` clusters only the
+    named layers). ``preserve_sparsity=True`` keeps the zeros of a pruned kernel at
+    zero (one of the ``k`` centroids is pinned to 0). ``per_channel`` clusters each Conv2D
+    output channel separately (matches int8's per-channel scales). The caller's model is
+    cloned first and never changed; train the result, then ``strip`` it.
+    """
+    import tf_keras
+
+    from . import models
+
+    check_model(model, what="cluster.wrap")
+    if any(type(layer).__name__ == "ClusterWeights" for layer in model.layers):
+        raise ValueError("this model already holds clustering wrappers; pass the original model or "
+                         "cluster.strip(model) first.")
+    plan = _plan(model, clusters, per_layer, preserve_sparsity)
+    centroid_init = _init(init)
+    api = _tfmot_cluster()
+    base = models.clone(model, compile_like=False)  # tfmot shares layers: never wrap the caller's
+
+    def wrap_layer(layer):
+        if layer.name not in plan:
+            return layer
+        return api.cluster_weights(layer, number_of_clusters=plan[layer.name],
+                                   cluster_centroids_init=centroid_init,
+                                   preserve_sparsity=preserve_sparsity,
+                                   cluster_per_channel=per_channel)
+
+    return tf_keras.models.clone_model(base, clone_function=wrap_layer)
+
+
+def strip(model):
+    """Remove the clustering wrappers (``strip_clustering``): a plain model with shared-value kernels, notebook 04."""
+    import tensorflow_model_optimization as tfmot
+
+    check_model(model, what="cluster.strip")
+    return tfmot.clustering.keras.strip_clustering(model)
+
+
+def _check_data(data, epochs, batch_size, what):
+    from . import data as _data
+
+    if not isinstance(data, _data.MNIST):
+        raise TypeError(f"{what}: data must be an effcourse.data.MNIST (data.load(profile)), "
+                        f"got {type(data).__name__}.")
+    if int(epochs) < 0 or int(batch_size) < 1:
+        raise ValueError(f"{what}: need epochs >= 0 and batch_size >= 1, got {epochs} and {batch_size}.")
+
+
+def cluster_and_finetune(model, data, clusters: int, epochs: int, batch_size: int = 128,
+                         init: str = "kmeans++", preserve_sparsity: bool = False,
+                         per_channel: bool = False, per_layer: dict | None = None,
+                         learning_rate: float = 1e-4, seed: int = 0, verbose: int = 0):
+    """Cluster a copy of ``model`` and fine-tune the centroids on ``data``; return it stripped and compiled.
+
+    Introduced in notebook 04. Arguments as in ``wrap``; ``epochs=0`` clusters without
+    fine-tuning (to see what clustering alone costs). Fine-tuning trains the centroids
+    (Adam at a small, cosine-decayed ``learning_rate``): each centroid's gradient is the
+    sum of its weights' gradients, and the weights are re-assigned to their nearest
+    centroid at every step. The input model is never changed; the training history is in
+    ``result.effcourse_history``.
+    """
+    import tf_keras
+
+    from . import env, models, train
+
+    check_model(model, what="cluster.cluster_and_finetune")
+    _check_data(data, epochs, batch_size, "cluster_and_finetune")
+    env.seed_everything(seed)
+    wrapped = wrap(model, clusters, init=init, preserve_sparsity=preserve_sparsity,
+                   per_channel=per_channel, per_layer=per_layer)
+    history = {}
+    if int(epochs) > 0:
+        steps = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
+        lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
+        models.compile_classifier(wrapped, optimizer=tf_keras.optimizers.Adam(lr))
+        hist = train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
+                         verbose=verbose, seed=seed)
+        history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    stripped = models.compile_classifier(strip(wrapped))
+    stripped.effcourse_history = history
+    return stripped
+
+
+def unique_values(model) -> dict:
+    """Number of distinct values in each Dense/Conv kernel, {layer name: count}, notebook 04."""
+    check_model(model, need_graph=False, what="cluster.unique_values")
+    return {layer.name: int(np.unique(_kernel(layer)).size)
+            for layer in model.layers if _kernel(layer) is not None}
+
+
+def tflite_kernels(blob: bytes):
+    """What a .tflite file stores for each kernel (DataFrame), read from the flatbuffer, notebook 04.
+
+    One row per weight tensor of rank 2 or 4: dtype, shape, the share of exact zeros, the
+    number of distinct stored values over the whole tensor and the most in any one output
+    channel (int8 kernels with per-channel scales map ``k`` centroids to up to ``k``
+    codes per channel).
+    """
+    import pandas as pd
+
+    from . import convert
+
+    rows = []
+    for t in convert.constant_tensors(blob):
+        if len(t["shape"]) not in (2, 4) or t["values"] is None:
+            continue
+        values = t["values"]
+        per_channel = values.reshape(values.shape[0], -1)
+        rows.append({
+            "tensor": t["name"].split(";")[0], "dtype": t["dtype"], "shape": t["shape"],
+            "zeros": float(np.mean(values == 0)), "unique": int(np.unique(values).size),
+            "unique per channel (max)": int(max(np.unique(row).size for row in per_channel)),
+        })
+    return pd.DataFrame(rows, columns=["tensor", "dtype", "shape", "zeros", "unique",
+                                       "unique per channel (max)"])
+
+
+def size_breakdown(blob: bytes) -> dict:
+    """Where the bytes of a .tflite file go, raw and after gzip: kernels, biases and the rest, notebook 04.
+
+    ``kernels``: the weight tensors (rank 2 and 4); ``biases``: rank-1 constants and other
+    small constants; ``overhead``: everything else in the file (graph, tensor names,
+    quantization scales, signatures). ``kernels + biases + overhead == raw_total``.
+    ``gzip_total`` is what the course's size column holds (``measure.compressed_size``).
+    """
+    from . import convert, measure
+
+    consts = convert.constant_tensors(blob)
+    kernels = sum(t["bytes"] for t in consts if len(t["shape"]) in (2, 4))
+    other = sum(t["bytes"] for t in consts if len(t["shape"]) not in (2, 4))
+    return {"kernels": int(kernels), "biases": int(other), "overhead": int(len(blob) - kernels - other),
+            "raw_total": int(len(blob)), "gzip_total": int(measure.compressed_size(blob))}
+
+
+def han_bits(kernel, index_bits: int = 5) -> dict:
+    """Bits a kernel needs in the Deep Compression paper's sparse format, before Huffman, notebook 04.
+
+    Han et al. store the non-zero weights in order, each as a ``log2(k)``-bit cluster index
+    (``k`` = distinct non-zero values) plus the gap to the previous non-zero weight in
+    ``index_bits`` bits; a gap that does not fit is bridged by a filler zero entry. The
+    codebook holds ``k`` 32-bit floats. ``kernel`` is flattened in TFLite's order (output
+    channel first) by the caller if that matters; this counts, it does not encode.
+    """
+    values = np.asarray(kernel).ravel()
+    if index_bits < 1:
+        raise ValueError(f"index_bits must be >= 1, got {index_bits}")
+    positions = np.flatnonzero(values)
+    k = int(np.unique(values[positions]).size)
+    value_bits = max(1, math.ceil(math.log2(max(k, 2))))
+    gaps = np.diff(np.concatenate([[-1], positions]))
+    span = 2 ** index_bits
+    fillers = int(np.sum((gaps - 1) // span))  # each filler entry advances the position by `span`
+    entries = len(positions) + fillers
+    total = entries * (value_bits + index_bits) + k * 32
+    return {"weights": int(values.size), "nonzero": int(len(positions)), "clusters": k,
+            "entries": int(entries), "bits": int(total), "bytes": total / 8}
+
+
+def _scheme(preserve: str):
+    if preserve not in PRESERVE:
+        raise ValueError(f"preserve must be one of {PRESERVE} (what quantization-aware training keeps: "
+                         f"the zeros, the shared values, or both), got {preserve!r}.")
+    if preserve == "sparsity":
+        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+            default_8bit_prune_preserve_quantize_scheme as mod)
+
+        return mod.Default8BitPrunePreserveQuantizeScheme()
+    from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+        default_8bit_cluster_preserve_quantize_scheme as mod)
+
+    return mod.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve == "both")
+
+
+def collaborative_qat(model, data, epochs: int, preserve: str = "both", batch_size: int = 128,
+                      learning_rate: float = 1e-4, seed: int = 0, verbose: int = 0):
+    """Quantization-aware training that keeps what pruning and clustering made, notebook 04.
+
+    tfmot's collaborative schemes passed to ``quantize_apply``: ``preserve="sparsity"`` is
+    prune-preserving QAT (PQAT), ``"clusters"`` cluster-preserving QAT (CQAT), ``"both"``
+    sparsity- and cluster-preserving QAT (PCQAT). ``model`` is a stripped pruned and/or
+    clustered model (never changed); returns the trained quantization-aware model, ready
+    for ``convert.to_tflite(q, "int8", ...)``. Plain QAT is ``effcourse.quantize.qat``.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    from . import env, models, train
+
+    check_model(model, what="cluster.collaborative_qat")
+    scheme = _scheme(preserve)
+    _check_data(data, epochs, batch_size, "collaborative_qat")
+    if int(epochs) < 1:
+        raise ValueError(f"collaborative_qat: epochs must be >= 1, got {epochs}.")
+    qk = tfmot.quantization.keras
+    annotated = qk.quantize_annotate_model(models.clone(model, compile_like=False))
+    q_model = qk.quantize_apply(annotated, scheme)
+    env.seed_everything(seed)
+    models.compile_classifier(q_model, learning_rate=learning_rate)
+    train.fit(q_model, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed)
+    return q_model
+
+
+def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epochs: int,
+                     cluster_epochs: int = 0, cluster_init: str = "kmeans++", finetune_data=None,
+                     representative=None, prune_learning_rate: float = 1e-3,
+                     prune_options: dict | None = None,
+                     batch_size: int = 128, verbose: int = 0) -> dict:
+    """Deep Compression with tfmot: prune, cluster, quantize, compress (Han, Mao, Dally 2016), notebook 04.
+
+    1. ``prune.prune_and_finetune`` for ``prune_epochs`` to ``sparsity``: one fraction for
+       every layer, or {layer name: fraction} (layers not named stay dense);
+    2. sparsity-preserving clustering: ``clusters`` shared values per kernel, or
+       {layer name: k} (layers not named keep all their int8 values), centroids started by
+       ``cluster_init`` on each side of the zero centroid and fine-tuned for ``cluster_epochs``
+       (0: clustering only; the centroids are then trained in step 3);
+    3. sparsity- and cluster-preserving QAT (PCQAT) for ``qat_epochs``, then full-integer
+       conversion (``convert.to_tflite(..., "int8")``): the stored int8 kernels keep the
+       zeros and at most ``k`` codes per channel;
+    4. compression: the course's size is the gzip bytes of that .tflite file.
+
+    ``finetune_data`` (default ``data``) is used for steps 2 and 3, e.g. a subset to save
+    time; ``representative`` (default: 200 training images) calibrates the int8 activations;
+    ``prune_options`` go to ``prune.prune_and_finetune`` (e.g. ``weight_decay``, ``prune_fraction``).
+    Returns {"pruned", "clustered", "quantized": models, "tflite": bytes,
+    "seconds": {stage: wall seconds}}. The input model is never changed.
+    """
+    import time
+
+    from . import convert, prune
+
+    check_model(model, what="cluster.deep_compression")
+    _check_data(data, prune_epochs, batch_size, "deep_compression")
+    tune = finetune_data if finetune_data is not None else data
+    rep = representative if representative is not None else data.x_train[:200]
+    per_sparsity = dict(sparsity) if isinstance(sparsity, dict) else None
+    per_clusters = dict(clusters) if isinstance(clusters, dict) else None
+    seconds = {}
+    start = time.perf_counter()
+    pruned = prune.prune_and_finetune(model, data, 0.0 if per_sparsity else sparsity, prune_epochs,
+                                      batch_size=batch_size, per_layer=per_sparsity,
+                                      learning_rate=prune_learning_rate, verbose=verbose,
+                                      **(prune_options or {}))
+    seconds["prune"] = time.perf_counter() - start
+    start = time.perf_counter()
+    clustered = cluster_and_finetune(pruned, tune, 0 if per_clusters else clusters, cluster_epochs,
+                                     batch_size=batch_size, init=cluster_init, preserve_sparsity=True,
+                                     per_layer=per_clusters, verbose=verbose)
+    seconds["cluster"] = time.perf_counter() - start
+    start = time.perf_counter()
+    quantized = collaborative_qat(clustered, tune, qat_epochs, preserve="both", batch_size=batch_size,
+                                  verbose=verbose)
+    blob = convert.to_tflite(quantized, "int8", representative=rep)
+    seconds["quantize"] = time.perf_counter() - start
+    return {"pruned": pruned, "clustered": clustered, "quantized": quantized, "tflite": blob,
+            "seconds": seconds}

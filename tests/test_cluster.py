@@ -1,0 +1,184 @@
+"""effcourse.cluster: k-means weight sharing, sparsity kept through clustering, collaborative QAT
+and conversion, and the size accounting."""
+import numpy as np
+import pytest
+
+import effcourse
+from effcourse import cluster, convert, data, measure, results
+
+
+def tiny_data(n=96, seed=0):
+    """An effcourse MNIST of random 8x8 images with labels a tiny model can learn a little."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8, 8, 1), dtype=np.float32)
+    y = (x[:, :4].mean(axis=(1, 2, 3)) > x[:, 4:].mean(axis=(1, 2, 3))).astype(np.int32) + \
+        (x[:, :, :4].mean(axis=(1, 2, 3)) > 0.5).astype(np.int32)
+    return data.MNIST(x, y, x[:32], y[:32], x[:32], y[:32], "test")
+
+
+def sparse_copy(model, share=0.6):
+    """A copy of ``model`` whose kernels have the smallest ``share`` of their weights set to zero."""
+    copy = effcourse.models.clone(model, compile_like=False)
+    for layer in copy.layers:
+        weights = layer.get_weights()
+        if weights:
+            kernel = weights[0]
+            kernel[np.abs(kernel) <= np.quantile(np.abs(kernel), share)] = 0.0
+            layer.set_weights([kernel] + weights[1:])
+    return copy
+
+
+def layer_row(table, name):
+    """The row of ``cluster.tflite_kernels`` for Keras layer ``name`` (QAT names it quant_<name>)."""
+    rows = table[[name in t.split("/") or f"quant_{name}" in t.split("/") for t in table["tensor"]]]
+    assert len(rows) == 1, (name, list(table["tensor"]))
+    return rows.iloc[0]
+
+
+def test_clustered_kernels_hold_at_most_k_values(tiny_model):
+    before = [w.copy() for w in tiny_model.get_weights()]
+    for k in (2, 5):
+        clustered = cluster.cluster_and_finetune(tiny_model, tiny_data(), k, epochs=1, batch_size=32)
+        counts = cluster.unique_values(clustered)
+        assert set(counts) == {"conv", "fc", "out"}
+        assert all(2 <= c <= k for c in counts.values()), counts
+        assert clustered.optimizer is not None  # compiled, ready to evaluate
+    for a, b in zip(before, tiny_model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the caller's model is never changed
+    plain = cluster.cluster_and_finetune(tiny_model, tiny_data(), 4, epochs=0, per_layer={"conv": 0})
+    counts = cluster.unique_values(plain)
+    assert counts["conv"] == 36 and counts["fc"] <= 4 and counts["out"] <= 4  # conv left dense
+
+
+@pytest.mark.parametrize("init", sorted(cluster.INITS))
+def test_every_centroid_initialisation_works(tiny_model, init):
+    wrapped = cluster.wrap(tiny_model, 3, init=init)
+    stripped = cluster.strip(wrapped)
+    assert max(cluster.unique_values(stripped).values()) <= 3
+
+
+def test_bad_cluster_counts_are_clear_errors(tiny_model):
+    with pytest.raises(ValueError, match="at least 2"):
+        cluster.wrap(tiny_model, 1)
+    with pytest.raises(ValueError, match="only 36 kernel weights"):
+        cluster.wrap(tiny_model, 37)  # the conv kernel is 3x3x1x4
+    with pytest.raises(TypeError, match="must be an int"):
+        cluster.wrap(tiny_model, 8.0)
+    with pytest.raises(ValueError, match="no kernel to cluster"):
+        cluster.wrap(tiny_model, 4, per_layer={"flatten": 4})
+    with pytest.raises(ValueError, match="Unknown centroid initialisation"):
+        cluster.wrap(tiny_model, 4, init="kmeans")
+    with pytest.raises(ValueError, match="non-zero weights"):  # 36 * 0.1 -> 3 non-zeros for 8 clusters
+        cluster.wrap(sparse_copy(tiny_model, 0.9), 8, preserve_sparsity=True, per_layer={"fc": 0, "out": 0})
+    with pytest.raises(ValueError, match="preserve must be one of"):
+        cluster.collaborative_qat(tiny_model, tiny_data(), 1, preserve="zeros")
+    with pytest.raises(TypeError, match="MNIST"):
+        cluster.cluster_and_finetune(tiny_model, (np.zeros((4, 8, 8, 1)), np.zeros(4)), 4, 1)
+    with pytest.raises(ValueError, match="already holds clustering wrappers"):
+        cluster.wrap(cluster.wrap(tiny_model, 4), 4)
+
+
+def test_sparsity_and_clusters_survive_pcqat_and_conversion(tiny_model):
+    sparse = sparse_copy(tiny_model, 0.6)
+    zeros_before = {layer.name: layer.get_weights()[0] == 0 for layer in sparse.layers if layer.get_weights()}
+    k = 4
+    clustered = cluster.cluster_and_finetune(sparse, tiny_data(), k, epochs=2, batch_size=32,
+                                             preserve_sparsity=True, learning_rate=1e-2)
+    for layer in clustered.layers:
+        if layer.name in zeros_before:
+            kernel = layer.get_weights()[0]
+            assert np.all(kernel[zeros_before[layer.name]] == 0), f"{layer.name} lost zeros in clustering"
+            assert np.unique(kernel).size <= k
+    q = cluster.collaborative_qat(clustered, tiny_data(), 2, preserve="both", batch_size=32,
+                                  learning_rate=1e-2)
+    blob = convert.to_tflite(q, "int8", representative=tiny_data().x_train[:16])
+    table = cluster.tflite_kernels(blob)
+    assert len(table) == 3 and set(table["dtype"]) == {"int8"}
+    for name, mask in zeros_before.items():
+        row = layer_row(table, name)
+        assert row["zeros"] >= mask.mean() - 1e-9, f"{name}: zeros lost after PCQAT and conversion"
+        assert row["unique per channel (max)"] <= k, f"{name}: more than {k} codes in a channel"
+    stored = {t["name"]: t["values"] for t in convert.constant_tensors(blob) if len(t["shape"]) == 2}
+    out_kernel = next(v for n, v in stored.items() if "quant_out" in n.split(";")[0].split("/"))
+    assert np.all(out_kernel[zeros_before["out"].T] == 0)  # the very same positions, (out, in) layout
+
+
+def test_prune_preserving_qat_keeps_the_zeros(tiny_model):
+    sparse = sparse_copy(tiny_model, 0.7)
+    share = {layer.name: float(np.mean(layer.get_weights()[0] == 0)) for layer in sparse.layers
+             if layer.get_weights()}
+    q = cluster.collaborative_qat(sparse, tiny_data(), 1, preserve="sparsity", batch_size=32,
+                                  learning_rate=1e-2)
+    table = cluster.tflite_kernels(convert.to_tflite(q, "int8", tiny_data().x_train[:16]))
+    for name, zeros in share.items():
+        assert layer_row(table, name)["zeros"] >= zeros - 1e-9, (name, table)
+
+
+def test_size_accounting_adds_up(tiny_model, tmp_root):
+    x = tiny_data().x_train[:16]
+    blob = convert.to_tflite(tiny_model, "int8", representative=x)
+    parts = cluster.size_breakdown(blob)
+    assert parts["kernels"] == 3 * 3 * 1 * 4 + 144 * 6 + 6 * 3  # one byte per int8 kernel weight
+    assert parts["biases"] >= 4 * (4 + 6 + 3)  # int32 biases, plus any small shape constants
+    assert parts["kernels"] + parts["biases"] + parts["overhead"] == parts["raw_total"] == len(blob)
+    assert parts["gzip_total"] == measure.compressed_size(blob) < len(blob)
+    dense = measure.dense_fp32_bytes(tiny_model)
+    assert dense == 4 * (36 + 4 + 864 + 6 + 18 + 3)
+    results.record("04_test", "clustering", "tiny", "int8", accuracy=0.5,
+                   size_bytes=parts["gzip_total"], dense_fp32_bytes=dense)
+    row = results.load().iloc[0]
+    assert row["compression"] == pytest.approx(dense / parts["gzip_total"])
+
+
+def test_han_bits_counts_fillers_and_codebook():
+    kernel = np.zeros(20)
+    kernel[1], kernel[15] = 0.5, -0.5  # gaps of 2 and 14 positions
+    bits = cluster.han_bits(kernel, index_bits=3)  # a gap over 8 needs one filler entry
+    assert bits["nonzero"] == 2 and bits["clusters"] == 2 and bits["entries"] == 3
+    assert bits["bits"] == 3 * (1 + 3) + 2 * 32
+    dense = cluster.han_bits(np.arange(1, 9, dtype=float), index_bits=2)
+    assert dense["entries"] == 8 and dense["bits"] == 8 * (3 + 2) + 8 * 32
+    with pytest.raises(ValueError):
+        cluster.han_bits(kernel, index_bits=0)
+
+
+# --- notebook 04 exercise checks: placeholder and typical mistakes fail, the answer passes ---
+
+def todo(*args, **kwargs):
+    raise NotImplementedError("Exercise: write your code here")
+
+
+def test_check_clustering_rate():
+    from effcourse import checks
+
+    assert checks.nb04.clustering_rate(lambda n, k, b=32: n * b / (n * np.log2(k) + k * b))
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb04.clustering_rate(todo)
+    with pytest.raises(checks.CheckFailed, match="codebook"):
+        checks.nb04.clustering_rate(lambda n, k, b=32: b / np.log2(k))
+    with pytest.raises(checks.CheckFailed, match="log2"):
+        checks.nb04.clustering_rate(lambda n, k, b=32: n * b / (n * k + k * b))
+
+
+def test_check_compression_ratio_and_kernel_stats(tiny_model):
+    from effcourse import checks
+
+    blob = convert.to_tflite(tiny_model, "int8", representative=tiny_data().x_train[:16])
+    params = measure.count_params(tiny_model)
+    assert checks.nb04.compression_ratio(lambda p, b: 4 * p / measure.compressed_size(b), blob, params)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb04.compression_ratio(todo, blob, params)
+    with pytest.raises(checks.CheckFailed, match="after gzip"):
+        checks.nb04.compression_ratio(lambda p, b: 4 * p / len(b), blob, params)
+    with pytest.raises(checks.CheckFailed, match="4 bytes"):
+        checks.nb04.compression_ratio(lambda p, b: p / measure.compressed_size(b), blob, params)
+
+    def stats(kernel):
+        rows = kernel.reshape(kernel.shape[0], -1)
+        return float(np.mean(kernel == 0)), int(max(np.unique(r).size for r in rows))
+
+    assert checks.nb04.kernel_stats(stats, blob)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb04.kernel_stats(todo, blob)
+    with pytest.raises(checks.CheckFailed, match="whole kernel"):
+        checks.nb04.kernel_stats(lambda k: (float(np.mean(k == 0)), int(np.unique(k).size)), blob)
