@@ -59,8 +59,16 @@ def write_index(out_html: Path, entries: list[dict], prof_name: str) -> Path:
         f"<td>{html.escape(e['title'])}</td><td>{e['seconds']:.0f} s</td>"
         f"<td>{'ok' if e['ok'] else 'FAILED'}</td></tr>" for e in entries)
     figure = ""
-    if (env.build_dir("figures") / "course_tradeoff.png").exists():
-        figure = "<h2>Course-wide tradeoff</h2><img src='../figures/course_tradeoff.png' width='800'>"
+    for name, heading in (("course_tradeoff", "Course-wide tradeoff"), ("course_latency", "Latency")):
+        if (env.build_dir("figures") / f"{name}.png").exists():
+            figure += f"<h2>{heading}</h2><img src='../figures/{name}.png' width='850'>"
+    try:
+        from . import report, results
+
+        figure += ("<h2>Targets against the papers</h2>"
+                   + report.targets(results.load(prof_name)).to_html(index=False, escape=True))
+    except Exception as err:  # the index must still be written
+        figure += f"<p>Targets table unavailable: {html.escape(str(err))}</p>"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>effcourse ({prof_name})</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:.3em .8em}"
             "</style></head><body>"

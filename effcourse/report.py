@@ -57,3 +57,182 @@ def ratio(numerator, denominator) -> float:
     except (TypeError, ValueError):
         return float("nan")
     return num / den if den and np.isfinite(num) and np.isfinite(den) else float("nan")
+
+
+def _extra(row, key, default=None):
+    import json
+
+    raw = row.get("extra") if hasattr(row, "get") else None
+    if not isinstance(raw, str):
+        return default
+    return json.loads(raw).get(key, default)
+
+
+def _rows(table, notebook, technique=None, model=None):
+    rows = table[table["notebook"] == notebook]
+    if technique is not None:
+        rows = rows[rows["technique"] == technique]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    return rows
+
+
+def _target(name, source, _goal, measured, reached, notebook):
+    return {"target": name, "paper / goal": source, "measured here": measured,
+            "reached": {True: "yes", False: "no", None: "not measured"}[reached], "notebook": notebook}
+
+
+def _pruning_target(table, model):
+    nb, base = "02_pruning", baseline_row(table, model)
+    rows = _rows(table, nb, "pruning", model)
+    if base is None or rows.empty:
+        return None, "run notebooks 01 and 02"
+    params = base["dense_fp32_bytes"] / 4
+    nonzero = rows.apply(lambda r: _extra(r, "nonzero"), axis=1).astype(float)
+    rows = rows.assign(fewer=params / nonzero)
+    ok = rows[rows["accuracy"] >= base["accuracy"]]
+    if ok.empty:
+        best = rows.sort_values("accuracy").iloc[-1]
+        return False, (f"no pruned variant at the baseline's {base['accuracy']:.2%}; most accurate: "
+                       f"{best['fewer']:.1f}x fewer at {best['accuracy']:.2%}")
+    best = ok.sort_values("fewer").iloc[-1]
+    return bool(best["fewer"] >= 12), (f"{best['fewer']:.1f}x fewer non-zeros at {best['accuracy']:.2%} "
+                                       f"(baseline {base['accuracy']:.2%}; {best['variant']})")
+
+
+def targets(table) -> "pd.DataFrame":
+    """The course's targets against the papers' figures, measured from the results log.
+
+    One row per target: what the paper or the issue asked, what this profile's log shows,
+    and whether it was reached ("not measured" names the notebook to run). Notebook 08.
+    """
+    import pandas as pd
+
+    out = []
+    for model in ("lenet_300_100", "lenet5"):
+        reached, text = _pruning_target(table, model)
+        out.append(_target(f"pruning {model}: >= 12x fewer non-zero weights, error no higher",
+                           "Han et al. 2015: 12x on both", 12, text, reached, "02"))
+    # channel pruning
+    rows = _rows(table, "02_pruning", "channel pruning")
+    if rows.empty:
+        out.append(_target("channel pruning: >= 2x fewer MACs and >= 2x lower latency, <= 0.5 points lost",
+                           "issue target", None, "run notebook 02", None, "02"))
+    else:
+        r = rows.iloc[-1]
+        base = baseline_row(table, r["model"])
+        mac_x = ratio(base["macs"], r["macs"]) if base is not None else float("nan")
+        lat_x = ratio(_extra(r, "dense_latency_ms"), r["latency_ms"])
+        loss = (base["accuracy"] - r["accuracy"]) * 100 if base is not None else float("nan")
+        out.append(_target("channel pruning: >= 2x fewer MACs and >= 2x lower latency, <= 0.5 points lost",
+                           "issue target", None,
+                           f"{r['model']}: {mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points lost",
+                           bool(mac_x >= 2 and lat_x >= 2 and loss <= 0.5), "02"))
+    # quantization
+    q = _rows(table, "03_quantization")
+    if q.empty:
+        out.append(_target("int8 (PTQ and QAT): <= 0.1 points lost, >= 3.9x smaller", "issue target", None,
+                           "run notebook 03", None, "03"))
+        out.append(_target("int8 latency, dense-heavy model: >= 2.5x faster than float", "book: 1.29x (CNN, x86)",
+                           None, "run notebook 03", None, "03"))
+    else:
+        parts, ok = [], True
+        for model, grp in q.groupby("model"):
+            f32 = grp[grp["variant"] == "float32"]
+            for variant in ("int8", "qat_int8"):
+                v = grp[grp["variant"] == variant]
+                if f32.empty or v.empty:
+                    continue
+                loss = (f32["accuracy"].iloc[0] - v["accuracy"].iloc[0]) * 100
+                smaller = f32["size_bytes"].iloc[0] / v["size_bytes"].iloc[0]
+                ok &= bool(loss <= 0.1 and smaller >= 3.9)
+                parts.append(f"{model} {variant}: {loss:+.2f} points, {smaller:.2f}x smaller")
+        out.append(_target("int8 (PTQ and QAT): <= 0.1 points lost, >= 3.9x smaller (gzip)", "issue target", None,
+                           "; ".join(parts), ok, "03"))
+        d = q[q["model"] == "lenet_300_100"]
+        speed = ratio(d.loc[d["variant"] == "float32", "latency_ms"].min(), d.loc[d["variant"] == "int8", "latency_ms"].min())
+        out.append(_target("int8 latency, LeNet-300-100: >= 2.5x faster than float32 in LiteRT",
+                           "Efficient Deep Learning book: 1.29x (its CNN, x86)", None, f"{speed:.2f}x",
+                           bool(speed >= 2.5) if np.isfinite(speed) else None, "03"))
+    # Deep Compression
+    goals = {"lenet_300_100": 40, "lenet5": 39}
+    dc = _rows(table, "04_clustering_distillation_deep_compression", "deep compression")
+    for model, goal in goals.items():
+        rows, base = dc[dc["model"] == model], baseline_row(table, model)
+        if rows.empty or base is None:
+            out.append(_target(f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
+                               f"Han, Mao, Dally 2016: {goal}x", goal, "run notebooks 01 and 04", None, "04"))
+            continue
+        r = rows.sort_values("size_bytes").iloc[0]
+        x = base["dense_fp32_bytes"] / r["size_bytes"]
+        extra_err = (base["accuracy"] - r["accuracy"]) * 100
+        out.append(_target(f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
+                           f"Han, Mao, Dally 2016: {goal}x", goal,
+                           f"{x:.1f}x, error {extra_err:+.2f} points ({r['variant']})",
+                           bool(x >= goal and extra_err <= 0.1), "04"))
+    # distillation
+    dist = _rows(table, "04_clustering_distillation_deep_compression", "distillation")
+    alone = dist[dist["variant"].str.startswith("student alone") & dist["variant"].str.contains("all images")]
+    distilled = dist[dist["variant"].str.startswith("student distilled") & dist["variant"].str.contains("all images")]
+    teacher = baseline_row(table, "lenet5")
+    if alone.empty or distilled.empty or teacher is None:
+        out.append(_target("distillation recovers >= 75% of the student-teacher error gap",
+                           "Hinton et al. 2015: 146 -> 74 errors, teacher 67 (91%)", None,
+                           "run notebooks 01 and 04", None, "04"))
+    else:
+        e_a, e_d, e_t = (1 - alone["accuracy"].iloc[-1], 1 - distilled["accuracy"].iloc[-1], 1 - teacher["accuracy"])
+        share = ratio(e_a - e_d, e_a - e_t)
+        out.append(_target("distillation recovers >= 75% of the student-teacher error gap",
+                           "Hinton et al. 2015: 146 -> 74 errors, teacher 67 (91%)", None,
+                           f"{share:.0%} (errors {e_a:.2%} alone, {e_d:.2%} distilled, teacher {e_t:.2%})",
+                           bool(share >= 0.75) if np.isfinite(share) else None, "04"))
+    # early exits
+    ee = _rows(table, "06_dynamic_networks", "early exit")
+    full = ee[ee["variant"].str.startswith("full network")]
+    dyn = ee[ee["variant"].str.startswith("dynamic")]
+    if full.empty or dyn.empty:
+        out.append(_target("early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
+                           "BranchyNet 2016: 5.4x CPU speedup", None, "run notebook 06", None, "06"))
+    else:
+        f, d = full.iloc[-1], dyn.iloc[0]
+        mac_x, lat_x = ratio(f["macs"], d["macs"]), _extra(d, "speedup_mean_latency", float("nan"))
+        loss = (f["accuracy"] - d["accuracy"]) * 100
+        out.append(_target("early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
+                           "BranchyNet 2016: 5.4x CPU speedup, 99.25% vs 99.20%", None,
+                           f"{mac_x:.1f}x fewer MACs, {float(lat_x):.1f}x lower latency, {loss:+.2f} points ({d['variant']})",
+                           bool(mac_x >= 5 and float(lat_x) >= 3 and loss <= 0.1), "06"))
+    # mixed precision
+    mp = _rows(table, "05_mixed_precision", "mixed precision")
+    f32 = mp[mp["variant"] == "float32"]
+    if f32.empty or len(mp) < 2:
+        out.append(_target("mixed precision: final loss within 1%, accuracy within 0.3 points of float32",
+                           "Micikevicius et al. 2018: parity", None, "run notebook 05", None, "05"))
+    else:
+        parts, ok = [], True
+        for _, r in mp[mp["variant"] != "float32"].iterrows():
+            dl = ratio(_extra(r, "test_loss"), _extra(f32.iloc[0], "test_loss")) - 1
+            da = (r["accuracy"] - f32["accuracy"].iloc[0]) * 100
+            ok &= bool(abs(dl) <= 0.01 and abs(da) <= 0.3)
+            parts.append(f"{r['variant']}: loss {dl:+.1%}, accuracy {da:+.2f} points, "
+                         f"step time {float(_extra(r, 'step_time_ratio', float('nan'))):.2f}x float32")
+        out.append(_target("mixed precision: final loss within 1%, accuracy within 0.3 points of float32",
+                           "Micikevicius et al. 2018: parity", None, "; ".join(parts), ok, "05"))
+    # parallelism
+    par = _rows(table, "07_parallelism")
+    if par.empty:
+        out.append(_target("data parallel gradients equal (1e-6); workers' weights equal; bubble within 10% of "
+                           "(K-1)/(M+K-1) for 2+ settings", "GPipe (Huang et al. 2019): the bubble formula",
+                           None, "run notebook 07", None, "07"))
+    else:
+        grad = par[par["variant"].str.startswith("gradient_check")].apply(lambda r: _extra(r, "max_abs_diff"), axis=1)
+        mw = par[par["technique"] == "multi_worker"].apply(lambda r: _extra(r, "workers_weights_max_diff"), axis=1)
+        rel = par[par["technique"] == "pipeline"].apply(lambda r: _extra(r, "relative_error"), axis=1).dropna()
+        g = float(grad.max()) if len(grad) else float("nan")
+        w = float(mw.max()) if len(mw) else float("nan")
+        within = int((rel.astype(float).abs() <= 0.10).sum()) if len(rel) else 0
+        out.append(_target("data parallel gradients equal (1e-6); workers' weights equal; bubble within 10% of "
+                           "(K-1)/(M+K-1) for 2+ settings", "GPipe (Huang et al. 2019): the bubble formula", None,
+                           f"gradient max diff {g:.1e}; workers' weights max diff {w:.1e}; "
+                           f"{within} of {len(rel)} (K, M) settings within 10%",
+                           bool(g <= 1e-6 and w == 0 and within >= 2), "07"))
+    return pd.DataFrame(out)

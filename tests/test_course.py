@@ -20,3 +20,4 @@ def test_index_links_every_notebook(tmp_root):
     for e in entries:
         assert f"href='{e['name']}.html'" in page
     assert "FAILED" in page and "quick profile" in page
+    assert "Targets against the papers" in page and "not measured" in page  # empty log: says what to run

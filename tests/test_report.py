@@ -33,3 +33,25 @@ def test_best_within_respects_floor_model_and_notebooks():
     assert report.baseline_row(table, "m")["variant"] == "float32"
     assert report.baseline_row(table, "zzz") is None
     assert report.ratio(10, 4) == 2.5 and report.ratio(1, 0) != report.ratio(1, 0)  # NaN
+
+
+def test_targets_from_a_constructed_log():
+    import json
+
+    def row(nb, tech, model, variant, acc, size=None, macs=None, lat=None, **extra):
+        return dict(notebook=nb, technique=tech, model=model, variant=variant, accuracy=acc, size_bytes=size,
+                    dense_fp32_bytes=400_000.0, macs=macs, latency_ms=lat, extra=json.dumps(extra))
+
+    table = pd.DataFrame([
+        row("01_sgd_loss_formulation", "baseline", "lenet_300_100", "float32", 0.98, 390_000, 1000, 0.02),
+        row("02_pruning", "pruning", "lenet_300_100", "a", 0.981, 30_000, nonzero=8000),   # 12.5x, as accurate
+        row("02_pruning", "pruning", "lenet_300_100", "b", 0.95, 10_000, nonzero=2000),    # 50x, but worse
+        row("07_parallelism", "data_parallel", "m", "gradient_check_2", None, max_abs_diff=2e-6),
+    ])
+    out = report.targets(table).set_index("target")
+    pruning = out.loc["pruning lenet_300_100: >= 12x fewer non-zero weights, error no higher"]
+    assert pruning["reached"] == "yes" and "12.5x" in pruning["measured here"]
+    assert out.loc["pruning lenet5: >= 12x fewer non-zero weights, error no higher", "reached"] == "not measured"
+    assert "run notebook 06" in out["measured here"].str.cat()
+    par = out[out.index.str.startswith("data parallel")].iloc[0]
+    assert par["reached"] == "no" and "2.0e-06" in par["measured here"]
