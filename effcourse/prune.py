@@ -53,7 +53,7 @@ def _kernel_of(layer):
 
 
 def prunable_layers(model) -> list[str]:
-    """Names of the layers whose kernel magnitude pruning acts on (Dense, Conv*), in order."""
+    """Names of the layers whose kernel magnitude pruning acts on (Dense, Conv*), in order, notebook 02."""
     check_model(model, what="prune.prunable_layers")
     return [layer.name for layer in model.layers if _kernel_of(layer) is not None]
 
@@ -95,9 +95,9 @@ def _in_channels(layer) -> int:
 
 def make_schedule(sparsity: float, schedule: str = "polynomial", begin_step: int = 0,
                   end_step: int = 1000, frequency: int = 100, initial_sparsity: float = 0.0):
-    """A tfmot pruning schedule: ``PolynomialDecay`` from ``initial_sparsity`` or ``ConstantSparsity``.
+    """A tfmot pruning schedule, ``PolynomialDecay`` from ``initial_sparsity`` or ``ConstantSparsity``, notebook 02.
 
-    Introduced in notebook 02. Masks are recomputed every ``frequency`` steps from
+    Masks are recomputed every ``frequency`` steps from
     ``begin_step`` to ``end_step``; ``polynomial`` raises the sparsity gradually
     (s_t = s_f + (s_i - s_f)(1 - t/T)^3, Zhu & Gupta 2017), ``constant`` prunes to the
     target at once and keeps re-selecting the smallest weights.
@@ -289,9 +289,9 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
                        per_layer: dict | None = None, schedule="polynomial", m_by_n=None,
                        log_dir=None, learning_rate: float = 1e-3, weight_decay: float = 0.0,
                        prune_fraction: float = PRUNE_FRACTION, verbose: int = 0, seed: int = 0):
-    """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled.
+    """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled (notebook 02).
 
-    Introduced in notebook 02. ``data`` is an ``effcourse.data.MNIST``. The masks are raised
+    ``data`` is an ``effcourse.data.MNIST``. The masks are raised
     to their target over the first ``prune_fraction`` of the training steps
     (``schedule="polynomial"``) or set at once (``"constant"``), then held while the rest of
     the steps fine-tune the kept weights (Adam, or AdamW with ``weight_decay``, cosine-decayed
