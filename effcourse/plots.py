@@ -37,6 +37,19 @@ def save(fig, name: str):
     return env.atomic_write_bytes(env.build_dir("figures") / f"{name}.png", buf.getvalue())
 
 
+def _finish(ax, data, xlabel: str, title: str, empty: str):
+    """Shared finish of the results charts: log x, labels, title with the profile, legend."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title.replace("{profile}", str(data["profile"].iloc[0]) if len(data) else "?"))
+    if len(data):
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center")
+    return ax
+
+
 def technique_colors(table) -> dict:
     """One stable colour per technique of a results table (the same in every chart of it)."""
     plt = _plt()
@@ -74,16 +87,9 @@ def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = N
             if len(front) > 1:
                 ax.plot(front["size_bytes"] / 1024, front["accuracy"] * 100, "--", color="grey",
                         linewidth=0.9, zorder=0)
-    ax.set_xscale("log")
-    ax.set_xlabel("compressed size of the deployable file (KB, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    prof = data["profile"].iloc[0] if len(data) else "?"
-    ax.set_title(title or f"Accuracy versus size ({prof} profile); dashed: Pareto frontier per model")
-    if len(data):
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.text(0.5, 0.5, "no results recorded yet", transform=ax.transAxes, ha="center")
-    return ax
+    return _finish(ax, data, "compressed size of the deployable file (KB, log scale)",
+                   title or "Accuracy versus size ({profile} profile); dashed: Pareto frontier per model",
+                   "no results recorded yet")
 
 
 def curves(series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bool = False):
@@ -139,13 +145,5 @@ def latency_chart(table, ax=None, title: str | None = None):
         ax.errorbar(grp["latency_ms"], grp["accuracy"] * 100,
                     xerr=[np.zeros(len(grp)), (p90 - grp["latency_ms"]).clip(lower=0)],
                     fmt="o", ms=4, color=colors[tech], alpha=0.8, capsize=2, label=tech)
-    ax.set_xscale("log")
-    ax.set_xlabel("single-sample latency in LiteRT, median (ms, log scale; bar to p90)")
-    ax.set_ylabel("test accuracy (%)")
-    prof = data["profile"].iloc[0] if len(data) else "?"
-    ax.set_title(title or f"Accuracy versus latency ({prof} profile)")
-    if len(data):
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.text(0.5, 0.5, "no latencies recorded yet", transform=ax.transAxes, ha="center")
-    return ax
+    return _finish(ax, data, "single-sample latency in LiteRT, median (ms, log scale; bar to p90)",
+                   title or "Accuracy versus latency ({profile} profile)", "no latencies recorded yet")
