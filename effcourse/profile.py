@@ -159,10 +159,12 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "student_dense": {"quick": 64, "full": 64},
         "distill_learning_rate": {"quick": 3e-3, "full": 3e-3},
         "small_size": {"quick": 300, "full": 1100},  # the small transfer set: 2% of the training images
-        "small_epochs": {"quick": 10, "full": 80},
+        "small_sweep_epochs": {"quick": 5, "full": 60},  # per (T, alpha) run of the sweep
+        "small_epochs": {"quick": 10, "full": 200},  # the chosen (T, alpha) and the student alone
+        "small_seeds": {"quick": 1, "full": 3},  # initialisations of that pair, errors averaged
         "temperatures": {"quick": (10.0,), "full": (2.0, 5.0, 10.0, 20.0)},
         "alphas": {"quick": (0.9,), "full": (0.5, 0.9)},
-        "distill_epochs": {"quick": 1, "full": 4},  # student alone / distilled on all the images
+        "distill_epochs": {"quick": 1, "full": 3},  # student alone / distilled on all the images
         "student_prune_epochs": {"quick": 1, "full": 2},
     },
     "05_mixed_precision": {
