@@ -6,7 +6,7 @@ PROFILE ?= full
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.effcourse-installed
 
-.PHONY: venv course test unit notebooks lab student clean
+.PHONY: venv course test lab student nbfix nbcheck clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,19 @@ course: $(STAMP)
 test: $(STAMP)
 	EFFCOURSE_PROFILE=quick $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tests notebooks
 
+# JupyterLab rooted at the course folder (notebooks/ and build/student/ both reachable),
+# opened on notebooks/. Many classroom containers run as root: only then --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	@echo "JupyterLab: kernels use EFFCOURSE_PROFILE=$${EFFCOURSE_PROFILE:-$(PROFILE)} (EFFCOURSE_PROFILE=quick make lab for short runs); student copies: build/student/ (make student)"
+	EFFCOURSE_PROFILE=$${EFFCOURSE_PROFILE:-$(PROFILE)} $(BIN)/jupyter lab --ServerApp.root_dir=. \
+		--LabApp.default_url=/lab/tree/notebooks $$(test "$$(id -u)" = 0 && echo --allow-root)
+
+# The notebooks are their own source: normalise after editing (outputs, metadata, ids).
+nbfix: $(STAMP)
+	$(BIN)/python -m effcourse.nbsource --fix
+
+nbcheck: $(STAMP)
+	$(BIN)/python -m effcourse.nbsource --check
 
 # Solution-free copies for a workshop, in build/student/.
 student: $(STAMP)

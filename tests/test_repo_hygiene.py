@@ -57,3 +57,47 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
     assert "EFFCOURSE_DATA_DIR" in ci
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_normalised_and_renders(path):
+    """The .ipynb is the source: committed exactly as `make nbfix` writes it, no broken text."""
+    from effcourse import nbsource
+
+    assert nbsource.check(path) == []
+
+
+def test_normaliser_keeps_ids_strips_outputs_and_fills_missing_ids():
+    from effcourse import nbsource
+
+    nb = nbformat.v4.new_notebook()
+    a = nbformat.v4.new_code_cell("x = 1", id="keep-me", execution_count=3,
+                                  outputs=[nbformat.v4.new_output("stream", text="1")])
+    a.metadata.update({"scrolled": True, "tags": ["solution", "solution"]})
+    b = nbformat.v4.new_markdown_cell("# T", id="keep-me")  # a duplicate id (pasted cell)
+    nb.cells = [b.copy(), a, b]
+    nb.cells[0].id = "first"
+    nb.metadata["widgets"] = {"state": {}}
+    out = nbsource.normalise(nb)
+    assert [c.id for c in out.cells][:2] == ["first", "keep-me"]
+    assert out.cells[2].id not in ("first", "keep-me") and len(out.cells[2].id) == 8
+    assert out.cells[1].outputs == [] and out.cells[1].execution_count is None
+    assert out.cells[1].metadata == {"tags": ["solution"]}
+    assert "widgets" not in out.metadata
+    # idempotent, and inserting a cell does not change the others' ids
+    again = nbsource.normalise(out)
+    assert nbsource.serialise(again) == nbsource.serialise(out)
+    out.cells.insert(0, nbformat.v4.new_code_cell("y = 2"))
+    del out.cells[0]["id"]
+    moved = nbsource.normalise(out)
+    assert [c.id for c in moved.cells][1:] == [c.id for c in again.cells]
+
+
+def test_text_problems_finds_a_tab_where_tfrac_was_meant():
+    from effcourse import nbsource
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("$w/s = k + \tfrac12$")]
+    assert any("tab character" in p for p in nbsource.text_problems(nb))
+    nb.cells = [nbformat.v4.new_markdown_cell("$w/s = k + \\tfrac12$")]
+    assert nbsource.text_problems(nb) == []

@@ -1,0 +1,156 @@
+"""Keep the notebooks as their own source: normalise, check, and list problems (contributors).
+
+The ``.ipynb`` files in ``notebooks/`` are the one source of the course: edit them in
+JupyterLab (or as JSON), then run ``make nbfix`` (``python -m effcourse.nbsource --fix``)
+before committing. Normalising makes a notebook byte-for-byte what the repository expects:
+
+- outputs and execution counts removed (a committed notebook never holds results);
+- notebook metadata reduced to the kernel spec; cell metadata reduced to ``tags``
+  (JupyterLab's ``scrolled``, ``collapsed``, ``execution`` timings and the like go);
+- every cell keeps its id; a cell without one, or with a duplicate, gets a new random
+  id, so ids never depend on a cell's position and survive inserting or moving cells;
+- written the way nbformat (and JupyterLab) write: one-space indent, sorted keys,
+  trailing newline.
+
+``python -m effcourse.nbsource --check`` (run by the test suite) fails when a notebook is
+not normalised, and also reports text that renders wrongly: a control character in a
+cell's source, such as a tab where ``\\t`` in ``\\tfrac`` was meant.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import uuid
+from pathlib import Path
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+ID_PATTERN = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")  # nbformat 4.5's rule for cell ids
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but \n, and \t handled below
+
+
+def _new_id(taken: set) -> str:
+    while True:
+        cid = uuid.uuid4().hex[:8]
+        if cid not in taken:
+            return cid
+
+
+def normalise(nb):
+    """Return a normalised copy of an nbformat notebook node (see the module docstring)."""
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
+    nb.metadata = nbformat.from_dict({"kernelspec": dict(KERNELSPEC),
+                                      "language_info": {"name": "python"}})
+    taken: set = set()
+    for cell in nb.cells:
+        tags = sorted(set(cell.get("metadata", {}).get("tags", [])))
+        cell.metadata = nbformat.from_dict({"tags": tags} if tags else {})
+        cid = cell.get("id")
+        if not cid or cid in taken or not ID_PATTERN.match(cid):
+            cid = _new_id(taken)
+        cell.id = cid
+        taken.add(cid)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        elif "outputs" in cell or "execution_count" in cell:
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+        if isinstance(cell.source, list):
+            cell.source = "".join(cell.source)
+        cell.source = cell.source.rstrip("\n")
+    nbformat.validate(nb)
+    return nb
+
+
+def text_problems(nb) -> list[str]:
+    """Characters in cell sources that render wrongly (control characters, tabs in markdown)."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+        for lineno, line in enumerate(source.split("\n"), 1):
+            where = f"cell {i} (id {cell.get('id')}), line {lineno}"
+            if _CONTROL.search(line):
+                problems.append(f"{where}: control character {_CONTROL.search(line).group()!r} "
+                                "(a backslash escape such as \\b or \\f lost in a string?)")
+            if cell.cell_type == "markdown" and "\t" in line:
+                problems.append(f"{where}: tab character in markdown (was \\t in \\tfrac or "
+                                f"\\theta meant?): {line.strip()[:60]!r}")
+    return problems
+
+
+def serialise(nb) -> str:
+    """The notebook as the repository stores it (nbformat's writer, trailing newline)."""
+    import nbformat
+
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def check(path: Path) -> list[str]:
+    """Problems of one notebook file: not normalised, or text that renders wrongly."""
+    import nbformat
+
+    text = Path(path).read_text(encoding="utf-8")
+    nb = nbformat.reads(text, as_version=4)
+    problems = [f"{path}: {p}" for p in text_problems(nb)]
+    if serialise(normalise(nb)) != text:
+        problems.append(f"{path}: not normalised (outputs, metadata, ids or formatting); "
+                        "run `make nbfix` (python -m effcourse.nbsource --fix)")
+    return problems
+
+
+def fix(path: Path) -> bool:
+    """Normalise one notebook file in place (atomic write); True if it changed."""
+    import nbformat
+
+    from .env import atomic_write_bytes
+
+    text = Path(path).read_text(encoding="utf-8")
+    new = serialise(normalise(nbformat.reads(text, as_version=4)))
+    if new == text:
+        return False
+    atomic_write_bytes(path, new.encode("utf-8"))
+    return True
+
+
+def course_notebooks(root: Path | None = None) -> list[Path]:
+    """The notebooks the repository holds, in order."""
+    from .env import project_root
+
+    return sorted(((root or project_root()) / "notebooks").glob("*.ipynb"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--fix", action="store_true", help="normalise in place (default)")
+    group.add_argument("--check", action="store_true", help="report, change nothing; exit 1 on problems")
+    parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: notebooks/*.ipynb)")
+    args = parser.parse_args(argv)
+    paths = args.paths or course_notebooks()
+    if args.check:
+        problems = [p for path in paths for p in check(path)]
+        print("\n".join(problems) or f"{len(paths)} notebooks normalised, no text problems")
+        return 1 if problems else 0
+    changed = [path for path in paths if fix(path)]
+    for path in changed:
+        print(f"normalised {path}")
+    remaining = [p for path in paths for p in text_problems(_read(path))]
+    print("\n".join(remaining) or f"{len(paths)} notebooks checked, {len(changed)} changed")
+    return 1 if remaining else 0
+
+
+def _read(path: Path):
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
