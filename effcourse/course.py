@@ -42,7 +42,9 @@ def run_one(path: Path, out_html: Path, out_nb: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                       # the kernel's own start-up warnings (TCP transport) are not the course's
+                       extra_arguments=["--IPKernelApp.log_level=ERROR"],
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     finally:
         seconds = time.perf_counter() - start
@@ -91,8 +93,13 @@ def main(argv=None) -> int:
     timings_path = out_html / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     entries, total = [], time.perf_counter()
+    def expected(stem):
+        return _profile.RUN_MINUTES.get(stem, {}).get(prof.name, float("nan"))
+
     for i, path in enumerate(todo, 1):
-        print(f"[{i}/{len(todo)}] {path.name} ({prof.name} profile) ...", flush=True)
+        left = sum(expected(p.stem) for p in todo[i - 1:])
+        print(f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): expected about "
+              f"{expected(path.stem):g} min; about {left:.0f} min left in all", flush=True)
         ok = True
         try:
             seconds = run_one(path, out_html, out_nb, args.timeout)

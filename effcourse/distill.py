@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from . import progress
 from .models import check_model
 
 
@@ -169,7 +170,8 @@ def train_student(student, data, epochs: int, teacher=None, temperature: float =
     model.compile(optimizer=tf_keras.optimizers.Adam(lr), loss=_PackedLoss(temperature, alpha),
                   metrics=[_label_accuracy])
     hist = model.fit(_data.pipeline(data.x_train, packed, batch_size, shuffle=True, seed=seed),
-                     epochs=int(epochs), verbose=verbose)
+                     epochs=int(epochs), verbose=verbose,
+                     callbacks=progress.with_bar([], f"distilling into {student.name} (T={temperature:g})", verbose))
     models.compile_classifier(model)
     model.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     model.effcourse_distill = {"teacher": None if teacher is None else teacher.name,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import convert, measure
+from . import convert, measure, progress
 from .models import check_model
 
 RULES = ("confidence", "entropy")
@@ -290,7 +290,8 @@ def train_joint(net: EarlyExitNet, data, epochs: int, loss_weights=None, learnin
     tf.random.set_seed(seed)
     train_ds = train_batches(data, batch_size, shift=shift, seed=seed, outputs=n)
     val_ds = _data.pipeline(data.x_val, data.y_val, 512).map(lambda x, y: (x, tuple(y for _ in range(n))))
-    return net.model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose)
+    return net.model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
+                         callbacks=progress.with_bar([], f"joint training of {n} exits", verbose))
 
 
 # --- exit rules and accounting ------------------------------------------------------------------

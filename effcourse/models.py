@@ -174,6 +174,7 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
 
     from . import data as _data
     from . import profile as _profile
+    from . import progress
 
     prof = profile or _profile.active()
     data = data or _data.load(prof)
@@ -187,6 +188,7 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
         _data.pipeline(data.x_train, data.y_train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
         validation_data=_data.pipeline(data.x_val, data.y_val, 512),
         epochs=cfg["epochs"], verbose=verbose,
+        callbacks=progress.with_bar([], f"training baseline {name} ({cfg['epochs']} epochs)", verbose),
     )
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=512, verbose=0)

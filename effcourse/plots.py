@@ -147,3 +147,44 @@ def latency_chart(table, ax=None, title: str | None = None):
                     fmt="o", ms=4, color=colors[tech], alpha=0.8, capsize=2, label=tech)
     return _finish(ax, data, "single-sample latency in LiteRT, median (ms, log scale; bar to p90)",
                    title or "Accuracy versus latency ({profile} profile)", "no latencies recorded yet")
+
+
+def _number_format(values, percent: bool):
+    """A format for one column of numbers: separators, no scientific notation."""
+    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if percent:
+        return lambda v: "" if v is None or not np.isfinite(v) else f"{100 * v:.2f} %"
+    if finite.size and np.all(finite == np.round(finite)):
+        return lambda v: "" if v is None or not np.isfinite(v) else f"{v:,.0f}"
+    top = float(np.max(np.abs(finite))) if finite.size else 0.0
+    digits = 0 if top >= 1000 else 2 if top >= 1 else 4 if top >= 1e-4 else 6
+    return lambda v: "" if v is None or not np.isfinite(v) else f"{v:,.{digits}f}"
+
+
+def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
+    """A DataFrame formatted for people (notebook 00): thousands separators, fractions in
+    ``percent`` shown as percentages, no scientific notation; returns a pandas Styler.
+
+    Put units in column names (``"size (KB)"``, ``"latency (ms)"``); pass accuracy-like
+    fraction columns in ``percent``. Unknown ``percent`` columns are an error (a renamed
+    column would otherwise silently lose its format).
+    """
+    import pandas as pd
+
+    missing = [c for c in percent if c not in df.columns]
+    if missing:
+        raise KeyError(f"percent names columns the table does not have: {missing}; "
+                       f"its columns are {list(df.columns)}")
+    formats = {}
+    for col in df.columns:
+        series = df[col]
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            continue
+        values = [None if pd.isna(v) else float(v) for v in series]
+        formats[col] = _number_format(values, col in percent)
+    styler = df.style.format(formats, na_rep="")
+    if caption:
+        styler = styler.set_caption(caption)
+    if hide_index:
+        styler = styler.hide(axis="index")
+    return styler

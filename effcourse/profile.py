@@ -222,6 +222,37 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 }
 
 
+#: Measured run time of each notebook in minutes, per profile: the one source for the
+#: notebooks' own "Run time" lines, the README's syllabus and ``make course``'s estimate of
+#: what is left (a test checks that the three agree). Full: a fresh clone's ``make course``
+#: on a quiet 2-core machine (AMD EPYC, no GPU), notebook 01 training the three baselines
+#: the first time; quick: the same machine executing each notebook as nbval does.
+RUN_MINUTES = {
+    "00_setup_and_tour": {"quick": 0.3, "full": 1.0},
+    "01_sgd_loss_formulation": {"quick": 1.0, "full": 8.1},
+    "02_pruning": {"quick": 2.0, "full": 10.7},
+    "03_quantization": {"quick": 1.5, "full": 1.3},
+    "04_clustering_distillation_deep_compression": {"quick": 2.0, "full": 8.6},
+    "05_mixed_precision": {"quick": 1.5, "full": 2.7},
+    "06_dynamic_networks": {"quick": 1.2, "full": 4.2},
+    "07_parallelism": {"quick": 1.4, "full": 2.5},
+    "08_automated_compression": {"quick": 1.0, "full": 2.7},
+}
+
+
+def run_minutes(notebook: str, profile: str | None = None) -> float:
+    """Measured minutes one notebook takes under a profile (default: the active one)."""
+    if notebook not in RUN_MINUTES:
+        raise KeyError(f"No run time for notebook {notebook!r}; add it to effcourse/profile.py:RUN_MINUTES.")
+    return RUN_MINUTES[notebook][profile or active().name]
+
+
+def run_time_line(notebook: str) -> str:
+    """The "Run time" sentence every notebook's first cell carries (checked by a test)."""
+    m = RUN_MINUTES[notebook]
+    return f"**Run time:** about {m['full']:g} min in the full profile, {m['quick']:g} min in the quick profile"
+
+
 def get(name: str | None = None) -> Profile:
     """The profile called ``name``; an unknown name is an error listing the valid ones."""
     key = (name or DEFAULT).strip().lower()

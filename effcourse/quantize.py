@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from . import convert, measure, models
+from . import convert, measure, models, progress
 
 DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
@@ -319,7 +319,8 @@ def qat(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 
     seed_everything(seed, deterministic=False)  # seeds only; keeps determinism as setup() set it
     q_model.fit(_data.pipeline(x, y, batch_size, shuffle=True, seed=seed),
                 validation_data=_data.pipeline(*val, 512) if val is not None else None,
-                epochs=int(epochs), verbose=verbose)
+                epochs=int(epochs), verbose=verbose,
+                callbacks=progress.with_bar([], f"quantization-aware training of {model.name}", verbose))
     return q_model
 
 

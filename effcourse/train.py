@@ -75,17 +75,21 @@ def train_manual(model, x, y, epochs: int, batch_size: int, learning_rate: float
 
 
 def fit(model, data, epochs: int, batch_size: int = 128, callbacks=None, verbose: int = 0,
-        seed: int = 0, validation: bool = True):
+        seed: int = 0, validation: bool = True, desc: str | None = None):
     """``model.fit`` on a ``data.MNIST`` with the course's pipeline; returns the History.
 
-    The model must already be compiled (``models.compile_classifier``).
+    Introduced in notebook 00. The model must already be compiled
+    (``models.compile_classifier``). With ``verbose=0`` a progress bar (``desc``, default
+    the model's name) shows batches, epoch and loss.
     """
     from . import data as _data
+    from . import progress
 
     return model.fit(
         _data.pipeline(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed),
         validation_data=_data.pipeline(data.x_val, data.y_val, 512) if validation else None,
-        epochs=epochs, callbacks=callbacks or [], verbose=verbose,
+        epochs=epochs, callbacks=progress.with_bar(callbacks, desc or f"training {model.name}", verbose),
+        verbose=verbose,
     )
 
 

@@ -13,7 +13,8 @@ from effcourse import data, profile  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Any attempt to download fails loudly."""
+    """Any attempt to download fails loudly; no progress bars in unit tests."""
+    monkeypatch.setenv("EFFCOURSE_PROGRESS", "0")
     def refuse(*args, **kwargs):
         raise AssertionError("tests must not download anything")
 

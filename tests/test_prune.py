@@ -265,7 +265,7 @@ def test_nb02_magnitude_prune_check():
         out[np.argsort(out)[:n]] = 0
         return out.reshape(w.shape)
 
-    assert checks.nb02.magnitude_prune(solution)
+    checks.nb02.magnitude_prune(solution)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb02.magnitude_prune(_todo)
     with pytest.raises(checks.CheckFailed, match=r"\|w\|"):
@@ -279,7 +279,7 @@ def test_nb02_filters_check():
     def wrong_axis(kernel, k):
         return np.argsort(-np.sqrt((kernel ** 2).sum(axis=(0, 1, 3))))[:min(k, 4)]
 
-    assert checks.nb02.filters_to_keep(solution)
+    checks.nb02.filters_to_keep(solution)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb02.filters_to_keep(_todo)
     with pytest.raises(checks.CheckFailed, match="LAST axis"):
@@ -298,4 +298,4 @@ def test_nb02_per_layer_check(mnist):
         checks.nb02.per_layer_beats_uniform({"fc1": 0.5, "fc2": 0.5, "logits": 0.5}, model, x, y, 0.9)
     with pytest.raises(checks.CheckFailed, match="missing"):
         checks.nb02.per_layer_beats_uniform({"fc1": 0.95}, model, x, y, 0.9)
-    assert checks.nb02.per_layer_beats_uniform({"fc1": 0.9, "fc2": 0.9, "logits": 0.9}, model, x, y, 0.9)
+    checks.nb02.per_layer_beats_uniform({"fc1": 0.9, "fc2": 0.9, "logits": 0.9}, model, x, y, 0.9)

@@ -103,3 +103,16 @@ def test_latency_chart_and_colours_agree(tmp_root):
     import matplotlib.colors as mcolors
     drawn = ax.lines[0].get_color()  # the marker line of the pruning errorbar
     assert mcolors.to_rgba(drawn) == mcolors.to_rgba(colors["pruning"])
+
+
+def test_table_formats_for_people():
+    import pandas as pd
+
+    df = pd.DataFrame({"model": ["a", "b"], "params": [266610, 1234], "accuracy": [0.98123, 0.97],
+                       "latency (ms)": [0.0207, 0.31], "size (bytes)": [1.2e6, 3.4e3]})
+    text = plots.table(df, percent=["accuracy"]).to_html()
+    for shown in ("266,610", "98.12 %", "0.0207", "1,200,000", "3,400"):
+        assert shown in text
+    assert "e+0" not in text and "e-0" not in text
+    with pytest.raises(KeyError, match="does not have"):
+        plots.table(df, percent=["acc"])

@@ -16,18 +16,29 @@ import numpy as np
 
 
 class CheckFailed(AssertionError):
-    """An exercise answer that does not pass; the message is the hint."""
+    """An exercise answer that does not pass; the message is the hint.
+
+    In Jupyter it renders as its hint alone: no traceback frames, which would show the
+    check's own code (and so the reference answer), and no chained exceptions. The cell
+    still ends in an error, so nbval and "Run All" stop there.
+    """
+
+    def _render_traceback_(self):
+        """What IPython shows instead of a traceback (one short message)."""
+        red, reset = "\x1b[31m", "\x1b[0m"
+        return [f"{red}CheckFailed{reset}: {self}"]
 
 
-def passed(message: str) -> bool:
-    """Print the pass line and return True."""
+def passed(message: str) -> None:
+    """Print the pass line (and return nothing, so Jupyter prints nothing after it)."""
     print(f"PASS: {message}")
-    return True
 
 
 def fail(hint: str):
-    """Raise ``CheckFailed`` with a hint."""
-    raise CheckFailed(f"Not yet. {hint}")
+    """Raise ``CheckFailed`` with a hint (without the chain of what was caught before it)."""
+    err = CheckFailed(f"Not yet. {hint}")
+    err.__suppress_context__ = True
+    raise err
 
 
 def call(fn, *args, name: str = "your function", **kwargs):
@@ -45,7 +56,7 @@ def call(fn, *args, name: str = "your function", **kwargs):
         fail(f"{name} raised {type(err).__name__}: {err}")
 
 
-def close(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> bool:
+def close(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
     """Check two numbers or arrays agree to ``atol``; the hint says by how much they differ."""
     got_a = np.asarray(got, dtype=float)
     exp_a = np.asarray(expected, dtype=float)

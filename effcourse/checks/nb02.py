@@ -6,7 +6,7 @@ import numpy as np
 from . import call, fail, passed
 
 
-def magnitude_prune(fn) -> bool:
+def magnitude_prune(fn) -> None:
     """Exercise 02.1: zero the given fraction of smallest-magnitude weights, keep the rest unchanged."""
     rng = np.random.default_rng(2)
     weights = rng.normal(size=(40, 25)).astype(np.float32)
@@ -31,7 +31,7 @@ def magnitude_prune(fn) -> bool:
     return passed("magnitude pruning zeroes exactly the smallest |w| and leaves the rest untouched.")
 
 
-def per_layer_beats_uniform(per_layer, model, x, y, min_overall: float) -> bool:
+def per_layer_beats_uniform(per_layer, model, x, y, min_overall: float) -> None:
     """Exercise 02.2: per-layer sparsities with at least ``min_overall`` total sparsity that beat
     uniform pruning at the same total sparsity (both without fine-tuning)."""
     from .. import measure, models, prune
@@ -67,7 +67,7 @@ def per_layer_beats_uniform(per_layer, model, x, y, min_overall: float) -> bool:
                   "(no fine-tuning).")
 
 
-def filters_to_keep(fn) -> bool:
+def filters_to_keep(fn) -> None:
     """Exercise 02.3: indices of the k output filters of a Conv2D kernel with the largest L2 norms."""
     rng = np.random.default_rng(3)
     kernel = rng.normal(size=(3, 3, 4, 10)).astype(np.float32)

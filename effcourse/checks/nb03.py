@@ -6,7 +6,7 @@ import numpy as np
 from . import call, close, fail, passed
 
 
-def affine_params(fn) -> bool:
+def affine_params(fn) -> None:
     """Exercise 03.1: int8 scale and zero point for a real range [x_min, x_max]."""
     from .. import quantize
 
@@ -30,7 +30,7 @@ def affine_params(fn) -> bool:
     return passed("scale = range / 255 and zero_point = round(-128 - x_min / scale), range widened to include 0.")
 
 
-def per_channel_weights(fn) -> bool:
+def per_channel_weights(fn) -> None:
     """Exercise 03.2: symmetric per-output-channel int8 quantization of a Keras kernel."""
     from .. import quantize
 
@@ -60,7 +60,7 @@ def per_channel_weights(fn) -> bool:
     return passed("per-channel symmetric int8: zero point 0, scale max|w_c| / 127, values in [-127, 127].")
 
 
-def sqnr(fn) -> bool:
+def sqnr(fn) -> None:
     """Exercise 03.3: signal-to-quantization-noise ratio in dB."""
     from .. import quantize
 
@@ -79,7 +79,7 @@ def sqnr(fn) -> bool:
                  hint="SQNR = 10 log10( sum ref^2 / sum (ref - approx)^2 ).")
 
 
-def quantize_input(fn) -> bool:
+def quantize_input(fn) -> None:
     """Exercise 03.4: quantize float images for a model with int8 inputs (mode int8_io)."""
     rng = np.random.default_rng(5)
     x = rng.random((3, 4, 4, 1), dtype=np.float32)

@@ -6,7 +6,7 @@ import numpy as np
 from . import call, close, fail, passed
 
 
-def clustering_rate(fn) -> bool:
+def clustering_rate(fn) -> None:
     """Exercise 04.1: r = n b / (n log2 k + k b) (Han, Mao, Dally 2016, eq. 1)."""
     cases = [(235200, 16, 32), (30000, 4, 32), (1000, 64, 32), (500, 256, 8)]
     for n, k, b in cases:
@@ -39,7 +39,7 @@ def _reference(labels, z, v, T, alpha):
     return hard, kl
 
 
-def distillation_loss(fn) -> bool:
+def distillation_loss(fn) -> None:
     """Exercise 04.2: (1 - alpha) CE + alpha T^2 KL(softmax(v/T) || softmax(z/T)), batch mean."""
     rng = np.random.default_rng(4)
     labels = np.array([0, 3, 1, 2])
@@ -68,7 +68,7 @@ def distillation_loss(fn) -> bool:
     return passed("the distillation loss matches Hinton et al.'s formula, T^2 factor included.")
 
 
-def compression_ratio(fn, tflite_bytes: bytes, baseline_params: int) -> bool:
+def compression_ratio(fn, tflite_bytes: bytes, baseline_params: int) -> None:
     """Exercise 04.3: dense float32 bytes of the baseline / gzip bytes of the .tflite file."""
     from .. import measure
 
@@ -86,7 +86,7 @@ def compression_ratio(fn, tflite_bytes: bytes, baseline_params: int) -> bool:
     return passed(f"ratio {got:.1f}x = {4 * baseline_params:,} dense float32 bytes / {gz:,} gzip bytes.")
 
 
-def kernel_stats(fn, tflite_bytes: bytes) -> bool:
+def kernel_stats(fn, tflite_bytes: bytes) -> None:
     """Exercise 04.4: share of zeros and max distinct codes per output channel of stored kernels."""
     from .. import convert
 

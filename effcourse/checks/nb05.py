@@ -16,7 +16,7 @@ def _finfo(name):
     return ml_dtypes.finfo(getattr(ml_dtypes, name) if hasattr(ml_dtypes, name) else np.dtype(name))
 
 
-def format_limits(fn) -> bool:
+def format_limits(fn) -> None:
     """Exercise 05.1: epsilon and range of an IEEE-style float from its exponent and mantissa bits."""
     for (e, m), name in _FORMATS.items():
         got = call(fn, e, m, name="format_limits")
@@ -45,7 +45,7 @@ def format_limits(fn) -> bool:
     return passed("epsilon and limits match finfo for float16, bfloat16, float32 and float8_e5m2.")
 
 
-def flush_fraction(fn) -> bool:
+def flush_fraction(fn) -> None:
     """Exercise 05.2: fraction of non-zero gradients that become zero in float16 after scaling."""
     from ..precision import underflow_stats
 
@@ -91,7 +91,7 @@ def reference_update(scale, good_steps, finite, growth_steps):
     return scale, good_steps + 1, True
 
 
-def update_loss_scale(fn) -> bool:
+def update_loss_scale(fn) -> None:
     """Exercise 05.3: one update of the dynamic loss scale, as Keras' LossScaleOptimizer does it."""
     pattern = [True, True, False, True, True, True, True, False, False, True] + [False] * 16 + [True] * 4
     growth = 3
@@ -118,7 +118,7 @@ def update_loss_scale(fn) -> bool:
                   "grow after growth_steps good steps, never below 1).")
 
 
-def mixed_model(fn) -> bool:
+def mixed_model(fn) -> None:
     """Exercise 05.4: a model that computes in a mixed policy, outputs float32 logits, and leaves the global policy alone."""
     import tf_keras
 

@@ -7,7 +7,7 @@ import pandas as pd
 from . import call, close, fail, passed
 
 
-def exit_confidence(fn) -> bool:
+def exit_confidence(fn) -> None:
     """Exercise 06.1: the maximum softmax probability of each row of logits, numerically stable."""
     logits = np.array([[2.0, 1.0, 0.1], [0.0, 0.0, 0.0], [1000.0, 0.0, -1000.0], [-5.0, 3.0, 3.0]])
     z = logits - logits.max(axis=1, keepdims=True)
@@ -32,7 +32,7 @@ def exit_confidence(fn) -> bool:
                  hint="softmax(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z); take the max over k.")
 
 
-def mean_macs(fn) -> bool:
+def mean_macs(fn) -> None:
     """Exercise 06.2: mean MACs per input given the exit each input took and the MACs per stage."""
     stage_macs = [1000, 5000, 2000]  # each stage with its own exit head
     exit_index = np.array([0, 0, 0, 1, 2, 0, 1, 0])
@@ -63,7 +63,7 @@ def _sweep_table():
     })
 
 
-def pick_operating_point(fn) -> bool:
+def pick_operating_point(fn) -> None:
     """Exercise 06.3: the threshold with the fewest mean MACs within ``max_drop`` of the reference."""
     table = _sweep_table()
     reference, max_drop = 0.9925, 0.001

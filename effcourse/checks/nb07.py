@@ -9,7 +9,7 @@ import numpy as np
 from . import call, close, fail, passed
 
 
-def replica_loss(fn) -> bool:
+def replica_loss(fn) -> None:
     """Exercise 07.1: the loss one replica returns so that the summed gradients are the global mean's."""
     rng = np.random.default_rng(7)
     losses = rng.uniform(0.1, 3.0, size=24).astype(np.float32)
@@ -32,7 +32,7 @@ def replica_loss(fn) -> bool:
                   "single-device gradient (this is tf.nn.compute_average_loss).")
 
 
-def tf_config(fn) -> bool:
+def tf_config(fn) -> None:
     """Exercise 07.2: the TF_CONFIG of one worker of a cluster."""
     from .. import parallel
 
@@ -63,7 +63,7 @@ def tf_config(fn) -> bool:
     return passed("every worker gets the whole cluster and its own task index.")
 
 
-def micro_batches(fn) -> bool:
+def micro_batches(fn) -> None:
     """Exercise 07.3: the fewest micro-batches that keep GPipe's bubble at or below a target."""
     from .. import parallel
 
@@ -88,7 +88,7 @@ def _stage_costs(costs, boundaries):
     return [sum(costs[a:b]) for a, b in zip(cuts, cuts[1:])]
 
 
-def stage_split(fn) -> bool:
+def stage_split(fn) -> None:
     """Exercise 07.4: split consecutive layer costs into K stages so the slowest stage is as fast as possible."""
     cases = [([5, 1, 1, 1, 1, 1], 2), ([235200, 30000, 1000], 2), ([3, 3, 3, 3], 4),
              ([1, 2, 3, 4, 5, 6, 7, 8], 3), ([9, 1, 1, 1, 9, 1, 1, 1], 3)]

@@ -6,7 +6,7 @@ import numpy as np
 from . import call, close, fail, passed
 
 
-def pareto(fn) -> bool:
+def pareto(fn) -> None:
     """Exercise 08.1: the Pareto mask on constructed sets."""
     from ..results import pareto_mask
 
@@ -28,7 +28,7 @@ def pareto(fn) -> bool:
     return passed("your Pareto mask matches results.pareto_mask on three constructed sets.")
 
 
-def choose(fn) -> bool:
+def choose(fn) -> None:
     """Exercise 08.2: the search's selection rule."""
     trials = [(100, 0.90), (50, 0.985), (40, 0.97), (50, 0.99), (200, 0.995)]
     got = call(fn, trials, 0.99, 0.005, name="choose")
@@ -44,7 +44,7 @@ def choose(fn) -> bool:
     return passed("the smallest within-budget trial is chosen, ties to the more accurate, None when none fits.")
 
 
-def compression_ratio(value, dense_bytes, size_bytes) -> bool:
+def compression_ratio(value, dense_bytes, size_bytes) -> None:
     """Exercise 08.3: dense float32 bytes over compressed deployable bytes."""
     if value is None or not np.isfinite(float(value)):
         fail("compute a number: dense_bytes / size_bytes.")
