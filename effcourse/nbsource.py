@@ -9,6 +9,8 @@ before committing. Normalising makes a notebook byte-for-byte what the repositor
   (JupyterLab's ``scrolled``, ``collapsed``, ``execution`` timings and the like go);
 - every cell keeps its id; a cell without one, or with a duplicate, gets a new random
   id, so ids never depend on a cell's position and survive inserting or moving cells;
+- the first cell's ``**Run time:**`` line rewritten from ``profile.RUN_MINUTES``, the
+  one source of run times (the README's syllabus is checked against it too);
 - written the way nbformat (and JupyterLab) write: one-space indent, sorted keys,
   trailing newline.
 
@@ -36,13 +38,35 @@ def _new_id(taken: set) -> str:
             return cid
 
 
-def normalise(nb):
-    """Return a normalised copy of an nbformat notebook node (see the module docstring)."""
+RUN_TIME = re.compile(r"^\*\*Run time:\*\*.*$", re.M)
+
+
+def sync_run_time(nb, stem: str):
+    """Rewrite the first cell's "**Run time:**" line from ``profile.RUN_MINUTES`` (one source)."""
+    from . import profile
+
+    if stem not in profile.RUN_MINUTES or not nb.cells or nb.cells[0].cell_type != "markdown":
+        return nb
+    cell = nb.cells[0]
+    source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+    line = profile.run_time_line(stem)
+    cell.source = RUN_TIME.sub(lambda _: line, source)
+    return nb
+
+
+def normalise(nb, stem: str | None = None):
+    """Return a normalised copy of an nbformat notebook node (see the module docstring).
+
+    With ``stem`` (the notebook's file name without .ipynb), the first cell's run-time line
+    is also brought in line with ``profile.RUN_MINUTES``.
+    """
     import copy
 
     import nbformat
 
     nb = copy.deepcopy(nb)
+    if stem:
+        sync_run_time(nb, stem)
     nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
     nb.metadata = nbformat.from_dict({"kernelspec": dict(KERNELSPEC),
                                       "language_info": {"name": "python"}})
@@ -99,8 +123,8 @@ def check(path: Path) -> list[str]:
     text = Path(path).read_text(encoding="utf-8")
     nb = nbformat.reads(text, as_version=4)
     problems = [f"{path}: {p}" for p in text_problems(nb)]
-    if serialise(normalise(nb)) != text:
-        problems.append(f"{path}: not normalised (outputs, metadata, ids or formatting); "
+    if serialise(normalise(nb, Path(path).stem)) != text:
+        problems.append(f"{path}: not normalised (outputs, metadata, ids, formatting or run time); "
                         "run `make nbfix` (python -m effcourse.nbsource --fix)")
     return problems
 
@@ -112,7 +136,7 @@ def fix(path: Path) -> bool:
     from .env import atomic_write_bytes
 
     text = Path(path).read_text(encoding="utf-8")
-    new = serialise(normalise(nbformat.reads(text, as_version=4)))
+    new = serialise(normalise(nbformat.reads(text, as_version=4), Path(path).stem))
     if new == text:
         return False
     atomic_write_bytes(path, new.encode("utf-8"))

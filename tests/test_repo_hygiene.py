@@ -101,3 +101,13 @@ def test_text_problems_finds_a_tab_where_tfrac_was_meant():
     assert any("tab character" in p for p in nbsource.text_problems(nb))
     nb.cells = [nbformat.v4.new_markdown_cell("$w/s = k + \\tfrac12$")]
     assert nbsource.text_problems(nb) == []
+
+
+def test_run_time_line_is_rewritten_from_the_one_source():
+    from effcourse import nbsource, profile
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 02 · Pruning\n\n**Run time:** about 99 min, maybe\n\nText")]
+    out = nbsource.normalise(nb, "02_pruning")
+    assert profile.run_time_line("02_pruning") in out.cells[0].source
+    assert "99 min" not in out.cells[0].source and out.cells[0].source.endswith("Text")
