@@ -111,3 +111,14 @@ def test_run_time_line_is_rewritten_from_the_one_source():
     out = nbsource.normalise(nb, "02_pruning")
     assert profile.run_time_line("02_pruning") in out.cells[0].source
     assert "99 min" not in out.cells[0].source and out.cells[0].source.endswith("Text")
+
+
+def test_readme_syllabus_run_times_come_from_the_one_source():
+    from effcourse import profile
+
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\d\d_[a-z0-9_]+)` \|.*\| ([\d.]+) min \| ([\d.]+) min[^|]*\|$", readme, re.M)
+    assert {stem for stem, _, _ in rows} == {p.stem for p in NOTEBOOKS} == set(profile.RUN_MINUTES)
+    for stem, quick, full in rows:
+        assert float(quick) == profile.RUN_MINUTES[stem]["quick"], stem
+        assert float(full) == profile.RUN_MINUTES[stem]["full"], stem
