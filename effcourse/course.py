@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     for i, path in enumerate(todo, 1):
         left = sum(expected(p.stem) for p in todo[i - 1:])
         print(f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): expected about "
-              f"{expected(path.stem):g} min; about {left:.0f} min left in all", flush=True)
+              f"{expected(path.stem):g} min; about {left:.1f} min left in all", flush=True)
         ok = True
         try:
             seconds = run_one(path, out_html, out_nb, args.timeout)
