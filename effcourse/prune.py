@@ -288,7 +288,8 @@ def _optimizer(learning_rate: float, total_steps: int, weight_decay: float = 0.0
 def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: int = 128,
                        per_layer: dict | None = None, schedule="polynomial", m_by_n=None,
                        log_dir=None, learning_rate: float = 1e-3, weight_decay: float = 0.0,
-                       prune_fraction: float = PRUNE_FRACTION, verbose: int = 0, seed: int = 0):
+                       prune_fraction: float = PRUNE_FRACTION, verbose: int = 0, seed: int = 0,
+                       desc: str | None = None):
     """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled (notebook 02).
 
     ``data`` is an ``effcourse.data.MNIST``. The masks are raised
@@ -298,7 +299,8 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     from ``learning_rate``). A tfmot ``PruningSchedule`` can be
     passed instead; it must end before training does. ``log_dir`` writes TensorBoard
     pruning summaries. The input model is never changed. The training history is in
-    ``result.effcourse_history``.
+    ``result.effcourse_history``. With ``verbose=0`` a progress bar shows the fine-tuning;
+    ``desc`` is its caption (default: the model and its target, e.g. "prune lenet5 to 90%").
     """
     from . import data as _data
     from . import env, models, train
@@ -319,8 +321,12 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     wrapped = wrap(model, sparsity, schedule=schedule, begin_step=0, end_step=end,
                    per_layer=per_layer, m_by_n=m_by_n, frequency=frequency)
     models.compile_classifier(wrapped, optimizer=_optimizer(learning_rate, total, weight_decay))
+    if desc is None:
+        target = (f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else "per-layer sparsities" if per_layer
+                  else f"{float(sparsity):.0%}" if isinstance(sparsity, (int, float)) else "its schedule")
+        desc = f"prune {model.name} to {target}"
     hist = train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
-                     callbacks=callbacks(log_dir, every=frequency), verbose=verbose, seed=seed)
+                     callbacks=callbacks(log_dir, every=frequency), verbose=verbose, seed=seed, desc=desc)
     stripped = models.compile_classifier(strip(wrapped))
     stripped.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     stripped.effcourse_schedule = {"total_steps": total, "end_step": end, "frequency": frequency}
@@ -328,7 +334,10 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
 
 
 def m_by_n_fraction(kernel, m_by_n=(2, 4)) -> float:
-    """Fraction of groups of n consecutive input weights holding at least m zeros (1.0: the pattern holds), notebook 02.
+    """Fraction of groups of n consecutive input weights holding at most m non-zeros (1.0: the pattern holds), notebook 02.
+
+    This is tfmot's ``sparsity_m_by_n=(m, n)``: keep at most m of every n weights, so 2:4
+    leaves at least half of them zero.
 
     Groups run along the input-channel axis, as tfmot and TFLite lay them out: for a Dense
     kernel (in, out) along ``in`` for each output; for a Conv2D kernel (h, w, in, out) along
@@ -344,7 +353,7 @@ def m_by_n_fraction(kernel, m_by_n=(2, 4)) -> float:
                          f"{m}:{n} groups cannot tile it.")
     rows = np.moveaxis(kernel, -1, 0).reshape(-1, cin)  # (out * positions, in)
     groups = rows.reshape(rows.shape[0], cin // n, n)
-    return float(np.mean(np.sum(groups == 0, axis=-1) >= m))
+    return float(np.mean(np.sum(groups != 0, axis=-1) <= m))
 
 
 def m_by_n_report(model, m_by_n=(2, 4)) -> dict:
@@ -373,16 +382,17 @@ def magnitude_mask(weights, sparsity: float) -> np.ndarray:
     return keep.reshape(weights.shape)
 
 
-def sensitivity_scan(model, x, y, sparsities, layers=None):
+def sensitivity_scan(model, x, y, sparsities, layers=None, desc: str | None = None):
     """Accuracy when one layer at a time is magnitude-pruned to each sparsity, no fine-tuning (DataFrame), notebook 02.
 
     Columns: layer, sparsity, accuracy, params (kernel size). The other layers stay dense;
     the caller's model is not changed (a clone is pruned and restored between points).
-    Sparsity 0 rows give the dense accuracy.
+    Sparsity 0 rows give the dense accuracy. A progress bar (caption ``desc``, default
+    "sensitivity scan of <model>") counts the evaluated (layer, sparsity) points.
     """
     import pandas as pd
 
-    from . import measure, models
+    from . import measure, models, progress
 
     check_model(model, what="prune.sensitivity_scan")
     names = prunable_layers(model)
@@ -394,6 +404,8 @@ def sensitivity_scan(model, x, y, sparsities, layers=None):
     work = models.clone(model, compile_like=False)
     rows = []
     dense_acc = measure.accuracy(work, x, y)
+    bar = progress.bar(total=len(layers) * sum(s > 0 for s in sparsities), unit="point",
+                       desc=desc or f"sensitivity scan of {model.name}")
     for name in layers:
         kernel = _kernel_of(work.get_layer(name))
         original = kernel.numpy()
@@ -403,8 +415,10 @@ def sensitivity_scan(model, x, y, sparsities, layers=None):
             else:
                 kernel.assign(original * magnitude_mask(original, s))
                 acc = measure.accuracy(work, x, y)
+                bar.update(1)
             rows.append({"layer": name, "sparsity": s, "accuracy": acc, "params": int(original.size)})
         kernel.assign(original)
+    bar.close()
     return pd.DataFrame(rows, columns=["layer", "sparsity", "accuracy", "params"])
 
 
@@ -659,8 +673,10 @@ def channel_prune(model, keep: dict, ord: int = 2):
 
 
 def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 1e-3,
-             weight_decay: float = 0.0, verbose: int = 0, seed: int = 0):
-    """Fine-tune a copy of ``model`` on ``data`` (Adam/AdamW, cosine-decayed rate); return it compiled, notebook 02."""
+             weight_decay: float = 0.0, verbose: int = 0, seed: int = 0, desc: str | None = None):
+    """Fine-tune a copy of ``model`` on ``data`` (Adam/AdamW, cosine-decayed rate); return it compiled, notebook 02.
+
+    With ``verbose=0`` a progress bar captioned ``desc`` (default "fine-tune <model>") shows it."""
     from . import data as _data
     from . import env, models, train
 
@@ -671,7 +687,8 @@ def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: flo
     copy = models.clone(model, compile_like=False)
     total = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
     models.compile_classifier(copy, optimizer=_optimizer(learning_rate, total, weight_decay))
-    hist = train.fit(copy, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed)
+    hist = train.fit(copy, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed,
+                     desc=desc or f"fine-tune {model.name}")
     copy.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return copy
 

@@ -361,14 +361,15 @@ def layer_sqnr(float_model, quant_model, x):
 # --- latency, measured fairly ----------------------------------------------------------------
 
 def compare_latency(variants: dict, sample, profile=None, delegate: str = "auto",
-                    rounds: int | None = None):
+                    rounds: int | None = None, desc: str | None = None):
     """Single-sample latency of several .tflite models, interleaved (A, B, A, B, ...) (notebook 03).
 
     Each round measures every variant once with ``measure.latency`` (the profile's runs,
     warm-up and threads); the result per variant is the median over rounds of the round's
     median and 90th percentile, so that a burst of load on a shared machine hits all
     variants alike. ``delegate``: ``"auto"`` (the LiteRT default, XNNPACK) or ``"none"``
-    (built-in kernels only). Returns a DataFrame indexed by variant.
+    (built-in kernels only). Returns a DataFrame indexed by variant. ``desc`` shows a progress
+    bar over the rounds with that caption (none by default: most comparisons take a second).
     """
     import pandas as pd
 
@@ -381,7 +382,7 @@ def compare_latency(variants: dict, sample, profile=None, delegate: str = "auto"
     runners = {k: convert.TFLiteModel(v, threads=prof.latency_threads, delegate=delegate)
                for k, v in variants.items()}
     per_round = {k: [] for k in runners}
-    for _ in range(rounds):
+    for _ in (progress.bar(range(rounds), desc=desc, unit="round") if desc else range(rounds)):
         for name, runner in runners.items():
             per_round[name].append(measure.latency(runner, sample, runs=prof.latency_runs,
                                                    warmup=prof.latency_warmup,

@@ -299,3 +299,13 @@ def test_nb02_per_layer_check(mnist):
     with pytest.raises(checks.CheckFailed, match="missing"):
         checks.nb02.per_layer_beats_uniform({"fc1": 0.95}, model, x, y, 0.9)
     checks.nb02.per_layer_beats_uniform({"fc1": 0.9, "fc2": 0.9, "logits": 0.9}, model, x, y, 0.9)
+
+
+def test_m_by_n_counts_kept_weights_not_zeros():
+    """1:4 keeps at most one weight in four (tfmot's meaning), so one zero per group is not enough."""
+    kernel = np.zeros((8, 2))
+    kernel[0, :] = kernel[4, :] = 1.0  # one non-zero per group: 1:4 and 2:4 both hold
+    assert prune.m_by_n_fraction(kernel, (1, 4)) == 1.0
+    kernel[1, 0] = 1.0  # two non-zeros in one group of output 0: 1:4 breaks there, 2:4 still holds
+    assert prune.m_by_n_fraction(kernel, (1, 4)) == pytest.approx(3 / 4)
+    assert prune.m_by_n_fraction(kernel, (2, 4)) == 1.0
