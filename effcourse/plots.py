@@ -8,7 +8,8 @@ import numpy as np
 
 from . import env, results
 
-MARKERS = {"lenet_300_100": "o", "lenet5": "s", "cnn": "^"}
+MARKERS = {"lenet_300_100": "o", "lenet5": "s", "cnn": "^", "mlp": "D"}
+LINESTYLES = ["-", "--", "-.", ":"]
 
 
 def _plt():
@@ -23,7 +24,8 @@ def style():
     plt.rcParams.update({
         "figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3,
         "axes.spines.top": False, "axes.spines.right": False, "font.size": 10,
-        "legend.fontsize": 8, "legend.frameon": False,
+        "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10,
+        "legend.fontsize": 9, "legend.title_fontsize": 9, "legend.frameon": False,
     })
     return plt
 
@@ -37,17 +39,193 @@ def save(fig, name: str):
     return env.atomic_write_bytes(env.build_dir("figures") / f"{name}.png", buf.getvalue())
 
 
-def _finish(ax, data, xlabel: str, title: str, empty: str):
-    """Shared finish of the results charts: log x, labels, title with the profile, legend."""
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title.replace("{profile}", str(data["profile"].iloc[0]) if len(data) else "?"))
-    if len(data):
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center")
-    return ax
+ERROR_LABEL = "test error (%, log scale; lower is better)"
+SIZE_LABEL = "compressed size of the deployable file (KB, log scale)"
+
+# Every technique of the results log belongs to one family: the course map's colours and
+# legend (notebook 08). Order = legend order.
+FAMILIES = {
+    "baseline": ("baseline",),
+    "narrower model": ("narrower model", "static width scaling"),
+    "pruning": ("pruning", "pruning 2:4", "channel pruning"),
+    "quantization": ("post-training quantization", "quantization-aware training"),
+    "clustering / Deep Compression": ("clustering", "collaborative", "deep compression",
+                                      "deep compression stages"),
+    "distillation": ("distillation", "distillation + deep compression"),
+    "mixed precision": ("mixed precision",),
+    "dynamic (early exit)": ("early exit",),
+    "automated search": ("automated search",),
+    "parallelism": ("data_parallel", "multi_worker", "pipeline"),
+}
+# A technique not listed above is placed by the first keyword it contains.
+_KEYWORDS = [("distill", "distillation"), ("deep compression", "clustering / Deep Compression"),
+             ("cluster", "clustering / Deep Compression"), ("prun", "pruning"),
+             ("quantiz", "quantization"), ("int8", "quantization"), ("precision", "mixed precision"),
+             ("exit", "dynamic (early exit)"), ("dynamic", "dynamic (early exit)"),
+             ("search", "automated search"), ("parallel", "parallelism"), ("pipeline", "parallelism"),
+             ("worker", "parallelism"), ("narrow", "narrower model"), ("width", "narrower model"),
+             ("baseline", "baseline")]
+FAMILY_COLORS = dict(zip(FAMILIES, ["black", "tab:brown", "tab:blue", "tab:orange", "tab:green",
+                                    "tab:purple", "tab:cyan", "tab:red", "gold", "tab:pink"]))
+MODEL_NAMES = {"lenet_300_100": "LeNet-300-100", "lenet5": "LeNet-5", "cnn": "small CNN",
+               "mlp": "one-hidden-layer MLP (00)"}
+# Course-map panels: the one-hidden-layer MLPs of notebook 00 share LeNet-300-100's panel.
+PANELS = {"lenet_300_100": "MLPs: LeNet-300-100 and 00's narrow MLPs", "lenet5": "LeNet-5",
+          "cnn": "small CNN"}
+_PANEL_OF = {"mlp": "lenet_300_100"}
+
+
+def family(technique: str) -> str:
+    """The family of a technique name (``FAMILIES``; keywords for new names; else 'other')."""
+    name = str(technique).strip().lower()
+    for fam, members in FAMILIES.items():
+        if name in members:
+            return fam
+    for word, fam in _KEYWORDS:
+        if word in name:
+            return fam
+    return "other"
+
+
+def _error_pct(accuracy):
+    """Test error in percent, floored at 0.01 % so it fits a log axis."""
+    return np.clip((1 - np.asarray(accuracy, dtype=float)) * 100, 0.01, None)
+
+
+_NICE_LEVELS = ([1], [1, 3], [1, 2, 5], [1, 2, 3, 5], [1, 1.5, 2, 3, 5, 7],
+                [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9])
+
+
+def _nice_ticks(lo: float, hi: float, max_ticks: int = 7) -> list:
+    """Readable tick values for a log axis from ``lo`` to ``hi``: 3 to ``max_ticks`` of them."""
+    e0, e1 = int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1
+    best = None
+    for level in _NICE_LEVELS:
+        ticks = [m * 10.0 ** e for e in range(e0, e1 + 1) for m in level if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) > max_ticks:
+            break
+        best = ticks
+        if len(ticks) >= 3:
+            break
+    return [float(f"{t:.6g}") for t in (best or [])]
+
+
+def _fmt(value, _pos=None) -> str:
+    return f"{value:,g}"
+
+
+def _log_axis(ax, which: str, lo: float, hi: float):
+    """Log scale from lo to hi with plain-number ticks (0.8, 1, 1.5, ... never 10^x)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
+    ticks = _nice_ticks(lo, hi)
+    if ticks:
+        axis.set_ticks(ticks)
+    axis.set_major_formatter(FuncFormatter(_fmt))
+    axis.set_minor_locator(NullLocator())
+
+
+def _limits(values, margin: float = 0.1, min_decades: float = 0.25):
+    """(lo, hi) of a log axis holding ``values`` with a margin (fraction of the span, in decades)."""
+    v = np.log10(np.asarray([x for x in values if np.isfinite(x) and x > 0], dtype=float))
+    if v.size == 0:
+        return 1.0, 10.0
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo < min_decades:
+        mid = (hi + lo) / 2
+        lo, hi = mid - min_decades / 2, mid + min_decades / 2
+    pad = margin * (hi - lo) + 0.03
+    return 10 ** (lo - pad), 10 ** (hi + pad)
+
+
+def _wrap(text: str, width: int = 24) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(text), width, break_long_words=False)) or str(text)
+
+
+def _place_labels(ax, xs, ys, texts, fontsize: float = 9, lines=(), force: bool = False, obstacles=None):
+    """Put ``texts`` next to the points (xs, ys) without overlapping each other, the points or
+    ``lines`` (lists of (x, y) data vertices), inside the axes. Tries offsets around each point,
+    nearest first (far ones get a leader line). Returns the annotations, or None when one of
+    them found no free place (nothing is left drawn then), unless ``force``."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    axbox = ax.get_window_extent(renderer)
+    pts = ax.transData.transform(np.column_stack([xs, ys])) if len(xs) else np.zeros((0, 2))
+    r = 4.5 * fig.dpi / 72
+    others = ax.transData.transform(np.asarray(obstacles, dtype=float)) if obstacles is not None and len(obstacles) \
+        else np.zeros((0, 2))
+    boxes = [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in np.concatenate([pts, others])]
+    samples = []
+    for line in lines:
+        v = ax.transData.transform(np.asarray(line, dtype=float))
+        for a, b in zip(v[:-1], v[1:]):
+            n = max(2, int(np.hypot(*(b - a)) / 3))
+            samples.append(a + np.linspace(0, 1, n)[:, None] * (b - a))
+    samples = np.concatenate(samples) if samples else np.zeros((0, 2))
+    base = [(7, 2, "left", "bottom"), (7, -2, "left", "top"), (-7, 2, "right", "bottom"),
+            (-7, -2, "right", "top"), (0, 8, "center", "bottom"), (0, -8, "center", "top")]
+    candidates = [(dx * k, dy * k if dy else dy, ha, va) for k in (1, 2.2, 3.6, 5.5) for dx, dy, ha, va in base]
+    candidates = [(dx, dy if dy else 0, ha, va) for dx, dy, ha, va in candidates]
+    extra = [(dx, 8 * k * np.sign(dy) if abs(dx) > 0 else dy, ha, va)
+             for k in (1.6, 3) for dx, dy, ha, va in base[:4]]
+    candidates += extra
+    placed, out = [], []
+    order = np.argsort(-pts[:, 1]) if len(pts) else []
+    for i in order:
+        best, best_cost = None, None
+        for dx, dy, ha, va in candidates:
+            far = np.hypot(dx, dy) > 12
+            t = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                            ha=ha, va=va, fontsize=fontsize, zorder=6,
+                            arrowprops=dict(arrowstyle="-", color="0.45", lw=0.7, shrinkA=0, shrinkB=3)
+                            if far else None)
+            bb = t.get_window_extent(renderer).expanded(1.04, 1.08)
+            cost = sum(bb.overlaps(b) for b in placed) * 3
+            cost += sum(bb.overlaps(b) for j, b in enumerate(boxes))
+            if len(samples):
+                cost += int(np.any((samples[:, 0] > bb.x0) & (samples[:, 0] < bb.x1)
+                                   & (samples[:, 1] > bb.y0) & (samples[:, 1] < bb.y1)))
+            inside = (bb.x0 >= axbox.x0 and bb.x1 <= axbox.x1 and bb.y0 >= axbox.y0 and bb.y1 <= axbox.y1)
+            cost += 0 if inside else 10
+            if cost == 0:
+                if best is not None:
+                    best.remove()
+                best, best_cost = t, 0
+                placed.append(bb)
+                break
+            if best_cost is None or cost < best_cost:
+                if best is not None:
+                    best.remove()
+                best, best_cost, best_bb = t, cost, bb
+            else:
+                t.remove()
+        if best_cost:
+            if not force:
+                for t in out + [best]:
+                    t.remove()
+                return None
+            placed.append(best_bb)
+        out.append(best)
+    return out
+
+
+def _legend_right(ax, handles, labels, title=None):
+    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                     title=title, alignment="left")
+
+
+def _context_handles():
+    from matplotlib.lines import Line2D
+
+    return (Line2D([], [], marker="o", linestyle="", color="0.75", markersize=5),
+            Line2D([], [], linestyle="--", color="0.35", linewidth=1))
 
 
 def technique_colors(table) -> dict:
@@ -59,94 +237,343 @@ def technique_colors(table) -> dict:
 
 
 def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = None,
-             annotate: bool = False, frontier: bool = True):
-    """Accuracy (%) against compressed size (KB, log axis), one colour per technique and one
-    marker per model, the Pareto frontier of each model dashed, baselines ringed.
+             annotate: bool = False, frontier: bool = True, labels: str = "auto"):
+    """Test error (%, log axis) against compressed size (KB, log axis): the course's chart.
 
-    ``table`` is a results DataFrame (``results.load()``); rows without size or accuracy are
-    skipped. ``highlight`` names a notebook whose points are drawn larger.
+    With ``highlight`` (a notebook name, notebooks 00-07) the axes are scaled to that
+    notebook's points, which are drawn in colour (one per technique, one marker per model)
+    and labelled with their variant names (``labels="auto"``: names where they fit without
+    overlapping, else numbers with a key beside the chart; ``"names"``, ``"numbers"``,
+    ``"none"``); the rest of the course is faint grey context and the dashed line is the
+    Pareto frontier so far of the highlighted models. Without ``highlight``: every row
+    coloured by technique family (``annotate=True`` labels them too). ``table`` is a results
+    DataFrame (``results.load()``); rows without size or accuracy are skipped.
     """
+    from matplotlib.lines import Line2D
+
     plt = style()
     data = table.dropna(subset=["size_bytes", "accuracy"]) if len(table) else table
+    own_fig = ax is None
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 4.8))
-    colors = technique_colors(table)
-    for (tech, model), grp in data.groupby(["technique", "model"]):
-        big = highlight is not None and (grp["notebook"] == highlight).any()
-        ax.scatter(grp["size_bytes"] / 1024, grp["accuracy"] * 100, s=46 if big else 24,
-                   marker=MARKERS.get(model, "D"), color=colors[tech], alpha=0.85,
-                   edgecolor="black" if tech == "baseline" else "none", linewidth=1.2,
-                   label=f"{tech} ({model})")
-        if annotate:
-            for _, r in grp.iterrows():
-                ax.annotate(r["variant"], (r["size_bytes"] / 1024, r["accuracy"] * 100),
-                            fontsize=6, alpha=0.7, xytext=(3, 2), textcoords="offset points")
+        fig, ax = plt.subplots(figsize=(8.6, 4.9))
+        fig.subplots_adjust(left=0.09, right=0.66, bottom=0.13, top=0.9)
+    ax.set_title(_title(title or "Test error versus size ({profile} profile)", data))
+    if not len(data):
+        ax.text(0.5, 0.5, "no results recorded yet", transform=ax.transAxes, ha="center")
+        ax.set_xlabel(SIZE_LABEL)
+        ax.set_ylabel(ERROR_LABEL)
+        return ax
+    data = data.assign(kb=data["size_bytes"] / 1024, err=_error_pct(data["accuracy"]))
+    mine = data[data["notebook"] == highlight] if highlight is not None else data.iloc[0:0]
+    if highlight is None or mine.empty:
+        mine, rest, by = data, data.iloc[0:0], "family"
+    else:
+        rest, by = data[data["notebook"] != highlight], "technique"
+    _log_axis(ax, "x", *_limits(mine["kb"]))
+    _log_axis(ax, "y", *_limits(mine["err"]))
+    ax.set_xlabel(SIZE_LABEL)
+    ax.set_ylabel(ERROR_LABEL)
+    handles, names = [], []
+    if len(rest):
+        ax.scatter(rest["kb"], rest["err"], s=14, color="0.78", zorder=1, linewidth=0)
+        handles.append(_context_handles()[0])
+        names.append("other notebooks")
+    lines = []
     if frontier:
-        for model, grp in data.groupby("model"):
-            front = results.pareto_front(grp)
+        for model in mine["model"].unique():
+            front = results.pareto_front(data[data["model"] == model])
             if len(front) > 1:
-                ax.plot(front["size_bytes"] / 1024, front["accuracy"] * 100, "--", color="grey",
-                        linewidth=0.9, zorder=0)
-    return _finish(ax, data, "compressed size of the deployable file (KB, log scale)",
-                   title or "Accuracy versus size ({profile} profile); dashed: Pareto frontier per model",
-                   "no results recorded yet")
-
-
-def curves(series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bool = False):
-    """Line plot of several named curves (loss per step, accuracy per sparsity, ...)."""
-    plt = style()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4))
-    for name, ys in series.items():
-        if isinstance(ys, tuple) and len(ys) == 2:
-            ax.plot(ys[0], ys[1], label=str(name))
-        else:
-            ax.plot(np.arange(len(ys)), ys, label=str(name))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if logy:
-        ax.set_yscale("log")
-    if series:
-        ax.legend()
+                ax.plot(front["kb"], front["err"], "--", color="0.35", linewidth=1, zorder=2)
+                lines.append(np.column_stack([front["kb"], front["err"]]))
+        if lines:
+            handles.append(_context_handles()[1])
+            names.append("Pareto frontier so far" + (" (per model)" if mine["model"].nunique() > 1 else ""))
+    keys = mine["technique"].map(family) if by == "family" else mine["technique"]
+    order = list(dict.fromkeys(FAMILIES)) if by == "family" else list(dict.fromkeys(mine["technique"]))
+    order = [k for k in order if k in set(keys)] + sorted(set(keys) - set(order))
+    palette = ([FAMILY_COLORS.get(k, "tab:gray") for k in order] if by == "family"
+               else [plt.cm.tab10(i % 10) for i in range(len(order))])
+    colors = dict(zip(order, palette))
+    for key in order:
+        grp = mine[keys == key]
+        for model, g in grp.groupby("model"):
+            ax.scatter(g["kb"], g["err"], s=44, marker=MARKERS.get(model, "D"), color=colors[key],
+                       edgecolor="black", linewidth=0.6, zorder=4)
+        handles.append(Line2D([], [], marker="o", linestyle="", color=colors[key], markeredgecolor="black",
+                              markeredgewidth=0.6, markersize=7))
+        names.append(str(key))
+    models_here = list(dict.fromkeys(mine["model"]))
+    if len(models_here) > 1 or by == "technique":
+        for model in models_here:
+            handles.append(Line2D([], [], marker=MARKERS.get(model, "D"), linestyle="", color="white",
+                                  markeredgecolor="black", markersize=7))
+            names.append(MODEL_NAMES.get(model, model))
+    legend = _legend_right(ax, handles, names)
+    if highlight is not None or annotate:
+        _label_points(ax, mine, legend, labels, lines, own_fig=own_fig)
     return ax
 
 
-def digits(images, labels=None, ncols: int = 10, title: str | None = None, size: float = 0.9):
-    """A grid of digit images with optional labels (strings or ints) under each."""
+def _title(title: str, data) -> str:
+    prof = str(data["profile"].iloc[0]) if len(data) and "profile" in data else "?"
+    return _wrap(title.replace("{profile}", prof), 70)
+
+
+def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
+    """Label every point of ``mine``: variant names if they fit, else numbers and a key (beside
+    the chart; below it in two columns when long and the figure is ours to resize)."""
+    if labels == "none" or not len(mine):
+        return
+    mine = mine.sort_values(["model", "kb"], key=lambda s: s.map({m: i for i, m in enumerate(
+        dict.fromkeys(mine["model"]))}) if s.name == "model" else s)
+    several = mine["model"].nunique() > 1
+    names = [_wrap(v) for v in mine["variant"]]
+    xs, ys = mine["kb"].to_numpy(), mine["err"].to_numpy()
+    if labels in ("auto", "names") and _place_labels(ax, xs, ys, names, lines=lines,
+                                                     force=labels == "names") is not None:
+        return
+    key = [f"{i + 1}  " + (f"{MODEL_NAMES.get(m, m)}: " if several else "") + str(v)
+           for i, (m, v) in enumerate(zip(mine["model"], mine["variant"]))]
+    fig = ax.figure
+    wrapped = [_wrap(k, 46).replace("\n", "\n      ") for k in key]
+    n_lines = sum(w.count("\n") + 1 for w in wrapped)
+    if own_fig and n_lines > 14:
+        half = int(np.ceil(len(wrapped) / 2))
+        cols = [wrapped[:half], wrapped[half:]]
+        rows = max(sum(w.count("\n") + 1 for w in c) for c in cols)
+        w_in, h_in = fig.get_size_inches()
+        pos = ax.get_position()
+        extra = rows * 9 * 1.3 / 72 + 0.35
+        new_h = h_in + extra
+        fig.set_size_inches(w_in, new_h)
+        fig.subplots_adjust(bottom=(pos.y0 * h_in + extra) / new_h, top=1 - (1 - pos.y1) * h_in / new_h)
+        for col, x in zip(cols, (0.02, 0.52)):
+            fig.text(x, (extra - 0.2) / new_h, "\n".join(col), va="top", ha="left", fontsize=9,
+                     linespacing=1.3)
+    else:
+        renderer = fig.canvas.get_renderer()
+        bottom = legend.get_window_extent(renderer).transformed(ax.transAxes.inverted()).y0
+        ax.text(1.02, bottom - 0.04, "\n".join(wrapped), transform=ax.transAxes, va="top", ha="left",
+                fontsize=9, linespacing=1.25)
+    _place_labels(ax, xs, ys, [str(i + 1) for i in range(len(mine))], lines=lines, force=True)
+
+
+def course_frontier(table):
+    """The rows on the Pareto frontier of each course-map panel, numbered as on the map.
+
+    Panels are per model (00's narrow MLPs share LeNet-300-100's); ``#`` is the number each
+    frontier point carries on ``course_map``. Notebook 08.
+    """
+    data = table.dropna(subset=["size_bytes", "accuracy"]) if len(table) else table
+    if not len(data):
+        return data.assign(panel=[], **{"#": []})
+    data = data.assign(panel=data["model"].map(lambda m: _PANEL_OF.get(m, m)))
+    fronts = [results.pareto_front(g).assign(panel=p) for p, g in data.groupby("panel", sort=False)]
+    out = __import__("pandas").concat(fronts)
+    rank = {p: i for i, p in enumerate(list(PANELS) + sorted(set(out["panel"]) - set(PANELS)))}
+    out = out.sort_values(["panel", "size_bytes"], key=lambda s: s.map(rank) if s.name == "panel" else s)
+    return out.assign(**{"#": range(1, len(out) + 1)})
+
+
+def _panels(n: int, figsize=(9.0, 7.6)):
+    """A grid for n panels plus one cell for the legend; returns (fig, panel axes, legend axes)."""
     plt = style()
-    images = np.asarray(images)
-    n = len(images)
-    nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15))
-    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i].squeeze(), cmap="gray_r")
-            if labels is not None:
-                ax.set_title(str(labels[i]), fontsize=8)
-    if title:
-        fig.suptitle(title)
+    cols = 2 if n >= 2 else 1
+    rows = int(np.ceil((n + 1) / cols)) if n >= 2 else 2
+    fig, axes = plt.subplots(rows, cols, figsize=(figsize[0], figsize[1] * rows / 2), squeeze=False)
+    axes = list(axes.ravel())
+    for extra in axes[n + 1:]:
+        extra.remove()
+    axes[n].axis("off")
+    return fig, axes[:n], axes[n]
+
+
+def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar: bool, numbers: bool):
+    """Shared body of course_map and latency_chart: one panel per model, colours by family."""
+    from matplotlib.lines import Line2D
+
+    need = ["accuracy", x]
+    data = table.dropna(subset=need) if len(table) else table
+    if not len(data):
+        plt = style()
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.text(0.5, 0.5, "no results recorded yet", transform=ax.transAxes, ha="center")
+        ax.set_title(_title(title, data))
+        return fig, [ax]
+    scale = 1 / 1024 if x == "size_bytes" else 1.0
+    data = data.assign(xv=data[x] * scale, err=_error_pct(data["accuracy"]),
+                       panel=data["model"].map(lambda m: _PANEL_OF.get(m, m)),
+                       fam=data["technique"].map(family))
+    order = [p for p in PANELS if p in set(data["panel"])] + sorted(set(data["panel"]) - set(PANELS))
+    fig, axes, legend_ax = _panels(len(order))
+    paper = None
+    if papers and x == "size_bytes":
+        from . import report
+
+        paper = report.paper_points(table).assign(err=lambda d: _error_pct(d["accuracy"]),
+                                                  xv=lambda d: d["size_bytes"] * scale)
+    front_all = course_frontier(table) if numbers else None
+    fams_used = []
+    for ax, panel in zip(axes, order):
+        d = data[data["panel"] == panel]
+        pp = paper[paper["model"] == panel] if paper is not None else None
+        xs = list(d["xv"]) + (list(pp["xv"]) if pp is not None else [])
+        ys = list(d["err"]) + (list(pp["err"]) if pp is not None else [])
+        if errbar and "latency_p90_ms" in d:
+            xs += list(d["latency_p90_ms"].dropna())
+        _log_axis(ax, "x", *_limits(xs, margin=0.08))
+        _log_axis(ax, "y", *_limits(ys, margin=0.08))
+        for fam in [f for f in list(FAMILIES) + ["other"] if f in set(d["fam"])]:
+            g = d[d["fam"] == fam]
+            if errbar:
+                p90 = g["latency_p90_ms"].fillna(g["latency_ms"])
+                ax.errorbar(g["xv"], g["err"], xerr=[np.zeros(len(g)), (p90 - g["latency_ms"]).clip(lower=0)],
+                            fmt="none", ecolor=FAMILY_COLORS.get(fam, "tab:gray"), elinewidth=1, capsize=2,
+                            alpha=0.7, zorder=2)
+            ax.scatter(g["xv"], g["err"], s=30, color=FAMILY_COLORS.get(fam, "tab:gray"), edgecolor="white",
+                       linewidth=0.5, zorder=3, alpha=0.9)
+            fams_used.append(fam)
+        front = results.pareto_front(d, size=x)
+        if len(front) > 1:
+            ax.plot(front["xv"], front["err"], "-", color="black", linewidth=1.1, zorder=2.5, alpha=0.8)
+        ax.scatter(front["xv"], front["err"], s=90, facecolor="none", edgecolor="black", linewidth=1.1, zorder=4)
+        if front_all is not None:
+            f = front_all[front_all["panel"] == panel]
+            _place_labels(ax, (f[x] * scale).to_numpy(), _error_pct(f["accuracy"]),
+                          [str(n) for n in f["#"]], fontsize=9, force=True,
+                          obstacles=np.column_stack([d["xv"], d["err"]]))
+        if pp is not None and len(pp):
+            ax.scatter(pp["xv"], pp["err"], s=150, marker="*", color="gold", edgecolor="black",
+                       linewidth=0.8, zorder=5)
+        ax.set_title(PANELS.get(panel, MODEL_NAMES.get(panel, panel)), fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test error (%, log)")
+    names = [f for f in list(FAMILIES) + ["other"] if f in set(fams_used)]
+    handles = [Line2D([], [], marker="o", linestyle="", color=FAMILY_COLORS.get(f, "tab:gray"), markersize=7)
+               for f in names]
+    handles.append(Line2D([], [], marker="o", color="black", markerfacecolor="none", markersize=9, linewidth=1.1))
+    names.append("Pareto frontier" + (" (numbers: table below)" if numbers else "") + ("; bar to p90" if errbar else ""))
+    if paper is not None:
+        handles.append(Line2D([], [], marker="*", linestyle="", color="gold", markeredgecolor="black", markersize=12))
+        names.append(_wrap(f"paper: {report.PAPER_POINTS[0]['paper']}, baseline and Deep Compression", 34))
+    legend_ax.legend(handles, names, loc="center left", fontsize=10, title="technique family",
+                     title_fontsize=10, alignment="left", borderaxespad=0, labelspacing=0.7)
+    prof = str(data["profile"].iloc[0]) if "profile" in data else "?"
+    fig.suptitle(_wrap(title.replace("{profile}", prof), 95), fontsize=11)
     fig.tight_layout()
+    return fig, axes
+
+
+def course_map(table, title: str | None = None, papers: bool = True, numbers: bool = True):
+    """The whole course on one map (notebook 08): test error (%, log) against size (KB, log),
+    one panel per model, one colour per technique family (``FAMILIES``), the Pareto frontier
+    ringed and joined (numbered as in ``course_frontier``), the papers' points as stars.
+    Returns the figure."""
+    fig, _ = _course_panels(table, "size_bytes", "size (KB, log scale)",
+                            title or "Every measured variant of the course ({profile} profile); lower left is better",
+                            papers, errbar=False, numbers=numbers)
     return fig
 
 
 def latency_chart(table, ax=None, title: str | None = None):
-    """Accuracy (%) against median single-sample latency (ms, log axis), p90 as an error bar,
-    one colour per technique: every results row that has a latency."""
+    """Test error (%, log) against median single-sample latency (ms, log), p90 as an error bar,
+    one colour per technique family: every results row that has a latency (notebook 08).
+
+    Without ``ax``: one panel per model with its latency Pareto frontier ringed (returns the
+    first panel's axes; ``ax.figure`` is the whole figure). With ``ax``: one axes, all models.
+    """
+    from matplotlib.lines import Line2D
+
+    title = title or "Test error versus latency ({profile} profile); lower left is better"
+    xlabel = "latency, median (ms, log scale)"
+    if ax is None:
+        _, axes = _course_panels(table, "latency_ms", xlabel, title, papers=False, errbar=True, numbers=False)
+        return axes[0]
     plt = style()
     data = table.dropna(subset=["latency_ms", "accuracy"]) if len(table) else table
+    ax.set_title(_title(title, data))
+    ax.set_xlabel(xlabel + "; bar to p90")
+    ax.set_ylabel(ERROR_LABEL)
+    if not len(data):
+        ax.text(0.5, 0.5, "no latencies recorded yet", transform=ax.transAxes, ha="center")
+        return ax
+    data = data.assign(err=_error_pct(data["accuracy"]), fam=data["technique"].map(family))
+    p90 = data["latency_p90_ms"].fillna(data["latency_ms"])
+    _log_axis(ax, "x", *_limits(list(data["latency_ms"]) + list(p90)))
+    _log_axis(ax, "y", *_limits(data["err"]))
+    handles, names = [], []
+    for fam in [f for f in list(FAMILIES) + ["other"] if f in set(data["fam"])]:
+        g = data[data["fam"] == fam]
+        gp = p90[g.index]
+        ax.errorbar(g["latency_ms"], g["err"], xerr=[np.zeros(len(g)), (gp - g["latency_ms"]).clip(lower=0)],
+                    fmt="o", ms=5, color=FAMILY_COLORS.get(fam, "tab:gray"), alpha=0.85, capsize=2)
+        handles.append(Line2D([], [], marker="o", linestyle="", color=FAMILY_COLORS.get(fam, "tab:gray")))
+        names.append(fam)
+    _legend_right(ax, handles, names)
+    return ax
+
+
+def curves(series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bool = False,
+           legend: str = "right"):
+    """Line plot of several named curves (loss per step, accuracy per sparsity, ...).
+
+    Each curve gets its own colour *and* line style; the legend sits outside the data
+    (``legend="right"`` or ``"below"``; ``"none"`` for no legend).
+    """
+    plt = style()
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 4.8))
-    colors = technique_colors(table)
-    for tech in sorted(data["technique"].unique()) if len(data) else []:
-        grp = data[data["technique"] == tech]
-        p90 = grp["latency_p90_ms"].fillna(grp["latency_ms"])
-        ax.errorbar(grp["latency_ms"], grp["accuracy"] * 100,
-                    xerr=[np.zeros(len(grp)), (p90 - grp["latency_ms"]).clip(lower=0)],
-                    fmt="o", ms=4, color=colors[tech], alpha=0.8, capsize=2, label=tech)
-    return _finish(ax, data, "single-sample latency in LiteRT, median (ms, log scale; bar to p90)",
-                   title or "Accuracy versus latency ({profile} profile)", "no latencies recorded yet")
+        fig, ax = plt.subplots(figsize=(8.4, 4.2))
+        if series and legend == "right":
+            fig.subplots_adjust(left=0.1, right=0.7, bottom=0.14, top=0.88)
+        elif series and legend == "below":
+            fig.subplots_adjust(left=0.1, right=0.97, bottom=0.3, top=0.88)
+    for i, (name, ys) in enumerate(series.items()):
+        style_i = dict(linestyle=LINESTYLES[(i // 10) % len(LINESTYLES)] if len(series) > 10
+                       else LINESTYLES[i % len(LINESTYLES)], linewidth=1.5)
+        if isinstance(ys, tuple) and len(ys) == 2:
+            ax.plot(ys[0], ys[1], label=str(name), **style_i)
+        else:
+            ax.plot(np.arange(len(ys)), ys, label=str(name), **style_i)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title, 70))
+    if logy:
+        ax.set_yscale("log")
+    if series and legend == "right":
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    elif series and legend == "below":
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(4, len(series)), borderaxespad=0)
+    return ax
+
+
+def digits(images, labels=None, ncols: int = 10, title: str | None = None, size: float = 0.9,
+           fontsize: float = 10):
+    """A grid of digit images with optional labels (strings or ints) above each.
+
+    The figure is at most 9 inches wide (cells shrink when ``ncols`` is large) so that
+    JupyterLab shows it unscaled and the labels stay at ``fontsize`` points.
+    """
+    plt = style()
+    images = np.asarray(images)
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    size = min(size, 9.0 / ncols)
+    longest = max((len(str(lab)) for lab in labels), default=1) if labels is not None else 0
+    lines = max((str(lab).count("\n") + 1 for lab in labels), default=1) if labels is not None else 0
+    label_h = lines * fontsize * 1.4 / 72
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + label_h) + (0.45 if title else 0.1)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i].squeeze(), cmap="gray_r")
+            if labels is not None:
+                ax.set_title(str(labels[i]), fontsize=fontsize if longest * fontsize * 0.6 / 72 <= size * 1.15
+                             else max(9, fontsize - 1), pad=2)
+    if title:
+        fig.suptitle(_wrap(title, 90), fontsize=11)
+    fig.tight_layout(pad=0.3)
+    return fig
 
 
 def _number_format(values, percent: bool):

@@ -15,6 +15,44 @@ NOTEBOOK_TITLES = {
 }
 
 
+# The papers' LeNet figures the course compares against (Han, Mao, Dally 2016, "Deep
+# Compression", Table 1; the baselines' errors are models.PAPER_ERROR): top-1 test error
+# after compression and the compression ratio over the dense float32 weights. Used by
+# ``targets`` (the goals) and by plots.course_map (the papers' points on the course map).
+PAPER_POINTS = [
+    {"model": "lenet_300_100", "paper": "Han, Mao, Dally 2016", "what": "Deep Compression",
+     "error": 0.0158, "compression": 40},
+    {"model": "lenet5", "paper": "Han, Mao, Dally 2016", "what": "Deep Compression",
+     "error": 0.0074, "compression": 39},
+]
+
+
+def paper_points(table=None) -> "pd.DataFrame":
+    """The papers' points (baselines and Deep Compression) as rows of the results log's shape.
+
+    ``size_bytes`` is the dense float32 bytes of the course's baseline (from ``table``'s
+    notebook-01 row when there is one, else the architecture's parameter count x 4) over the
+    paper's compression ratio; ``accuracy`` is 1 - the paper's error. Notebook 08's map.
+    """
+    import pandas as pd
+
+    from . import models
+
+    rows = []
+    for model, base_error in models.PAPER_ERROR.items():
+        base = baseline_row(table, model) if table is not None and len(table) else None
+        dense = (float(base["dense_fp32_bytes"]) if base is not None
+                 else 4.0 * models.build(model).count_params())
+        rows.append({"model": model, "variant": "paper baseline", "paper": "Han, Mao, Dally 2016 (their baseline)",
+                     "accuracy": 1 - base_error, "size_bytes": dense, "compression": 1.0})
+        for p in PAPER_POINTS:
+            if p["model"] == model:
+                rows.append({"model": model, "variant": f"{p['what']}, {p['compression']}x",
+                             "paper": p["paper"], "accuracy": 1 - p["error"],
+                             "size_bytes": dense / p["compression"], "compression": float(p["compression"])})
+    return pd.DataFrame(rows)
+
+
 def missing(table, notebooks) -> list[str]:
     """The notebooks (of ``notebooks``) that have no rows in ``table`` yet."""
     have = set(table["notebook"]) if len(table) else set()
@@ -78,6 +116,11 @@ def _rows(table, notebook, technique=None, model=None):
     if model is not None:
         rows = rows[rows["model"] == model]
     return rows
+
+
+def _paper(model) -> str:
+    p = next(p for p in PAPER_POINTS if p["model"] == model)
+    return f"{p['paper']}: {p['compression']}x at {p['error']:.2%} error"
 
 
 def _target(name, source, _goal, measured, reached, notebook):
@@ -159,19 +202,19 @@ def targets(table) -> "pd.DataFrame":
                            "Efficient Deep Learning book: 1.29x (its CNN, x86)", None, f"{speed:.2f}x",
                            bool(speed >= 2.5) if np.isfinite(speed) else None, "03"))
     # Deep Compression
-    goals = {"lenet_300_100": 40, "lenet5": 39}
+    goals = {p["model"]: p["compression"] for p in PAPER_POINTS}
     dc = _rows(table, "04_clustering_distillation_deep_compression", "deep compression")
     for model, goal in goals.items():
         rows, base = dc[dc["model"] == model], baseline_row(table, model)
         if rows.empty or base is None:
             out.append(_target(f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
-                               f"Han, Mao, Dally 2016: {goal}x", goal, "run notebooks 01 and 04", None, "04"))
+                               _paper(model), goal, "run notebooks 01 and 04", None, "04"))
             continue
         r = rows.sort_values("size_bytes").iloc[0]
         x = base["dense_fp32_bytes"] / r["size_bytes"]
         extra_err = (base["accuracy"] - r["accuracy"]) * 100
         out.append(_target(f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
-                           f"Han, Mao, Dally 2016: {goal}x", goal,
+                           _paper(model), goal,
                            f"{x:.1f}x, error {extra_err:+.2f} points ({r['variant']})",
                            bool(x >= goal and extra_err <= 0.1 + 1e-9), "04"))
     # distillation
