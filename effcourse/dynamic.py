@@ -569,10 +569,11 @@ class StagedTFLite:
             x = interp.get_tensor(i_feat)
         return int(interp.get_tensor(i_logits)[0].argmax()), k
 
-    def predict(self, x):
-        """Classes and exit indices for every input of ``x``, one sample at a time."""
+    def predict(self, x, desc: str = "staged LiteRT, one image at a time"):
+        """Classes and exit indices for every input of ``x``, one sample at a time (with a progress bar)."""
         x = np.asarray(x, dtype=np.float32)
-        out = [self.classify(x[i:i + 1]) for i in range(len(x))]
+        out = [self.classify(x[i:i + 1]) for i in progress.bar(range(len(x)), desc=desc, unit="image",
+                                                                mininterval=0.5)]
         return np.array([c for c, _ in out]), np.array([k for _, k in out])
 
 
@@ -593,14 +594,15 @@ class _SingleTFLite:
 
 
 def compare_latency(staged: StagedTFLite, full_blob, x, repeats: int = 3, warmup: int = 50,
-                    threads: int = 1) -> dict:
+                    threads: int = 1, desc: str = "latency, early exit vs full") -> dict:
     """Per-sample latency of staged execution against the full network in LiteRT (notebook 06).
 
     Each pass times every sample of ``x`` with both, interleaved (A, B for even samples, B, A
     for odd ones) so that load from other processes hits both alike; a sample's latency is
     the median over ``repeats`` passes. Timed: setting the input, every stage run, reading the
     score, the comparison with the threshold, the copy of features to the next stage and the
-    argmax (the full network: input, run, argmax). Returns per-sample milliseconds
+    argmax (the full network: input, run, argmax). A progress bar (``desc``) counts the timed
+    samples; it is updated between samples, outside the timed calls. Returns per-sample milliseconds
     (``dynamic_ms``, ``full_ms``), the exits taken, and mean / median / p90 of each.
     """
     if repeats < 1:
@@ -616,8 +618,12 @@ def compare_latency(staged: StagedTFLite, full_blob, x, repeats: int = 3, warmup
     times = np.empty((2, repeats, n))
     exits = np.empty(n, dtype=np.int64)
     clock = time.perf_counter
+    shown = progress.bar(total=repeats * n, desc=desc, unit="image", mininterval=0.5)
+    chunk = 250  # bar updates between samples, never inside a timed call
     for r in range(repeats):
         for i in range(n):
+            if i % chunk == 0 and i:
+                shown.update(chunk)
             s = samples[i]
             if i % 2 == 0:
                 t0 = clock()
@@ -633,6 +639,8 @@ def compare_latency(staged: StagedTFLite, full_blob, x, repeats: int = 3, warmup
                 _, exits[i] = staged.classify(s)
                 t2 = clock()
                 times[1, r, i], times[0, r, i] = t1 - t0, t2 - t1
+        shown.update(n - (n - 1) // chunk * chunk)
+    shown.close()
     per_sample = np.median(times, axis=1) * 1000.0
     dyn, ful = per_sample
     out = {"dynamic_ms": dyn, "full_ms": ful, "exits": exits, "repeats": repeats, "threads": threads}
