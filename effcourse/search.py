@@ -79,15 +79,19 @@ def sample(space: dict, trials: int, seed: int = 0, first: list[dict] | None = N
 
 
 def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, trials: int,
-           seed: int = 0, first: list[dict] | None = None, progress=None) -> SearchResult:
+           seed: int = 0, first: list[dict] | None = None, progress=None,
+           desc: str = "search trials") -> SearchResult:
     """Measure up to ``trials`` configurations and return the smallest one within the budget.
 
     ``evaluate(config)`` must build the compressed model and return a dict with at least
     ``accuracy`` (fraction, on held-out data) and ``size_bytes`` (compressed deployable
     file); it may add ``artifact`` (the file's bytes) and other measurements. A trial meets
     the budget when ``accuracy >= baseline_accuracy - max_drop``. Raises BudgetError if none
-    does. Introduced in notebook 08.
+    does. ``progress(i, n, trial)`` is called after each trial; a progress bar (``desc``) runs
+    over the trials meanwhile. Introduced in notebook 08.
     """
+    from . import progress as _progress
+
     if not 0 <= max_drop < 1:
         raise ValueError(f"max_drop is a fraction of accuracy in [0, 1), got {max_drop}")
     if not 0 < baseline_accuracy <= 1:
@@ -95,7 +99,8 @@ def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, tri
     floor = baseline_accuracy - max_drop
     done = []
     configs = sample(space, trials, seed, first)
-    for i, config in enumerate(configs):
+    bar = _progress.bar(configs, desc=desc, unit="trial")
+    for i, config in enumerate(bar):
         start = time.perf_counter()
         measured = dict(evaluate(dict(config)))
         if "accuracy" not in measured or "size_bytes" not in measured:
@@ -104,6 +109,8 @@ def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, tri
         artifact = measured.pop("artifact", None)
         done.append(Trial(config, acc, size, bool(math.isfinite(acc) and acc >= floor),
                           time.perf_counter() - start, measured, artifact))
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix({"within budget": sum(t.meets_budget for t in done)}, refresh=True)
         if progress:
             progress(i + 1, len(configs), done[-1])
     within = [t for t in done if t.meets_budget]

@@ -37,7 +37,13 @@ def sgd_update(fn) -> None:
         if np.allclose(new, w + eta * g):
             fail("you moved along the gradient; descent moves against it: w - eta * g.")
     for i, (w, g, new) in enumerate(zip(weights, grads, got)):
-        close(new, w - eta * g, f"updated weight array {i}")
+        new = np.asarray(new, dtype=float)
+        if new.shape != w.shape:
+            fail(f"updated weight array {i} has shape {new.shape}; it should keep its shape {w.shape}.")
+        off = float(np.max(np.abs(new - (w - eta * g))))
+        if not np.isfinite(off) or off > 1e-6:
+            fail(f"updated weight array {i} is off by {off:.3g}: each array moves by the learning "
+                 "rate times its own gradient, nothing else.")
     return passed("the SGD update is w <- w - eta * grad for every array.")
 
 

@@ -47,7 +47,7 @@ def choose(fn) -> None:
 def compression_ratio(value, dense_bytes, size_bytes) -> None:
     """Exercise 08.3: dense float32 bytes over compressed deployable bytes."""
     if value is None or not np.isfinite(float(value)):
-        fail("compute a number: dense_bytes / size_bytes.")
+        fail("compute a number from the two byte counts (a ratio, larger than 1 for a compressed model).")
     if abs(float(value) - size_bytes / dense_bytes) < 1e-9:
         fail("you divided the wrong way round: the ratio is dense bytes over compressed bytes (> 1).")
     return close(value, dense_bytes / size_bytes, "compression ratio", atol=1e-6)
