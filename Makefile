@@ -23,6 +23,12 @@ course: $(STAMP)
 test: $(STAMP)
 	EFFCOURSE_PROFILE=quick $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tests notebooks
 
+# Only the browser test (part of `make test`): notebooks 00 and 01 run in JupyterLab in
+# headless Chromium (apt-get install -y chromium); screenshots in build/screenshots/.
+.PHONY: test-browser
+test-browser: $(STAMP)
+	EFFCOURSE_PROFILE=quick $(BIN)/python -m pytest -q -rs -m browser tests/browser
+
 # JupyterLab rooted at the course folder (notebooks/ and build/student/ both reachable),
 # opened on notebooks/. Many classroom containers run as root: only then --allow-root.
 lab: $(STAMP)
