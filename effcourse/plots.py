@@ -97,17 +97,19 @@ _NICE_LEVELS = ([1], [1, 3], [1, 2, 5], [1, 2, 3, 5], [1, 1.5, 2, 3, 5, 7],
 
 
 def _nice_ticks(lo: float, hi: float, max_ticks: int = 7) -> list:
-    """Readable tick values for a log axis from ``lo`` to ``hi``: 3 to ``max_ticks`` of them."""
+    """Readable tick values for a log axis from ``lo`` to ``hi``: about 4, at most ``max_ticks``."""
     e0, e1 = int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1
-    best = None
+    best = []
     for level in _NICE_LEVELS:
         ticks = [m * 10.0 ** e for e in range(e0, e1 + 1) for m in level if lo <= m * 10.0 ** e <= hi]
         if len(ticks) > max_ticks:
             break
         best = ticks
-        if len(ticks) >= 3:
+        if len(ticks) >= 4:
             break
-    return [float(f"{t:.6g}") for t in (best or [])]
+    if len(best) < 2:  # a very narrow range: two significant digits
+        best = sorted({float(f"{t:.2g}") for t in np.geomspace(lo, hi, 4)[1:-1]} | set(best))
+    return [float(f"{t:.6g}") for t in best]
 
 
 def _fmt(value, _pos=None) -> str:
@@ -126,6 +128,14 @@ def _log_axis(ax, which: str, lo: float, hi: float):
         axis.set_ticks(ticks)
     axis.set_major_formatter(FuncFormatter(_fmt))
     axis.set_minor_locator(NullLocator())
+
+
+def plain_log(ax, which: str = "y"):
+    """Plain-number ticks (0.2, 0.3, 0.5, 1) on a log axis that already has its limits, instead
+    of matplotlib's 2x10^-1 labels (any notebook's own log-scale figure)."""
+    lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+    _log_axis(ax, which, min(lo, hi), max(lo, hi))
+    return ax
 
 
 def _limits(values, margin: float = 0.1, min_decades: float = 0.25):
@@ -287,7 +297,7 @@ def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = N
                 lines.append(np.column_stack([front["kb"], front["err"]]))
         if lines:
             handles.append(_context_handles()[1])
-            names.append("Pareto frontier so far" + (" (per model)" if mine["model"].nunique() > 1 else ""))
+            names.append("Pareto frontier, all notebooks" + (" (per model)" if mine["model"].nunique() > 1 else ""))
     keys = mine["technique"].map(family) if by == "family" else mine["technique"]
     order = list(dict.fromkeys(FAMILIES)) if by == "family" else list(dict.fromkeys(mine["technique"]))
     order = [k for k in order if k in set(keys)] + sorted(set(keys) - set(order))
@@ -327,7 +337,14 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
     mine = mine.sort_values(["model", "kb"], key=lambda s: s.map({m: i for i, m in enumerate(
         dict.fromkeys(mine["model"]))}) if s.name == "model" else s)
     several = mine["model"].nunique() > 1
-    names = [_wrap(v) for v in mine["variant"]]
+    variants = [str(v) for v in mine["variant"]]
+    models_ = [MODEL_NAMES.get(m, m) for m in mine["model"]]
+    if several and len(set(variants)) == 1:  # e.g. the three float32 baselines: name the models
+        names = models_
+    elif len(set(variants)) < len(variants):
+        names = [_wrap(f"{m}: {v}") for m, v in zip(models_, variants)]
+    else:
+        names = [_wrap(v) for v in variants]
     xs, ys = mine["kb"].to_numpy(), mine["err"].to_numpy()
     if labels in ("auto", "names") and _place_labels(ax, xs, ys, names, lines=lines,
                                                      force=labels == "names") is not None:
@@ -585,6 +602,9 @@ def _number_format(values, percent: bool):
         return lambda v: "" if v is None or not np.isfinite(v) else f"{v:,.0f}"
     top = float(np.max(np.abs(finite))) if finite.size else 0.0
     digits = 0 if top >= 1000 else 2 if top >= 1 else 4 if top >= 1e-4 else 6
+    small = np.abs(finite[finite != 0])
+    if digits == 0 and small.size and small.min() < 10:  # e.g. a loss of 2.3 next to a diverged 7e5
+        digits = 2
     return lambda v: "" if v is None or not np.isfinite(v) else f"{v:,.{digits}f}"
 
 

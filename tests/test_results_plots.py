@@ -210,9 +210,9 @@ def test_digits_and_curves_are_readable():
 
 
 def test_nice_ticks():
-    assert plots._nice_ticks(0.7, 1.4) == [0.7, 1]  or len(plots._nice_ticks(0.7, 1.4)) >= 2
+    assert plots._nice_ticks(0.7, 1.4) == [0.7, 0.8, 0.9, 1, 1.2]
     ticks = plots._nice_ticks(1.7, 2.0)
-    assert 1 <= len(ticks) <= 7
+    assert 2 <= len(ticks) <= 7 and all(1.7 <= t <= 2.0 for t in ticks)
     assert plots._nice_ticks(1, 1000) == [1, 10, 100, 1000]
 
 
