@@ -58,8 +58,12 @@ def _truthy(value: str | None) -> bool:
 
 
 def _chromium() -> str | None:
-    for candidate in (os.environ.get("EFFCOURSE_CHROMIUM"), "/usr/bin/chromium",
-                      shutil.which("chromium")):
+    """EFFCOURSE_CHROMIUM if set (and only it), else Debian's /usr/bin/chromium or `chromium` on PATH."""
+    if os.environ.get("EFFCOURSE_CHROMIUM"):
+        candidates = [os.environ["EFFCOURSE_CHROMIUM"]]
+    else:
+        candidates = ["/usr/bin/chromium", shutil.which("chromium")]
+    for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -180,7 +184,7 @@ STATE_JS = """() => {
     indicator: ind ? ind.getAttribute('data-status') : null,
     stderr: [...nb.querySelectorAll('%s')].map(e => e.innerText.slice(0, 2000)),
     images: nb.querySelectorAll('.jp-OutputArea-output img').length,
-    widgets: nb.querySelectorAll('.jp-OutputArea-output .widget-hprogress, .jp-OutputArea-output .jupyter-widgets.widget-hbox').length,
+    widgets: nb.querySelectorAll('.jp-OutputArea-output .widget-hprogress').length,
     text: outputs.map(e => e.innerText).join('\\n'),
   };
 }""" % STDERR
@@ -211,6 +215,8 @@ def _screenshots(page, stem: str) -> list[Path]:
     scroller_js = ("() => { const s = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
                    ".jp-WindowedPanel-outer') || document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
                    ".jp-Notebook'); return [s.scrollHeight, s.clientHeight]; }")
+    top_js = ("() => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+              ".jp-WindowedPanel-outer')?.scrollTo(0, 0)")
     saved = []
     places = [("top", None),
               ("first_progress_bar", ".jp-OutputArea-output .widget-hprogress"),
@@ -219,8 +225,7 @@ def _screenshots(page, stem: str) -> list[Path]:
               ("last_cell", ".jp-Notebook .jp-Cell >> nth=-1")]
     for i, (name, selector) in enumerate(places, 1):
         if selector is None:
-            page.evaluate("() => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
-                          ".jp-WindowedPanel-outer')?.scrollTo(0, 0)")
+            page.evaluate(top_js)
         else:
             target = panel.locator(selector).first
             if target.count() == 0:
@@ -230,13 +235,19 @@ def _screenshots(page, stem: str) -> list[Path]:
         path = SCREENSHOTS / f"{stem}_{i}_{name}.png"
         page.screenshot(path=path)
         saved.append(path)
-    # Full notebook: grow the window until the notebook no longer scrolls.
+    # Full notebook: grow the window until the notebook no longer scrolls, from the top,
+    # cut below the last cell.
     scroll_height, client_height = page.evaluate(scroller_js)
     tall = min(VIEWPORT["height"] + scroll_height - client_height + 40, 32000)
     page.set_viewport_size({"width": VIEWPORT["width"], "height": tall})
+    page.wait_for_timeout(500)
+    page.evaluate(top_js)
     page.wait_for_timeout(1000)
+    bottom = page.evaluate("() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
+                           ".jp-Cell')].pop().getBoundingClientRect().bottom")
     path = SCREENSHOTS / f"{stem}_full.png"
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, clip={"x": 0, "y": 0, "width": VIEWPORT["width"],
+                                     "height": min(tall, bottom + 30)})
     saved.append(path)
     page.set_viewport_size(VIEWPORT)
     return saved
@@ -293,7 +304,7 @@ def test_notebook_runs_clean_in_jupyterlab(lab, stem):
     state = page.evaluate(STATE_JS)
     shots = _screenshots(page, stem)
     print(f"\n{stem}: ran in {elapsed:.0f} s in JupyterLab; {state['images']} images, "
-          f"{state['widgets']} progress widgets; screenshots: "
+          f"{state['widgets']} progress bars (widgets); screenshots: "
           + ", ".join(str(p.relative_to(ROOT)) for p in shots))
     if lab["console"]:
         print(f"{stem}: browser console errors:\n  " + "\n  ".join(lab["console"][:20]))
