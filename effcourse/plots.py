@@ -66,7 +66,7 @@ _KEYWORDS = [("distill", "distillation"), ("deep compression", "clustering / Dee
              ("worker", "parallelism"), ("narrow", "narrower model"), ("width", "narrower model"),
              ("baseline", "baseline")]
 FAMILY_COLORS = dict(zip(FAMILIES, ["black", "tab:brown", "tab:blue", "tab:orange", "tab:green",
-                                    "tab:purple", "tab:cyan", "tab:red", "gold", "tab:pink"]))
+                                    "tab:purple", "tab:cyan", "tab:red", "tab:pink", "tab:gray"]))
 MODEL_NAMES = {"lenet_300_100": "LeNet-300-100", "lenet5": "LeNet-5", "cnn": "small CNN",
                "mlp": "one-hidden-layer MLP (00)"}
 # Course-map panels: the one-hidden-layer MLPs of notebook 00 share LeNet-300-100's panel.
@@ -462,7 +462,8 @@ def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar:
         if pp is not None and len(pp):
             ax.scatter(pp["xv"], pp["err"], s=150, marker="*", color="gold", edgecolor="black",
                        linewidth=0.8, zorder=5)
-        ax.set_title(PANELS.get(panel, MODEL_NAMES.get(panel, panel)), fontsize=10)
+        ax.set_title(PANELS.get(panel, MODEL_NAMES.get(panel, panel)) if (d["model"] != panel).any()
+                     else MODEL_NAMES.get(panel, panel), fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test error (%, log)")
     names = [f for f in list(FAMILIES) + ["other"] if f in set(fams_used)]

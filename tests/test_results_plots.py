@@ -172,6 +172,7 @@ def test_course_map_is_short_and_marks_frontier_and_papers():
     assert len(labels) <= 11 and any("Pareto" in t for t in labels) and any("paper" in t for t in labels)
     panels = [a for a in fig.axes if a.get_title()]
     assert [a.get_title().split(":")[0] for a in panels] == ["MLPs", "LeNet-5"]
+    assert plots.latency_chart(table).get_title() == "LeNet-300-100"  # no MLP of 00 has a latency
     assert all(a.get_yscale() == "log" and "error" in a.get_ylabel() for a in panels)
     # the frontier points carry the numbers of course_frontier's "#" column
     front = plots.course_frontier(table)
