@@ -9,7 +9,8 @@ Each worker builds the same course model under the strategy, trains it with ``mo
 and SGD on the same global batches of MNIST (the strategy gives each worker its share of
 each batch and all-reduces the gradients), then saves its final weights to
 ``$EFFCOURSE_WORKER_DIR/worker-<index>-weights.npz`` (the initial ones in
-``worker-<index>-initial.npz``) and prints one result line,
+``worker-<index>-initial.npz``), prints ``EFFCOURSE_STEP <n>`` after each training step (the
+launcher's progress bar reads it) and one result line,
 ``EFFCOURSE_RESULT {json}``.
 """
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main(argv=None) -> int:
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             step_ends.append(time.perf_counter())
+            print(f"EFFCOURSE_STEP {len(step_ends)}", flush=True)  # the launcher's progress bar reads it
 
     initial = model.get_weights()
     history = model.fit(dataset, epochs=1, verbose=0, callbacks=[Clock()])

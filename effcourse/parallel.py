@@ -36,11 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import env
+from . import env, progress, quiet
 
 LOOPBACK = "127.0.0.1"
 WORKER_MODULE = "effcourse._mw_worker"
 RESULT_PREFIX = "EFFCOURSE_RESULT "
+STEP_PREFIX = "EFFCOURSE_STEP "  # a worker's progress line: steps done so far
 
 
 # --- devices -----------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def distribute_batch(strategy, x, y):
 
 
 def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3,
-            warmup: int = 2, learning_rate: float = 0.05) -> list[dict]:
+            warmup: int = 2, learning_rate: float = 0.05, desc: str = "timing replica counts") -> list[dict]:
     """Training throughput (samples/s) for each replica count, interleaved, medians (notebook 07).
 
     ``build_model()`` returns a fresh tf_keras model; one copy is built under a
@@ -280,7 +281,8 @@ def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3
     ``len(x)`` for every count (the per-replica batch shrinks as replicas grow), fed from
     memory, so the time is compute plus all-reduce, not input. The counts are timed in
     turn, ``repeats`` rounds of ``steps`` steps each (A, B, C, A, B, C, ...), because a
-    shared machine's speed drifts; each row reports the median and the spread.
+    shared machine's speed drifts; each row reports the median and the spread. A progress
+    bar (``desc``) counts the timed chunks.
     """
     import tf_keras
 
@@ -300,6 +302,7 @@ def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3
             step(*batch)
         setups[n] = (step, batch)
     timings = {n: [] for n in replica_counts}
+    shown = progress.bar(total=repeats * len(setups), desc=desc, unit="chunk")
     for _ in range(repeats):
         for n, (step, batch) in setups.items():
             start = time.perf_counter()
@@ -307,6 +310,8 @@ def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3
                 loss = step(*batch)
             float(loss)  # wait for the last step
             timings[n].append(steps * global_batch / (time.perf_counter() - start))
+            shown.update(1)
+    shown.close()
     base = float(np.median(timings[replica_counts[0]]))
     rows = []
     for n in replica_counts:
@@ -427,10 +432,9 @@ def _read(path: Path) -> str:
 
 
 def _tail(text: str, lines: int = 25) -> str:
-    """The last lines of a worker's stderr, TensorFlow's INFO chatter left out."""
-    keep = [ln for ln in text.splitlines()
-            if not (ln[:1] in "IW" and ln[1:5].isdigit())  # C++ log lines: I0000/W0000 ...
-            and not ln.startswith("WARNING: All log messages before absl")]
+    """The last lines of a worker's stderr, TensorFlow's native log chatter left out
+    (the lines ``effcourse.quiet`` hides in the notebook itself)."""
+    keep = [ln for ln in text.splitlines() if not quiet.is_noise(ln)]
     return "\n".join(keep[-lines:]) if keep else "(no output)"
 
 
@@ -479,7 +483,7 @@ def _stop(procs, grace: float = 3.0) -> None:
 
 def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=None,
                    log_dir: os.PathLike | None = None, extra_env: dict | None = None,
-                   port_retries: int = 1) -> MultiWorkerRun:
+                   port_retries: int = 1, desc: str = "worker processes") -> MultiWorkerRun:
     """Run ``n_workers`` worker processes on 127.0.0.1 with one TF_CONFIG each; collect their output (notebook 07).
 
     Default worker: ``python -m effcourse._mw_worker *args`` (``command`` replaces
@@ -490,6 +494,11 @@ def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=No
     ``WorkerError`` shows the failing worker's stderr. Processes are stopped in every case,
     including an interrupt. If a worker could not take its port (another program got it
     first), the launch is retried ``port_retries`` times on new ports.
+
+    While the workers run, a progress bar (``desc``) counts the workers that have finished
+    and shows the elapsed time and worker 0's last ``EFFCOURSE_STEP <n>`` line (the course's
+    worker prints one per training step). Workers' native TensorFlow log lines stay in
+    their log files; error messages show the rest (``effcourse.quiet.is_noise`` decides).
     """
     if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
         raise ValueError(f"n_workers must be a positive int, got {n_workers!r}")
@@ -500,7 +509,7 @@ def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=No
     log_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(port_retries + 1):
         try:
-            return _launch_once(int(n_workers), list(args), timeout, command, log_dir, extra_env)
+            return _launch_once(int(n_workers), list(args), timeout, command, log_dir, extra_env, desc)
         except WorkerError as err:
             port_taken = any("Could not start gRPC server" in r.stderr
                              or "Address already in use" in r.stderr for r in err.runs)
@@ -508,7 +517,19 @@ def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=No
                 raise
 
 
-def _launch_once(n_workers, args, timeout, command, log_dir, extra_env) -> MultiWorkerRun:
+def _last_step(path: Path) -> int | None:
+    """The step count in a worker's last ``EFFCOURSE_STEP`` line so far, if any."""
+    found = None
+    for line in _read(path).splitlines():
+        if line.startswith(STEP_PREFIX):
+            try:
+                found = int(line[len(STEP_PREFIX):])
+            except ValueError:
+                pass
+    return found
+
+
+def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc) -> MultiWorkerRun:
     addresses = [f"{LOOPBACK}:{p}" for p in free_ports(n_workers)]
     command = list(command) if command is not None else ["-m", WORKER_MODULE]
     procs, files = [], []
@@ -519,6 +540,7 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env) -> Multi
             worker_env["TF_CONFIG"] = json.dumps(tf_config(addresses, i))
             worker_env["EFFCOURSE_WORKER_DIR"] = str(log_dir)
             worker_env.setdefault("PYTHONUNBUFFERED", "1")
+            worker_env["EFFCOURSE_PROGRESS"] = "0"  # no bars in the workers' log files
             out = open(log_dir / f"worker-{i}.out", "w")
             err = open(log_dir / f"worker-{i}.err", "w")
             files += [out, err]
@@ -526,6 +548,8 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env) -> Multi
                                           stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                           start_new_session=(os.name == "posix")))
         failed, timed_out = None, False
+        shown = progress.bar(total=n_workers, desc=desc, unit="worker")
+        done, last_look = 0, 0.0
         while True:
             codes = [p.poll() for p in procs]
             failed = next((i for i, c in enumerate(codes) if c not in (None, 0)), None)
@@ -534,7 +558,17 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env) -> Multi
             if time.monotonic() - start > timeout:
                 timed_out = True
                 break
+            finished = sum(c == 0 for c in codes)
+            if finished > done:
+                shown.update(finished - done)
+                done = finished
+            if time.monotonic() - last_look > 1.0:  # elapsed time and worker 0's step, once a second
+                last_look = time.monotonic()
+                step = _last_step(log_dir / "worker-0.out")
+                shown.set_postfix_str(f"worker 0 at step {step}" if step is not None else "starting", refresh=True)
             time.sleep(0.1)
+        shown.update(sum(c == 0 for c in codes) - done)
+        shown.close()
     finally:
         _stop(procs)
         for fh in files:
@@ -924,23 +958,26 @@ def gantt(timeline, ax=None, title: str | None = None, unit: float = 1e3):
 
     plt = plots.style()
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 0.6 + 0.55 * (1 + max(t["stage"] for t in timeline))))
+        _, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * (1 + max(t["stage"] for t in timeline))))
     colors = {"F": "tab:blue", "B": "tab:orange"}
     n_micro = 1 + max(t["micro_batch"] for t in timeline)
     for t in timeline:
         width = (t["end"] - t["start"]) * unit
         ax.barh(t["stage"], width, left=t["start"] * unit, height=0.7, color=colors[t["phase"]],
-                alpha=0.45 + 0.5 * (t["micro_batch"] + 1) / n_micro, edgecolor="white", linewidth=0.6)
-        if n_micro <= 16:
-            ax.text(t["start"] * unit + width / 2, t["stage"], f"{t['phase']}{t['micro_batch']}",
-                    ha="center", va="center", fontsize=6)
+                alpha=0.45 + 0.5 * (t["micro_batch"] + 1) / n_micro, edgecolor="white", linewidth=0.6,
+                hatch="//" if t["phase"] == "B" else None)
+        if n_micro <= 8:  # label every task with its micro-batch while the labels fit
+            ax.text(t["start"] * unit + width / 2, t["stage"], str(t["micro_batch"]),
+                    ha="center", va="center", fontsize=9)
     n_stages = 1 + max(t["stage"] for t in timeline)
     ax.set_yticks(range(n_stages), [f"stage {k}\n(device {k})" for k in range(n_stages)])
     ax.invert_yaxis()
     ax.set_xlabel("time (ms)" if unit == 1e3 else "time")
     ax.set_ylabel("pipeline stage")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-    ax.legend(handles, ["forward", "backward"], loc="lower right")
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="white", hatch=h)
+               for c, h in zip(colors.values(), (None, "//"))]
+    ax.legend(handles, ["forward", "backward"], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
+              title="number in a box:\nmicro-batch" if n_micro <= 8 else None, title_fontsize=9)
     ax.set_title(title or f"GPipe schedule: {n_stages} stages, {n_micro} micro-batches "
                  f"(bubble {bubble(timeline):.1%})")
     return ax

@@ -209,6 +209,20 @@ def test_launcher_timeout_stops_hung_workers(tmp_path):
         assert not parallel.alive(pid)
 
 
+def test_worker_error_hides_native_log_lines_and_step_lines_are_read(tmp_path):
+    noisy = ("import sys; print('EFFCOURSE_STEP 3', flush=True); "
+             "print('I0000 00:00:1712345678.123456   42 cpu_feature_guard.cc:210] This TensorFlow binary', file=sys.stderr); "
+             "print('E0000 00:00:1712345678.123456   42 cuda_executor.cc:1228] failed call to cuInit: UNKNOWN', file=sys.stderr); "
+             "print('real trouble here', file=sys.stderr); sys.exit(3)")
+    with pytest.raises(parallel.WorkerError) as info:
+        parallel.launch_workers(1, command=["-c", noisy], timeout=60, log_dir=tmp_path)
+    message = str(info.value)
+    assert "real trouble here" in message
+    assert "cuInit" not in message and "cpu_feature_guard" not in message  # effcourse.quiet.is_noise lines
+    assert parallel._last_step(tmp_path / "worker-0.out") == 3
+    assert parallel._last_step(tmp_path / "missing.out") is None
+
+
 def test_launcher_bad_input():
     with pytest.raises(ValueError):
         parallel.launch_workers(0)
