@@ -457,7 +457,7 @@ def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar:
         if front_all is not None:
             f = front_all[front_all["panel"] == panel]
             _place_labels(ax, (f[x] * scale).to_numpy(), _error_pct(f["accuracy"]),
-                          [str(n) for n in f["#"]], fontsize=9, force=True,
+                          [str(n) for n in f["#"]], fontsize=10, force=True,
                           obstacles=np.column_stack([d["xv"], d["err"]]))
         if pp is not None and len(pp):
             ax.scatter(pp["xv"], pp["err"], s=150, marker="*", color="gold", edgecolor="black",
@@ -631,6 +631,9 @@ def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
         values = [None if pd.isna(v) else float(v) for v in series]
         formats[col] = _number_format(values, col in percent)
     styler = df.style.format(formats, na_rep="")
+    text = [c for c in df.columns if c not in formats]
+    if text:  # "<= 0.1 points" must show as text, not as the start of an HTML tag
+        styler = styler.format(escape="html", subset=text, na_rep="")
     if caption:
         styler = styler.set_caption(caption)
     if hide_index:
