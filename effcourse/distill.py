@@ -126,7 +126,7 @@ def student_cnn(filters: tuple = (8, 16), dense: int = 0, name: str = "student")
 
 def train_student(student, data, epochs: int, teacher=None, temperature: float = 4.0,
                   alpha: float = 0.9, batch_size: int = 128, learning_rate: float = 1e-3,
-                  teacher_train_logits=None, seed: int = 0, verbose: int = 0):
+                  teacher_train_logits=None, seed: int = 0, verbose: int = 0, desc: str | None = None):
     """Train a copy of ``student`` on ``data``, alone (``teacher=None``) or distilled from ``teacher``, notebook 04.
 
     Both ways use the same optimizer (Adam, cosine-decayed from ``learning_rate``), batches
@@ -134,6 +134,7 @@ def train_student(student, data, epochs: int, teacher=None, temperature: float =
     and ``alpha``; alone is ``alpha = 0``). ``teacher_train_logits`` (from
     ``teacher_logits(teacher, data.x_train)``) saves recomputing them across a sweep.
     Returns the trained copy compiled as an ordinary classifier; the input is never changed.
+    With ``verbose=0`` a progress bar shows the batches (``desc``, default: what is trained).
     """
     import tf_keras
 
@@ -171,7 +172,9 @@ def train_student(student, data, epochs: int, teacher=None, temperature: float =
                   metrics=[_label_accuracy])
     hist = model.fit(_data.pipeline(data.x_train, packed, batch_size, shuffle=True, seed=seed),
                      epochs=int(epochs), verbose=verbose,
-                     callbacks=progress.with_bar([], f"distilling into {student.name} (T={temperature:g})", verbose))
+                     callbacks=progress.with_bar([], desc or (f"training {student.name} alone" if teacher is None else
+                                                      f"distilling into {student.name} (T={temperature:g}, "
+                                                      f"alpha={alpha:g})"), verbose))
     models.compile_classifier(model)
     model.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     model.effcourse_distill = {"teacher": None if teacher is None else teacher.name,

@@ -571,7 +571,7 @@ class SideBySide:
 
 
 def train_side_by_side(runs: dict, x, y, steps: int, chunk: int, batch_size: int = 128,
-                       seed: int = 0, on_chunk=None) -> SideBySide:
+                       seed: int = 0, on_chunk=None, desc: str = "training side by side") -> SideBySide:
     """Train compiled models on the same batches, interleaving chunks of steps for fair timing. Notebook 05.
 
     Every model sees the same sequence of batches (a fixed shuffle of (x, y), repeated as
@@ -581,7 +581,10 @@ def train_side_by_side(runs: dict, x, y, steps: int, chunk: int, batch_size: int
     and taking medians keeps a burst of load from falling on one variant only. Round 0 also
     traces the training function: it is left out of the timings.
     ``on_chunk(name, model, step)`` is called after each chunk (e.g. to collect gradients).
+    A progress bar (``desc``) counts the training steps of all the models together.
     """
+    from . import progress
+
     if not runs:
         raise ValueError("train_side_by_side needs at least one model: {name: compiled model}.")
     for name, model in runs.items():
@@ -599,6 +602,7 @@ def train_side_by_side(runs: dict, x, y, steps: int, chunk: int, batch_size: int
     result = SideBySide(names=names, chunk=chunk, losses={n: [] for n in names},
                         chunk_seconds={n: [] for n in names})
     rounds = int(np.ceil(steps / chunk))
+    bar = progress.bar(total=steps * len(names), desc=desc, unit="step")
     for r in range(rounds):
         first, last = r * chunk, min(steps, (r + 1) * chunk)
         for k in range(len(names)):
@@ -612,8 +616,10 @@ def train_side_by_side(runs: dict, x, y, steps: int, chunk: int, batch_size: int
             elapsed = time.perf_counter() - start
             # Time per full chunk so that a short last chunk is comparable.
             result.chunk_seconds[name].append(elapsed * chunk / (last - first))
+            bar.update(last - first)
             if on_chunk is not None:
                 on_chunk(name, model, last)
+    bar.close()
     return result
 
 

@@ -182,3 +182,25 @@ def test_check_compression_ratio_and_kernel_stats(tiny_model):
         checks.nb04.kernel_stats(todo, blob)
     with pytest.raises(checks.CheckFailed, match="whole kernel"):
         checks.nb04.kernel_stats(lambda k: (float(np.mean(k == 0)), int(np.unique(k).size)), blob)
+
+
+def test_pcqat_does_not_warn_about_layers_left_unclustered():
+    """A plan that leaves a big kernel unclustered (like LeNet-5's int8-only convolutions) makes tfmot's
+    cluster-preserving scheme warn "No clustering performed"; collaborative_qat keeps that expected
+    warning out of the learner's output."""
+    import warnings
+
+    keras = effcourse.keras
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(32, activation="relu", name="wide")(x)  # 2,048 distinct weights: > 1,024 centroids
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(x))
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    clustered = cluster.cluster_and_finetune(sparse_copy(model, 0.3), tiny_data(), 4, epochs=0,
+                                             preserve_sparsity=True, per_layer={"wide": 0})
+    assert cluster.unique_values(clustered)["wide"] > 1024 and cluster.unique_values(clustered)["out"] <= 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cluster.collaborative_qat(clustered, tiny_data(), 1, preserve="both", batch_size=32)
+    assert not [w for w in caught if "No clustering performed" in str(w.message)]

@@ -254,6 +254,17 @@ def test_train_side_by_side_same_batches_and_timings(mnist):
         precision.train_side_by_side({"c": models.lenet_300_100()}, mnist.x_train[:64], mnist.y_train[:64], 1, 1)
 
 
+def test_train_side_by_side_shows_one_bar_over_every_step(mnist, monkeypatch, capsys):
+    monkeypatch.setenv("EFFCOURSE_PROGRESS", "1")
+    effcourse.env.seed_everything(0)
+    base = models.lenet_300_100()
+    runs = {n: precision.compile_mixed(precision.with_policy(base, "float32"), "float32") for n in "ab"}
+    precision.train_side_by_side(runs, mnist.x_train[:256], mnist.y_train[:256], steps=4, chunk=2, batch_size=64,
+                                 desc="two models")
+    err = capsys.readouterr().err
+    assert "two models" in err and "8/8" in err  # 2 models x 4 steps
+
+
 # --- hardware ----------------------------------------------------------------------------------
 
 CPU_WITH_BF16 = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
