@@ -107,7 +107,7 @@ def test_gap_recovered_matches_the_paper():
     assert distill.gap_recovered(146, 74, 67) == pytest.approx(72 / 79)
 
 
-def test_check_distillation_loss_exercise():
+def test_check_distillation_loss_exercise(capsys):
     from effcourse import checks
 
     def answer(labels, z, v, T, alpha):  # the package's TensorFlow version as the learner's answer
@@ -116,7 +116,9 @@ def test_check_distillation_loss_exercise():
     def no_t_squared(labels, z, v, T, alpha):
         return answer(labels, z, v, 1.0, 0.0) * (1 - alpha) + alpha * (answer(labels, z, v, T, 1.0) / T ** 2)
 
-    checks.nb04.distillation_loss(answer)
+    assert checks.nb04.distillation_loss(answer) is None
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 1, out  # one PASS line per check, not one per case
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb04.distillation_loss(lambda *a: (_ for _ in ()).throw(NotImplementedError()))
     with pytest.raises(checks.CheckFailed, match="T\\^2"):

@@ -3,7 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import call, close, fail, passed
+from . import call, fail, passed
+
+
+def _agree(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
+    """Like ``checks.close`` without its PASS line: each check prints one PASS line at its end."""
+    got_a, exp_a = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    if got_a.shape != exp_a.shape:
+        fail(f"{what}: expected shape {exp_a.shape}, got {got_a.shape}. {hint}".strip())
+    err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
+    if not np.isfinite(err) or err > atol:
+        fail(f"{what} is off by {err:.3g} (allowed {atol:g}). {hint}".strip())
 
 
 def clustering_rate(fn) -> None:
@@ -57,7 +67,7 @@ def distillation_loss(fn) -> None:
                  "you swapped them.")
         if np.isclose(got, np.sum((1 - alpha) * hard + alpha * T ** 2 * kl)):
             fail("average over the batch, do not sum.")
-        close(got, expected, f"distillation loss at T = {T:g}, alpha = {alpha:g}", atol=1e-5,
+        _agree(got, expected, f"distillation loss at T = {T:g}, alpha = {alpha:g}", atol=1e-5,
               hint="Soft targets are softmax(v / T), the student's softened outputs softmax(z / T); "
                    "KL(p || q) = sum p (log p - log q).")
     big = np.array([[1000.0, 0.0, -1000.0]])
@@ -81,7 +91,7 @@ def compression_ratio(fn, tflite_bytes: bytes, baseline_params: int) -> None:
              "(measure.compressed_size).")
     if np.isclose(got, baseline_params / gz):
         fail("the numerator is bytes, not parameters: a float32 parameter takes 4 bytes.")
-    close(got, expected, "compression ratio", atol=1e-6 * expected,
+    _agree(got, expected, "compression ratio", atol=1e-6 * expected,
           hint="4 * baseline_params / measure.compressed_size(tflite_bytes).")
     return passed(f"ratio {got:.1f}x = {4 * baseline_params:,} dense float32 bytes / {gz:,} gzip bytes.")
 
@@ -100,7 +110,7 @@ def kernel_stats(fn, tflite_bytes: bytes) -> None:
              "and take the largest; you counted over the whole kernel.")
     if int(per_channel) != 4:
         fail(f"on [[0, 1, 2, 0], [3, 4, 5, 0]] the rows hold 3 and 4 distinct values: expected 4, got {per_channel}.")
-    close(zeros, 3 / 8, "share of zeros of the toy kernel")
+    _agree(zeros, 3 / 8, "share of zeros of the toy kernel")
     checked = 0
     for t in convert.constant_tensors(tflite_bytes):
         if len(t["shape"]) not in (2, 4) or t["values"] is None:
