@@ -222,6 +222,28 @@ class TFLiteModel:
         self._interp.invoke()
         return self._dequantize_output(self._interp.get_tensor(self.output_details["index"]))
 
+    def invoker(self, sample: np.ndarray | None = None):
+        """A zero-argument callable that runs one inference on ``sample`` (for timing).
+
+        Introduced in notebook 03. The input is resized to one sample, quantized if the
+        model takes integers, and set once, here; each call of the returned function is
+        then only ``invoke()``, which is what single-sample latency means. Without a
+        sample, a fixed random image of the model's input shape is used.
+        """
+        shape = list(self.input_details["shape"])
+        shape[0] = 1
+        if sample is None:
+            sample = np.random.default_rng(0).random(shape, dtype=np.float32)
+        sample = np.asarray(sample, dtype=np.float32).reshape(shape)
+        self._resize(1)
+        self._interp.set_tensor(self.input_details["index"], self._quantize_input(sample))
+        return self._interp.invoke
+
+    @property
+    def interpreter(self):
+        """The LiteRT ``Interpreter`` itself, for what this class does not wrap (op and tensor details)."""
+        return self._interp
+
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Outputs for all of ``x``, in batches."""
         return np.concatenate([self.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

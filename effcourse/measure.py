@@ -14,7 +14,6 @@ import gzip
 import io
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -152,30 +151,20 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     return float(np.mean(pred == np.asarray(y)))
 
 
-def latency(tflite_model, sample=None, runs: int = 200, warmup: int = 20, threads: int = 1) -> dict:
+def latency(tflite_model, sample=None, runs: int = 200, warmup: int = 20, threads: int = 1,
+            rounds: int = 1) -> dict:
     """Single-sample latency of a .tflite model in LiteRT: median and p90 in milliseconds.
 
-    Fixed thread count, ``warmup`` untimed runs, then ``runs`` timed ``invoke`` calls on one
-    sample (inputs are set once; only the inference is timed).
+    Fixed thread count, ``warmup`` untimed runs, then ``rounds`` x ``runs`` timed
+    ``invoke`` calls on one sample (inputs are set once; only the inference is timed), with
+    the course's timing core (``effcourse.timing``).
     """
+    from . import timing
+
     runner = convert.TFLiteModel(tflite_model, threads=threads)
-    det = runner.input_details
-    shape = list(det["shape"])
-    shape[0] = 1
-    if sample is None:
-        sample = np.random.default_rng(0).random(shape, dtype=np.float32)
-    sample = np.asarray(sample, dtype=np.float32).reshape(shape)
-    interp = runner._interp
-    interp.set_tensor(det["index"], runner._quantize_input(sample))
-    for _ in range(warmup):
-        interp.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        interp.invoke()
-        times[i] = time.perf_counter() - start
-    times *= 1000.0
-    return {"latency_ms": float(np.median(times)), "latency_p90_ms": float(np.percentile(times, 90)),
+    result = timing.interleaved({"model": runner.invoker(sample)}, rounds=rounds, runs=runs,
+                                warmup=warmup)["model"]
+    return {"latency_ms": result.median * 1000.0, "latency_p90_ms": result.p90 * 1000.0,
             "threads": threads, "runs": runs}
 
 

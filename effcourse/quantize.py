@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from . import convert, measure, models, progress
+from . import convert, models, progress, timing
 
 DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
@@ -158,9 +158,9 @@ def stored_activations(blob: bytes):
     import pandas as pd
 
     runner = convert.TFLiteModel(blob, delegate="none")
-    tensors = {t["index"]: t for t in runner._interp.get_tensor_details()}
+    tensors = {t["index"]: t for t in runner.interpreter.get_tensor_details()}
     rows = []
-    for op in runner._interp._get_ops_details():
+    for op in runner.interpreter._get_ops_details():
         for idx in op["outputs"]:
             det = tensors[int(idx)]
             scale, zero = det["quantization"]
@@ -362,14 +362,16 @@ def layer_sqnr(float_model, quant_model, x):
 
 def compare_latency(variants: dict, sample, profile=None, delegate: str = "auto",
                     rounds: int | None = None, desc: str | None = None):
-    """Single-sample latency of several .tflite models, interleaved (A, B, A, B, ...) (notebook 03).
+    """Single-sample latency of several .tflite models, interleaved, with rotating order (notebook 03).
 
-    Each round measures every variant once with ``measure.latency`` (the profile's runs,
-    warm-up and threads); the result per variant is the median over rounds of the round's
-    median and 90th percentile, so that a burst of load on a shared machine hits all
-    variants alike. ``delegate``: ``"auto"`` (the LiteRT default, XNNPACK) or ``"none"``
-    (built-in kernels only). Returns a DataFrame indexed by variant. ``desc`` shows a progress
-    bar over the rounds with that caption (none by default: most comparisons take a second).
+    Uses the course's timing core (``effcourse.timing.interleaved``): each model warms up
+    (the profile's warm-up runs), then in each round every model runs the profile's
+    ``latency_runs`` single-sample invokes, the order rotating from round to round; the
+    result per variant is the median over rounds of the round's median and 90th percentile,
+    so that a burst of load on a shared machine hits all variants alike. ``delegate``:
+    ``"auto"`` (the LiteRT default, XNNPACK) or ``"none"`` (built-in kernels only). Returns a
+    DataFrame indexed by variant. ``desc`` shows a progress bar over the rounds with that
+    caption (none by default: most comparisons take a second).
     """
     import pandas as pd
 
@@ -381,15 +383,11 @@ def compare_latency(variants: dict, sample, profile=None, delegate: str = "auto"
     rounds = rounds or max(3, prof.repeats)
     runners = {k: convert.TFLiteModel(v, threads=prof.latency_threads, delegate=delegate)
                for k, v in variants.items()}
-    per_round = {k: [] for k in runners}
-    for _ in (progress.bar(range(rounds), desc=desc, unit="round") if desc else range(rounds)):
-        for name, runner in runners.items():
-            per_round[name].append(measure.latency(runner, sample, runs=prof.latency_runs,
-                                                   warmup=prof.latency_warmup,
-                                                   threads=prof.latency_threads))
-    rows = {name: {"latency_ms": float(np.median([r["latency_ms"] for r in rs])),
-                   "latency_p90_ms": float(np.median([r["latency_p90_ms"] for r in rs])),
+    timed = timing.interleaved({k: r.invoker(sample) for k, r in runners.items()}, rounds=rounds,
+                               runs=prof.latency_runs, warmup=prof.latency_warmup,
+                               progress_desc=desc)
+    rows = {name: {"latency_ms": timed[name].median * 1000.0, "latency_p90_ms": timed[name].p90 * 1000.0,
                    "delegated": runners[name].delegated(), "rounds": rounds,
                    "runs_per_round": prof.latency_runs}
-            for name, rs in per_round.items()}
+            for name in runners}
     return pd.DataFrame.from_dict(rows, orient="index")
