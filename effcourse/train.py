@@ -10,7 +10,6 @@ tf_keras SGD optimizer to 1e-6.
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -93,13 +92,30 @@ def fit(model, data, epochs: int, batch_size: int = 128, callbacks=None, verbose
     )
 
 
-def steps_per_second(step_fn, steps: int, warmup: int = 3) -> float:
-    """Run ``step_fn()`` ``warmup`` times untimed, then ``steps`` times; return steps per second."""
-    if steps < 1:
-        raise ValueError("steps must be >= 1")
-    for _ in range(warmup):
-        step_fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step_fn()
-    return steps / (time.perf_counter() - start)
+# --- the fine-tuning recipe every technique shares ------------------------------------------
+
+def steps_for(n_examples: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of ``epochs`` passes over ``n_examples`` in batches (last batch partial)."""
+    from .validate import positive_int
+
+    n_examples, batch_size, epochs = (positive_int(n_examples, "n_examples"),
+                                      positive_int(batch_size, "batch_size"), positive_int(epochs, "epochs"))
+    return -(-n_examples // batch_size) * epochs
+
+
+def cosine_schedule(learning_rate: float, n_examples: int, batch_size: int, epochs: int,
+                    alpha: float = 0.01):
+    """The course's learning-rate schedule: cosine decay over all the steps of a run, to
+    ``alpha`` times the start (introduced in notebook 01; every technique's fine-tuning uses it)."""
+    import tf_keras
+
+    if not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    return tf_keras.optimizers.schedules.CosineDecay(
+        learning_rate, steps_for(n_examples, batch_size, epochs), alpha=alpha)
+
+
+def history_dict(history) -> dict:
+    """A Keras ``History`` (or its ``.history`` dict) as plain floats: {metric: [per epoch]}."""
+    raw = getattr(history, "history", history)
+    return {k: [float(v) for v in vals] for k, vals in raw.items()}

@@ -105,3 +105,30 @@ def test_manual_training_reduces_loss(mnist):
     losses = train.train_manual(model, mnist.x_train[:2000], mnist.y_train[:2000], epochs=1,
                                 batch_size=64, learning_rate=0.1)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
+
+
+def test_finetune_recipe_steps_schedule_and_history():
+    from effcourse import train
+
+    assert train.steps_for(1000, 128, 3) == 8 * 3
+    assert train.steps_for(1024, 128, 1) == 8
+    sched = train.cosine_schedule(1e-3, 1000, 128, 2, alpha=0.1)
+    assert float(sched(0)) == pytest.approx(1e-3)
+    assert float(sched(16)) == pytest.approx(1e-4)
+    assert train.history_dict({"loss": [np.float32(0.5), 0.25]}) == {"loss": [0.5, 0.25]}
+    with pytest.raises(ValueError, match="learning_rate"):
+        train.cosine_schedule(0.0, 10, 2, 1)
+
+
+def test_validate_positive_int_and_mnist():
+    from effcourse import validate
+
+    assert validate.positive_int(np.int64(3), "epochs") == 3
+    with pytest.raises(TypeError, match="epochs must be a whole number"):
+        validate.positive_int(2.5, "epochs")
+    with pytest.raises(TypeError, match="whole number"):
+        validate.positive_int(True, "epochs")
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        validate.positive_int(0, "batch_size")
+    with pytest.raises(TypeError, match="effcourse.data.load"):
+        validate.mnist_like((np.zeros(3), np.zeros(3)), "prune_and_finetune")
