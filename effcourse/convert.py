@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import EffcourseError
+
 MODES = ("float32", "float16", "dynamic", "int8", "int8_io")
 TFLITE_MAGIC = b"TFL3"
 
 
-class ConversionError(ValueError):
+class ConversionError(EffcourseError, ValueError):
     """A conversion request that cannot work (bad mode, bad representative data)."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .env import project_root
+from .errors import EffcourseError
 
 FILENAME = "mnist.npz"
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -41,7 +42,7 @@ ARRAY_SHA256 = {
 CLASSES = 10
 
 
-class DataError(RuntimeError):
+class DataError(EffcourseError, RuntimeError):
     """MNIST is missing, corrupt or of the wrong shape."""
 
 

@@ -18,11 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide C++ INFO and WARNING,
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 from . import quiet as _quiet  # noqa: E402
+from .errors import EffcourseError  # noqa: E402
 
 _quiet.install()  # hide TensorFlow's native log lines (C-level stderr) before it is imported
 
 
-class Keras3Error(RuntimeError):
+class Keras3Error(EffcourseError, RuntimeError):
     """TensorFlow resolved tf.keras to Keras 3 before effcourse could select Keras 2."""
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from . import env
+from .errors import EffcourseError
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
-class ModelError(TypeError):
+class ModelError(EffcourseError, TypeError):
     """A model the helper cannot handle (Keras 3, subclassed, not a model at all)."""
 
 

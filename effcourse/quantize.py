@@ -25,11 +25,12 @@ import re
 import numpy as np
 
 from . import convert, models, progress, timing
+from .errors import EffcourseError
 
 DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
 
-class QuantizeError(ValueError):
+class QuantizeError(EffcourseError, ValueError):
     """A quantization request that cannot work (unsupported type, layer QAT cannot annotate)."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import env
+from .errors import EffcourseError
 
 COLUMNS = [
     "notebook", "technique", "model", "variant", "accuracy", "size_bytes", "dense_fp32_bytes",
@@ -27,7 +28,7 @@ REQUIRED = ["notebook", "technique", "model", "variant"]
 METRICS = ["accuracy", "size_bytes", "dense_fp32_bytes", "latency_ms", "latency_p90_ms", "macs"]
 
 
-class ResultError(ValueError):
+class ResultError(EffcourseError, ValueError):
     """A results row that is incomplete or holds impossible values."""
 
 

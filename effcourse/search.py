@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import EffcourseError
 
-class BudgetError(RuntimeError):
+
+class BudgetError(EffcourseError, RuntimeError):
     """No configuration met the accuracy budget within the trial budget."""
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import EffcourseError
 
-class CheckFailed(AssertionError):
+
+class CheckFailed(EffcourseError, AssertionError):
     """An exercise answer that does not pass; the message is the hint.
 
     In Jupyter it renders as its hint alone: no traceback frames, which would show the
