@@ -594,6 +594,41 @@ def digits(images, labels=None, ncols: int = 10, title: str | None = None, size:
     return fig
 
 
+def pipeline_gantt(timeline, ax=None, title: str | None = None, unit: float = 1e3):
+    """Timeline (Gantt) plot of a pipeline schedule: one row per device, F and B tasks (notebook 07).
+
+    ``timeline`` is ``parallel.gpipe_timeline``'s (or ``run_gpipe(...)["timeline"]``): a list
+    of tasks with stage, phase ("F"/"B"), micro_batch, start and end (seconds, scaled by ``unit``).
+    """
+    from .parallel.pipeline import bubble
+
+    plt = style()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * (1 + max(t["stage"] for t in timeline))))
+    colors = {"F": "tab:blue", "B": "tab:orange"}
+    n_micro = 1 + max(t["micro_batch"] for t in timeline)
+    for t in timeline:
+        width = (t["end"] - t["start"]) * unit
+        ax.barh(t["stage"], width, left=t["start"] * unit, height=0.7, color=colors[t["phase"]],
+                alpha=0.45 + 0.5 * (t["micro_batch"] + 1) / n_micro, edgecolor="white", linewidth=0.6,
+                hatch="//" if t["phase"] == "B" else None)
+        if n_micro <= 8:  # label every task with its micro-batch while the labels fit
+            ax.text(t["start"] * unit + width / 2, t["stage"], str(t["micro_batch"]),
+                    ha="center", va="center", fontsize=9)
+    n_stages = 1 + max(t["stage"] for t in timeline)
+    ax.set_yticks(range(n_stages), [f"stage {k}\n(device {k})" for k in range(n_stages)])
+    ax.invert_yaxis()
+    ax.set_xlabel("time (ms)" if unit == 1e3 else "time")
+    ax.set_ylabel("pipeline stage")
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="white", hatch=h)
+               for c, h in zip(colors.values(), (None, "//"))]
+    ax.legend(handles, ["forward", "backward"], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
+              title="number in a box:\nmicro-batch" if n_micro <= 8 else None, title_fontsize=9)
+    ax.set_title(title or f"GPipe schedule: {n_stages} stages, {n_micro} micro-batches "
+                 f"(bubble {bubble(timeline):.1%})")
+    return ax
+
+
 def _number_format(values, percent: bool):
     """A format for one column of numbers: separators, no scientific notation."""
     finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)

@@ -33,9 +33,11 @@ MULTI_DEVICE = textwrap.dedent("""
     rng = np.random.default_rng(0)
     x = rng.random((64, 28, 28, 1), dtype=np.float32); y = rng.integers(0, 10, 64)
     model = models.lenet_300_100()
-    for n in (2, 4):  # two strategies over different device counts in one process
-        r = parallel.gradient_equivalence(model, x, y, parallel.mirrored(n))
+    checked = parallel.gradient_checks(model, x, y, (2, 4))  # two strategies, different counts, one process
+    for n, r in zip((2, 4), checked):
         out[f"grad_{n}"] = [r["max_abs_diff"], r["replica_disagreement"], r["per_replica_batch"]]
+    table = parallel.equivalence_table(checked)
+    out["equivalence_table"] = [list(table.columns), table["replicas"].tolist(), table["per-replica batch"].tolist()]
     try:
         parallel.gradient_equivalence(model, x[:63], y[:63], parallel.mirrored(2))
     except ValueError as err:
@@ -52,8 +54,15 @@ MULTI_DEVICE = textwrap.dedent("""
     out["gpipe_diff"] = max(float(np.max(np.abs(a - b))) for ga, gb in zip(run["gradients"], full)
                             for a, b in zip(ga, gb))
     out["gpipe_tasks"] = len(run["timeline"])
+    sweep = parallel.gpipe_sweep(x, y, [2], [1, 4], repeats=1)
+    out["sweep"] = [[list(key), r["agreement"]["entries_off"], r["agreement"]["entries"], len(r["timeline"])]
+                    for key, r in sweep.items()]
+    out["sweep_table"] = list(parallel.gpipe_table(sweep).columns)
     rows = parallel.scaling(models.lenet_300_100, [1, 2], x, y, steps=1, repeats=1, warmup=1)
     out["scaling"] = [r["replicas"] for r in rows if r["samples_per_s"] > 0]
+    ticks = iter([0.0, 0.5, 1.0, 1.25, 2.0, 2.125, 3.0, 3.375])  # chunk times: round 0 [1, 2], round 1 [2, 1]
+    out["scaling_fake"] = parallel.scaling(models.lenet_300_100, [1, 2], x, y, steps=3, repeats=2, warmup=1,
+                                           clock=lambda: next(ticks))
     try:
         effcourse.setup(logical_cpus=2, quiet=True)
     except RuntimeError as err:
@@ -106,6 +115,94 @@ def test_gpipe_gradients_equal_full_batch(multi_device):
 
 def test_scaling_runs_every_replica_count(multi_device):
     assert multi_device["scaling"] == [1, 2]
+
+
+def test_scaling_uses_the_timing_core_and_its_clock(multi_device):
+    one, two = multi_device["scaling_fake"]
+    samples = 3 * 64  # steps x global batch per timed chunk
+    # replica count 1 took 0.5 s then 0.375 s, count 2 took 0.25 s then 0.125 s (rotated order)
+    assert one["samples_per_s"] == samples / 0.4375 and two["samples_per_s"] == samples / 0.1875
+    assert one["samples_per_s_min"] == samples / 0.5 and one["samples_per_s_max"] == samples / 0.375
+    assert two["samples_per_s_min"] == samples / 0.25 and two["samples_per_s_max"] == samples / 0.125
+    assert one["speedup"] == 1.0 and two["speedup"] == pytest.approx(0.4375 / 0.1875, rel=1e-15)
+    assert two["efficiency"] == pytest.approx(0.4375 / 0.1875 / 2, rel=1e-15)
+    assert [r["per_replica_batch"] for r in (one, two)] == [64, 32]
+    assert set(one) == {"replicas", "global_batch", "per_replica_batch", "samples_per_s", "samples_per_s_min",
+                        "samples_per_s_max", "speedup", "efficiency", "repeats", "steps"}
+    assert (one["repeats"], one["steps"], one["global_batch"]) == (2, 3, 64)
+
+
+def test_scaling_rows_arithmetic_with_a_fake_clock():
+    from effcourse import timing
+
+    # per round, the seconds each replica count's chunk takes; the clock advances by exactly that
+    seconds = {1: [0.5, 0.75, 0.625], 2: [0.25, 0.5, 0.375], 4: [0.25, 0.125, 0.1875]}
+    now, current = [0.0], {}
+
+    def clock():
+        return now[0]
+
+    def task(n):
+        def run():
+            now[0] += seconds[n][current.setdefault(n, 0)]
+            current[n] += 1
+        return run
+
+    comparison = timing.interleaved({n: task(n) for n in seconds}, rounds=3, warmup=0, clock=clock)
+    assert comparison.orders == [[1, 2, 4], [2, 4, 1], [4, 1, 2]]
+    rows = parallel.scaling_rows(comparison, [1, 2, 4], global_batch=256, steps=5)
+    samples = 5 * 256
+    medians = {1: 0.625, 2: 0.375, 4: 0.1875}
+    for row, n in zip(rows, (1, 2, 4)):
+        assert row["replicas"] == n and row["per_replica_batch"] == 256 // n
+        assert row["samples_per_s"] == samples / medians[n]
+        assert row["samples_per_s_min"] == samples / max(seconds[n])
+        assert row["samples_per_s_max"] == samples / min(seconds[n])
+        assert row["speedup"] == pytest.approx(medians[1] / medians[n], rel=1e-15)
+        assert row["efficiency"] == pytest.approx(medians[1] / medians[n] / n, rel=1e-15)
+        assert (row["repeats"], row["steps"], row["global_batch"]) == (3, 5, 256)
+    assert rows[1]["efficiency"] == pytest.approx(0.625 / 0.375 / 2)  # 2 replicas: 1.67x, 83% efficient
+    # efficiency is relative to the first count, not to 1 replica
+    rows = parallel.scaling_rows(comparison, [2, 4], global_batch=256, steps=5)
+    assert rows[0]["speedup"] == 1.0 and rows[1]["efficiency"] == pytest.approx(0.375 / 0.1875 / 2)
+
+
+def test_equivalence_and_gpipe_tables(multi_device):
+    columns, replicas, local = multi_device["equivalence_table"]
+    assert replicas == [2, 4] and local == [32, 16]
+    assert "largest difference" in columns and "ring all-reduce, sent per replica (KB)" in columns
+    assert [key for key, *_ in multi_device["sweep"]] == [[2, 1], [2, 4]]
+    for _, off, entries, tasks in multi_device["sweep"]:
+        assert off <= 1e-3 * entries and entries == 2 * (784 * 784 + 784) + 784 * 10 + 10
+        assert tasks in (2 * 2 * 1, 2 * 2 * 4)
+    assert multi_device["sweep_table"][:2] == ["K stages", "M micro-batches"]
+    assert "gradient entries off by > 0.000001" in multi_device["sweep_table"]
+
+
+def test_decimals_never_uses_e_notation():
+    assert parallel.decimals(3.1e-9) == "0.0000000031"
+    assert parallel.decimals(0.0) == "0"
+    assert parallel.decimals(float("nan")) == "" and parallel.decimals(None) == ""
+    assert parallel.decimals(1234.5) == "1200"
+
+
+def test_pipeline_gantt_draws_every_task(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from effcourse import plots
+
+    timeline = parallel.gpipe_timeline(np.ones((3, 4)), 2 * np.ones((3, 4)))
+    ax = plots.pipeline_gantt(timeline)
+    assert len(ax.patches) == len(timeline) == 24
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["forward", "backward"]
+    assert "bubble 33.3%" in ax.get_title() and ax.get_xlabel() == "time (ms)"
+    assert all(t.get_fontsize() >= 9 for t in ax.texts)
+    ax2 = parallel.gantt(timeline, title="same plot")  # the old name still draws it
+    assert len(ax2.patches) == 24 and ax2.get_title() == "same plot"
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_devices_after_initialisation_are_clear_errors(multi_device):

@@ -1,0 +1,39 @@
+"""Data, multi-worker, model and pipeline parallelism on ``tf.distribute`` (notebook 07).
+
+Thin, honest wrappers over TensorFlow's own distribution engine, one module per part of
+the notebook; every public name is re-exported here (``from effcourse import parallel;
+parallel.devices()``):
+
+* ``local_devices``: ``devices()`` (real GPUs, else the logical CPUs made by
+  ``effcourse.setup(logical_cpus=N)``), ``hardware``, ``hardware_line``.
+* ``data_parallel``: ``MirroredStrategy`` (``mirrored``), ``gradient_equivalence``,
+  ``train_step``, ``distribute_batch`` and ``scaling`` (samples/s per replica count, on
+  ``effcourse.timing.interleaved``).
+* ``multi_worker``: the local launcher (loopback ports, one ``TF_CONFIG`` per worker,
+  output collection, clean-up on crash and hang) and ``run_multi_worker``, which runs
+  ``python -m effcourse._mw_worker`` in each worker.
+* ``model_parallel``: ``split_sequential`` places consecutive layers on different devices.
+* ``pipeline``: GPipe's schedule (``run_gpipe``, ``gpipe_timeline``, ``bubble``) measured
+  task by task; the Gantt chart is ``effcourse.plots.pipeline_gantt``.
+"""
+from __future__ import annotations
+
+from .data_parallel import (_KEY_STRIDE, _per_example_loss, _to_numpy_list, allreduce_bytes,  # noqa: F401
+                            decimals, distribute_batch, equivalence_table, gradient_checks,
+                            gradient_equivalence, mirrored, per_replica_batch, replica_gradients,
+                            scaled_learning_rate, scaling, scaling_rows, train_step)
+from .local_devices import devices, hardware, hardware_line  # noqa: F401
+from .model_parallel import Stage, balanced_mlp, forward_across, split_sequential  # noqa: F401
+from .multi_worker import (LOOPBACK, RESULT_PREFIX, STEP_PREFIX, WORKER_MODULE, MultiWorkerRun,  # noqa: F401
+                           WorkerError, WorkerRun, _last_step, _launch_once, _read, _stop, _tail,
+                           alive, cluster_commands, free_ports, launch_workers, run_multi_worker,
+                           tf_config, worker_args)
+from .pipeline import (_sync, bubble, bubble_bottleneck, bubble_formula, compare_gradients,  # noqa: F401
+                       full_batch_gradients, gpipe_sweep, gpipe_table, gpipe_timeline, run_gpipe)
+
+
+def gantt(timeline, ax=None, title: str | None = None, unit: float = 1e3):
+    """Gantt chart of a pipeline timeline: now ``effcourse.plots.pipeline_gantt`` (notebook 07)."""
+    from .. import plots
+
+    return plots.pipeline_gantt(timeline, ax=ax, title=title, unit=unit)

@@ -1,0 +1,302 @@
+"""Data parallelism with ``tf.distribute.MirroredStrategy`` (notebook 07).
+
+``gradient_equivalence`` proves that the gradient all-reduced over replicas equals the
+single-device gradient of the global batch; ``train_step`` is the custom-loop step;
+``scaling`` measures samples per second against the replica count, on the course's one
+timing core (``effcourse.timing.interleaved``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import timing
+from .local_devices import devices
+
+_KEY_STRIDE = 100_000
+
+
+def mirrored(n_replicas: int | None = None):
+    """A ``MirroredStrategy`` over the first ``n_replicas`` of ``devices()`` (notebook 07).
+
+    TensorFlow's default all-reduce here is a collective (ring on CPUs, NCCL on GPUs), and
+    every ``MirroredStrategy`` numbers its collective groups from 1: a second strategy over
+    a different number of devices in the same process then fails with "Device ... is
+    joining a group with size 4, but that group has size 2". Each strategy made here gets
+    its own key range, as TensorFlow's own tests do (``_collective_key_base`` in
+    tensorflow/python/distribute/strategy_combinations.py).
+    """
+    import tensorflow as tf
+
+    cls = tf.distribute.MirroredStrategy
+    if hasattr(cls, "_collective_key_base"):  # a TF-internal class attribute; absent: no-op
+        cls._collective_key_base += _KEY_STRIDE
+    return cls(devices(n_replicas))
+
+
+def per_replica_batch(global_batch: int, replicas: int) -> int:
+    """The batch each replica sees; an error unless the global batch divides evenly (notebook 07)."""
+    for name, value in (("global_batch", global_batch), ("replicas", replicas)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if global_batch % replicas:
+        lower = global_batch - global_batch % replicas
+        raise ValueError(
+            f"The global batch {global_batch} does not split evenly over {replicas} replicas: "
+            f"choose a multiple of {replicas}, e.g. {lower or replicas} or {lower + replicas}, so "
+            "that every replica does the same work and the averaged gradient is exact.")
+    return global_batch // replicas
+
+
+def scaled_learning_rate(base_lr: float, base_batch: int, global_batch: int) -> float:
+    """The linear scaling rule: lr = base_lr * global_batch / base_batch (Goyal et al. 2017; notebook 07)."""
+    if base_lr <= 0 or base_batch < 1 or global_batch < 1:
+        raise ValueError("base_lr must be > 0 and the batch sizes >= 1")
+    return base_lr * global_batch / base_batch
+
+
+def allreduce_bytes(n_params: int, replicas: int, bytes_per_value: int = 4) -> dict:
+    """Bytes a data-parallel step all-reduces, from the parameter count (notebook 07).
+
+    ``gradient_bytes``: one full gradient (params x 4 bytes in float32), what every replica
+    contributes and receives each step. ``ring_bytes_per_replica``: what each replica sends
+    with a ring all-reduce, 2 (N-1)/N x gradient_bytes (reduce-scatter, then all-gather).
+    """
+    if isinstance(n_params, bool) or not isinstance(n_params, (int, np.integer)) or n_params < 0:
+        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
+    per_replica_batch(replicas, 1)  # validates replicas
+    grad = int(n_params) * bytes_per_value
+    return {"gradient_bytes": grad,
+            "ring_bytes_per_replica": 2 * (replicas - 1) / replicas * grad,
+            "ring_bytes_total": 2 * (replicas - 1) * grad}
+
+
+def _per_example_loss(labels, logits):
+    import tf_keras
+
+    return tf_keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+def _to_numpy_list(values):
+    return [np.asarray(v) for v in values]
+
+
+def replica_gradients(model, x, y, global_batch: int, training: bool):
+    """On one replica: the loss sum(per-example losses) / global batch and its gradients (notebook 07).
+
+    Dividing by the *global* batch (``tf.nn.compute_average_loss``), not the replica's
+    own, makes the sum of the replicas' gradients the gradient of the global batch's mean.
+    """
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        per_example = _per_example_loss(y, model(x, training=training))
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+
+def gradient_equivalence(model, x, y, strategy=None) -> dict:
+    """Compare the gradient all-reduced over replicas with the single-device gradient (notebook 07).
+
+    The global batch ``(x, y)`` is split evenly over the strategy's replicas; each replica
+    computes the gradient of ``sum(its per-example losses) / global_batch`` and the
+    all-reduce sums them. That must equal the gradient of the mean loss over the whole
+    batch on one device. Returns the maximum absolute difference (and the scale of the
+    gradient) together with the replica count, batch sizes and all-reduced bytes.
+    """
+    import tensorflow as tf
+
+    from .. import models
+
+    models.check_model(model, what="gradient_equivalence")
+    strategy = strategy or mirrored()
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x and y have different lengths ({len(x)} and {len(y)})")
+    replicas = strategy.num_replicas_in_sync
+    local = per_replica_batch(len(x), replicas)
+    global_batch = len(x)
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(_per_example_loss(y, model(x, training=False)))
+    single = _to_numpy_list(tape.gradient(loss, model.trainable_variables))
+
+    with strategy.scope():
+        replica_model = models.clone(model, compile_like=False)
+    xb, yb = distribute_batch(strategy, x, y)
+
+    @tf.function
+    def distributed_gradient(xb, yb):
+        def replica_fn(xr, yr):
+            _, grads = replica_gradients(replica_model, xr, yr, global_batch, training=False)
+            return tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, grads)
+
+        return strategy.run(replica_fn, args=(xb, yb))
+
+    reduced = distributed_gradient(xb, yb)
+    per_replica = [[np.asarray(v) for v in strategy.experimental_local_results(g)] for g in reduced]
+    averaged = [copies[0] for copies in per_replica]
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(averaged, single))
+    spread = max(float(np.max(np.abs(c - copies[0]))) for copies in per_replica for c in copies)
+    n_params = int(sum(v.size for v in single))
+    return {"replicas": replicas, "global_batch": global_batch, "per_replica_batch": local,
+            "max_abs_diff": diff, "max_abs_grad": max(float(np.max(np.abs(g))) for g in single),
+            "replica_disagreement": spread, "n_params": n_params,
+            **allreduce_bytes(n_params, replicas)}
+
+
+def train_step(strategy, model, optimizer, global_batch: int):
+    """A ``tf.function`` data-parallel SGD step for a custom loop with ``strategy.run`` (notebook 07).
+
+    Each replica scales its loss by the *global* batch (``tf.nn.compute_average_loss``);
+    ``optimizer.apply_gradients`` inside the replica all-reduces (sums) the gradients, so
+    every replica applies the same update. Call it with a distributed batch; it returns the
+    mean loss of the global batch.
+    """
+    import tensorflow as tf
+
+    per_replica_batch(global_batch, strategy.num_replicas_in_sync)
+
+    @tf.function
+    def step(xb, yb):
+        def replica_fn(xr, yr):
+            loss, grads = replica_gradients(model, xr, yr, global_batch, training=True)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        losses = strategy.run(replica_fn, args=(xb, yb))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return step
+
+
+def distribute_batch(strategy, x, y):
+    """One global batch ``(x, y)`` split over the strategy's replicas, as ``(x, y)`` per replica (notebook 07).
+
+    Replica r gets the r-th contiguous shard, on its own device, as
+    ``strategy.experimental_distribute_dataset`` would give it; built directly from the
+    arrays (``experimental_distribute_values_from_function``), without a dataset iterator,
+    whose clean-up can take seconds on a busy machine.
+    """
+    import tensorflow as tf
+
+    local = per_replica_batch(len(x), strategy.num_replicas_in_sync)
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+
+    def shard(array):
+        def value_fn(ctx):
+            r = ctx.replica_id_in_sync_group
+            with tf.device(strategy.extended.worker_devices[r]):
+                return tf.identity(array[r * local:(r + 1) * local])
+
+        return strategy.experimental_distribute_values_from_function(value_fn)
+
+    return shard(x), shard(y)
+
+
+def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3,
+            warmup: int = 2, learning_rate: float = 0.05, desc: str = "timing replica counts",
+            clock=time.perf_counter) -> list[dict]:
+    """Training throughput (samples/s) for each replica count, interleaved, medians (notebook 07).
+
+    ``build_model()`` returns a fresh tf_keras model; one copy is built under a
+    ``MirroredStrategy`` for each count in ``replica_counts`` and takes ``warmup`` untimed
+    steps (tracing). The global batch is ``len(x)`` for every count (the per-replica batch
+    shrinks as replicas grow), fed from memory, so the time is compute plus all-reduce, not
+    input. Timing is ``effcourse.timing.interleaved``: one task per count, a chunk of
+    ``steps`` steps, then the last loss is fetched (which waits for the steps); ``repeats``
+    rounds with the order rotating, because a shared machine's speed drifts. The rows
+    (``scaling_rows``) give samples/s from the median chunk time, and the slowest and
+    fastest round. A progress bar (``desc``) counts the rounds; ``clock`` is injectable.
+    """
+    import tf_keras
+
+    if steps < 1 or repeats < 1:
+        raise ValueError("steps and repeats must be >= 1")
+    replica_counts = list(replica_counts)
+    global_batch = len(x)
+    tasks, last_loss = {}, {}
+    for n in replica_counts:
+        per_replica_batch(global_batch, n)
+        strategy = mirrored(n)
+        with strategy.scope():
+            model = build_model()
+            optimizer = tf_keras.optimizers.SGD(learning_rate)
+        step = train_step(strategy, model, optimizer, global_batch)
+        batch = distribute_batch(strategy, x, y)
+        for _ in range(warmup):
+            step(*batch)
+
+        def chunk(step=step, batch=batch):
+            for _ in range(steps):
+                last_loss["value"] = step(*batch)
+
+        tasks[n] = chunk
+    comparison = timing.interleaved(tasks, rounds=repeats, runs=1, warmup=0, clock=clock,
+                                    sync=lambda: float(last_loss["value"]),  # wait for the last step
+                                    progress_desc=desc)
+    return scaling_rows(comparison, replica_counts, global_batch, steps)
+
+
+def scaling_rows(comparison, replica_counts, global_batch: int, steps: int) -> list[dict]:
+    """One row per replica count from a ``timing.Comparison`` of chunks of ``steps`` steps (notebook 07).
+
+    ``samples_per_s`` is steps x global batch / the median chunk time (``samples_per_s_min``
+    and ``_max`` from the slowest and fastest round); ``speedup`` is relative to the first
+    count, and ``efficiency`` is the speed-up divided by the growth in replicas.
+    """
+    replica_counts = list(replica_counts)
+    samples = steps * global_batch
+    base = samples / comparison[replica_counts[0]].median
+    rows = []
+    for n in replica_counts:
+        t = comparison[n]
+        fastest, slowest = t.spread
+        med = samples / t.median
+        rows.append({"replicas": n, "global_batch": global_batch,
+                     "per_replica_batch": global_batch // n, "samples_per_s": med,
+                     "samples_per_s_min": samples / slowest,
+                     "samples_per_s_max": samples / fastest,
+                     "speedup": med / base, "efficiency": med / base / (n / replica_counts[0]),
+                     "repeats": len(t.times), "steps": steps})
+    return rows
+
+
+def gradient_checks(model, x, y, replica_counts) -> list[dict]:
+    """``gradient_equivalence`` for each replica count, each on its own ``mirrored(n)`` (notebook 07)."""
+    return [gradient_equivalence(model, x, y, mirrored(n)) for n in replica_counts]
+
+
+def decimals(value, digits: int = 2) -> str:
+    """A tiny number written out in decimals (``digits`` significant), never in e-notation (notebook 07).
+
+    ``""`` for a missing value (None or NaN).
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if np.isnan(value):
+        return ""
+    return np.format_float_positional(value, precision=digits, unique=False, fractional=False,
+                                      trim="-")
+
+
+def equivalence_table(checks):
+    """The rows of ``gradient_checks`` as the table notebook 07 shows: differences in decimals, bytes in KB."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "replicas": [r["replicas"] for r in checks],
+        "global batch": [r["global_batch"] for r in checks],
+        "per-replica batch": [r["per_replica_batch"] for r in checks],
+        "largest difference": [decimals(r["max_abs_diff"]) for r in checks],
+        "largest gradient entry": [decimals(r["max_abs_grad"]) for r in checks],
+        "replicas disagree by": [decimals(r["replica_disagreement"]) for r in checks],
+        "gradient (KB)": [r["gradient_bytes"] / 1024 for r in checks],
+        "ring all-reduce, sent per replica (KB)": [r["ring_bytes_per_replica"] / 1024 for r in checks],
+    })

@@ -1,0 +1,268 @@
+"""Pipeline parallelism: GPipe's schedule, measured task by task, and its bubble (notebook 07).
+
+``run_gpipe`` pushes micro-batches through the stages in GPipe's order, timing every task,
+and ``gpipe_timeline`` lays the measured tasks out as K independent devices would run
+them, which gives the bubble to compare with (K-1)/(M+K-1) (``bubble_formula``) and with
+the slowest stage's pace (``bubble_bottleneck``). The Gantt chart of a timeline is
+``effcourse.plots.pipeline_gantt``.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .data_parallel import _per_example_loss, per_replica_batch
+from .model_parallel import forward_across
+
+def bubble_formula(stages: int, micro_batches: int) -> float:
+    """GPipe's idle fraction (K-1)/(M+K-1) for K balanced stages and M micro-batches (notebook 07)."""
+    if stages < 1 or micro_batches < 1:
+        raise ValueError("stages and micro_batches must be >= 1")
+    return (stages - 1) / (micro_batches + stages - 1)
+
+
+def bubble_bottleneck(stage_times, micro_batches: int) -> float:
+    """The bubble predicted when stages differ: the slowest stage sets the pace (notebook 07).
+
+    With t_k the time of stage k per micro-batch (forward + backward), a GPipe step takes
+    about sum(t) + (M-1) max(t), while the devices are busy M sum(t) in total, so the
+    bubble is 1 - M sum(t) / (K (sum(t) + (M-1) max(t))). Equal stages give (K-1)/(M+K-1).
+    """
+    t = np.asarray(stage_times, dtype=float)
+    if t.ndim != 1 or not len(t) or np.any(t <= 0) or micro_batches < 1:
+        raise ValueError("stage_times must be positive, one per stage, and micro_batches >= 1")
+    span = t.sum() + (micro_batches - 1) * t.max()
+    return float(1.0 - micro_batches * t.sum() / (len(t) * span))
+
+
+def gpipe_timeline(forward, backward=None) -> list[dict]:
+    """Lay out GPipe tasks on K devices given each task's duration; return the timeline (notebook 07).
+
+    ``forward[k][m]`` (and ``backward[k][m]``) are the seconds stage k takes for
+    micro-batch m. Each device runs one task at a time: all forwards in micro-batch order,
+    then all backwards in reverse order. A forward needs the previous stage's forward of the
+    same micro-batch; a backward needs the next stage's backward of it (the last stage's
+    backward needs its own forward). Tasks start as soon as both their device and their
+    input are ready. Each entry: stage, phase ("F"/"B"), micro_batch, start, end.
+    """
+    forward = [list(row) for row in forward]
+    n_stages, n_micro = len(forward), len(forward[0]) if forward else 0
+    if not n_stages or not n_micro or any(len(r) != n_micro for r in forward):
+        raise ValueError("forward must be a K x M table of durations (K, M >= 1)")
+    if backward is not None and [len(r) for r in backward] != [n_micro] * n_stages:
+        raise ValueError("backward must have the same K x M shape as forward")
+    free = [0.0] * n_stages
+    f_end, b_end, tasks = {}, {}, []
+    for m in range(n_micro):
+        for k in range(n_stages):
+            start = max(free[k], f_end.get((k - 1, m), 0.0))
+            f_end[k, m] = free[k] = start + float(forward[k][m])
+            tasks.append({"stage": k, "phase": "F", "micro_batch": m, "start": start, "end": free[k]})
+    if backward is not None:
+        for m in reversed(range(n_micro)):
+            for k in reversed(range(n_stages)):
+                ready = f_end[k, m] if k == n_stages - 1 else b_end[k + 1, m]
+                start = max(free[k], ready)
+                b_end[k, m] = free[k] = start + float(backward[k][m])
+                tasks.append({"stage": k, "phase": "B", "micro_batch": m, "start": start, "end": free[k]})
+    return tasks
+
+
+def bubble(timeline) -> float:
+    """Idle fraction of a timeline: 1 - busy time / (devices x makespan) (notebook 07)."""
+    if not timeline:
+        raise ValueError("empty timeline")
+    n_stages = 1 + max(t["stage"] for t in timeline)
+    span = max(t["end"] for t in timeline) - min(t["start"] for t in timeline)
+    busy = sum(t["end"] - t["start"] for t in timeline)
+    return 1.0 - busy / (n_stages * span)
+
+
+def _sync():
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):  # GPU kernels run asynchronously
+        tf.test.experimental.sync_devices()
+
+
+def run_gpipe(stages, x, y, micro_batches: int, repeats: int = 3, input_gradient: bool = True,
+              clock: str | None = None) -> dict:
+    """One GPipe training step through the stages, every task timed; bubble from the timeline (notebook 07).
+
+    The global batch ``(x, y)`` is cut into ``micro_batches`` equal micro-batches. Every
+    forward task (stage k, micro-batch m) runs stage k's layers (a ``tf.function``) on its
+    device under a GradientTape; the last stage adds the loss sum(per-example
+    cross-entropy) / global batch. Then every backward task runs, in reverse, passing the
+    gradient of the activation back a stage. Weight gradients are summed over
+    micro-batches (GPipe's synchronous update), so they equal the full-batch gradient.
+
+    The tasks run one after another here, each timed; the step runs ``repeats`` times
+    after one untimed warm-up and every task's median time is used. ``gpipe_timeline``
+    then places the tasks as K independent devices would run them: logical CPU devices
+    share the same cores, so running them at once would measure core contention, not the
+    schedule. ``input_gradient`` also computes the gradient of the first stage's input,
+    which nothing needs, so that identical stages do identical work (the formula's
+    assumption); without it the first stage is lighter and idles more.
+
+    ``clock``: "cpu" (default on CPUs) times a task by the CPU seconds this process spent
+    on it, which other programs on a shared machine do not inflate; "wall" (default with
+    GPUs, whose kernels the process does not spend CPU on) uses wall-clock time after a
+    device sync. Returns the timeline, bubble, formula, the bottleneck prediction
+    (``bubble_bottleneck``), median task times and the gradients.
+    """
+    import tensorflow as tf
+
+    n_stages = len(stages)
+    if n_stages < 1:
+        raise ValueError("give at least one stage")
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int32)
+    micro = per_replica_batch(len(x), micro_batches)
+    scale = tf.constant(float(len(x)))
+    clock_name = clock or ("wall" if tf.config.list_logical_devices("GPU") else "cpu")
+    if clock_name not in ("cpu", "wall"):
+        raise ValueError(f"clock must be 'cpu' or 'wall', got {clock!r}")
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
+    fwd = np.zeros((repeats + 1, n_stages, micro_batches))
+    bwd = np.zeros((repeats + 1, n_stages, micro_batches))
+    for r in range(repeats + 1):  # round 0 warms up (traces the graphs) and is not used
+        grads = [[None] * len(s.model.trainable_variables) for s in stages]
+        saved, loss_total = {}, 0.0
+        for m in range(micro_batches):
+            h = tf.constant(x[m * micro:(m + 1) * micro])
+            labels = tf.constant(y[m * micro:(m + 1) * micro])
+            for k, stage in enumerate(stages):
+                last = k == n_stages - 1
+                with tf.device(stage.device):
+                    start = clock()
+                    with tf.GradientTape() as tape:
+                        if k or input_gradient:
+                            tape.watch(h)
+                        out = stage.graph(last)(h, labels, scale) if last else stage.graph(False)(h)
+                    _sync()
+                    fwd[r, k, m] = clock() - start
+                saved[k, m] = (tape, h, out)
+                h = out
+            loss_total += float(h)
+        for m in reversed(range(micro_batches)):
+            upstream = None
+            for k in reversed(range(n_stages)):
+                tape, inp, out = saved.pop((k, m))
+                sources = list(stages[k].model.trainable_variables)
+                if k or input_gradient:
+                    sources = [inp] + sources
+                with tf.device(stages[k].device):
+                    start = clock()
+                    got = tape.gradient(out, sources, output_gradients=upstream)
+                    _sync()
+                    bwd[r, k, m] = clock() - start
+                if k or input_gradient:
+                    upstream, got = got[0], got[1:]
+                grads[k] = [g if acc is None else acc + g for acc, g in zip(grads[k], got)]
+    fwd_med, bwd_med = np.median(fwd[1:], axis=0), np.median(bwd[1:], axis=0)
+    timeline = gpipe_timeline(fwd_med, bwd_med)
+    measured = bubble(timeline)
+    formula = bubble_formula(n_stages, micro_batches)
+    stage_times = (fwd_med + bwd_med).mean(axis=1)
+    return {"stages": n_stages, "micro_batches": micro_batches, "micro_batch_size": micro,
+            "global_batch": len(x), "bubble": measured, "bubble_formula": formula,
+            "bubble_bottleneck": bubble_bottleneck(stage_times, micro_batches),
+            "stage_times_s": stage_times, "clock": clock_name,
+            "relative_error": abs(measured - formula) / formula if formula else abs(measured),
+            "makespan_s": max(t["end"] for t in timeline),
+            "sequential_s": float(fwd_med.sum() + bwd_med.sum()),
+            "forward_s": fwd_med, "backward_s": bwd_med, "timeline": timeline,
+            "loss": loss_total, "gradients": [[np.asarray(g) for g in gs] for gs in grads],
+            "repeats": repeats}
+
+
+def compare_gradients(got, expected, atol: float = 1e-6) -> dict:
+    """How far two lists of gradient arrays (or lists of lists, per stage) differ (notebook 07).
+
+    Returns the largest absolute difference, the largest gradient, and how many of all the
+    entries differ by more than ``atol``: in a ReLU network a pre-activation within
+    round-off of zero can switch on in one computation and not in the other, which changes
+    that unit's gradient entries by a real amount while every other entry agrees.
+    """
+    def flat(arrays):
+        out = []
+        for a in arrays:
+            out.extend(flat(a) if isinstance(a, (list, tuple)) else [np.asarray(a, dtype=np.float64)])
+        return out
+
+    got, expected = flat(got), flat(expected)
+    if [a.shape for a in got] != [b.shape for b in expected]:
+        raise ValueError("the two gradient lists have different shapes")
+    diffs = [np.abs(a - b) for a, b in zip(got, expected)]
+    return {"max_abs_diff": float(max(d.max() for d in diffs)),
+            "max_abs_grad": float(max(np.abs(b).max() for b in expected)),
+            "entries": int(sum(d.size for d in diffs)),
+            "entries_off": int(sum(int((d > atol).sum()) for d in diffs))}
+
+
+def full_batch_gradients(stages, x, y) -> list:
+    """The gradient of the mean loss over the whole batch, per stage, without micro-batches (notebook 07)."""
+    import tensorflow as tf
+
+    variables = [s.model.trainable_variables for s in stages]
+    with tf.GradientTape() as tape:
+        logits, _ = forward_across(stages, np.asarray(x, np.float32), training=True)
+        loss = tf.reduce_mean(_per_example_loss(np.asarray(y), logits))
+    flat = tape.gradient(loss, [v for vs in variables for v in vs])
+    out, i = [], 0
+    for vs in variables:
+        out.append([np.asarray(g) for g in flat[i:i + len(vs)]])
+        i += len(vs)
+    return out
+
+
+def gpipe_sweep(x, y, stage_counts, micro_batches, repeats: int = 3, device_list=None,
+                atol: float = 1e-6, desc: str = "GPipe (K, M) runs") -> dict:
+    """``run_gpipe`` for every (K stages, M micro-batches), each checked against the full batch (notebook 07).
+
+    For each K a ``balanced_mlp(K)`` (seeded with K) is split one block per stage over the
+    first K of ``device_list`` (default ``devices(K)``); its full-batch gradient is the
+    reference for every M. Returns ``{(K, M): run}``, each ``run_gpipe`` result with
+    ``"agreement"``: ``compare_gradients(run gradients, reference, atol)`` and its ``atol``. A progress bar
+    (``desc``) counts the runs.
+    """
+    from .. import env, progress
+    from .local_devices import devices
+    from .model_parallel import balanced_mlp, split_sequential
+
+    stage_counts, micro_batches = list(stage_counts), list(micro_batches)
+    runs = {}
+    shown = progress.bar(total=len(stage_counts) * len(micro_batches), desc=desc, unit="run")
+    for k in stage_counts:
+        env.seed_everything(k)
+        mlp = balanced_mlp(k)
+        placed = list(device_list[:k]) if device_list is not None else devices(k)
+        stages = split_sequential(mlp, boundaries=list(range(2, k + 1)), device_list=placed)
+        reference = full_batch_gradients(stages, x, y)
+        for m in micro_batches:
+            run = run_gpipe(stages, x, y, micro_batches=m, repeats=repeats)
+            run["agreement"] = {**compare_gradients(run["gradients"], reference, atol=atol), "atol": atol}
+            runs[k, m] = run
+            shown.update(1)
+    shown.close()
+    return runs
+
+
+def gpipe_table(runs):
+    """The runs of ``gpipe_sweep`` as the table notebook 07 shows: bubbles, balance, speed-up, gradients."""
+    import pandas as pd
+
+    rows = []
+    for (k, m), run in runs.items():
+        agree = run["agreement"]
+        off = f"gradient entries off by > {np.format_float_positional(agree['atol'], trim='-')}"
+        rows.append({"K stages": k, "M micro-batches": m, "rows per micro-batch": run["micro_batch_size"],
+                     "bubble measured": run["bubble"], "(K-1)/(M+K-1)": run["bubble_formula"],
+                     "bottleneck prediction": run["bubble_bottleneck"],
+                     "slowest / mean stage (x)": run["stage_times_s"].max() / run["stage_times_s"].mean(),
+                     "speed-up over 1 device (x)": run["sequential_s"] / run["makespan_s"],
+                     off: f"{agree['entries_off']:,} of {agree['entries']:,}"})
+    return pd.DataFrame(rows)
