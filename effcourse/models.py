@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -168,8 +169,44 @@ def _train_config(name: str, prof) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class TrainRecord:
+    """How a cached baseline was trained, and how well: the JSON sidecar of its .keras file.
+
+    Introduced in notebook 01 (``models.training_record(name)``). ``history`` maps each Keras
+    metric (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``) to one float per epoch.
+    """
+
+    model: str
+    profile: str
+    train_size: int
+    val_size: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    seed: int
+    version: int
+    train_seconds: float
+    test_accuracy: float
+    history: dict = field(default_factory=dict)
+    tensorflow: str = ""
+
+    @classmethod
+    def from_dict(cls, info: dict) -> "TrainRecord":
+        """The record of a sidecar's JSON dict (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in info.items() if k in names})
+
+    def to_dict(self) -> dict:
+        """The JSON-ready dict the sidecar stores."""
+        return asdict(self)
+
+
 def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
-    """Train a baseline from scratch, deterministically, as the profile says; return (model, info)."""
+    """Train a baseline from scratch, deterministically, as the profile says; return (model, TrainRecord).
+
+    Introduced in notebook 01 (through ``pretrained``, which caches the result)."""
     import tensorflow as tf
     import tf_keras
 
@@ -193,10 +230,10 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     )
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=512, verbose=0)
-    info = dict(cfg, train_seconds=round(seconds, 2), test_accuracy=float(test_acc),
-                history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
-                tensorflow=tf.__version__)
-    return model, info
+    record = TrainRecord(**cfg, train_seconds=round(seconds, 2), test_accuracy=float(test_acc),
+                         history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
+                         tensorflow=tf.__version__)
+    return model, record
 
 
 def pretrained(name: str, profile=None, retrain: bool = False, verbose: int = 0):
@@ -205,30 +242,59 @@ def pretrained(name: str, profile=None, retrain: bool = False, verbose: int = 0)
     Introduced in notebook 01. The cache is build/cache/<profile>/<name>.keras with a JSON
     sidecar of the training settings; if the settings changed, the model is retrained. Writes
     are atomic, so two notebooks running at once never see a half-written file.
-    Returns the compiled model; its training record is in ``model.effcourse_info``.
+    Returns the compiled model; how it was trained is ``training_record(name, profile)``.
     """
     from . import profile as _profile
 
     prof = profile or _profile.active()
     if name not in BUILDERS:
         raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
-    folder = cache_dir(prof)
-    path, meta_path = folder / f"{name}.keras", folder / f"{name}.json"
-    cfg = _train_config(name, prof)
-    if not retrain and path.exists() and meta_path.exists():
+    path, meta_path = _cache_paths(name, prof)
+    if not retrain and path.exists() and _cached_record(name, prof) is not None:
         try:
-            info = json.loads(meta_path.read_text())
-            if all(info.get(k) == v for k, v in cfg.items()):
-                model = compile_classifier(load_model(path, compile=False), cfg["learning_rate"])
-                model.effcourse_info = info
-                return model
+            return compile_classifier(load_model(path, compile=False), _train_config(name, prof)["learning_rate"])
         except (OSError, ValueError):
             pass  # unreadable cache: retrain below
-    model, info = train_baseline(name, prof, verbose=verbose)
+    model, record = train_baseline(name, prof, verbose=verbose)
     save_model(model, path)
-    env.atomic_write_bytes(meta_path, json.dumps(info, indent=1).encode())
-    model.effcourse_info = info
+    env.atomic_write_bytes(meta_path, json.dumps(record.to_dict(), indent=1).encode())
     return model
+
+
+def _cache_paths(name: str, prof) -> tuple[Path, Path]:
+    folder = cache_dir(prof)
+    return folder / f"{name}.keras", folder / f"{name}.json"
+
+
+def _cached_record(name: str, prof) -> TrainRecord | None:
+    """The sidecar's record if it matches the profile's training settings, else None."""
+    _, meta_path = _cache_paths(name, prof)
+    try:
+        info = json.loads(meta_path.read_text())
+        if not all(info.get(k) == v for k, v in _train_config(name, prof).items()):
+            return None
+        return TrainRecord.from_dict(info)
+    except (OSError, ValueError, TypeError):
+        return None  # missing, unreadable or incomplete sidecar
+
+
+def training_record(name: str, profile=None) -> TrainRecord:
+    """How the cached baseline ``name`` of the profile was trained: epochs, time, history, test accuracy.
+
+    Introduced in notebook 01. Reads the JSON sidecar ``pretrained`` writes next to the
+    model; if there is no up-to-date one, trains and caches the baseline first (as
+    ``pretrained`` would), so the record always describes the model ``pretrained`` returns.
+    """
+    from . import profile as _profile
+
+    prof = profile or _profile.active()
+    if name not in BUILDERS:
+        raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
+    record = _cached_record(name, prof)
+    if record is None:
+        pretrained(name, prof)
+        record = _cached_record(name, prof)
+    return record
 
 
 def clone(model, compile_like: bool = True):

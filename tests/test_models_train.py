@@ -25,19 +25,34 @@ def test_pretrained_trains_once_then_loads(tmp_root, quick):
     m1 = models.pretrained("lenet_300_100", quick)
     cache = tmp_root / "build" / "cache" / "quick"
     assert sorted(p.name for p in cache.iterdir()) == ["lenet_300_100.json", "lenet_300_100.keras"]
-    assert m1.effcourse_info["test_accuracy"] > 0.85  # a real, trained model
+    record = models.training_record("lenet_300_100", quick)
+    assert record.test_accuracy > 0.85  # a real, trained model
     mtime = (cache / "lenet_300_100.keras").stat().st_mtime_ns
     m2 = models.pretrained("lenet_300_100", quick)
     assert (cache / "lenet_300_100.keras").stat().st_mtime_ns == mtime  # loaded, not retrained
+    assert models.training_record("lenet_300_100", quick) == record  # read from the sidecar, not retrained
+    assert (cache / "lenet_300_100.keras").stat().st_mtime_ns == mtime
+    assert record.epochs == quick.baseline_epochs["lenet_300_100"] and record.model == "lenet_300_100"
+    assert len(record.history["val_accuracy"]) == record.epochs
+    assert not any(k.startswith("effcourse_") for k in vars(m1)) and not any(
+        k.startswith("effcourse_") for k in vars(m2))  # typed record, nothing stuck on the models
     for a, b in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 
 def test_training_is_deterministic(mnist, quick):
-    m1, _ = models.train_baseline("lenet_300_100", quick, data=mnist)
-    m2, _ = models.train_baseline("lenet_300_100", quick, data=mnist)
+    m1, r1 = models.train_baseline("lenet_300_100", quick, data=mnist)
+    m2, r2 = models.train_baseline("lenet_300_100", quick, data=mnist)
+    assert isinstance(r1, models.TrainRecord) and r1.history == r2.history
     for a, b in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_train_record_round_trips_through_the_sidecar_dict():
+    rec = models.TrainRecord(model="cnn", profile="quick", train_size=10, val_size=2, epochs=1, batch_size=5,
+                             optimizer="adam+cosine", learning_rate=1e-3, seed=42, version=1, train_seconds=1.5,
+                             test_accuracy=0.5, history={"loss": [1.0]}, tensorflow="2.x")
+    assert models.TrainRecord.from_dict(dict(rec.to_dict(), unknown_key=1)) == rec
 
 
 def test_check_model_rejects_keras3_subclassed_and_non_models():
