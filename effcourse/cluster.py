@@ -173,8 +173,7 @@ def cluster_and_finetune(model, data, clusters: int, epochs: int, batch_size: in
     fine-tuning (to see what clustering alone costs). Fine-tuning trains the centroids
     (Adam at a small, cosine-decayed ``learning_rate``): each centroid's gradient is the
     sum of its weights' gradients, and the weights are re-assigned to their nearest
-    centroid at every step. The input model is never changed; the training history is in
-    ``result.effcourse_history``.
+    centroid at every step. The input model is never changed.
     """
     import tf_keras
 
@@ -185,17 +184,13 @@ def cluster_and_finetune(model, data, clusters: int, epochs: int, batch_size: in
     env.seed_everything(seed)
     wrapped = wrap(model, clusters, init=init, preserve_sparsity=preserve_sparsity,
                    per_channel=per_channel, per_layer=per_layer)
-    history = {}
     if int(epochs) > 0:
         steps = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
         lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
         models.compile_classifier(wrapped, optimizer=tf_keras.optimizers.Adam(lr))
-        hist = train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
-                         verbose=verbose, seed=seed, desc=f"fine-tuning the centroids of {model.name}")
-        history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    stripped = models.compile_classifier(strip(wrapped))
-    stripped.effcourse_history = history
-    return stripped
+        train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
+                  verbose=verbose, seed=seed, desc=f"fine-tuning the centroids of {model.name}")
+    return models.compile_classifier(strip(wrapped))
 
 
 def unique_values(model) -> dict:

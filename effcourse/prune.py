@@ -298,8 +298,7 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     the steps fine-tune the kept weights (Adam, or AdamW with ``weight_decay``, cosine-decayed
     from ``learning_rate``). A tfmot ``PruningSchedule`` can be
     passed instead; it must end before training does. ``log_dir`` writes TensorBoard
-    pruning summaries. The input model is never changed. The training history is in
-    ``result.effcourse_history``. With ``verbose=0`` a progress bar shows the fine-tuning;
+    pruning summaries. The input model is never changed. With ``verbose=0`` a progress bar shows the fine-tuning;
     ``desc`` is its caption (default: the model and its target, e.g. "prune lenet5 to 90%").
     """
     from . import data as _data
@@ -325,12 +324,9 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
         target = (f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else "per-layer sparsities" if per_layer
                   else f"{float(sparsity):.0%}" if isinstance(sparsity, (int, float)) else "its schedule")
         desc = f"prune {model.name} to {target}"
-    hist = train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
-                     callbacks=callbacks(log_dir, every=frequency), verbose=verbose, seed=seed, desc=desc)
-    stripped = models.compile_classifier(strip(wrapped))
-    stripped.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    stripped.effcourse_schedule = {"total_steps": total, "end_step": end, "frequency": frequency}
-    return stripped
+    train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
+              callbacks=callbacks(log_dir, every=frequency), verbose=verbose, seed=seed, desc=desc)
+    return models.compile_classifier(strip(wrapped))
 
 
 def m_by_n_fraction(kernel, m_by_n=(2, 4)) -> float:
@@ -687,9 +683,8 @@ def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: flo
     copy = models.clone(model, compile_like=False)
     total = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
     models.compile_classifier(copy, optimizer=_optimizer(learning_rate, total, weight_decay))
-    hist = train.fit(copy, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed,
-                     desc=desc or f"fine-tune {model.name}")
-    copy.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    train.fit(copy, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed,
+              desc=desc or f"fine-tune {model.name}")
     return copy
 
 
