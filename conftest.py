@@ -6,6 +6,7 @@ hides them). This hook fails the cell whose stderr shows any; it is deliberately
 than the filter, so a new kind of noise shows up here first. Warnings about the course's
 own code, and errors, still reach the learner and are not matched.
 """
+
 import re
 
 import pytest
@@ -37,5 +38,6 @@ def pytest_runtest_call(item):
     if noise:
         raise AssertionError(
             f"{item.name}: library log lines reached the learner's output on stderr "
-            "(hide them in effcourse/quiet.py, or fix their cause):\n" + "\n".join(noise[:10]))
+            "(hide them in effcourse/quiet.py, or fix their cause):\n" + "\n".join(noise[:10])
+        )
     return result

@@ -6,6 +6,7 @@ executed notebook to ``build/html/<name>.html`` (and the executed .ipynb to
 index page linking them. Progress is printed as it goes. Usage:
 ``python -m effcourse.course [--only 02_pruning] [--timeout 3600]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,15 @@ def run_one(path: Path, out_html: Path, out_nb: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                       # the kernel's own start-up warnings (TCP transport) are not the course's
-                       extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            store_widget_state=True,
+            # the kernel's own start-up warnings (TCP transport) are not the course's
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
     finally:
         seconds = time.perf_counter() - start
         env.atomic_write_bytes(out_nb / path.name, nbformat.writes(nb).encode())
@@ -59,7 +65,9 @@ def write_index(out_html: Path, entries: list[dict], prof_name: str) -> Path:
     rows = "\n".join(
         f"<tr><td><a href='{html.escape(e['name'])}.html'>{html.escape(e['name'])}</a></td>"
         f"<td>{html.escape(e['title'])}</td><td>{e['seconds']:.0f} s</td>"
-        f"<td>{'ok' if e['ok'] else 'FAILED'}</td></tr>" for e in entries)
+        f"<td>{'ok' if e['ok'] else 'FAILED'}</td></tr>"
+        for e in entries
+    )
     figure = ""
     for name, heading in (("course_tradeoff", "Course-wide tradeoff"), ("course_latency", "Latency")):
         if (env.build_dir("figures") / f"{name}.png").exists():
@@ -67,16 +75,19 @@ def write_index(out_html: Path, entries: list[dict], prof_name: str) -> Path:
     try:
         from . import report, results
 
-        figure += ("<h2>Targets against the papers</h2>"
-                   + report.targets(results.load(prof_name)).to_html(index=False, escape=True))
+        figure += "<h2>Targets against the papers</h2>" + report.targets(results.load(prof_name)).to_html(
+            index=False, escape=True
+        )
     except Exception as err:  # the index must still be written
         figure += f"<p>Targets table unavailable: {html.escape(str(err))}</p>"
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>effcourse ({prof_name})</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:.3em .8em}"
-            "</style></head><body>"
-            f"<h1>effcourse: executed notebooks ({html.escape(prof_name)} profile)</h1>"
-            f"<table><tr><th>notebook</th><th>title</th><th>run time</th><th>status</th></tr>{rows}</table>"
-            f"{figure}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>effcourse ({prof_name})</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:.3em .8em}"
+        "</style></head><body>"
+        f"<h1>effcourse: executed notebooks ({html.escape(prof_name)} profile)</h1>"
+        f"<table><tr><th>notebook</th><th>title</th><th>run time</th><th>status</th></tr>{rows}</table>"
+        f"{figure}</body></html>"
+    )
     return env.atomic_write_bytes(out_html / "index.html", page.encode())
 
 
@@ -93,13 +104,17 @@ def main(argv=None) -> int:
     timings_path = out_html / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     entries, total = [], time.perf_counter()
+
     def expected(stem):
         return _profile.RUN_MINUTES.get(stem, {}).get(prof.name, float("nan"))
 
     for i, path in enumerate(todo, 1):
-        left = sum(expected(p.stem) for p in todo[i - 1:])
-        print(f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): expected about "
-              f"{expected(path.stem):g} min; about {left:.1f} min left in all", flush=True)
+        left = sum(expected(p.stem) for p in todo[i - 1 :])
+        print(
+            f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): expected about "
+            f"{expected(path.stem):g} min; about {left:.1f} min left in all",
+            flush=True,
+        )
         ok = True
         try:
             seconds = run_one(path, out_html, out_nb, args.timeout)
@@ -110,12 +125,20 @@ def main(argv=None) -> int:
             print(f"    done in {seconds:.0f} s -> build/html/{path.stem}.html", flush=True)
         timings.setdefault(prof.name, {})[path.stem] = seconds
         env.atomic_write_bytes(timings_path, json.dumps(timings, indent=1).encode())
-        entries.append({"name": path.stem, "title": title_of(nbformat.read(path, as_version=4)),
-                        "seconds": seconds, "ok": ok})
+        entries.append(
+            {
+                "name": path.stem,
+                "title": title_of(nbformat.read(path, as_version=4)),
+                "seconds": seconds,
+                "ok": ok,
+            }
+        )
     index = write_index(out_html, entries, prof.name)
     failed = [e["name"] for e in entries if not e["ok"]]
-    print(f"Course built in {time.perf_counter() - total:.0f} s: {index}"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    print(
+        f"Course built in {time.perf_counter() - total:.0f} s: {index}"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -8,6 +8,7 @@
 * MACs count the multiply-accumulates of Dense, Conv2D and DepthwiseConv2D kernels per
   sample (biases, activations and pooling are left out: they are a small share).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -40,8 +41,15 @@ def layer_table(model):
             continue
         params = int(sum(w.size for w in weights))
         nonzero = int(sum(np.count_nonzero(w) for w in weights))
-        rows.append({"layer": layer.name, "type": type(layer).__name__, "params": params,
-                     "nonzero": nonzero, "sparsity": 1 - nonzero / params})
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "params": params,
+                "nonzero": nonzero,
+                "sparsity": 1 - nonzero / params,
+            }
+        )
     return pd.DataFrame(rows, columns=["layer", "type", "params", "nonzero", "sparsity"])
 
 
@@ -138,8 +146,10 @@ def predict_logits(model, x, batch_size: int = 512) -> np.ndarray:
         return model.predict(x, batch_size)
     if isinstance(model, (bytes, bytearray, str, os.PathLike)):
         if not convert.is_tflite(model):
-            raise TypeError("Expected a Keras model or a .tflite file/bytes; got something else "
-                            f"({type(model).__name__} that is not a TFLite flatbuffer).")
+            raise TypeError(
+                "Expected a Keras model or a .tflite file/bytes; got something else "
+                f"({type(model).__name__} that is not a TFLite flatbuffer)."
+            )
         return convert.TFLiteModel(model).predict(x, batch_size)
     _require_model(model, "predict_logits")
     return model.predict(x, batch_size=batch_size, verbose=0)
@@ -151,8 +161,9 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     return float(np.mean(pred == np.asarray(y)))
 
 
-def latency(tflite_model, sample=None, runs: int = 200, warmup: int = 20, threads: int = 1,
-            rounds: int = 1) -> dict:
+def latency(
+    tflite_model, sample=None, runs: int = 200, warmup: int = 20, threads: int = 1, rounds: int = 1
+) -> dict:
     """Single-sample latency of a .tflite model in LiteRT: median and p90 in milliseconds.
 
     Fixed thread count, ``warmup`` untimed runs, then ``rounds`` x ``runs`` timed
@@ -162,10 +173,15 @@ def latency(tflite_model, sample=None, runs: int = 200, warmup: int = 20, thread
     from . import timing
 
     runner = convert.TFLiteModel(tflite_model, threads=threads)
-    result = timing.interleaved({"model": runner.invoker(sample)}, rounds=rounds, runs=runs,
-                                warmup=warmup)["model"]
-    return {"latency_ms": result.median * 1000.0, "latency_p90_ms": result.p90 * 1000.0,
-            "threads": threads, "runs": runs}
+    result = timing.interleaved({"model": runner.invoker(sample)}, rounds=rounds, runs=runs, warmup=warmup)[
+        "model"
+    ]
+    return {
+        "latency_ms": result.median * 1000.0,
+        "latency_p90_ms": result.p90 * 1000.0,
+        "threads": threads,
+        "runs": runs,
+    }
 
 
 def tflite_report(tflite_model, x, y, profile=None) -> dict:
@@ -174,8 +190,13 @@ def tflite_report(tflite_model, x, y, profile=None) -> dict:
 
     prof = profile or _profile.active()
     blob = convert.TFLiteModel(tflite_model).blob
-    lat = latency(blob, x[:1], runs=prof.latency_runs, warmup=prof.latency_warmup,
-                  threads=prof.latency_threads)
-    return {"accuracy": accuracy(blob, x, y), "size_bytes": compressed_size(blob),
-            "raw_bytes": len(blob), "latency_ms": lat["latency_ms"],
-            "latency_p90_ms": lat["latency_p90_ms"]}
+    lat = latency(
+        blob, x[:1], runs=prof.latency_runs, warmup=prof.latency_warmup, threads=prof.latency_threads
+    )
+    return {
+        "accuracy": accuracy(blob, x, y),
+        "size_bytes": compressed_size(blob),
+        "raw_bytes": len(blob),
+        "latency_ms": lat["latency_ms"],
+        "latency_p90_ms": lat["latency_p90_ms"],
+    }

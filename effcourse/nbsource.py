@@ -18,6 +18,7 @@ before committing. Normalising makes a notebook byte-for-byte what the repositor
 not normalised, and also reports text that renders wrongly: a control character in a
 cell's source, such as a tab where ``\\t`` in ``\\tfrac`` was meant.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,7 @@ def normalise(nb, stem: str | None = None):
     if stem:
         sync_run_time(nb, stem)
     nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
-    nb.metadata = nbformat.from_dict({"kernelspec": dict(KERNELSPEC),
-                                      "language_info": {"name": "python"}})
+    nb.metadata = nbformat.from_dict({"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
     taken: set = set()
     for cell in nb.cells:
         tags = sorted(set(cell.get("metadata", {}).get("tags", [])))
@@ -100,11 +100,15 @@ def text_problems(nb) -> list[str]:
         for lineno, line in enumerate(source.split("\n"), 1):
             where = f"cell {i} (id {cell.get('id')}), line {lineno}"
             if _CONTROL.search(line):
-                problems.append(f"{where}: control character {_CONTROL.search(line).group()!r} "
-                                "(a backslash escape such as \\b or \\f lost in a string?)")
+                problems.append(
+                    f"{where}: control character {_CONTROL.search(line).group()!r} "
+                    "(a backslash escape such as \\b or \\f lost in a string?)"
+                )
             if cell.cell_type == "markdown" and "\t" in line:
-                problems.append(f"{where}: tab character in markdown (was \\t in \\tfrac or "
-                                f"\\theta meant?): {line.strip()[:60]!r}")
+                problems.append(
+                    f"{where}: tab character in markdown (was \\t in \\tfrac or "
+                    f"\\theta meant?): {line.strip()[:60]!r}"
+                )
     return problems
 
 
@@ -124,8 +128,10 @@ def check(path: Path) -> list[str]:
     nb = nbformat.reads(text, as_version=4)
     problems = [f"{path}: {p}" for p in text_problems(nb)]
     if serialise(normalise(nb, Path(path).stem)) != text:
-        problems.append(f"{path}: not normalised (outputs, metadata, ids, formatting or run time); "
-                        "run `make nbfix` (python -m effcourse.nbsource --fix)")
+        problems.append(
+            f"{path}: not normalised (outputs, metadata, ids, formatting or run time); "
+            "run `make nbfix` (python -m effcourse.nbsource --fix)"
+        )
     return problems
 
 

@@ -6,6 +6,7 @@ bar over all the batches of a ``fit`` call, the epoch and the latest loss in its
 In JupyterLab they are tqdm's notebook widgets (ipywidgets); in a terminal, tqdm's text
 bars. ``EFFCOURSE_PROGRESS=0`` turns every bar off (the unit tests do).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it
     silent bar for manual ``update`` calls).
     """
     tqdm = _tqdm()
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled(),
-                dynamic_ncols=True, **kwargs)
+    return tqdm(
+        iterable, total=total, desc=desc, unit=unit, disable=not enabled(), dynamic_ncols=True, **kwargs
+    )
 
 
 class KerasBar(tf_keras.callbacks.Callback):

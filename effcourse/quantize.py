@@ -18,6 +18,7 @@ module adds the teaching arithmetic, quantization-aware training (a thin wrapper
 tfmot's ``quantize_model``), the per-layer error between a float and a quantized .tflite
 model, and an interleaved latency comparison.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,11 +37,14 @@ class QuantizeError(EffcourseError, ValueError):
 
 # --- the arithmetic, in NumPy ----------------------------------------------------------------
 
+
 def qrange(dtype: str = "int8", narrow_range: bool = False) -> tuple[int, int]:
     """The integer range (q_min, q_max) of a target type; narrow range drops the lowest value (notebook 03)."""
     if dtype not in DTYPES:
-        raise QuantizeError(f"Unsupported target type {dtype!r}: integer quantization here supports "
-                            f"{', '.join(DTYPES)}. For float16 use convert.to_tflite(model, 'float16').")
+        raise QuantizeError(
+            f"Unsupported target type {dtype!r}: integer quantization here supports "
+            f"{', '.join(DTYPES)}. For float16 use convert.to_tflite(model, 'float16')."
+        )
     lo, hi = DTYPES[dtype]
     return (lo + 1, hi) if narrow_range else (lo, hi)
 
@@ -93,8 +97,9 @@ def _along(param, ndim: int, axis: int | None):
     return param.reshape(shape)
 
 
-def quantize(x, scale, zero_point, dtype: str = "int8", narrow_range: bool = False,
-             axis: int | None = None) -> np.ndarray:
+def quantize(
+    x, scale, zero_point, dtype: str = "int8", narrow_range: bool = False, axis: int | None = None
+) -> np.ndarray:
     """Real values to integers: ``clip(round(x / scale) + zero_point)`` (per channel along ``axis``) (notebook 03)."""
     q_min, q_max = qrange(dtype, narrow_range)
     x = np.asarray(x, dtype=np.float64)
@@ -109,11 +114,12 @@ def quantize(x, scale, zero_point, dtype: str = "int8", narrow_range: bool = Fal
 def dequantize(q, scale, zero_point, axis: int | None = None) -> np.ndarray:
     """Integers back to real values: ``scale * (q - zero_point)`` (per channel along ``axis``) (notebook 03)."""
     q = np.asarray(q)
-    return (_along(scale, q.ndim, axis) * (q.astype(np.float64) - _along(zero_point, q.ndim, axis)))
+    return _along(scale, q.ndim, axis) * (q.astype(np.float64) - _along(zero_point, q.ndim, axis))
 
 
-def fake_quant(x, scale, zero_point, dtype: str = "int8", narrow_range: bool = False,
-               axis: int | None = None) -> np.ndarray:
+def fake_quant(
+    x, scale, zero_point, dtype: str = "int8", narrow_range: bool = False, axis: int | None = None
+) -> np.ndarray:
     """Quantize then dequantize: the value a quantized model actually computes with (notebook 03)."""
     return dequantize(quantize(x, scale, zero_point, dtype, narrow_range, axis), scale, zero_point, axis)
 
@@ -127,14 +133,15 @@ def sqnr_db(reference, approx) -> float:
     err = ref - np.asarray(approx, dtype=np.float64)
     if ref.shape != err.shape:
         raise ValueError(f"sqnr_db: shapes differ, {np.shape(reference)} vs {np.shape(approx)}.")
-    noise = float(np.sum(err ** 2))
-    signal = float(np.sum(ref ** 2))
+    noise = float(np.sum(err**2))
+    signal = float(np.sum(ref**2))
     if noise == 0:
         return float("inf")
     return float(10 * np.log10(signal / noise)) if signal > 0 else float("-inf")
 
 
 # --- what the converter stored, next to the arithmetic by hand --------------------------------
+
 
 def _layer_of(tensor_name: str) -> str:
     """'lenet5/conv1/Conv2D;...' -> 'conv1' (the Keras layer a TFLite tensor came from)."""
@@ -166,12 +173,22 @@ def stored_activations(blob: bytes):
             det = tensors[int(idx)]
             scale, zero = det["quantization"]
             if np.dtype(det["dtype"]).kind in "iu" and scale:
-                rows.append({"layer": _layer_of(det["name"]) if "/" in det["name"]
-                             else "input" if op["op_name"] == "QUANTIZE" else "output",
-                             "op": op["op_name"], "dtype": np.dtype(det["dtype"]).name,
-                             "scale": float(scale), "zero_point": int(zero),
-                             "real range": (float(scale * (-128 - zero)), float(scale * (127 - zero)))
-                             if det["dtype"] == np.int8 else None})
+                rows.append(
+                    {
+                        "layer": _layer_of(det["name"])
+                        if "/" in det["name"]
+                        else "input"
+                        if op["op_name"] == "QUANTIZE"
+                        else "output",
+                        "op": op["op_name"],
+                        "dtype": np.dtype(det["dtype"]).name,
+                        "scale": float(scale),
+                        "zero_point": int(zero),
+                        "real range": (float(scale * (-128 - zero)), float(scale * (127 - zero)))
+                        if det["dtype"] == np.int8
+                        else None,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -189,8 +206,10 @@ def weight_check(model, blob: bytes):
     models.check_model(model, need_graph=False, what="weight_check")
     stored = stored_kernels(blob)
     if not stored:
-        raise QuantizeError("The .tflite file holds no integer kernels: convert with mode 'int8', "
-                            "'int8_io' or 'dynamic' first.")
+        raise QuantizeError(
+            "The .tflite file holds no integer kernels: convert with mode 'int8', "
+            "'int8_io' or 'dynamic' first."
+        )
     rows = []
     for layer in model.layers:
         if layer.name not in stored or not layer.get_weights():
@@ -205,19 +224,25 @@ def weight_check(model, blob: bytes):
         ratio = np.abs(kernel / (_along(scale, kernel.ndim, 0) if per_channel else scale))
         differ = q != t["values"]
         tie = np.abs(ratio - np.floor(ratio) - 0.5) < 1e-5
-        rows.append({
-            "layer": layer.name, "tflite shape": t["shape"], "channels": len(np.atleast_1d(t["scale"])),
-            "scale min": float(np.min(t["scale"])), "scale max": float(np.max(t["scale"])),
-            "max scale rel. diff": float(np.max(np.abs(np.atleast_1d(scale) - t["scale"]) / t["scale"])),
-            "zero points all 0": bool(np.all(t["zero_point"] == 0)),
-            "int8 values equal": float(np.mean(q == t["values"])),
-            "max int diff": int(np.max(np.abs(q.astype(int) - t["values"].astype(int)))),
-            "differences off a tie": int(np.sum(differ & ~tie)),
-        })
+        rows.append(
+            {
+                "layer": layer.name,
+                "tflite shape": t["shape"],
+                "channels": len(np.atleast_1d(t["scale"])),
+                "scale min": float(np.min(t["scale"])),
+                "scale max": float(np.max(t["scale"])),
+                "max scale rel. diff": float(np.max(np.abs(np.atleast_1d(scale) - t["scale"]) / t["scale"])),
+                "zero points all 0": bool(np.all(t["zero_point"] == 0)),
+                "int8 values equal": float(np.mean(q == t["values"])),
+                "max int diff": int(np.max(np.abs(q.astype(int) - t["values"].astype(int)))),
+                "differences off a tie": int(np.sum(differ & ~tie)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # --- quantization-aware training --------------------------------------------------------------
+
 
 def unsupported_layers(model) -> list[tuple[str, str]]:
     """(name, class) of the layers tfmot's default 8-bit scheme has no rule for (notebook 03).
@@ -229,7 +254,8 @@ def unsupported_layers(model) -> list[tuple[str, str]]:
     import tf_keras
     from tensorflow_model_optimization.python.core.quantization.keras import quantize_annotate
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry)
+        default_8bit_quantize_registry as registry,
+    )
 
     models.check_model(model, what="unsupported_layers")
     reg = registry.Default8BitQuantizeRegistry()
@@ -242,11 +268,13 @@ def unsupported_layers(model) -> list[tuple[str, str]]:
     return bad
 
 
-_FIX = ("Either replace the layer by a supported one, or annotate it yourself: wrap it with "
-        "tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=<your "
-        "QuantizeConfig>) (a QuantizeConfig says which weights and activations to quantize; "
-        "tfmot's guide 'Quantization aware training comprehensive guide' shows one), then pass "
-        "custom_objects={'YourQuantizeConfig': YourQuantizeConfig}.")
+_FIX = (
+    "Either replace the layer by a supported one, or annotate it yourself: wrap it with "
+    "tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=<your "
+    "QuantizeConfig>) (a QuantizeConfig says which weights and activations to quantize; "
+    "tfmot's guide 'Quantization aware training comprehensive guide' shows one), then pass "
+    "custom_objects={'YourQuantizeConfig': YourQuantizeConfig}."
+)
 
 
 def quantize_aware(model, custom_objects: dict | None = None):
@@ -264,12 +292,16 @@ def quantize_aware(model, custom_objects: dict | None = None):
     models.check_model(model, what="quantize_aware (tfmot QAT)")
     for layer in model.layers:
         if isinstance(layer, tf_keras.Model):
-            raise QuantizeError(f"Layer {layer.name!r} is a whole model nested inside the model; QAT "
-                                "cannot annotate it. Flatten it: build one Sequential/Functional "
-                                "model from its layers.")
+            raise QuantizeError(
+                f"Layer {layer.name!r} is a whole model nested inside the model; QAT "
+                "cannot annotate it. Flatten it: build one Sequential/Functional "
+                "model from its layers."
+            )
         if isinstance(layer, tf_keras.layers.Lambda):
-            raise QuantizeError(f"Layer {layer.name!r} is a Lambda layer, which QAT cannot annotate "
-                                "(tfmot would leave it in float silently). " + _FIX)
+            raise QuantizeError(
+                f"Layer {layer.name!r} is a Lambda layer, which QAT cannot annotate "
+                "(tfmot would leave it in float silently). " + _FIX
+            )
     with tfmot.quantization.keras.quantize_scope(custom_objects or {}):
         copy = models.clone(model, compile_like=False)
         try:
@@ -280,9 +312,11 @@ def quantize_aware(model, custom_objects: dict | None = None):
                 raise
             others = [f"{n} ({c})" for n, c in unsupported_layers(model) if n != match.group(1)]
             also = f" Other layers without a default rule: {', '.join(others)}." if others else ""
-            raise QuantizeError(f"QAT cannot annotate layer {match.group(1)!r} "
-                                f"({match.group(2)}): tfmot's default 8-bit scheme has no rule "
-                                f"for it.{also} {_FIX}") from err
+            raise QuantizeError(
+                f"QAT cannot annotate layer {match.group(1)!r} "
+                f"({match.group(2)}): tfmot's default 8-bit scheme has no rule "
+                f"for it.{also} {_FIX}"
+            ) from err
 
 
 def _xy(data):
@@ -292,12 +326,22 @@ def _xy(data):
         return data.x_train, data.y_train, val
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return data[0], data[1], None
-    raise TypeError("qat needs the training data as an effcourse data.MNIST (data.load(profile)) "
-                    f"or an (x, y) pair of arrays; got {type(data).__name__}.")
+    raise TypeError(
+        "qat needs the training data as an effcourse data.MNIST (data.load(profile)) "
+        f"or an (x, y) pair of arrays; got {type(data).__name__}."
+    )
 
 
-def qat(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 1e-4,
-        custom_objects: dict | None = None, seed: int = 0, verbose: int = 0):
+def qat(
+    model,
+    data,
+    epochs: int,
+    batch_size: int = 128,
+    learning_rate: float = 1e-4,
+    custom_objects: dict | None = None,
+    seed: int = 0,
+    verbose: int = 0,
+):
     """Quantization-aware training: fine-tune a quantization-aware copy of ``model`` (notebook 03).
 
     Clones ``model`` (never modified), applies ``quantize_aware``, compiles it like the
@@ -313,19 +357,25 @@ def qat(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     x, y, val = _xy(data)
     if len(x) == 0 or len(x) != len(y):
-        raise ValueError(f"qat needs as many labels as images and at least one of each; got {len(x)} "
-                         f"images and {len(y)} labels.")
+        raise ValueError(
+            f"qat needs as many labels as images and at least one of each; got {len(x)} "
+            f"images and {len(y)} labels."
+        )
     q_model = quantize_aware(model, custom_objects)
     models.compile_classifier(q_model, learning_rate=learning_rate)
     seed_everything(seed, deterministic=False)  # seeds only; keeps determinism as setup() set it
-    q_model.fit(_data.pipeline(x, y, batch_size, shuffle=True, seed=seed),
-                validation_data=_data.pipeline(*val, 512) if val is not None else None,
-                epochs=int(epochs), verbose=verbose,
-                callbacks=progress.with_bar([], f"quantization-aware training of {model.name}", verbose))
+    q_model.fit(
+        _data.pipeline(x, y, batch_size, shuffle=True, seed=seed),
+        validation_data=_data.pipeline(*val, 512) if val is not None else None,
+        epochs=int(epochs),
+        verbose=verbose,
+        callbacks=progress.with_bar([], f"quantization-aware training of {model.name}", verbose),
+    )
     return q_model
 
 
 # --- where the error comes from ---------------------------------------------------------------
+
 
 def layer_sqnr(float_model, quant_model, x):
     """SQNR (dB) of every op's output in a quantized .tflite model against the float .tflite
@@ -350,19 +400,34 @@ def layer_sqnr(float_model, quant_model, x):
         q_op, q_values = got[name]
         if q_values.shape != values.shape:
             continue
-        rows.append({"layer": _layer_of(name) if "/" in name else "output", "op": op,
-                     "quantized op": q_op, "shape": tuple(values.shape[1:]),
-                     "sqnr_db": sqnr_db(values, q_values)})
+        rows.append(
+            {
+                "layer": _layer_of(name) if "/" in name else "output",
+                "op": op,
+                "quantized op": q_op,
+                "shape": tuple(values.shape[1:]),
+                "sqnr_db": sqnr_db(values, q_values),
+            }
+        )
     if not rows:
-        raise QuantizeError("No op outputs with the same names in the two models: compare two "
-                            "conversions of the same Keras model.")
+        raise QuantizeError(
+            "No op outputs with the same names in the two models: compare two "
+            "conversions of the same Keras model."
+        )
     return pd.DataFrame(rows)
 
 
 # --- latency, measured fairly ----------------------------------------------------------------
 
-def compare_latency(variants: dict, sample, profile=None, delegate: str = "auto",
-                    rounds: int | None = None, desc: str | None = None):
+
+def compare_latency(
+    variants: dict,
+    sample,
+    profile=None,
+    delegate: str = "auto",
+    rounds: int | None = None,
+    desc: str | None = None,
+):
     """Single-sample latency of several .tflite models, interleaved, with rotating order (notebook 03).
 
     Uses the course's timing core (``effcourse.timing.interleaved``): each model warms up
@@ -382,13 +447,25 @@ def compare_latency(variants: dict, sample, profile=None, delegate: str = "auto"
     if not variants:
         raise ValueError("compare_latency needs at least one model: {name: tflite bytes}.")
     rounds = rounds or max(3, prof.repeats)
-    runners = {k: convert.TFLiteModel(v, threads=prof.latency_threads, delegate=delegate)
-               for k, v in variants.items()}
-    timed = timing.interleaved({k: r.invoker(sample) for k, r in runners.items()}, rounds=rounds,
-                               runs=prof.latency_runs, warmup=prof.latency_warmup,
-                               progress_desc=desc)
-    rows = {name: {"latency_ms": timed[name].median * 1000.0, "latency_p90_ms": timed[name].p90 * 1000.0,
-                   "delegated": runners[name].delegated(), "rounds": rounds,
-                   "runs_per_round": prof.latency_runs}
-            for name in runners}
+    runners = {
+        k: convert.TFLiteModel(v, threads=prof.latency_threads, delegate=delegate)
+        for k, v in variants.items()
+    }
+    timed = timing.interleaved(
+        {k: r.invoker(sample) for k, r in runners.items()},
+        rounds=rounds,
+        runs=prof.latency_runs,
+        warmup=prof.latency_warmup,
+        progress_desc=desc,
+    )
+    rows = {
+        name: {
+            "latency_ms": timed[name].median * 1000.0,
+            "latency_p90_ms": timed[name].p90 * 1000.0,
+            "delegated": runners[name].delegated(),
+            "rounds": rounds,
+            "runs_per_round": prof.latency_runs,
+        }
+        for name in runners
+    }
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -13,6 +13,7 @@ warnings and errors, the course's own messages and any native line not recognise
 noise still show. The hidden lines are kept: ``hidden()`` returns the most recent ones.
 Set ``EFFCOURSE_NATIVE_LOGS=1`` before importing effcourse to see everything.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -28,15 +29,15 @@ import warnings
 NOISE = re.compile(
     r"^(?:"
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w./-]+:\d+\] "          # absl INFO / WARNING lines
-    r"|E\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w./-]+:\d+\] (?:"           # absl ERROR lines known harmless:
-    r"failed call to cuInit"                                      #   no GPU driver on this machine
-    r"|Unable to register cu(?:DNN|FFT|BLAS) factory"             #   CUDA plugins registered twice
-    r"|.*NodeDef mentions attribute use_unbounded_threadpool"     #   tf.data graph note (TF 2.21)
-    r"|.*Error in PredictCost\(\) for the op"                     #   grappler cost model note
+    r"|[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w./-]+:\d+\] "  # absl INFO / WARNING lines
+    r"|E\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w./-]+:\d+\] (?:"  # absl ERROR lines known harmless:
+    r"failed call to cuInit"  #   no GPU driver on this machine
+    r"|Unable to register cu(?:DNN|FFT|BLAS) factory"  #   CUDA plugins registered twice
+    r"|.*NodeDef mentions attribute use_unbounded_threadpool"  #   tf.data graph note (TF 2.21)
+    r"|.*Error in PredictCost\(\) for the op"  #   grappler cost model note
     r")"
     r"|(?:fully_quantize|input_inference_type|inference_type): "  # TFLite converter settings dump
-    r"|INFO: Created TensorFlow Lite (?:XNNPACK )?delegate"       # LiteRT delegate notice
+    r"|INFO: Created TensorFlow Lite (?:XNNPACK )?delegate"  # LiteRT delegate notice
     r"|INFO: Initialized TensorFlow Lite runtime"
     r"|WARNING: Attempting to use a delegate that only supports static-sized tensors"
     r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
@@ -125,8 +126,9 @@ def install(fd: int = 2) -> bool:
         except OSError:
             return False
         os.close(write_fd)
-        thread = threading.Thread(target=_pump, args=(read_fd, original), daemon=True,
-                                  name=f"effcourse-quiet-fd{fd}")
+        thread = threading.Thread(
+            target=_pump, args=(read_fd, original), daemon=True, name=f"effcourse-quiet-fd{fd}"
+        )
         thread.start()
         _state[fd] = (original, read_fd, thread)
     if len(_state) == 1:

@@ -6,6 +6,7 @@ between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
 line and signature stay as a scaffold); a tagged cell without markers is replaced whole.
 Outputs are cleared. Usage: ``python -m effcourse.student [out_dir]``.
 """
+
 from __future__ import annotations
 
 import re

@@ -15,11 +15,12 @@ the same way, here:
 call only queues work, and the clock must wait for it (``gpu_sync``). The clock itself is
 injectable, so the tests check the arithmetic exactly with a fake one.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -84,9 +85,14 @@ class Comparison:
         rows = {}
         for name, t in self.tasks.items():
             lo, hi = t.spread
-            row = {f"median ({unit})": t.median * scale, f"p90 ({unit})": t.p90 * scale,
-                   f"fastest round ({unit})": lo * scale, f"slowest round ({unit})": hi * scale,
-                   "rounds": len(t.times), "runs per round": self.runs}
+            row = {
+                f"median ({unit})": t.median * scale,
+                f"p90 ({unit})": t.p90 * scale,
+                f"fastest round ({unit})": lo * scale,
+                f"slowest round ({unit})": hi * scale,
+                "rounds": len(t.times),
+                "runs per round": self.runs,
+            }
             if baseline is not None:
                 row[f"speed-up vs {baseline}"] = self.speedup(name, baseline)
             rows[name] = row
@@ -99,9 +105,16 @@ def rotation(names: list, round_index: int) -> list:
     return list(names[k:]) + list(names[:k])
 
 
-def interleaved(tasks: dict, rounds: int = 3, runs: int = 1, warmup: int = 1,
-                clock: Callable[[], float] = time.perf_counter, sync: Callable[[], object] | None = None,
-                rotate: bool = True, progress_desc: str | None = None) -> Comparison:
+def interleaved(
+    tasks: dict,
+    rounds: int = 3,
+    runs: int = 1,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+    sync: Callable[[], object] | None = None,
+    rotate: bool = True,
+    progress_desc: str | None = None,
+) -> Comparison:
     """Time zero-argument callables against each other, interleaved (see the module docstring).
 
     Introduced in notebook 03. ``tasks`` maps a name to a callable doing one unit of work (one

@@ -8,6 +8,7 @@ with mini-batch stochastic gradient descent: for a batch B, ``w <- w - eta * gra
 ``sgd_step`` does exactly that with a ``GradientTape``; a unit test checks it against the
 tf_keras SGD optimizer to 1e-6.
 """
+
 from __future__ import annotations
 
 
@@ -49,8 +50,17 @@ def sgd_step(model, x, y, learning_rate: float, loss_fn=cross_entropy):
     return float(_sgd_update(model, x, y, learning_rate, loss_fn))
 
 
-def train_manual(model, x, y, epochs: int, batch_size: int, learning_rate: float,
-                 seed: int = 0, loss_fn=cross_entropy, max_steps: int | None = None) -> list[float]:
+def train_manual(
+    model,
+    x,
+    y,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int = 0,
+    loss_fn=cross_entropy,
+    max_steps: int | None = None,
+) -> list[float]:
     """Plain mini-batch SGD with ``sgd_step`` over shuffled batches; returns the loss per step.
 
     Stops after ``epochs`` passes or ``max_steps`` updates, whichever comes first.
@@ -68,13 +78,22 @@ def train_manual(model, x, y, epochs: int, batch_size: int, learning_rate: float
         for start in range(0, len(x), batch_size):
             if max_steps is not None and len(losses) >= max_steps:
                 return losses
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             losses.append(float(step(x[idx], y[idx])))
     return losses
 
 
-def fit(model, data, epochs: int, batch_size: int = 128, callbacks=None, verbose: int = 0,
-        seed: int = 0, validation: bool = True, desc: str | None = None):
+def fit(
+    model,
+    data,
+    epochs: int,
+    batch_size: int = 128,
+    callbacks=None,
+    verbose: int = 0,
+    seed: int = 0,
+    validation: bool = True,
+    desc: str | None = None,
+):
     """``model.fit`` on a ``data.MNIST`` with the course's pipeline; returns the History.
 
     Introduced in notebook 00. The model must already be compiled
@@ -87,24 +106,28 @@ def fit(model, data, epochs: int, batch_size: int = 128, callbacks=None, verbose
     return model.fit(
         _data.pipeline(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed),
         validation_data=_data.pipeline(data.x_val, data.y_val, 512) if validation else None,
-        epochs=epochs, callbacks=progress.with_bar(callbacks, desc or f"training {model.name}", verbose),
+        epochs=epochs,
+        callbacks=progress.with_bar(callbacks, desc or f"training {model.name}", verbose),
         verbose=verbose,
     )
 
 
 # --- the fine-tuning recipe every technique shares ------------------------------------------
 
+
 def steps_for(n_examples: int, batch_size: int, epochs: int) -> int:
     """Optimizer steps of ``epochs`` passes over ``n_examples`` in batches (last batch partial)."""
     from .validate import positive_int
 
-    n_examples, batch_size, epochs = (positive_int(n_examples, "n_examples"),
-                                      positive_int(batch_size, "batch_size"), positive_int(epochs, "epochs"))
+    n_examples, batch_size, epochs = (
+        positive_int(n_examples, "n_examples"),
+        positive_int(batch_size, "batch_size"),
+        positive_int(epochs, "epochs"),
+    )
     return -(-n_examples // batch_size) * epochs
 
 
-def cosine_schedule(learning_rate: float, n_examples: int, batch_size: int, epochs: int,
-                    alpha: float = 0.01):
+def cosine_schedule(learning_rate: float, n_examples: int, batch_size: int, epochs: int, alpha: float = 0.01):
     """The course's learning-rate schedule: cosine decay over all the steps of a run, to
     ``alpha`` times the start (introduced in notebook 01; every technique's fine-tuning uses it)."""
     import tf_keras
@@ -112,7 +135,8 @@ def cosine_schedule(learning_rate: float, n_examples: int, batch_size: int, epoc
     if not np.isfinite(learning_rate) or learning_rate <= 0:
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
     return tf_keras.optimizers.schedules.CosineDecay(
-        learning_rate, steps_for(n_examples, batch_size, epochs), alpha=alpha)
+        learning_rate, steps_for(n_examples, batch_size, epochs), alpha=alpha
+    )
 
 
 def history_dict(history) -> dict:

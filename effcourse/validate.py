@@ -3,6 +3,7 @@
 Each check returns the value it accepted (converted where that is safe), or raises a
 ``ValueError`` / ``TypeError`` whose message names the argument, what it got and what to do.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -22,6 +23,8 @@ def mnist_like(data, what: str = "this function"):
     from .data import MNIST
 
     if not isinstance(data, MNIST):
-        raise TypeError(f"{what} needs the MNIST object from effcourse.data.load() (with x_train, "
-                        f"y_train, x_val, ...), got {type(data).__name__}.")
+        raise TypeError(
+            f"{what} needs the MNIST object from effcourse.data.load() (with x_train, "
+            f"y_train, x_val, ...), got {type(data).__name__}."
+        )
     return data

@@ -8,8 +8,10 @@ def todo(*args, **kwargs):
 
 
 def pareto_ok(sizes, accs):
-    return [not any(s <= si and a >= ai and (s < si or a > ai) for s, a in zip(sizes, accs))
-            for si, ai in zip(sizes, accs)]
+    return [
+        not any(s <= si and a >= ai and (s < si or a > ai) for s, a in zip(sizes, accs))
+        for si, ai in zip(sizes, accs)
+    ]
 
 
 def choose_ok(trials, base, drop):
@@ -22,8 +24,12 @@ def test_pareto_check():
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb08.pareto(todo)
     with pytest.raises(checks.CheckFailed, match="identical"):  # 'not strictly' forgotten
-        checks.nb08.pareto(lambda s, a: [not any(x <= si and y >= ai and (j != i) for j, (x, y) in enumerate(zip(s, a)))
-                                         for i, (si, ai) in enumerate(zip(s, a))])
+        checks.nb08.pareto(
+            lambda s, a: [
+                not any(x <= si and y >= ai and (j != i) for j, (x, y) in enumerate(zip(s, a)))
+                for i, (si, ai) in enumerate(zip(s, a))
+            ]
+        )
 
 
 def test_choose_check():

@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import nbformat
@@ -16,6 +15,7 @@ def todo(*args, **kwargs):
 
 # --- the mechanism ---------------------------------------------------------------------
 
+
 def test_check_on_placeholder_gives_a_hint():
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.call(todo, name="f")
@@ -32,10 +32,11 @@ def test_close_reports_the_gap(capsys):
 
 def test_unknown_checks_module():
     with pytest.raises(AttributeError):
-        checks.nothing_here
+        checks.nothing_here  # noqa: B018  (the attribute access is the test)
 
 
 # --- notebook 01 checks: fail on the placeholder and on typical mistakes, pass on answers ---
+
 
 def ce_solution(logits, labels):
     z = logits - logits.max(axis=1, keepdims=True)
@@ -72,6 +73,7 @@ def test_nb01_macs():
 
 # --- student copies ------------------------------------------------------------------------
 
+
 def test_strip_solution_keeps_scaffold():
     src = "def f(x):\n    '''doc'''\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
     out = student.strip_solution(src)
@@ -93,7 +95,11 @@ def test_student_copy_has_no_solutions(path):
     for orig, new in zip(nb.cells, copy.cells):
         if "solution" in orig.metadata.get("tags", []):
             assert "NotImplementedError" in new.source
-            body = orig.source.split(student.BEGIN)[1].split(student.END)[0] if student.BEGIN in orig.source else orig.source
+            body = (
+                orig.source.split(student.BEGIN)[1].split(student.END)[0]
+                if student.BEGIN in orig.source
+                else orig.source
+            )
             for line in body.strip().splitlines():
                 if line.strip() and not line.strip().startswith("#"):
                     assert line not in new.source.splitlines()
@@ -105,5 +111,5 @@ def test_every_exercise_is_followed_by_a_check():
         nb = nbformat.read(path, as_version=4)
         for i, cell in enumerate(nb.cells):
             if "solution" in cell.metadata.get("tags", []):
-                following = "\n".join(c.source for c in nb.cells[i + 1:i + 3] if c.cell_type == "code")
+                following = "\n".join(c.source for c in nb.cells[i + 1 : i + 3] if c.cell_type == "code")
                 assert "checks." in following, f"{path.name} cell {i}: no check after the exercise"

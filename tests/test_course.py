@@ -11,8 +11,10 @@ def test_notebooks_are_in_order():
 
 
 def test_index_links_every_notebook(tmp_root):
-    entries = [{"name": p.stem, "title": f"T{i}", "seconds": 12.0 + i, "ok": i != 1}
-               for i, p in enumerate(course.notebooks(ROOT))]
+    entries = [
+        {"name": p.stem, "title": f"T{i}", "seconds": 12.0 + i, "ok": i != 1}
+        for i, p in enumerate(course.notebooks(ROOT))
+    ]
     assert len(entries) >= 2
     out = tmp_root / "build" / "html"
     out.mkdir(parents=True)

@@ -20,7 +20,7 @@ def test_layer_table_counts_zeros(tiny_model):
 
 def test_macs_by_hand(tiny_model):
     table = measure.macs_table(tiny_model).set_index("layer")["macs"]
-    assert table["conv"] == 6 * 6 * 3 * 3 * 1 * 4      # out HxW x k x k x cin x cout
+    assert table["conv"] == 6 * 6 * 3 * 3 * 1 * 4  # out HxW x k x k x cin x cout
     assert table["fc"] == 144 * 6 and table["out"] == 6 * 3
     assert measure.macs(models.lenet_300_100()) == 784 * 300 + 300 * 100 + 100 * 10
     keras = effcourse.keras
@@ -61,8 +61,9 @@ def test_float_tflite_predicts_like_keras(tiny_model):
     blob = convert.to_tflite(tiny_model, "float32")
     assert convert.is_tflite(blob)
     x = np.random.default_rng(0).random((20, 8, 8, 1), dtype=np.float32)
-    np.testing.assert_allclose(convert.TFLiteModel(blob).predict(x, batch_size=7),
-                               tiny_model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        convert.TFLiteModel(blob).predict(x, batch_size=7), tiny_model.predict(x, verbose=0), atol=1e-5
+    )
     y = np.argmax(tiny_model.predict(x, verbose=0), 1)
     assert measure.accuracy(blob, x, y) == 1.0
 
@@ -75,8 +76,9 @@ def test_int8_file_holds_int8_weights(tiny_model):
     assert len(kernels) == 3 and all(t["dtype"] == "int8" for t in kernels)
     assert sum(t["bytes"] for t in kernels) == 4 * 3 * 3 * 1 + 144 * 6 + 6 * 3  # one byte each
     assert all(t["scale"] is not None and len(t["scale"]) >= 1 for t in kernels)
-    float_kernels = [t for t in convert.constant_tensors(convert.to_tflite(tiny_model))
-                     if len(t["shape"]) in (2, 4)]
+    float_kernels = [
+        t for t in convert.constant_tensors(convert.to_tflite(tiny_model)) if len(t["shape"]) in (2, 4)
+    ]
     assert all(t["dtype"] == "float32" for t in float_kernels)
     float_blob = convert.to_tflite(tiny_model, "float32")
     assert len(blob) < len(float_blob)

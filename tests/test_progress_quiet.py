@@ -1,4 +1,5 @@
 """Progress bars and the native-log filter: what a learner sees around long and noisy cells."""
+
 import os
 import subprocess
 import sys
@@ -73,15 +74,15 @@ def test_noise_patterns_hide_tensorflow_lines_and_keep_real_ones():
 def test_filter_on_a_real_descriptor_in_a_child_process():
     """C-level writes to fd 2 pass through the filter: noise hidden, other lines kept in order."""
     code = (
-        "import os, sys; sys.path.insert(0, %r)\n"
+        f"import os, sys; sys.path.insert(0, {os.path.dirname(os.path.dirname(quiet.__file__))!r})\n"
         "import importlib.util as u\n"
-        "spec = u.spec_from_file_location('q', %r); q = u.module_from_spec(spec); spec.loader.exec_module(q)\n"
+        f"spec = u.spec_from_file_location('q', {quiet.__file__!r}); q = u.module_from_spec(spec); spec.loader.exec_module(q)\n"
         "q.install()\n"
         "os.write(2, b'I0000 00:00:1.5 1 port.cc:153] oneDNN custom operations are on.\\n')\n"
         "os.write(2, b'real line one\\n')\n"
         "os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\nreal line two\\n')\n"
-        "os.write(2, b'\\r 50%%|#####     | progress without newline')\n"
-    ) % (os.path.dirname(os.path.dirname(quiet.__file__)), quiet.__file__)
+        "os.write(2, b'\\r 50%|#####     | progress without newline')\n"
+    )
     env = dict(os.environ)
     env.pop("EFFCOURSE_NATIVE_LOGS", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
@@ -108,11 +109,18 @@ def test_notebook_noise_hook_sees_stderr_only():
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("root_conftest", Path(__file__).parent.parent / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "root_conftest", Path(__file__).parent.parent / "conftest.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    outs = [{"output_type": "stream", "name": "stdout", "text": "CPU: oneDNN is used\n"},
-            {"output_type": "stream", "name": "stderr",
-             "text": "E0000 00:00:1.1 7 cuda_platform.cc:52] failed call to cuInit\nmy own warning\n"}]
+    outs = [
+        {"output_type": "stream", "name": "stdout", "text": "CPU: oneDNN is used\n"},
+        {
+            "output_type": "stream",
+            "name": "stderr",
+            "text": "E0000 00:00:1.1 7 cuda_platform.cc:52] failed call to cuInit\nmy own warning\n",
+        },
+    ]
     assert mod.noisy_stderr(outs) == ["E0000 00:00:1.1 7 cuda_platform.cc:52] failed call to cuInit"]
     assert mod.noisy_stderr([]) == []

@@ -1,5 +1,6 @@
 """effcourse.prune: real sparsity in stripped kernels, 2:4 groups, exact channel surgery,
 no mutation of the caller's model, clear errors for bad input."""
+
 import dataclasses
 
 import numpy as np
@@ -14,8 +15,13 @@ keras = effcourse.keras
 @pytest.fixture(scope="module")
 def small_data(mnist):
     """A few hundred MNIST images: enough to run the training loop, fast."""
-    return dataclasses.replace(mnist, x_train=mnist.x_train[:512], y_train=mnist.y_train[:512],
-                               x_val=mnist.x_val[:256], y_val=mnist.y_val[:256])
+    return dataclasses.replace(
+        mnist,
+        x_train=mnist.x_train[:512],
+        y_train=mnist.y_train[:512],
+        x_val=mnist.x_val[:256],
+        y_val=mnist.y_val[:256],
+    )
 
 
 def _mlp():
@@ -29,6 +35,7 @@ def _weights(model):
 
 
 # --- magnitude pruning ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("schedule", ["polynomial", "constant"])
 def test_prune_and_finetune_reaches_sparsity_and_leaves_input_alone(small_data, schedule):
@@ -47,8 +54,14 @@ def test_prune_and_finetune_reaches_sparsity_and_leaves_input_alone(small_data, 
 
 
 def test_per_layer_sparsities_and_dense_layers(small_data):
-    pruned = prune.prune_and_finetune(models.lenet_300_100(), small_data, 0.5, epochs=1, batch_size=64,
-                                      per_layer={"fc1": 0.9, "logits": 0.0})
+    pruned = prune.prune_and_finetune(
+        models.lenet_300_100(),
+        small_data,
+        0.5,
+        epochs=1,
+        batch_size=64,
+        per_layer={"fc1": 0.9, "logits": 0.0},
+    )
     got = prune.kernel_sparsity(pruned)
     assert got["fc1"] == pytest.approx(0.9, abs=0.005)
     assert got["fc2"] == pytest.approx(0.5, abs=0.005)
@@ -58,8 +71,9 @@ def test_per_layer_sparsities_and_dense_layers(small_data):
 def test_pruning_summaries_are_written_step_by_step(small_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    prune.prune_and_finetune(models.lenet_300_100(), small_data, 0.6, epochs=1, batch_size=32,
-                             log_dir=tmp_path / "logs")
+    prune.prune_and_finetune(
+        models.lenet_300_100(), small_data, 0.6, epochs=1, batch_size=32, log_dir=tmp_path / "logs"
+    )
     acc = EventAccumulator(str(tmp_path / "logs" / "metrics"), size_guidance={"tensors": 0})
     acc.Reload()
     tags = [t for t in acc.Tags()["tensors"] if t.endswith("sparsity")]
@@ -85,8 +99,9 @@ def test_wrap_does_not_share_layers_and_strip_keeps_zeros(tiny_model):
 
 
 def test_m_by_n_pattern_holds_in_every_group(small_data):
-    pruned = prune.prune_and_finetune(models.lenet_300_100(), small_data, 0.5, epochs=1, batch_size=64,
-                                      m_by_n=(2, 4))
+    pruned = prune.prune_and_finetune(
+        models.lenet_300_100(), small_data, 0.5, epochs=1, batch_size=64, m_by_n=(2, 4)
+    )
     report = prune.m_by_n_report(pruned, (2, 4))
     assert set(report) == {"fc1", "fc2", "logits"}
     assert all(v == 1.0 for v in report.values())
@@ -105,6 +120,7 @@ def test_m_by_n_groups_run_along_input_channels():
 
 
 # --- bad input ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
 def test_sparsity_outside_range(small_data, bad):
@@ -130,8 +146,11 @@ def test_rejects_keras3_subclassed_and_wrapped(tiny_model):
     import keras as keras3
 
     k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2, name="d")])
-    for fn in (lambda m: prune.wrap(m, 0.5), lambda m: prune.channel_prune(m, {"d": 1}),
-               lambda m: prune.kernel_sparsity(m)):
+    for fn in (
+        lambda m: prune.wrap(m, 0.5),
+        lambda m: prune.channel_prune(m, {"d": 1}),
+        lambda m: prune.kernel_sparsity(m),
+    ):
         with pytest.raises(models.ModelError, match="Keras 3"):
             fn(k3)
     subclassed = type("Sub", (keras.Model,), {"call": lambda self, x: x})()
@@ -147,6 +166,7 @@ def test_rejects_keras3_subclassed_and_wrapped(tiny_model):
 
 
 # --- sensitivity and allocation -------------------------------------------------------------
+
 
 def test_sensitivity_scan_and_allocation(mnist):
     model = models.lenet_300_100()
@@ -167,6 +187,7 @@ def test_sensitivity_scan_and_allocation(mnist):
 
 
 # --- channel pruning --------------------------------------------------------------------------
+
 
 def _conv_bn_model():
     inp = keras.Input((10, 10, 2))
@@ -274,10 +295,10 @@ def test_nb02_magnitude_prune_check():
 
 def test_nb02_filters_check():
     def solution(kernel, k):
-        return np.argsort(-np.sqrt((kernel ** 2).sum(axis=(0, 1, 2))))[:k]
+        return np.argsort(-np.sqrt((kernel**2).sum(axis=(0, 1, 2))))[:k]
 
     def wrong_axis(kernel, k):
-        return np.argsort(-np.sqrt((kernel ** 2).sum(axis=(0, 1, 3))))[:min(k, 4)]
+        return np.argsort(-np.sqrt((kernel**2).sum(axis=(0, 1, 3))))[: min(k, 4)]
 
     checks.nb02.filters_to_keep(solution)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
@@ -285,7 +306,9 @@ def test_nb02_filters_check():
     with pytest.raises(checks.CheckFailed, match="LAST axis"):
         checks.nb02.filters_to_keep(wrong_axis)
     with pytest.raises(checks.CheckFailed, match="LARGEST"):
-        checks.nb02.filters_to_keep(lambda kernel, k: np.argsort(np.sqrt((kernel ** 2).sum(axis=(0, 1, 2))))[:k])
+        checks.nb02.filters_to_keep(
+            lambda kernel, k: np.argsort(np.sqrt((kernel**2).sum(axis=(0, 1, 2))))[:k]
+        )
 
 
 def test_nb02_per_layer_check(mnist):

@@ -1,4 +1,5 @@
 """effcourse.quantize: the affine arithmetic against TFLite, QAT, per-layer error, latency."""
+
 import dataclasses
 
 import numpy as np
@@ -22,7 +23,10 @@ def int8_blob(tiny_model, calib):
 
 # --- the arithmetic ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype,narrow", [("int8", False), ("uint8", False), ("int8", True), ("int16", False)])
+
+@pytest.mark.parametrize(
+    "dtype,narrow", [("int8", False), ("uint8", False), ("int8", True), ("int16", False)]
+)
 def test_round_trip_within_half_a_step(dtype, narrow):
     x = np.random.default_rng(1).normal(0.3, 2.0, 5000)
     scale, zero = quantize.affine_params(x.min(), x.max(), dtype, narrow)
@@ -72,6 +76,7 @@ def test_arithmetic_bad_input():
 
 # --- the hand arithmetic equals what TFLite stores ---------------------------------------------
 
+
 def test_hand_scales_match_tflite(tiny_model, int8_blob, calib):
     table = quantize.weight_check(tiny_model, int8_blob).set_index("layer")
     assert list(table.index) == ["conv", "fc", "out"]
@@ -89,7 +94,10 @@ def test_hand_scales_match_tflite(tiny_model, int8_blob, calib):
     probe = keras.Model(tiny_model.inputs, tiny_model.get_layer("fc").output)
     out = probe.predict(calib, verbose=0)
     scale, zero = quantize.affine_params(out.min(), out.max())
-    assert acts.loc["fc", "scale"] == pytest.approx(float(scale), rel=1e-5) and acts.loc["fc", "zero_point"] == zero
+    assert (
+        acts.loc["fc", "scale"] == pytest.approx(float(scale), rel=1e-5)
+        and acts.loc["fc", "zero_point"] == zero
+    )
 
 
 def test_int8_file_stores_int8_kernels(tiny_model, int8_blob):
@@ -107,8 +115,10 @@ def test_float_tflite_predicts_like_keras_on_a_baseline():
     x = np.random.default_rng(3).random((16, 28, 28, 1), dtype=np.float32)
     blob = convert.to_tflite(model)
     np.testing.assert_allclose(convert.TFLiteModel(blob).predict(x), model.predict(x, verbose=0), atol=1e-4)
-    assert (np.argmax(convert.TFLiteModel(blob, delegate="none").predict(x), 1)
-            == np.argmax(model.predict(x, verbose=0), 1)).all()
+    assert (
+        np.argmax(convert.TFLiteModel(blob, delegate="none").predict(x), 1)
+        == np.argmax(model.predict(x, verbose=0), 1)
+    ).all()
 
 
 def test_representative_data_errors(tiny_model):
@@ -121,6 +131,7 @@ def test_representative_data_errors(tiny_model):
 
 
 # --- per-layer error and the interpreter settings ---------------------------------------------
+
 
 def test_layer_sqnr(tiny_model, int8_blob, calib):
     float_blob = convert.to_tflite(tiny_model)
@@ -145,8 +156,9 @@ def test_delegate_setting_and_latency_comparison(tiny_model, int8_blob):
         plain.activations(np.zeros((1, 8, 8, 1), np.float32))
     prof = dataclasses.replace(effcourse.profile.get("quick"), latency_runs=5, latency_warmup=1)
     for delegate in ("auto", "none"):
-        table = quantize.compare_latency({"float": float_blob, "int8": int8_blob}, None, prof,
-                                         delegate=delegate, rounds=2)
+        table = quantize.compare_latency(
+            {"float": float_blob, "int8": int8_blob}, None, prof, delegate=delegate, rounds=2
+        )
         assert list(table.index) == ["float", "int8"]
         assert (table["latency_ms"] > 0).all() and (table["latency_p90_ms"] >= table["latency_ms"]).all()
         assert set(table["delegated"]) == {"all" if delegate == "auto" else "none"}
@@ -155,6 +167,7 @@ def test_delegate_setting_and_latency_comparison(tiny_model, int8_blob):
 
 
 # --- quantization-aware training --------------------------------------------------------------
+
 
 def test_qat_trains_a_copy_and_converts_to_int8(tiny_model, calib):
     before = [w.copy() for w in tiny_model.get_weights()]
@@ -177,7 +190,9 @@ def _with_layer(layer):
 
 def test_qat_names_the_layer_it_cannot_annotate():
     model = _with_layer(keras.layers.LayerNormalization(name="norm"))
-    with pytest.raises(quantize.QuantizeError, match=r"'norm'.*LayerNormalization.*quantize_annotate_layer.*QuantizeConfig"):
+    with pytest.raises(
+        quantize.QuantizeError, match=r"'norm'.*LayerNormalization.*quantize_annotate_layer.*QuantizeConfig"
+    ):
         quantize.quantize_aware(model)
     assert quantize.unsupported_layers(model) == [("norm", "LayerNormalization")]
     with pytest.raises(quantize.QuantizeError, match="'twice'.*Lambda.*quantize_annotate_layer"):
@@ -209,7 +224,8 @@ def test_qat_follows_the_pointer_quantize_annotate_layer():
             return {}
 
     norm = tfmot.quantization.keras.quantize_annotate_layer(
-        keras.layers.LayerNormalization(name="norm"), quantize_config=NoQuantConfig())
+        keras.layers.LayerNormalization(name="norm"), quantize_config=NoQuantConfig()
+    )
     q = quantize.quantize_aware(_with_layer(norm), custom_objects={"NoQuantConfig": NoQuantConfig})
     assert q(np.zeros((2, 8), np.float32)).shape == (2, 2)
 
@@ -242,6 +258,7 @@ def test_qat_rejects_keras3_subclassed_and_bad_data(tiny_model):
 
 
 # --- notebook 03 checks: fail on the placeholder and on typical mistakes, pass on answers ---
+
 
 def _todo(*args, **kwargs):
     raise NotImplementedError("Exercise: write your code here")
@@ -300,13 +317,13 @@ def test_nb03_sqnr():
     from effcourse import checks
 
     def solution(ref, approx):
-        return 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - approx) ** 2))
+        return 10 * np.log10(np.sum(ref**2) / np.sum((ref - approx) ** 2))
 
     checks.nb03.sqnr(solution)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb03.sqnr(_todo)
     with pytest.raises(checks.CheckFailed, match="10 log10"):
-        checks.nb03.sqnr(lambda r, a: 20 * np.log10(np.sum(r ** 2) / np.sum((r - a) ** 2)))
+        checks.nb03.sqnr(lambda r, a: 20 * np.log10(np.sum(r**2) / np.sum((r - a) ** 2)))
     with pytest.raises(checks.CheckFailed, match="signal over noise"):
         checks.nb03.sqnr(lambda r, a: -solution(r, a))
 
@@ -314,8 +331,7 @@ def test_nb03_sqnr():
 def test_nb03_quantize_input():
     from effcourse import checks
 
-    checks.nb03.quantize_input(
-        lambda x, s, z: np.clip(np.round(x / s + z), -128, 127).astype(np.int8))
+    checks.nb03.quantize_input(lambda x, s, z: np.clip(np.round(x / s + z), -128, 127).astype(np.int8))
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb03.quantize_input(_todo)
     with pytest.raises(checks.CheckFailed, match="saturate|clip"):

@@ -1,5 +1,6 @@
 """Repository rules: notebooks committed without outputs, one setup call, no installs,
 no star imports; environment.yml and pyproject.toml name the same packages."""
+
 import re
 import tomllib
 from pathlib import Path
@@ -24,13 +25,15 @@ def test_notebook_rules(path):
     for cell in code:
         assert not cell.outputs, f"{path.name}: committed with outputs (clear them)"
         assert cell.execution_count is None, f"{path.name}: committed with execution counts"
-        assert not re.search(r"^\s*[!%]\s*pip\s+install|pip install", cell.source, re.M), \
+        assert not re.search(r"^\s*[!%]\s*pip\s+install|pip install", cell.source, re.M), (
             f"{path.name}: notebooks never install packages"
+        )
         assert "import *" not in cell.source, f"{path.name}: no star imports"
         assert "TF_USE_LEGACY_KERAS" not in cell.source, "only effcourse.env knows about that"
     first = code[0].source
-    assert "import effcourse" in first and "effcourse.setup(" in first, \
+    assert "import effcourse" in first and "effcourse.setup(" in first, (
         f"{path.name}: the first code cell imports effcourse and calls setup()"
+    )
     assert sum("effcourse.setup(" in c.source for c in code) == 1
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
@@ -71,8 +74,9 @@ def test_normaliser_keeps_ids_strips_outputs_and_fills_missing_ids():
     from effcourse import nbsource
 
     nb = nbformat.v4.new_notebook()
-    a = nbformat.v4.new_code_cell("x = 1", id="keep-me", execution_count=3,
-                                  outputs=[nbformat.v4.new_output("stream", text="1")])
+    a = nbformat.v4.new_code_cell(
+        "x = 1", id="keep-me", execution_count=3, outputs=[nbformat.v4.new_output("stream", text="1")]
+    )
     a.metadata.update({"scrolled": True, "tags": ["solution", "solution"]})
     b = nbformat.v4.new_markdown_cell("# T", id="keep-me")  # a duplicate id (pasted cell)
     nb.cells = [b.copy(), a, b]

@@ -1,4 +1,5 @@
 """The timing core, driven by a fake clock: the arithmetic is checked exactly."""
+
 import pytest
 
 from effcourse import timing
@@ -20,6 +21,7 @@ class FakeClock:
         def run():
             self.log.append(name)
             self.now += durations.pop(0)
+
         return run
 
 
@@ -52,8 +54,9 @@ def test_order_rotates_between_rounds():
     res = timing.interleaved(tasks, rounds=3, runs=1, warmup=0, clock=clock)
     assert res.orders == [["x", "y", "z"], ["y", "z", "x"], ["z", "x", "y"]]
     assert clock.log == ["x", "y", "z", "y", "z", "x", "z", "x", "y"]
-    fixed = timing.interleaved({k: clock.task(k, [0.0] * 10) for k in "xy"}, rounds=2, warmup=0,
-                               clock=clock, rotate=False)
+    fixed = timing.interleaved(
+        {k: clock.task(k, [0.0] * 10) for k in "xy"}, rounds=2, warmup=0, clock=clock, rotate=False
+    )
     assert fixed.orders == [["x", "y"], ["x", "y"]]
 
 
@@ -79,17 +82,26 @@ def test_sync_is_called_before_the_clock_is_read():
 
 def test_table_units_and_speedup_column():
     clock = FakeClock()
-    res = timing.interleaved({"a": clock.task("a", [0.002] * 3), "b": clock.task("b", [0.001] * 3)},
-                             rounds=3, warmup=0, clock=clock)
+    res = timing.interleaved(
+        {"a": clock.task("a", [0.002] * 3), "b": clock.task("b", [0.001] * 3)},
+        rounds=3,
+        warmup=0,
+        clock=clock,
+    )
     df = res.table(unit="ms", baseline="a")
     assert df.loc["a", "median (ms)"] == pytest.approx(2.0)
     assert df.loc["b", "speed-up vs a"] == pytest.approx(2.0)
     assert df.loc["b", "rounds"] == 3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"rounds": 0}, "rounds"), ({"runs": 1.5}, "runs"), ({"warmup": -1}, "warmup"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"rounds": 0}, "rounds"),
+        ({"runs": 1.5}, "runs"),
+        ({"warmup": -1}, "warmup"),
+    ],
+)
 def test_bad_arguments_say_what_is_wrong(kwargs, match):
     with pytest.raises(ValueError, match=match):
         timing.interleaved({"a": lambda: None}, **kwargs)

@@ -10,6 +10,7 @@ verified, or raises ``CheckFailed`` whose message is a hint about what is off: n
 The core helpers are here; each notebook's checks live in their own submodule
 ``checks/nbNN.py`` (loaded on first use: ``checks.nb01.sgd_update(fn)``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,10 @@ def call(fn, *args, name: str = "your function", **kwargs):
     try:
         return fn(*args, **kwargs)
     except NotImplementedError:
-        fail(f"{name} is not written yet: replace the `raise NotImplementedError` line in the "
-             "exercise cell with your code, run that cell, then this one.")
+        fail(
+            f"{name} is not written yet: replace the `raise NotImplementedError` line in the "
+            "exercise cell with your code, run that cell, then this one."
+        )
     except CheckFailed:
         raise
     except Exception as err:  # the learner's code crashed: say how
@@ -68,7 +71,6 @@ def close(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
     if not np.isfinite(err) or err > atol:
         fail(f"{what} is off by {err:.3g} (allowed {atol:g}). {hint}".strip())
     return passed(f"{what} matches (max difference {err:.2g}).")
-
 
 
 def __getattr__(name: str):

@@ -1,4 +1,5 @@
 """Self-checks for the exercises of notebook 01 (SGD and the loss)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,12 +17,19 @@ def softmax_cross_entropy(fn) -> None:
     got = call(fn, logits, labels, name="cross_entropy")
     got = float(np.asarray(got))
     if not np.isfinite(got):
-        fail("the loss is not finite on logits like 1000: subtract the row maximum before exp "
-             "(log-sum-exp trick).")
+        fail(
+            "the loss is not finite on logits like 1000: subtract the row maximum before exp "
+            "(log-sum-exp trick)."
+        )
     if abs(got - expected) > 1e-4 and abs(got - expected * 3) < 1e-3:
         fail("you summed over the batch; the loss is the mean over examples.")
-    return close(got, expected, "cross-entropy on a 3-example batch", atol=1e-4,
-                 hint="Use -log softmax(z)_y = -z_y + log sum_k exp(z_k), averaged over the batch.")
+    return close(
+        got,
+        expected,
+        "cross-entropy on a 3-example batch",
+        atol=1e-4,
+        hint="Use -log softmax(z)_y = -z_y + log sum_k exp(z_k), averaged over the batch.",
+    )
 
 
 def sgd_update(fn) -> None:
@@ -42,8 +50,10 @@ def sgd_update(fn) -> None:
             fail(f"updated weight array {i} has shape {new.shape}; it should keep its shape {w.shape}.")
         off = float(np.max(np.abs(new - (w - eta * g))))
         if not np.isfinite(off) or off > 1e-6:
-            fail(f"updated weight array {i} is off by {off:.3g}: each array moves by the learning "
-                 "rate times its own gradient, nothing else.")
+            fail(
+                f"updated weight array {i} is off by {off:.3g}: each array moves by the learning "
+                "rate times its own gradient, nothing else."
+            )
     return passed("the SGD update is w <- w - eta * grad for every array.")
 
 
@@ -53,7 +63,9 @@ def macs_dense(fn) -> None:
     for widths, expected in cases.items():
         got = call(fn, list(widths), name="mlp_macs")
         if got != expected:
-            fail(f"for widths {widths} expected {expected} MACs, got {got}. A Dense layer from "
-                 "n_in to n_out does n_in * n_out multiply-accumulates per sample; biases are "
-                 "additions only and are not counted.")
+            fail(
+                f"for widths {widths} expected {expected} MACs, got {got}. A Dense layer from "
+                "n_in to n_out does n_in * n_out multiply-accumulates per sample; biases are "
+                "additions only and are not counted."
+            )
     return passed("MACs of an MLP = sum over layers of n_in * n_out.")

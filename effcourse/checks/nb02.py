@@ -1,4 +1,5 @@
 """Self-checks for the exercises of notebook 02 (pruning)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,12 +22,16 @@ def magnitude_prune(fn) -> None:
         if np.any(got[kept] != weights[kept]):
             fail("the weights you keep must keep their values: multiply by a 0/1 mask, do not rescale.")
         if zeros != want:
-            fail(f"at sparsity {sparsity} expected exactly {want} zeros out of {weights.size}, got {zeros}. "
-                 "Rank all the weights by |w| and zero the smallest round(sparsity * size) of them.")
+            fail(
+                f"at sparsity {sparsity} expected exactly {want} zeros out of {weights.size}, got {zeros}. "
+                "Rank all the weights by |w| and zero the smallest round(sparsity * size) of them."
+            )
         if want and np.abs(weights[~kept]).max() > np.abs(weights[kept]).min() + 1e-7:
             if np.all(weights[~kept] <= np.sort(weights.ravel())[want - 1] + 1e-7):
-                fail("you removed the most negative weights; magnitude pruning ranks by |w|, so a "
-                     "large negative weight matters as much as a large positive one.")
+                fail(
+                    "you removed the most negative weights; magnitude pruning ranks by |w|, so a "
+                    "large negative weight matters as much as a large positive one."
+                )
             fail("some zeroed weight is larger in magnitude than a kept one: rank by np.abs(weights).")
     return passed("magnitude pruning zeroes exactly the smallest |w| and leaves the rest untouched.")
 
@@ -37,7 +42,9 @@ def per_layer_beats_uniform(per_layer, model, x, y, min_overall: float) -> None:
     from .. import measure, models, prune
 
     if not isinstance(per_layer, dict) or not per_layer:
-        fail("per_layer should be a dict {layer name: sparsity}, e.g. {'fc1': 0.95, 'fc2': 0.8, 'logits': 0.5}.")
+        fail(
+            "per_layer should be a dict {layer name: sparsity}, e.g. {'fc1': 0.95, 'fc2': 0.8, 'logits': 0.5}."
+        )
     names = prune.prunable_layers(model)
     missing = [n for n in names if n not in per_layer]
     if missing:
@@ -47,8 +54,10 @@ def per_layer_beats_uniform(per_layer, model, x, y, min_overall: float) -> None:
     except (TypeError, ValueError) as err:
         fail(str(err))
     if overall < min_overall - 1e-9:
-        fail(f"your choice removes {overall:.1%} of the kernel weights; the exercise asks for at least "
-             f"{min_overall:.1%}. Prune the largest layer harder: it holds most of the weights.")
+        fail(
+            f"your choice removes {overall:.1%} of the kernel weights; the exercise asks for at least "
+            f"{min_overall:.1%}. Prune the largest layer harder: it holds most of the weights."
+        )
 
     def accuracy_with(sparsities):
         work = models.clone(model, compile_like=False)
@@ -60,11 +69,14 @@ def per_layer_beats_uniform(per_layer, model, x, y, min_overall: float) -> None:
     ours = accuracy_with(per_layer)
     uniform = accuracy_with({n: overall for n in names})
     if ours < uniform:
-        fail(f"at {overall:.1%} total sparsity your per-layer choice reaches {ours:.2%}, uniform pruning "
-             f"{uniform:.2%}. Look at the sensitivity scan: move sparsity from the sensitive (small) "
-             "layers to the insensitive (big) ones.")
-    return passed(f"at {overall:.1%} total sparsity, per-layer {ours:.2%} >= uniform {uniform:.2%} "
-                  "(no fine-tuning).")
+        fail(
+            f"at {overall:.1%} total sparsity your per-layer choice reaches {ours:.2%}, uniform pruning "
+            f"{uniform:.2%}. Look at the sensitivity scan: move sparsity from the sensitive (small) "
+            "layers to the insensitive (big) ones."
+        )
+    return passed(
+        f"at {overall:.1%} total sparsity, per-layer {ours:.2%} >= uniform {uniform:.2%} (no fine-tuning)."
+    )
 
 
 def filters_to_keep(fn) -> None:
@@ -73,7 +85,7 @@ def filters_to_keep(fn) -> None:
     kernel = rng.normal(size=(3, 3, 4, 10)).astype(np.float32)
     scale = np.linspace(0.2, 2.0, 10)[rng.permutation(10)]
     kernel *= scale  # filters of clearly different sizes
-    norms = np.sqrt((kernel ** 2).sum(axis=(0, 1, 2)))
+    norms = np.sqrt((kernel**2).sum(axis=(0, 1, 2)))
     for k in (1, 4, 10):
         got = call(fn, kernel.copy(), k, name="filters_to_keep")
         got = np.sort(np.asarray(got).ravel())
@@ -81,13 +93,17 @@ def filters_to_keep(fn) -> None:
         if got.shape != want.shape:
             fail(f"for k={k} return k indices; got {got.size}.")
         if not np.array_equal(got, want):
-            wrong_axis = np.sort(np.argsort(-np.sqrt((kernel ** 2).sum(axis=(0, 1, 3))))[:min(k, 4)])
+            wrong_axis = np.sort(np.argsort(-np.sqrt((kernel**2).sum(axis=(0, 1, 3))))[: min(k, 4)])
             if got.size == wrong_axis.size and np.array_equal(got, wrong_axis):
-                fail("you ranked input channels; filters are the LAST axis of a Conv2D kernel "
-                     "(h, w, in, out): sum over axes (0, 1, 2).")
+                fail(
+                    "you ranked input channels; filters are the LAST axis of a Conv2D kernel "
+                    "(h, w, in, out): sum over axes (0, 1, 2)."
+                )
             smallest = np.sort(np.argsort(norms)[:k])
             if np.array_equal(got, smallest):
                 fail("you kept the smallest filters; keep the k with the LARGEST norms.")
-            fail(f"for k={k} expected filters {want.tolist()}, got {got.tolist()}. The L2 norm of filter j "
-                 "is sqrt(sum of kernel[..., j]**2).")
+            fail(
+                f"for k={k} expected filters {want.tolist()}, got {got.tolist()}. The L2 norm of filter j "
+                "is sqrt(sum of kernel[..., j]**2)."
+            )
     return passed("the kept filters are the k with the largest L2 norms.")

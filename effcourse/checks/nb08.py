@@ -1,4 +1,5 @@
 """Self-checks for the exercises of notebook 08 (automated compression)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ def choose(fn) -> None:
     trials = [(100, 0.90), (50, 0.985), (40, 0.97), (50, 0.99), (200, 0.995)]
     got = call(fn, trials, 0.99, 0.005, name="choose")
     if got == 2:
-        fail("trial 2 is the smallest but misses the budget (0.97 < 0.985): filter first, then take the smallest.")
+        fail(
+            "trial 2 is the smallest but misses the budget (0.97 < 0.985): filter first, then take the smallest."
+        )
     if got == 1:
         fail("trials 1 and 3 have the same size; break the tie with the higher accuracy.")
     if got != 3:
@@ -41,7 +44,9 @@ def choose(fn) -> None:
     none = call(fn, [(10, 0.5)], 0.99, 0.005, name="choose")
     if none is not None:
         fail(f"when no trial meets the budget return None, got {none}.")
-    return passed("the smallest within-budget trial is chosen, ties to the more accurate, None when none fits.")
+    return passed(
+        "the smallest within-budget trial is chosen, ties to the more accurate, None when none fits."
+    )
 
 
 def compression_ratio(value, dense_bytes, size_bytes) -> None:

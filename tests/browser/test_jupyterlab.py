@@ -13,6 +13,7 @@ a Chromium binary) and the ``playwright`` Python package (dev extra). Playwright
 browser download is never used. Without them the test is skipped, except under CI
 (``CI=true``), where it fails and says what to install.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,16 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 NOTEBOOKS = ["00_setup_and_tour", "01_sgd_loss_formulation"]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RUN_TIMEOUT = float(os.environ.get("EFFCOURSE_BROWSER_TIMEOUT", "900"))  # s per notebook
 VIEWPORT = {"width": 1280, "height": 900}
 
@@ -47,7 +56,9 @@ VIEWPORT = {"width": 1280, "height": 900}
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false", "checkForUpdates": False},
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
 }
 
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
@@ -73,13 +84,17 @@ def _missing() -> list[str]:
     """What this test needs and the machine lacks, each with how to install it."""
     missing = []
     if _chromium() is None:
-        missing.append("Chromium: `apt-get update && apt-get install -y chromium` (Debian's "
-                       "package, /usr/bin/chromium), or set EFFCOURSE_CHROMIUM to a Chromium binary")
+        missing.append(
+            "Chromium: `apt-get update && apt-get install -y chromium` (Debian's "
+            "package, /usr/bin/chromium), or set EFFCOURSE_CHROMIUM to a Chromium binary"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        missing.append("Playwright: `pip install -e '.[dev]'` (the `playwright` package; "
-                       "do not run `playwright install`, the test uses the system Chromium)")
+        missing.append(
+            "Playwright: `pip install -e '.[dev]'` (the `playwright` package; "
+            "do not run `playwright install`, the test uses the system Chromium)"
+        )
     return missing
 
 
@@ -117,23 +132,36 @@ def lab(tmp_path_factory):
         (settings / name).write_text(json.dumps(values))
 
     port, token = _free_port(), secrets.token_hex(16)
-    env = {key: value for key, value in os.environ.items()
-           if key != "EFFCOURSE_PROGRESS"}  # tests/conftest.py turns the bars off; the learner has them
-    env.update(EFFCOURSE_PROFILE="quick", EFFCOURSE_ROOT=str(ROOT),
-               JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(private / "workspaces"),
-               JUPYTER_CONFIG_DIR=str(private / "config"),
-               JUPYTER_RUNTIME_DIR=str(private / "runtime"),
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    env = {
+        key: value for key, value in os.environ.items() if key != "EFFCOURSE_PROGRESS"
+    }  # tests/conftest.py turns the bars off; the learner has them
+    env.update(
+        EFFCOURSE_PROFILE="quick",
+        EFFCOURSE_ROOT=str(ROOT),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(private / "workspaces"),
+        JUPYTER_CONFIG_DIR=str(private / "config"),
+        JUPYTER_RUNTIME_DIR=str(private / "runtime"),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={ROOT}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     if hasattr(os, "getuid") and os.getuid() == 0:
         cmd.append("--allow-root")
     log = open(private / "server.log", "w")
-    server = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -143,21 +171,32 @@ def lab(tmp_path_factory):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n"
-                                       + (private / "server.log").read_text()[-3000:])
+                    raise RuntimeError(
+                        "JupyterLab did not start:\n" + (private / "server.log").read_text()[-3000:]
+                    ) from None
                 time.sleep(0.5)
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
-                str(private / "chromium-profile"), executable_path=_chromium(), headless=True,
-                args=CHROMIUM_ARGS, viewport=VIEWPORT)
+                str(private / "chromium-profile"),
+                executable_path=_chromium(),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport=VIEWPORT,
+            )
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(60_000)
             console = []
             page.on("pageerror", lambda exc: console.append(f"page error: {exc}"))
             page.on("console", lambda msg: msg.type == "error" and console.append(msg.text))
-            yield {"page": page, "base": base, "token": token, "workdir": workdir,
-                   "rel": workdir.relative_to(ROOT).as_posix(), "console": console,
-                   "log": private / "server.log"}
+            yield {
+                "page": page,
+                "base": base,
+                "token": token,
+                "workdir": workdir,
+                "rel": workdir.relative_to(ROOT).as_posix(),
+                "console": console,
+                "log": private / "server.log",
+            }
             context.close()  # closes without saving anything
     finally:
         try:
@@ -173,21 +212,21 @@ def lab(tmp_path_factory):
 
 
 # Collects, in one pass over the DOM, what a learner would see in the open notebook.
-STATE_JS = """() => {
+STATE_JS = f"""() => {{
   const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
   if (!nb) return null;
   const prompts = [...nb.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent.trim());
   const ind = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
   const outputs = [...nb.querySelectorAll('.jp-OutputArea-output')];
-  return {
+  return {{
     prompts,
     indicator: ind ? ind.getAttribute('data-status') : null,
-    stderr: [...nb.querySelectorAll('%s')].map(e => e.innerText.slice(0, 2000)),
+    stderr: [...nb.querySelectorAll('{STDERR}')].map(e => e.innerText.slice(0, 2000)),
     images: nb.querySelectorAll('.jp-OutputArea-output img').length,
     widgets: nb.querySelectorAll('.jp-OutputArea-output .widget-hprogress').length,
     text: outputs.map(e => e.innerText).join('\\n'),
-  };
-}""" % STDERR
+  }};
+}}"""
 
 
 def _sessions(lab) -> list[dict]:
@@ -197,8 +236,9 @@ def _sessions(lab) -> list[dict]:
 def _end_sessions(lab) -> None:
     """Shut the earlier notebooks' kernels down (their tabs are in another workspace)."""
     for session in _sessions(lab):
-        req = urllib.request.Request(f"{lab['base']}/api/sessions/{session['id']}?token={lab['token']}",
-                                     method="DELETE")
+        req = urllib.request.Request(
+            f"{lab['base']}/api/sessions/{session['id']}?token={lab['token']}", method="DELETE"
+        )
         urllib.request.urlopen(req, timeout=30).close()
 
 
@@ -212,17 +252,23 @@ def _screenshots(page, stem: str) -> list[Path]:
     for old in SCREENSHOTS.glob(f"{stem}_*.png"):
         old.unlink()
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-    scroller_js = ("() => { const s = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
-                   ".jp-WindowedPanel-outer') || document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
-                   ".jp-Notebook'); return [s.scrollHeight, s.clientHeight]; }")
-    top_js = ("() => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
-              ".jp-WindowedPanel-outer')?.scrollTo(0, 0)")
+    scroller_js = (
+        "() => { const s = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+        ".jp-WindowedPanel-outer') || document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+        ".jp-Notebook'); return [s.scrollHeight, s.clientHeight]; }"
+    )
+    top_js = (
+        "() => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+        ".jp-WindowedPanel-outer')?.scrollTo(0, 0)"
+    )
     saved = []
-    places = [("top", None),
-              ("first_progress_bar", ".jp-OutputArea-output .widget-hprogress"),
-              ("first_figure", ".jp-OutputArea-output img"),
-              ("first_check", ".jp-OutputArea-output:has-text('PASS:')"),
-              ("last_cell", ".jp-Notebook .jp-Cell >> nth=-1")]
+    places = [
+        ("top", None),
+        ("first_progress_bar", ".jp-OutputArea-output .widget-hprogress"),
+        ("first_figure", ".jp-OutputArea-output img"),
+        ("first_check", ".jp-OutputArea-output:has-text('PASS:')"),
+        ("last_cell", ".jp-Notebook .jp-Cell >> nth=-1"),
+    ]
     for i, (name, selector) in enumerate(places, 1):
         if selector is None:
             page.evaluate(top_js)
@@ -243,11 +289,14 @@ def _screenshots(page, stem: str) -> list[Path]:
     page.wait_for_timeout(500)
     page.evaluate(top_js)
     page.wait_for_timeout(1000)
-    bottom = page.evaluate("() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
-                           ".jp-Cell')].pop().getBoundingClientRect().bottom")
+    bottom = page.evaluate(
+        "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
+        ".jp-Cell')].pop().getBoundingClientRect().bottom"
+    )
     path = SCREENSHOTS / f"{stem}_full.png"
-    page.screenshot(path=path, clip={"x": 0, "y": 0, "width": VIEWPORT["width"],
-                                     "height": min(tall, bottom + 30)})
+    page.screenshot(
+        path=path, clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": min(tall, bottom + 30)}
+    )
     saved.append(path)
     page.set_viewport_size(VIEWPORT)
     return saved
@@ -260,26 +309,34 @@ def test_notebook_runs_clean_in_jupyterlab(lab, stem):
     _end_sessions(lab)
     page = lab["page"]
     path = f"{lab['rel']}/{stem}.ipynb"
-    code_cells = sum(1 for c in nbformat.read(lab["workdir"] / f"{stem}.ipynb", as_version=4).cells
-                     if c.cell_type == "code" and c.source.strip())
+    code_cells = sum(
+        1
+        for c in nbformat.read(lab["workdir"] / f"{stem}.ipynb", as_version=4).cells
+        if c.cell_type == "code" and c.source.strip()
+    )
     page.goto(f"{lab['base']}/lab/workspaces/{stem}/tree/{path}?token={lab['token']}")
     deadline = time.monotonic() + 120
     while not any(s["path"] == path and s["kernel"]["execution_state"] == "idle" for s in _sessions(lab)):
         assert time.monotonic() < deadline, f"{stem}: the kernel did not start within 120 s"
         page.wait_for_timeout(500)
-    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"
-                 ).wait_for(timeout=60_000)
-    page.wait_for_function(f"() => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
-                           f".jp-CodeCell').length >= {code_cells}")
+    page.locator(
+        ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"
+    ).wait_for(timeout=60_000)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
+        f".jp-CodeCell').length >= {code_cells}"
+    )
 
     # Run > Run All Cells, as a learner would (once more if the first click came too early).
     for attempt in range(2):
         page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
         try:
-            page.wait_for_function("() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
-                                   ".jp-CodeCell .jp-InputArea-prompt')].some(p => /\\[[*0-9]/.test(p.textContent))",
-                                   timeout=30_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
+                ".jp-CodeCell .jp-InputArea-prompt')].some(p => /\\[[*0-9]/.test(p.textContent))",
+                timeout=30_000,
+            )
             break
         except PlaywrightTimeout:
             assert attempt == 0, f"{stem}: Run > Run All Cells started nothing"
@@ -298,32 +355,40 @@ def test_notebook_runs_clean_in_jupyterlab(lab, stem):
         if idle_since and time.monotonic() - idle_since > 10:
             break  # stopped early (an error ends Run All): report below
         assert time.monotonic() - t0 < RUN_TIMEOUT, (
-            f"{stem}: still running after {RUN_TIMEOUT:.0f} s ({done}/{code_cells} cells done)")
+            f"{stem}: still running after {RUN_TIMEOUT:.0f} s ({done}/{code_cells} cells done)"
+        )
     elapsed = time.monotonic() - t0
     page.wait_for_timeout(1500)  # let the last widgets and images render
     state = page.evaluate(STATE_JS)
     shots = _screenshots(page, stem)
-    print(f"\n{stem}: ran in {elapsed:.0f} s in JupyterLab; {state['images']} images, "
-          f"{state['widgets']} progress bars (widgets); screenshots: "
-          + ", ".join(str(p.relative_to(ROOT)) for p in shots))
+    print(
+        f"\n{stem}: ran in {elapsed:.0f} s in JupyterLab; {state['images']} images, "
+        f"{state['widgets']} progress bars (widgets); screenshots: "
+        + ", ".join(str(p.relative_to(ROOT)) for p in shots)
+    )
     if lab["console"]:
         print(f"{stem}: browser console errors:\n  " + "\n  ".join(lab["console"][:20]))
     lab["console"].clear()
 
     text = state["text"]
-    assert not state["stderr"], (f"{stem}: {len(state['stderr'])} error/stderr outputs in JupyterLab:\n"
-                                 + "\n---\n".join(state["stderr"][:5]))
+    assert not state["stderr"], (
+        f"{stem}: {len(state['stderr'])} error/stderr outputs in JupyterLab:\n"
+        + "\n---\n".join(state["stderr"][:5])
+    )
     assert "Traceback" not in text, f"{stem}: a traceback is shown"
     assert done_count(state) >= code_cells, (
-        f"{stem}: only {done_count(state)} of {code_cells} code cells ran: {state['prompts']}")
+        f"{stem}: only {done_count(state)} of {code_cells} code cells ran: {state['prompts']}"
+    )
     assert set(_kernel_states(lab)) <= {"idle"}, f"{stem}: kernel not idle: {_kernel_states(lab)}"
     assert state["indicator"] == "idle"
     assert state["images"] >= 1, f"{stem}: no figure was rendered"
     for broken in ("Error displaying widget", "Loading widget...", "HBox(children", "FloatProgress("):
         assert broken not in text, f"{stem}: a progress widget did not render ({broken!r} shown)"
     if stem == "01_sgd_loss_formulation":
-        check = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output",
-                             has_text=re.compile(r"^PASS:", re.M)).first
+        check = page.locator(
+            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output",
+            has_text=re.compile(r"^PASS:", re.M),
+        ).first
         check.scroll_into_view_if_needed()
         assert check.is_visible(), f"{stem}: no exercise check printed a PASS line"
 
