@@ -19,6 +19,7 @@ about what training the student alone costs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -124,6 +125,21 @@ def student_cnn(filters: tuple = (8, 16), dense: int = 0, name: str = "student")
     ], name=name)
 
 
+@dataclass(frozen=True)
+class StudentRecord:
+    """How ``train_student_with_record`` trained a student (notebook 04).
+
+    ``teacher`` is the teacher model's name (None: trained alone, ``alpha`` 0);
+    ``history`` maps each Keras metric to one float per epoch.
+    """
+
+    teacher: str | None
+    temperature: float
+    alpha: float
+    epochs: int
+    history: dict = field(default_factory=dict)
+
+
 def train_student(student, data, epochs: int, teacher=None, temperature: float = 4.0,
                   alpha: float = 0.9, batch_size: int = 128, learning_rate: float = 1e-3,
                   teacher_train_logits=None, seed: int = 0, verbose: int = 0, desc: str | None = None):
@@ -135,6 +151,23 @@ def train_student(student, data, epochs: int, teacher=None, temperature: float =
     ``teacher_logits(teacher, data.x_train)``) saves recomputing them across a sweep.
     Returns the trained copy compiled as an ordinary classifier; the input is never changed.
     With ``verbose=0`` a progress bar shows the batches (``desc``, default: what is trained).
+    ``train_student_with_record`` (same arguments) also returns a ``StudentRecord``.
+    """
+    model, _ = train_student_with_record(student, data, epochs, teacher=teacher, temperature=temperature,
+                                         alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+                                         teacher_train_logits=teacher_train_logits, seed=seed, verbose=verbose,
+                                         desc=desc)
+    return model
+
+
+def train_student_with_record(student, data, epochs: int, teacher=None, temperature: float = 4.0,
+                              alpha: float = 0.9, batch_size: int = 128, learning_rate: float = 1e-3,
+                              teacher_train_logits=None, seed: int = 0, verbose: int = 0,
+                              desc: str | None = None) -> tuple:
+    """``train_student`` that also returns how it trained: ``(model, StudentRecord)``, notebook 04.
+
+    The record holds the settings used (``alpha`` 0 and ``teacher`` None when alone) and
+    the training history.
     """
     import tf_keras
 
@@ -176,10 +209,10 @@ def train_student(student, data, epochs: int, teacher=None, temperature: float =
                                                       f"distilling into {student.name} (T={temperature:g}, "
                                                       f"alpha={alpha:g})"), verbose))
     models.compile_classifier(model)
-    model.effcourse_history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    model.effcourse_distill = {"teacher": None if teacher is None else teacher.name,
-                               "temperature": temperature, "alpha": alpha, "epochs": int(epochs)}
-    return model
+    record = StudentRecord(teacher=None if teacher is None else teacher.name, temperature=temperature,
+                           alpha=alpha, epochs=int(epochs),
+                           history={k: [float(v) for v in vals] for k, vals in hist.history.items()})
+    return model, record
 
 
 def gap_recovered(error_alone: float, error_distilled: float, error_teacher: float) -> float:

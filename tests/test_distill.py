@@ -86,13 +86,15 @@ def test_distilled_student_moves_towards_the_teacher(mnist):
     student = distill.student_cnn((2, 4))
     before = [w.copy() for w in student.get_weights()]
     logits = distill.teacher_logits(teacher, subset.x_train)
-    alone = distill.train_student(student, subset, 2)
-    taught = distill.train_student(student, subset, 2, teacher=teacher, temperature=4.0, alpha=1.0,
-                                   teacher_train_logits=logits, learning_rate=3e-3)
+    alone, alone_record = distill.train_student_with_record(student, subset, 2)
+    taught, record = distill.train_student_with_record(student, subset, 2, teacher=teacher, temperature=4.0,
+                                                       alpha=1.0, teacher_train_logits=logits, learning_rate=3e-3)
     for a, b in zip(before, student.get_weights()):
         np.testing.assert_array_equal(a, b)  # the student passed in is never trained
-    assert taught.effcourse_distill == {"teacher": teacher.name, "temperature": 4.0, "alpha": 1.0, "epochs": 2}
-    assert alone.effcourse_distill["alpha"] == 0.0
+    assert (record.teacher, record.temperature, record.alpha, record.epochs) == (teacher.name, 4.0, 1.0, 2)
+    assert alone_record.alpha == 0.0 and alone_record.teacher is None
+    assert len(record.history["loss"]) == 2
+    assert not any(k.startswith("effcourse_") for k in vars(taught))  # nothing stuck on the model
     x = subset.x_test
 
     def kl(model):
