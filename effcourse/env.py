@@ -114,26 +114,19 @@ def _configure_devices(logical_cpus: int | None) -> None:
 
 
 def hardware_report() -> dict:
-    """Versions and devices of this machine, as a dict (printed by setup)."""
+    """Versions and devices of this machine, as a dict (printed by setup; the CPU name from ``hardware``)."""
     import tensorflow as tf
     import tf_keras
     import tensorflow_model_optimization as tfmot
 
-    cpu_name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu_name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from . import hardware
+
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "tf_keras": tf_keras.__version__,
         "tfmot": tfmot.__version__,
-        "cpu": cpu_name,
+        "cpu": hardware.cpu_name(),
         "cpu_count": os.cpu_count(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "logical_devices": [d.name for d in tf.config.list_logical_devices()],

@@ -74,3 +74,17 @@ def test_profiles_table_holds_only_profiles_and_every_notebook_has_settings():
         source = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells)
         if f'section("{nb.stem}")' in source or "section(NB)" in source:
             assert nb.stem in profile.NOTEBOOK_SETTINGS, f"{nb.stem} reads settings nobody defined"
+
+
+def test_hardware_module_is_the_one_place_that_reads_the_cpu():
+    from effcourse import hardware, precision
+
+    text = "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx512_fp16 amx_bf16\n"
+    assert hardware.cpu_name(text) == "Test CPU 9000"
+    assert hardware.cpu_name("processor\t: 0\n")  # no model name: platform's answer, never empty
+    assert hardware.cpu_flags(text) == {"avx512_bf16": False, "amx_bf16": True, "avx512_fp16": True,
+                                        "amx_fp16": False}
+    assert env.hardware_report()["cpu"] == hardware.cpu_name()
+    # precision re-exports the same functions it had before the move
+    assert precision.cpu_flags is hardware.cpu_flags and precision.read_cpuinfo is hardware.read_cpuinfo
+    assert precision.hardware_support(text, gpus=[])["cpu"] == "Test CPU 9000"

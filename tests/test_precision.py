@@ -364,3 +364,108 @@ def test_nb05_mixed_model():
         checks.nb05.mixed_model(leaks_policy)
     with pytest.raises(checks.CheckFailed, match="compute in"):
         checks.nb05.mixed_model(lambda p: precision.build("lenet_300_100", "float32"))
+
+
+# --- bounded side-by-side training and op timing: the arithmetic, with a fake clock ------------
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _fake_step(model, clock, seconds):
+    """Make ``model.train_on_batch`` advance the fake clock by ``seconds`` and return a loss."""
+    def train_on_batch(x, y):
+        clock.now += seconds
+        return 0.5
+
+    model.train_on_batch = train_on_batch
+    return model
+
+
+def test_plan_side_by_side_exact_steps_minimum_and_ceiling():
+    times = {"float32": 0.06, "mixed_float16": 4.2, "mixed_bfloat16": 0.05, "float32, other seed": 0.09}
+    # 4.4 s per step of all four together: a 240 s budget affords floor(240 / 4.4) = 54 steps.
+    plan = precision.plan_side_by_side(times, train_steps=500, budget_s=240, chunk=25, min_steps=20)
+    assert plan.steps == 54 and plan.chunk == 25 and plan.requested == 500
+    assert plan.slowest == "mixed_float16" and plan.ratio("mixed_float16") == pytest.approx(70)
+    assert plan.expected_s == pytest.approx(54 * 4.4)
+    text = plan.explain()
+    assert "70.0x float32's step time" in text and "54 steps instead of 500" in text
+    # A small budget: never below the stated minimum, and the sentence says it is over budget.
+    plan = precision.plan_side_by_side(times, train_steps=30, budget_s=10, chunk=10, min_steps=4)
+    assert plan.steps == 4 and plan.chunk == 2  # at least two rounds: round 0 is the warm-up
+    assert "stated minimum" in plan.explain()
+    # A fast machine: never above train_steps, the chunk unchanged.
+    fast = {"float32": 0.06, "mixed_float16": 0.03}
+    plan = precision.plan_side_by_side(fast, train_steps=500, budget_s=240, chunk=25, min_steps=20)
+    assert (plan.steps, plan.chunk) == (500, 25) and "the 500 steps the profile asks for" in plan.explain()
+    # The minimum never lifts the steps above train_steps either.
+    assert precision.plan_side_by_side(times, train_steps=3, budget_s=1, chunk=10, min_steps=20).steps == 3
+    with pytest.raises(ValueError, match="budget_s"):
+        precision.plan_side_by_side(times, 30, 0, 10)
+    with pytest.raises(KeyError, match="reference"):
+        precision.plan_side_by_side({"a": 1.0}, 30, 10, 10)
+
+
+def test_train_side_by_side_times_chunks_on_the_clock_without_on_chunk(mnist):
+    clock = FakeClock()
+    base = models.lenet_300_100()
+    runs = {"slow": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.4),
+            "fast": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.1)}
+
+    def on_chunk(name, model, step):
+        clock.now += 100.0  # e.g. collecting gradients: must not count as training time
+
+    out = precision.train_side_by_side(runs, mnist.x_train[:640], mnist.y_train[:640], steps=7, chunk=3,
+                                       batch_size=64, on_chunk=on_chunk, clock=clock)
+    # Chunks of 3, 3 and 1 steps; the short last chunk is scaled to a full one.
+    np.testing.assert_allclose(out.chunk_seconds["slow"], [1.2, 1.2, 1.2])
+    np.testing.assert_allclose(out.chunk_seconds["fast"], [0.3, 0.3, 0.3])
+    assert out.step_ms() == pytest.approx({"slow": 400.0, "fast": 100.0})
+    assert out.ratios("fast") == pytest.approx({"slow": 4.0, "fast": 1.0})
+    assert out.losses["slow"] == [0.5] * 7
+
+
+def test_probe_step_times_interleaves_one_step_per_round(mnist):
+    clock = FakeClock()
+    base = models.lenet_300_100()
+    runs = {"a": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.2),
+            "b": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 3.0)}
+    probe = precision.probe_step_times(runs, mnist.x_train, mnist.y_train, batch_size=32, rounds=2, clock=clock)
+    assert probe["a"].median == pytest.approx(0.2) and probe["b"].median == pytest.approx(3.0)
+    assert probe.orders == [["a", "b"], ["b", "a"]] and probe.warmup == 1
+    assert clock.now == pytest.approx(3 * 3.2)  # one warm-up step and two timed steps each
+
+
+def test_op_table_ratios_are_medians_of_same_round_ratios():
+    from effcourse import timing
+
+    clock = FakeClock()
+    # float32 takes 1, 2, 3 s in rounds 0-2 (the machine slows down); float16 10x that, except 30x in round 1.
+    cost = {("conv", "float32"): [1.0, 2.0, 3.0], ("conv", "float16"): [10.0, 60.0, 30.0]}
+    calls = {k: 0 for k in cost}
+
+    def task(key):
+        def run():
+            clock.now += cost[key][calls[key] // 2]  # two runs per round
+            calls[key] += 1
+        return run
+
+    timed = timing.interleaved({k: task(k) for k in cost}, rounds=3, runs=2, warmup=0, clock=clock)
+    table = precision.op_table(timed)
+    assert table.loc[("conv", "float32"), "ms"] == pytest.approx(2000.0)
+    assert table.loc[("conv", "float16"), "ms"] == pytest.approx(30000.0)
+    assert table.loc[("conv", "float16"), "time / float32"] == pytest.approx(10.0)  # median of 10, 30, 10
+    assert table.loc[("conv", "float32"), "time / float32"] == 1.0
+
+
+def test_time_ops_runs_every_operation_in_every_dtype():
+    table = precision.time_ops(("float32", "bfloat16"), batch_size=4, rounds=1, runs=1, desc=None)
+    assert len(table) == 8 and set(table.index.get_level_values("dtype")) == {"float32", "bfloat16"}
+    assert (table["ms"] > 0).all()
