@@ -456,3 +456,22 @@ def test_nb07_stage_split():
         checks.nb07.stage_split(todo)
     with pytest.raises(checks.CheckFailed, match="slowest stage"):
         checks.nb07.stage_split(equal_layers)
+
+
+def test_nb07_checks_print_one_pass_line_each(capsys):
+    import itertools
+    import math
+
+    checks.nb07.replica_loss(lambda losses, gb: np.sum(losses) / gb)
+    checks.nb07.tf_config(lambda h, i: {"cluster": {"worker": list(h)}, "task": {"type": "worker", "index": i}})
+    checks.nb07.micro_batches(lambda k, b: max(1, math.ceil((k - 1) * (1 - b) / b - 1e-9)))
+
+    def best(costs, k):
+        def worst(c):
+            cuts = [0, *c, len(costs)]
+            return max(sum(costs[a:b]) for a, b in zip(cuts, cuts[1:]))
+        return list(min(itertools.combinations(range(1, len(costs)), k - 1), key=worst))
+
+    checks.nb07.stage_split(best)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert len(lines) == 4 and all(ln.startswith("PASS") for ln in lines), lines
