@@ -117,8 +117,83 @@ def test_staged_tflite_gives_the_keras_predictions(net3, images):
     assert staged.size_bytes == sum(measure.compressed_size(b) for b in staged.blobs)
     from effcourse import convert
     report = dynamic.compare_latency(staged, convert.to_tflite(net3.full), images[:6], repeats=2, warmup=2)
-    np.testing.assert_array_equal(report["exits"], want_idx[:6])
-    assert report["dynamic_ms"].shape == (6,) and report["full_p90_ms"] > 0
+    np.testing.assert_array_equal(report.exits, want_idx[:6])
+    assert report.dynamic_ms.shape == (6,) and report.full_p90_ms > 0
+    assert list(report.table().columns) == ["mean (µs)", "median (µs)", "p90 (µs)"]
+
+
+class FakeClock:
+    """A clock that only moves when a fake model runs: each run advances it by a set duration."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_compare_latency_arithmetic_with_a_fake_clock(monkeypatch):
+    """Per-sample medians over repeats, mean / median / p90 across samples, the speed-up, the
+    rotating order (odd samples start with the full network) and the exits, exactly."""
+    from effcourse.dynamic import staged as staged_module
+
+    clock, calls = FakeClock(), []
+    # seconds per run: dynamic[sample][repeat], full[sample][repeat]
+    dyn_s = np.array([[1.0, 3.0, 2.0], [4.0, 4.0, 9.0], [1.0, 1.0, 1.0], [2.0, 8.0, 5.0]]) * 1e-3
+    full_s = np.array([[6.0, 5.0, 7.0], [6.0, 6.0, 6.0], [9.0, 1.0, 5.0], [5.0, 5.0, 5.0]]) * 1e-3
+    warm = 3
+
+    class FakeStaged:
+        input_shape = (1, 2)
+        runs = 0
+
+        def classify(self, sample):
+            i = int(sample[0, 0])
+            k = FakeStaged.runs - warm
+            FakeStaged.runs += 1
+            if k >= 0:
+                calls.append(("dynamic", i))
+                clock.now += dyn_s[i][sum(1 for c in calls if c == ("dynamic", i)) - 1]
+            return 0, i % 3
+
+    class FakeFull:
+        runs = 0
+
+        def __init__(self, blob, threads=1):
+            assert blob == b"full" and threads == 1
+
+        def classify(self, sample):
+            i = int(sample[0, 0])
+            k = FakeFull.runs - warm
+            FakeFull.runs += 1
+            if k >= 0:
+                calls.append(("full", i))
+                clock.now += full_s[i][sum(1 for c in calls if c == ("full", i)) - 1]
+            return 0, 0
+
+    monkeypatch.setattr(staged_module, "_SingleTFLite", FakeFull)
+    x = np.repeat(np.arange(4, dtype=np.float32)[:, None], 2, axis=1)
+    out = dynamic.compare_latency(FakeStaged(), b"full", x, repeats=3, warmup=warm, clock=clock)
+    assert isinstance(out, dynamic.LatencyComparison)
+    np.testing.assert_allclose(out.dynamic_ms, [2.0, 4.0, 1.0, 5.0])
+    np.testing.assert_allclose(out.full_ms, [6.0, 6.0, 5.0, 5.0])
+    assert list(out.exits) == [0, 1, 2, 0]
+    assert out.repeats == 3 and out.threads == 1
+    assert out.dynamic_mean_ms == pytest.approx(3.0) and out.full_mean_ms == pytest.approx(5.5)
+    assert out.dynamic_median_ms == pytest.approx(3.0) and out.full_median_ms == pytest.approx(5.5)
+    assert out.dynamic_p90_ms == pytest.approx(np.percentile([2, 4, 1, 5], 90))
+    assert out.full_p90_ms == pytest.approx(6.0)
+    assert out.speedup_mean == pytest.approx(5.5 / 3.0)
+    # sample by sample, the rounds rotate: D F, F D, D F for even samples; F D, D F, F D for odd ones
+    order = [name[0].upper() for name, _ in calls]
+    assert "".join(order) == "DFFDDF" + "FDDFFD" + "DFFDDF" + "FDDFFD"
+    assert [i for _, i in calls] == [0] * 6 + [1] * 6 + [2] * 6 + [3] * 6
+    table = out.table(unit="ms", names=("early", "full"))
+    assert table.loc["early", "mean (ms)"] == pytest.approx(3.0)
+    assert table.loc["full", "p90 (ms)"] == pytest.approx(6.0)
+    assert out.table().loc["full network (LiteRT)", "median (µs)"] == pytest.approx(5500.0)
+    with pytest.raises(ValueError, match="repeats"):
+        dynamic.compare_latency(FakeStaged(), b"full", x, repeats=0)
 
 
 def test_joint_training_runs_and_checks_weights():
@@ -138,6 +213,34 @@ def test_joint_training_runs_and_checks_weights():
         dynamic.train_joint(net, mini, epochs=1, loss_weights=[1.0])
     with pytest.raises(ValueError, match="non-negative"):
         dynamic.train_joint(net, mini, epochs=1, loss_weights=[1.0, -1.0])
+
+
+def test_skip_gate_trains_and_its_table_adds_up():
+    rng = np.random.default_rng(4)
+    x = rng.random((96, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 96)
+    mini = SimpleNamespace(x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+    gate = dynamic.train_skip_gate(mini, epochs=1, train_size=48, batch_size=16, budget_target=0.3)
+    assert isinstance(gate, dynamic.SkipGateResult)
+    assert gate.gate_on.shape == (32,) and gate.gate_on.dtype == bool
+    # the block: two 16->16 3x3 convolutions on 12x12 features, 'same' padding
+    assert gate.block_macs == 2 * 12 * 12 * 3 * 3 * 16 * 16
+    assert gate.always_macs == measure.macs(gate.gated) > gate.block_macs
+    tab = gate.table
+    assert list(tab.index) == ["learned gate", "gate forced on", "gate forced off", "random gate, same share"]
+    assert tab.loc["learned gate", "share running the block"] == gate.share_on
+    assert tab.loc["gate forced off", "mean MACs"] == gate.always_macs - gate.block_macs
+    assert tab.loc["learned gate", "mean MACs"] == pytest.approx(gate.always_macs - (1 - gate.share_on) * gate.block_macs)
+    assert tab.loc["learned gate", "test accuracy"] == gate.accuracy
+    # the learned gate, imposed by hand, gives the probe's accuracy back
+    assert dynamic.forced_accuracy(gate.gated, mini.x_test, mini.y_test, gate.gate_on) == pytest.approx(gate.accuracy)
+    assert gate.gain_over_random == pytest.approx(tab.iloc[0, 2] - tab.iloc[3, 2])
+    by_class = gate.share_by_class(np.arange(32) % 10)
+    assert by_class.shape == (10,) and by_class[0] == gate.gate_on[np.arange(32) % 10 == 0].mean()
+    with pytest.raises(ValueError, match="one gate value per input"):
+        dynamic.forced_accuracy(gate.gated, mini.x_test, mini.y_test, np.ones(3))
+    with pytest.raises(ValueError, match="budget_target"):
+        dynamic.train_skip_gate(mini, epochs=1, train_size=8, budget_target=30)
 
 
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "0.5", None, True])

@@ -1,0 +1,242 @@
+"""Staged execution in LiteRT: each stage its own .tflite model, the next run only when needed (notebook 06).
+
+``StagedTFLite`` converts each stage of an ``EarlyExitNet`` (with its exit head and the exit
+rule's score, ``deploy_stages``) to its own .tflite model and runs them one after the other
+in LiteRT, a sample at a time, running the next stage only when the exit rule says so;
+``compare_latency`` times it against the full network per sample, interleaved, on the
+course's timing core (``effcourse.timing``), and returns a ``LatencyComparison``.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import convert, measure, progress, timing
+from .build import EarlyExitNet
+from .rules import RULES, _thresholds
+
+def _score_layer(rule: str, name: str):
+    """A Keras layer computing the exit rule's score from logits, so it runs inside the .tflite."""
+    import tensorflow as tf
+    import tf_keras
+
+    if rule == "confidence":
+        return tf_keras.layers.Lambda(lambda z: tf.reduce_max(tf.nn.softmax(z), axis=-1), name=name)
+
+    def normalised_entropy(z):
+        logp = tf.nn.log_softmax(z)
+        return -tf.reduce_sum(tf.exp(logp) * logp, axis=-1) / tf.math.log(tf.cast(tf.shape(z)[-1], z.dtype))
+
+    return tf_keras.layers.Lambda(normalised_entropy, name=name)
+
+
+def deploy_stages(net: EarlyExitNet, rule: str = "confidence") -> list:
+    """The stages as Keras models for deployment (notebook 06): an early stage maps its input to
+    ``[features, logits, score]``, where ``score`` is the exit rule's confidence or entropy
+    computed inside the model; the last stage maps to logits. Same layers, same weights."""
+    import tf_keras
+
+    if rule not in RULES:
+        raise ValueError(f"Unknown exit rule {rule!r}; choose one of {RULES}.")
+    out = []
+    for k, stage in enumerate(net.stages):
+        if k == net.n_exits - 1:
+            out.append(stage)
+            continue
+        features, logits = stage.outputs
+        score = _score_layer(rule, f"stage{k + 1}_{rule}")(logits)
+        out.append(tf_keras.Model(stage.inputs, [features, logits, score], name=f"stage{k + 1}_{rule}"))
+    return out
+
+
+def _match_outputs(model, interp):
+    """Indices of the .tflite outputs that match the Keras model's outputs, in Keras order
+    (found by running both on one probe input: the converter may reorder outputs)."""
+    det_in = interp.get_input_details()[0]
+    probe = np.random.default_rng(0).random((1, *model.input_shape[1:])).astype(np.float32)
+    interp.set_tensor(det_in["index"], probe)
+    interp.invoke()
+    wanted = model(probe, training=False)
+    wanted = [np.asarray(w) for w in (wanted if isinstance(wanted, (list, tuple)) else [wanted])]
+    found = []
+    for w in wanted:
+        best = None
+        for d in interp.get_output_details():
+            got = interp.get_tensor(d["index"])
+            if got.shape == w.shape and d["index"] not in found:
+                err = float(np.max(np.abs(got - w)))
+                if best is None or err < best[0]:
+                    best = (err, d["index"])
+        if best is None or best[0] > 1e-3 * (1 + float(np.max(np.abs(w)))):
+            raise RuntimeError(f"Could not match the outputs of {model.name}'s .tflite model to Keras.")
+        found.append(best[1])
+    return det_in["index"], found
+
+
+class StagedTFLite:
+    """Each stage with its exit head as its own .tflite model in LiteRT, run one after the other
+    per sample; the next stage runs only if the exit rule says so (notebook 06).
+
+    Each early stage's .tflite computes its features, its logits and the rule's score
+    (``deploy_stages``); Python reads the score, compares it with the threshold, and either
+    returns the class or copies the features into the next stage's input.
+    """
+
+    def __init__(self, net: EarlyExitNet, rule: str = "confidence", thresholds=0.9,
+                 threads: int = 1, blobs=None):
+        self.rule = rule
+        self.thresholds = _thresholds(thresholds, rule, net.n_exits - 1)
+        stages = deploy_stages(net, rule)
+        self.blobs = list(blobs) if blobs is not None else [convert.to_tflite(s) for s in stages]
+        if len(self.blobs) != net.n_exits:
+            raise ValueError(f"Need one .tflite model per stage ({net.n_exits}); got {len(self.blobs)}.")
+        self.runners = [convert.TFLiteModel(b, threads=threads) for b in self.blobs]
+        self.input_shape = tuple(self.runners[0].input_details["shape"])
+        self._plan = []
+        for k, (stage, runner) in enumerate(zip(stages, self.runners)):
+            i_in, outs = _match_outputs(stage, runner.interpreter)
+            if k < net.n_exits - 1:
+                if len(outs) != 3:
+                    raise ValueError(f"Stage {k + 1}'s .tflite model should give features, logits and "
+                                     f"the {rule} score; build its blob from deploy_stages(net, {rule!r}).")
+                feat, logits, score = outs
+            else:
+                feat, logits, score = None, outs[0], None
+            self._plan.append((runner.interpreter, i_in, feat, logits, score))
+
+    @property
+    def size_bytes(self) -> int:
+        """gzip bytes of all stages' .tflite files together (what you would ship)."""
+        return int(sum(measure.compressed_size(b) for b in self.blobs))
+
+    def classify(self, sample):
+        """(class, exit index) for one input of shape (1, H, W, C) (or (H, W, C)), float32."""
+        x = sample if sample.shape == self.input_shape else np.asarray(
+            sample, dtype=np.float32).reshape(self.input_shape)
+        confident = self.rule == "confidence"
+        last = len(self._plan) - 1
+        for k, (interp, i_in, i_feat, i_logits, i_score) in enumerate(self._plan):
+            interp.set_tensor(i_in, x)
+            interp.invoke()
+            if k < last:
+                score = interp.get_tensor(i_score)[0]
+                leave = (score > self.thresholds[k]) if confident else (score < self.thresholds[k])
+            if k == last or leave:
+                return int(interp.get_tensor(i_logits)[0].argmax()), k
+            x = interp.get_tensor(i_feat)
+
+    def predict(self, x, desc: str = "staged LiteRT, one image at a time"):
+        """Classes and exit indices for every input of ``x``, one sample at a time (with a progress bar)."""
+        x = np.asarray(x, dtype=np.float32)
+        out = [self.classify(x[i:i + 1]) for i in progress.bar(range(len(x)), desc=desc, unit="image",
+                                                                mininterval=0.5)]
+        return np.array([c for c, _ in out]), np.array([k for _, k in out])
+
+
+class _SingleTFLite:
+    """One .tflite model run a sample at a time the same way (set, invoke, read, argmax)."""
+
+    def __init__(self, blob, threads: int = 1):
+        self.runner = convert.TFLiteModel(blob, threads=threads)
+        self._interp = self.runner.interpreter
+        self._in = self.runner.input_details["index"]
+        self._out = self.runner.output_details["index"]
+
+    def classify(self, sample):
+        interp = self._interp
+        interp.set_tensor(self._in, sample)
+        interp.invoke()
+        return int(interp.get_tensor(self._out)[0].argmax()), 0
+
+
+@dataclass
+class LatencyComparison:
+    """Per-sample latency of the early-exit network against the full one (``compare_latency``, notebook 06).
+
+    ``dynamic_ms`` and ``full_ms``: each sample's median over the repeats, in milliseconds;
+    ``exits``: the exit each sample left at (0 = first). The summaries (``dynamic_mean_ms``,
+    ``full_p90_ms``, ``speedup_mean``, ...) are computed from those arrays.
+    """
+
+    dynamic_ms: np.ndarray
+    full_ms: np.ndarray
+    exits: np.ndarray
+    repeats: int
+    threads: int
+
+    dynamic_mean_ms = property(lambda self: float(np.mean(self.dynamic_ms)))
+    dynamic_median_ms = property(lambda self: float(np.median(self.dynamic_ms)))
+    dynamic_p90_ms = property(lambda self: float(np.percentile(self.dynamic_ms, 90)))
+    full_mean_ms = property(lambda self: float(np.mean(self.full_ms)))
+    full_median_ms = property(lambda self: float(np.median(self.full_ms)))
+    full_p90_ms = property(lambda self: float(np.percentile(self.full_ms, 90)))
+
+    @property
+    def speedup_mean(self) -> float:
+        """The full network's mean latency over the early-exit network's (above 1: early exit is faster)."""
+        return self.full_mean_ms / self.dynamic_mean_ms
+
+    def table(self, unit: str = "µs", names=("early exit (staged LiteRT)", "full network (LiteRT)")):
+        """A DataFrame: mean, median and p90 per-sample latency (in ``unit``: s, ms, µs), one row per model."""
+        import pandas as pd
+
+        scale = {"s": 1e-3, "ms": 1.0, "µs": 1e3, "us": 1e3}[unit]
+        rows = [[self.dynamic_mean_ms, self.dynamic_median_ms, self.dynamic_p90_ms],
+                [self.full_mean_ms, self.full_median_ms, self.full_p90_ms]]
+        return scale * pd.DataFrame(rows, index=list(names),
+                                    columns=[f"mean ({unit})", f"median ({unit})", f"p90 ({unit})"])
+
+
+def compare_latency(staged: StagedTFLite, full_blob, x, repeats: int = 3, warmup: int = 50,
+                    threads: int = 1, desc: str = "latency, early exit vs full",
+                    clock: Callable[[], float] = time.perf_counter) -> LatencyComparison:
+    """Per-sample latency of staged execution against the full network in LiteRT (notebook 06).
+
+    For each sample of ``x``, ``timing.interleaved`` times both ``repeats`` times, alternating
+    which goes first (rotating order; odd samples start with the full network), so that load
+    from other processes hits both alike; a sample's latency is its median over the repeats.
+    Timed: setting the input, every stage run, reading the score, the comparison with the
+    threshold, the copy of features to the next stage and the argmax (the full network:
+    input, run, argmax). ``warmup`` untimed runs of each come first. A progress bar (``desc``)
+    counts the timed samples; it is updated between samples, never inside a timed call.
+    Returns a ``LatencyComparison`` (per-sample milliseconds, the exits taken, mean / median /
+    p90 of each, the speed-up of the mean).
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
+    full = _SingleTFLite(full_blob, threads=threads)
+    samples = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1, *staged.input_shape))
+    n = len(samples)
+    if n == 0:
+        raise ValueError("compare_latency needs at least one sample.")
+    for i in range(warmup):
+        staged.classify(samples[i % n])
+        full.classify(samples[i % n])
+    times = np.empty((2, n, repeats))
+    exits = np.empty(n, dtype=np.int64)
+    shown = progress.bar(total=n, desc=desc, unit="image", mininterval=0.5)
+    chunk = 250  # bar updates between samples, never inside a timed call
+    for i in range(n):
+        if i % chunk == 0 and i:
+            shown.update(chunk)
+        s = samples[i]
+        taken = [0]
+
+        def run_dynamic(s=s, taken=taken):
+            taken[0] = staged.classify(s)[1]
+
+        def run_full(s=s):
+            full.classify(s)
+
+        tasks = {"dynamic": run_dynamic, "full": run_full} if i % 2 == 0 else {"full": run_full, "dynamic": run_dynamic}
+        result = timing.interleaved(tasks, rounds=repeats, runs=1, warmup=0, clock=clock, rotate=True)
+        times[0, i] = [r[0] for r in result["dynamic"].times]
+        times[1, i] = [r[0] for r in result["full"].times]
+        exits[i] = taken[0]
+    shown.update(n - (n - 1) // chunk * chunk)
+    shown.close()
+    dyn, ful = np.median(times, axis=2) * 1000.0
+    return LatencyComparison(dynamic_ms=dyn, full_ms=ful, exits=exits, repeats=repeats, threads=threads)
