@@ -50,6 +50,7 @@ def _listening_addresses(port: int) -> list[str]:
 
 
 def main(argv=None) -> int:
+    """Run one worker: parse the options, train under the strategy, save weights, print the result (notebook 07)."""
     parser = argparse.ArgumentParser(description="One MultiWorkerMirroredStrategy worker (notebook 07).")
     parser.add_argument("--model", default="lenet_300_100")
     parser.add_argument("--steps", type=int, default=20)

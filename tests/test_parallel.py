@@ -14,7 +14,6 @@ import time
 import numpy as np
 import pytest
 
-import effcourse
 from effcourse import checks, env, parallel
 
 

@@ -15,7 +15,7 @@ from .local_devices import devices
 
 @dataclass
 class Stage:
-    """Consecutive layers of a model placed on one device (their variables live there)."""
+    """Consecutive layers of a model placed on one device, their variables there (notebook 07)."""
 
     index: int
     device: str

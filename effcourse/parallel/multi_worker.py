@@ -32,7 +32,7 @@ RESULT_PREFIX = "EFFCOURSE_RESULT "
 STEP_PREFIX = "EFFCOURSE_STEP "  # a worker's progress line: steps done so far
 
 class WorkerError(EffcourseError, RuntimeError):
-    """A worker process failed or timed out; ``runs`` holds every worker's output."""
+    """A worker process failed or timed out; ``runs`` holds every worker's output (notebook 07)."""
 
     def __init__(self, message: str, runs=None):
         super().__init__(message)
@@ -41,7 +41,7 @@ class WorkerError(EffcourseError, RuntimeError):
 
 @dataclass
 class WorkerRun:
-    """One worker process: its index, exit code, output and (if it wrote one) its result."""
+    """One worker process: its index, exit code, output and (if it wrote one) its result (notebook 07)."""
 
     index: int
     pid: int
@@ -53,7 +53,7 @@ class WorkerRun:
 
 @dataclass
 class MultiWorkerRun:
-    """The outcome of ``launch_workers``: every worker's run, the cluster and the time taken."""
+    """The outcome of ``launch_workers``: every worker's run, the cluster and the time taken (notebook 07)."""
 
     workers: list
     cluster: dict
