@@ -5,6 +5,13 @@ file lock and replaces the file atomically, so notebooks can run in parallel and
 never leaves half a file; a re-run replaces the rows with the same (notebook, model,
 variant, profile). Metrics that only one technique has (throughput, bubble, ...) go in
 ``extra`` as JSON.
+
+``variant`` is a label for people and may be reworded at any time; what a program needs to
+find a row is in fields: ``technique``, ``setting`` (the configuration within the technique,
+from a fixed vocabulary: a conversion mode, a precision policy, a training-set size) and
+``role`` (``"reference"``: the row a comparison is made against, ``"treated"``: the row with
+the technique applied that the comparison measures). ``report.targets`` reads only fields;
+the schema, per notebook, is in docs/DESIGN.md ("Results log").
 """
 from __future__ import annotations
 
@@ -20,12 +27,14 @@ from . import env
 from .errors import EffcourseError
 
 COLUMNS = [
-    "notebook", "technique", "model", "variant", "accuracy", "size_bytes", "dense_fp32_bytes",
+    "notebook", "technique", "model", "variant", "setting", "role", "accuracy", "size_bytes", "dense_fp32_bytes",
     "latency_ms", "latency_p90_ms", "macs", "profile", "timestamp", "versions", "extra",
 ]
 KEY = ["notebook", "model", "variant", "profile"]
 REQUIRED = ["notebook", "technique", "model", "variant"]
 METRICS = ["accuracy", "size_bytes", "dense_fp32_bytes", "latency_ms", "latency_p90_ms", "macs"]
+FIELDS = ["setting", "role"]  # structured fields a program selects rows by (not measurements)
+ROLES = ("reference", "treated")
 
 
 class ResultError(EffcourseError, ValueError):
@@ -57,6 +66,12 @@ def _validate(row: dict) -> dict:
     if missing:
         raise ResultError(f"results.record needs non-empty text for {missing}; got "
                           f"{ {k: row.get(k) for k in missing} }.")
+    for key in FIELDS:
+        value = row.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ResultError(f"{key} must be non-empty text or None, got {value!r}")
+    if row.get("role") is not None and row["role"] not in ROLES:
+        raise ResultError(f"role must be one of {ROLES} or None, got {row['role']!r}")
     extra = row.get("extra") or {}
     if all(row.get(k) is None for k in METRICS) and not extra:
         raise ResultError("results.record got no measurement: give at least one of "
@@ -77,10 +92,14 @@ def _validate(row: dict) -> dict:
     return row
 
 
-def record(notebook: str, technique: str, model: str, variant: str, *, accuracy=None,
-           size_bytes=None, dense_fp32_bytes=None, latency_ms=None, latency_p90_ms=None,
-           macs=None, profile: str | None = None, **extra) -> dict:
-    """Append one measured variant to the results log (replacing an earlier run of it)."""
+def record(notebook: str, technique: str, model: str, variant: str, *, setting: str | None = None,
+           role: str | None = None, accuracy=None, size_bytes=None, dense_fp32_bytes=None, latency_ms=None,
+           latency_p90_ms=None, macs=None, profile: str | None = None, **extra) -> dict:
+    """Append one measured variant to the results log (replacing an earlier run of it).
+
+    Introduced in notebook 00. ``variant`` is the label people read; ``setting`` and ``role``
+    are the fields programs select rows by (see the module docstring and docs/DESIGN.md).
+    """
     import pandas as pd
 
     from . import profile as _profile
@@ -88,7 +107,7 @@ def record(notebook: str, technique: str, model: str, variant: str, *, accuracy=
     prof = profile or _profile.active().name
     row = _validate({
         "notebook": notebook, "technique": technique, "model": model, "variant": variant,
-        "accuracy": accuracy, "size_bytes": size_bytes, "dense_fp32_bytes": dense_fp32_bytes,
+        "setting": setting, "role": role, "accuracy": accuracy, "size_bytes": size_bytes, "dense_fp32_bytes": dense_fp32_bytes,
         "latency_ms": latency_ms, "latency_p90_ms": latency_p90_ms, "macs": macs,
         "extra": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()},
     })
@@ -96,7 +115,7 @@ def record(notebook: str, technique: str, model: str, variant: str, *, accuracy=
                versions=env.versions(), extra=json.dumps(row["extra"], sort_keys=True))
     target = path(prof)
     with _locked(target):
-        old = load(prof) if target.exists() else pd.DataFrame(columns=COLUMNS)
+        old = load(prof).reindex(columns=COLUMNS) if target.exists() else pd.DataFrame(columns=COLUMNS)
         if len(old):
             same = np.ones(len(old), dtype=bool)
             for k in KEY:
@@ -111,14 +130,17 @@ def record(notebook: str, technique: str, model: str, variant: str, *, accuracy=
 def load(profile: str | None = None):
     """The results log of a profile as a DataFrame (empty if nothing was recorded yet).
 
-    Adds ``compression`` = dense_fp32_bytes / size_bytes where both are known.
+    Adds ``compression`` = dense_fp32_bytes / size_bytes where both are known. A log written
+    before a column existed (``setting``, ``role``) reads with that column empty (NaN).
     """
     import pandas as pd
 
     target = path(profile)
     if not target.exists():
         return pd.DataFrame(columns=COLUMNS + ["compression"])
-    table = pd.read_csv(target)
+    table = pd.read_csv(target).reindex(columns=COLUMNS)
+    for col in FIELDS:
+        table[col] = table[col].astype(object).where(table[col].notna(), None)
     for col in METRICS:
         table[col] = pd.to_numeric(table[col], errors="coerce")
     table["compression"] = table["dense_fp32_bytes"] / table["size_bytes"]

@@ -60,15 +60,92 @@ def test_targets_from_a_constructed_log():
 def test_targets_use_the_newest_run_and_tolerate_float_round_off():
     import json
 
-    def row(variant, acc, macs, ts, **extra):
+    def row(variant, role, acc, macs, ts, **extra):
         return dict(notebook="06_dynamic_networks", technique="early exit", model="lenet5", variant=variant,
-                    accuracy=acc, size_bytes=1.0, dense_fp32_bytes=4.0, macs=macs, latency_ms=0.01,
+                    role=role, accuracy=acc, size_bytes=1.0, dense_fp32_bytes=4.0, macs=macs, latency_ms=0.01,
                     timestamp=ts, extra=json.dumps(extra))
 
     table = pd.DataFrame([
-        row("dynamic, old", 0.90, 100, "2026-01-02"),
-        row("full network (never exit)", 0.9951, 2_293_000, "2026-01-01"),
-        row("dynamic, new", 0.9941, 432_198, "2026-01-03", speedup_mean_latency=3.3),
+        row("dynamic, old", "treated", 0.90, 100, "2026-01-02"),
+        row("full network (never exit)", "reference", 0.9951, 2_293_000, "2026-01-01"),
+        row("dynamic, new", "treated", 0.9941, 432_198, "2026-01-03", speedup_mean_latency=3.3),
     ])
     early = report.targets(table).set_index("target").filter(like="early exit", axis=0).iloc[0]
     assert "dynamic, new" in early["measured here"] and early["reached"] == "yes"  # 0.10 points is allowed
+
+
+def _full_log():
+    """A constructed log with a row for every target, written with the structured fields."""
+    import json
+
+    def row(nb, tech, model, variant, acc, size=None, macs=None, lat=None, setting=None, role=None, ts="2026-01-01",
+            **extra):
+        return dict(notebook=nb, technique=tech, model=model, variant=variant, setting=setting, role=role,
+                    accuracy=acc, size_bytes=size, dense_fp32_bytes=1_000_000.0, macs=macs, latency_ms=lat,
+                    timestamp=ts, extra=json.dumps(extra))
+
+    nb04 = "04_clustering_distillation_deep_compression"
+    return pd.DataFrame([
+        row("01_sgd_loss_formulation", "baseline", "lenet_300_100", "float32", 0.980, 900_000, 266_200, 0.020),
+        row("01_sgd_loss_formulation", "baseline", "lenet5", "float32", 0.990, 900_000, 2_293_000, 0.10),
+        row("02_pruning", "pruning", "lenet_300_100", "polynomial 0.92", 0.981, 90_000, nonzero=20_000),
+        row("02_pruning", "pruning", "lenet5", "polynomial 0.90", 0.990, 90_000, nonzero=25_000),
+        row("02_pruning", "channel pruning", "lenet5", "channels kept: 50%", 0.988, 300_000, 600_000, 0.04,
+            dense_latency_ms=0.10),
+        row("03_quantization", "baseline", "lenet_300_100", "float32", 0.980, 900_000, lat=0.020, setting="float32"),
+        row("03_quantization", "post-training quantization", "lenet_300_100", "int8", 0.9795, 200_000, lat=0.005,
+            setting="int8"),
+        row("03_quantization", "post-training quantization", "lenet_300_100", "float16", 0.980, 450_000, lat=0.03,
+            setting="float16"),
+        row("03_quantization", "quantization-aware training", "lenet_300_100", "qat_int8", 0.981, 210_000,
+            lat=0.005, setting="qat_int8"),
+        row(nb04, "deep compression", "lenet5", "pruned+clustered+PCQAT int8", 0.9895, 20_000),
+        row(nb04, "deep compression", "lenet_300_100", "pruned+clustered+PCQAT int8", 0.979, 30_000),
+        row(nb04, "distillation", "lenet5", "student alone, 5,000 images", 0.95, setting="5,000 images",
+            role="reference"),
+        row(nb04, "distillation", "lenet5", "student distilled T=4 a=0.9, 5,000 images", 0.975,
+            setting="5,000 images", role="treated"),
+        row(nb04, "distillation", "lenet5", "student alone, all images", 0.97, setting="all images",
+            role="reference"),
+        row(nb04, "distillation", "lenet5", "student distilled T=4 a=0.9, all images", 0.972,
+            setting="all images", role="treated"),
+        row("05_mixed_precision", "mixed precision", "cnn", "float32", 0.985, setting="float32", test_loss=0.050),
+        row("05_mixed_precision", "mixed precision", "cnn", "mixed_float16", 0.9845, setting="mixed_float16",
+            test_loss=0.0502, step_time_ratio=1.8),
+        row("06_dynamic_networks", "early exit", "lenet5", "full network (never exit)", 0.990, 50_000,
+            2_293_000, 0.10, role="reference"),
+        row("06_dynamic_networks", "early exit", "lenet5", "first exit alone (always exit)", 0.95, 20_000,
+            100_000, 0.01),
+        row("06_dynamic_networks", "early exit", "lenet5", "dynamic, max_prob t=0.9", 0.9895, 50_000, 400_000,
+            0.03, role="treated", speedup_mean_latency=3.2),
+        row("07_parallelism", "data_parallel", "lenet_300_100", "gradient_check_2_replicas", None,
+            max_abs_diff=1e-7),
+        row("07_parallelism", "data_parallel", "lenet_300_100", "mirrored_2_replicas", None, samples_per_s=900.0),
+        row("07_parallelism", "multi_worker", "lenet_300_100", "mwms_2_workers", None, workers_weights_max_diff=0.0),
+        row("07_parallelism", "pipeline", "balanced_mlp_2", "gpipe_K2_M4", None, relative_error=0.05),
+        row("07_parallelism", "pipeline", "balanced_mlp_4", "gpipe_K4_M8", None, relative_error=-0.02),
+    ])
+
+
+def test_targets_read_fields_so_renaming_a_variant_label_changes_nothing():
+    table = _full_log()
+    before = report.targets(table)
+    assert (before["reached"] != "not measured").all(), before[before["reached"] == "not measured"]
+    renamed = {v: f"renamed {i}: {v[::-1]}" for i, v in enumerate(table["variant"])}  # every label reworded
+    after = report.targets(table.assign(variant=table["variant"].map(renamed)))
+    back = after["measured here"]
+    for old, new in renamed.items():
+        back = back.str.replace(new, old, regex=False)  # labels shown in the text map back one to one
+    pd.testing.assert_frame_equal(after.assign(**{"measured here": back}), before)
+    assert (after["reached"] == before["reached"]).all()
+    dist = before.set_index("target").filter(like="distillation", axis=0).iloc[0]
+    assert "5,000 images" in dist["measured here"] and "all images" in dist["measured here"]
+
+
+def test_rows_from_before_the_fields_are_not_measured_with_a_note():
+    table = _full_log().drop(columns=["setting", "role"])  # a log written before the fields existed
+    out = report.targets(table).set_index("target")
+    for key, nb in [("int8 (PTQ", "03"), ("distillation", "04"), ("early exit", "06"), ("mixed precision", "05")]:
+        r = out.filter(like=key, axis=0).iloc[0]
+        assert r["reached"] == "not measured" and f"re-run notebook {nb}" in r["measured here"], (key, r)
+    assert out.filter(like="pruning lenet_300_100", axis=0).iloc[0]["reached"] == "yes"  # no field needed there

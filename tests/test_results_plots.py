@@ -33,6 +33,29 @@ def test_extra_metrics_round_trip(tmp_root):
     assert results.extra(table, "samples_per_s").iloc[0] == 1234.5
 
 
+def test_setting_and_role_are_fields_not_extra(tmp_root):
+    results.record(**_row(1, setting="int8", role="treated"))
+    results.record(**_row(2))
+    table = results.load("quick").set_index("variant")
+    assert (table.loc["v1", "setting"], table.loc["v1", "role"]) == ("int8", "treated")
+    assert table.loc["v2", "setting"] is None and table.loc["v2", "role"] is None
+    assert results.extra(table, "setting").isna().all()  # not in the extra JSON
+
+
+def test_a_log_written_before_the_fields_existed_still_reads_and_appends(tmp_root):
+    old_columns = [c for c in results.COLUMNS if c not in results.FIELDS]
+    target = results.path("quick")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([dict(_row(0), profile="quick", timestamp="2026-01-01", versions="tf=x", extra="{}")],
+                 columns=old_columns).to_csv(target, index=False)
+    table = results.load("quick")
+    assert table.loc[0, "setting"] is None and table.loc[0, "role"] is None and table.loc[0, "accuracy"] == 0.9
+    results.record(**_row(1, setting="float32", role="reference"))
+    table = results.load("quick").set_index("variant")
+    assert list(table.index) == ["v0", "v1"] and table.loc["v1", "role"] == "reference"
+    assert table.loc["v0", "role"] is None
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(notebook=""), "non-empty"),
     (dict(model=None), "non-empty"),
@@ -40,6 +63,9 @@ def test_extra_metrics_round_trip(tmp_root):
     (dict(size_bytes=-1), ">= 0"),
     (dict(latency_ms=float("nan")), "finite"),
     (dict(accuracy="high"), "number"),
+    (dict(role="baseline"), "role must be one of"),
+    (dict(setting=""), "setting must be non-empty"),
+    (dict(setting=8), "setting must be non-empty"),
 ])
 def test_bad_rows_are_refused_and_nothing_written(tmp_root, bad, match):
     with pytest.raises(results.ResultError, match=match):
