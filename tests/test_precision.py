@@ -405,6 +405,7 @@ def test_plan_side_by_side_exact_steps_minimum_and_ceiling():
     fast = {"float32": 0.06, "mixed_float16": 0.03}
     plan = precision.plan_side_by_side(fast, train_steps=500, budget_s=240, chunk=25, min_steps=20)
     assert (plan.steps, plan.chunk) == (500, 25) and "the 500 steps the profile asks for" in plan.explain()
+    assert "within the budget of 4.0 min" in plan.explain()
     # The minimum never lifts the steps above train_steps either.
     assert precision.plan_side_by_side(times, train_steps=3, budget_s=1, chunk=10, min_steps=20).steps == 3
     with pytest.raises(ValueError, match="budget_s"):

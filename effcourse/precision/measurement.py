@@ -209,29 +209,25 @@ class SideBySidePlan:
         return self.step_seconds[name] / self.step_seconds[self.reference]
 
     def explain(self) -> str:
-        """One sentence: what was decided and why."""
-        slow = self.slowest
+        """What was decided and why, in two sentences."""
+        slow, ref = self.slowest, self.reference
         speed = (
-            f"{slow} takes {self.ratio(slow):.1f}x {self.reference}'s step time here "
-            f"({1000 * self.step_seconds[slow]:.0f} ms against {1000 * self.step_seconds[self.reference]:.0f} ms "
-            "per step, probed)"
+            f"No model is slower than {ref} here ({1000 * self.step_seconds[slow]:.0f} ms per step at most in the probe)."
+            if self.ratio(slow) <= 1.05
+            else f"{slow} takes {self.ratio(slow):.1f}x {ref}'s step time here "
+            f"({1000 * self.step_seconds[slow]:.0f} ms against {1000 * self.step_seconds[ref]:.0f} ms per step "
+            "in the probe)."
         )
+        fits = "within" if self.expected_s <= self.budget_s else "over"
+        cost = f"at the probed step times about {_duration(self.expected_s)}, {fits} the budget of {_duration(self.budget_s)}"
         if self.steps == self.requested:
-            fits = "within" if self.expected_s <= self.budget_s else "over (fewer would be below the minimum)"
-            return (
-                f"{speed}; every model trains the {self.steps} steps the profile asks for "
-                f"(about {self.expected_s / 60:.1f} min, {fits} the budget of {self.budget_s / 60:.1f} min)."
-            )
-        over = (
-            f"; {self.min_steps} steps is the stated minimum, so it goes over the budget of "
-            f"{self.budget_s / 60:.1f} min"
-            if self.expected_s > self.budget_s
-            else ""
-        )
-        return (
-            f"{speed}; every model trains {self.steps} steps instead of {self.requested}, to keep this cell to "
-            f"about {self.expected_s / 60:.1f} min{over}."
-        )
+            return f"{speed} Every model trains the {self.steps} steps the profile asks for: {cost}."
+        floor = f" ({self.steps} steps is the stated minimum)" if fits == "over" else ""
+        return f"{speed} Every model trains {self.steps} steps instead of {self.requested}: {cost}{floor}."
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def plan_side_by_side(
