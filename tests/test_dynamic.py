@@ -344,7 +344,7 @@ def test_sweep_figures_label_every_variant():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from effcourse.dynamic import figures
+    from effcourse import plots
 
     exit1 = np.array([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0], [10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])
     exits = [exit1, exit1[[0, 0, 1, 1]], np.array([[0.0, 1.0, 0.0]] * 4)]
@@ -352,14 +352,14 @@ def test_sweep_figures_label_every_variant():
     sweeps = {r: dynamic.sweep(exits, labels, [100, 300, 1000], ts, rule=r)
               for r, ts in {"confidence": [0.0, 0.5, 0.9, 1.0], "entropy": [0.0, 0.1, 0.5, 1.0]}.items()}
     fig, ax = plt.subplots()
-    figures.draw_sweep(ax, sweeps, "confidence", 0.9, 375.0, 1.0, 1000.0, 0.25, 0.001,
+    plots.exit_sweep(ax, sweeps, "confidence", 0.9, 375.0, 1.0, 1000.0, 0.25, 0.001,
                        extra=[(200.0, 0.5, dict(marker="D"), "static")])
     names = ax.get_legend_handles_labels()[1]
     assert names[:2] == ["early exit, confidence rule (test sweep)", "early exit, entropy rule (test sweep)"]
     assert "operating point (confidence > 0.9, chosen on validation)" in names and "static" in names
     assert ax.get_xscale() == "log" and "MACs" in ax.get_xlabel()
     fig2, ax2 = plt.subplots()
-    figures.draw_exit_shares(ax2, sweeps["confidence"], ["exit 1", "exit 2", "final"], 0.9, "confidence")
+    plots.exit_share_bars(ax2, sweeps["confidence"], ["exit 1", "exit 2", "final"], 0.9, "confidence")
     assert ax2.get_legend_handles_labels()[1] == ["operating point", "exit 1", "exit 2", "final"]
     heights = np.array([[p.get_height() for p in c] for c in ax2.containers])
     np.testing.assert_allclose(heights.sum(axis=0), 100.0)
