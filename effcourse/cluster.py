@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -318,11 +319,27 @@ def collaborative_qat(model, data, epochs: int, preserve: str = "both", batch_si
     return q_model
 
 
+@dataclass
+class DeepCompressionResult:
+    """What ``deep_compression`` made, stage by stage (notebook 04).
+
+    ``pruned``, ``clustered`` and ``quantized`` are the Keras models after each stage,
+    ``tflite`` the final full-integer .tflite file, ``seconds`` the wall time per stage
+    ({"prune", "cluster", "quantize"}).
+    """
+
+    pruned: object
+    clustered: object
+    quantized: object
+    tflite: bytes
+    seconds: dict = field(default_factory=dict)
+
+
 def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epochs: int,
                      cluster_epochs: int = 0, cluster_init: str = "kmeans++", finetune_data=None,
                      representative=None, prune_learning_rate: float = 1e-3,
                      prune_options: dict | None = None,
-                     batch_size: int = 128, verbose: int = 0) -> dict:
+                     batch_size: int = 128, verbose: int = 0) -> DeepCompressionResult:
     """Deep Compression with tfmot: prune, cluster, quantize, compress (Han, Mao, Dally 2016), notebook 04.
 
     1. ``prune.prune_and_finetune`` for ``prune_epochs`` to ``sparsity``: one fraction for
@@ -339,8 +356,8 @@ def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epo
     ``finetune_data`` (default ``data``) is used for steps 2 and 3, e.g. a subset to save
     time; ``representative`` (default: 200 training images) calibrates the int8 activations;
     ``prune_options`` go to ``prune.prune_and_finetune`` (e.g. ``weight_decay``, ``prune_fraction``).
-    Returns {"pruned", "clustered", "quantized": models, "tflite": bytes,
-    "seconds": {stage: wall seconds}}. The input model is never changed.
+    Returns a ``DeepCompressionResult`` (``.pruned``, ``.clustered``, ``.quantized`` models,
+    ``.tflite`` bytes, ``.seconds`` per stage). The input model is never changed.
     """
     import time
 
@@ -369,5 +386,5 @@ def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epo
                                   verbose=verbose)
     blob = convert.to_tflite(quantized, "int8", representative=rep)
     seconds["quantize"] = time.perf_counter() - start
-    return {"pruned": pruned, "clustered": clustered, "quantized": quantized, "tflite": blob,
-            "seconds": seconds}
+    return DeepCompressionResult(pruned=pruned, clustered=clustered, quantized=quantized, tflite=blob,
+                                 seconds=seconds)
