@@ -175,3 +175,80 @@ def support_table(s: dict | None = None):
         {"what": "native bfloat16 arithmetic", "value": word(s["bfloat16_units"])},
     ]
     return pd.DataFrame(rows).set_index("what")
+
+
+# --- added for the learner's own hardware (issue 16: parallel.device_plan, effcourse.doctor) ---
+
+# CPU flags (as in /proc/cpuinfo) the doctor reports: vector units the CPU kernels use.
+CPU_FEATURES = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512",
+    "avx512_vnni": "AVX-512 VNNI (int8 dot products)",
+    "avx_vnni": "AVX-VNNI (int8 dot products)",
+    "amx_int8": "AMX int8 tiles",
+    **{flag: f"{kind} ({flag})" for flag, kind in CPU_FLAGS.items()},
+}
+
+
+def cpu_features(cpuinfo_text: str | None) -> dict:
+    """Which of ``CPU_FEATURES`` the CPU reports: {flag: True/False}, {flag: None} if unknown. Notebook 00."""
+    if cpuinfo_text is None:
+        return {flag: None for flag in CPU_FEATURES}
+    found: set[str] = set()
+    for line in cpuinfo_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            found.update(value.split())
+    if not found:
+        return {flag: None for flag in CPU_FEATURES}
+    return {flag: flag in found for flag in CPU_FEATURES}
+
+
+def nvidia_smi_gpus(run=None) -> list[dict] | None:
+    """GPUs the NVIDIA driver lists (``nvidia-smi``): name and memory in MB; None without a driver. Notebook 07.
+
+    Independent of TensorFlow, so a GPU that TensorFlow cannot use (no CUDA libraries, a
+    hidden ``CUDA_VISIBLE_DEVICES``) still shows here. ``run`` (tests) replaces the call:
+    it takes the argument list and returns nvidia-smi's text output, or None.
+    """
+    import shutil
+    import subprocess
+
+    args = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"]
+    if run is None:
+        if shutil.which("nvidia-smi") is None:
+            return None
+        try:
+            text = subprocess.run(args, capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    else:
+        text = run(args)
+    if text is None:
+        return None
+    out = []
+    for line in text.strip().splitlines():
+        name, _, memory = line.rpartition(",")
+        try:
+            out.append({"name": name.strip(), "memory_mb": int(float(memory))})
+        except ValueError:
+            continue
+    return out
+
+
+def gpu_memory_mb(index: int = 0) -> int | None:
+    """Total memory of GPU ``index`` in MB as the driver reports it; None when unknown. Notebook 07."""
+    smi = nvidia_smi_gpus()
+    return smi[index]["memory_mb"] if smi and index < len(smi) else None
+
+
+def build_info() -> dict:
+    """CUDA and cuDNN versions this TensorFlow was built with (``tf.sysconfig.get_build_info``). Notebook 00."""
+    import tensorflow as tf
+
+    try:
+        info = dict(tf.sysconfig.get_build_info())
+    except Exception:  # noqa: BLE001  (best effort)
+        info = {}
+    return {"cuda_build": bool(info.get("is_cuda_build", False)),
+            "cuda": info.get("cuda_version"), "cudnn": info.get("cudnn_version")}

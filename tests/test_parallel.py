@@ -474,3 +474,127 @@ def test_nb07_checks_print_one_pass_line_each(capsys):
     checks.nb07.stage_split(best)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert len(lines) == 4 and all(ln.startswith("PASS") for ln in lines), lines
+
+
+# --- device plans: 0, 1, 2, 8 GPUs, explicit requests, bad input (issue 16) -----------------------
+
+GPU_12G = {"name": "RTX 3060", "memory_mb": 12288}
+FAKE_MACHINES = {0: [], 1: [GPU_12G], 2: [{"name": "A100", "memory_mb": 40960}] * 2,
+                 8: [{"name": "H100", "memory_mb": 81920}] * 8}
+
+
+def _plan(gpus, **kwargs):
+    kwargs.setdefault("visible", None)
+    kwargs.setdefault("driver_gpus", None)
+    return parallel.device_plan(gpus=gpus, cpus=2, **kwargs)
+
+
+@pytest.mark.parametrize("n_gpus, kind, count, logical", [(0, "cpu", 4, True), (1, "gpu", 4, True),
+                                                           (2, "gpu", 2, False), (8, "gpu", 8, False)])
+def test_device_plan_for_0_1_2_8_gpus(n_gpus, kind, count, logical):
+    plan = _plan(FAKE_MACHINES[n_gpus], split=4)
+    assert (plan.kind, plan.count, plan.logical) == (kind, count, logical)
+    assert plan.devices == tuple(f"/device:{kind.upper()}:{i}" for i in range(count))
+    assert plan.reason and plan.describe().startswith(plan.reason)
+    if n_gpus == 1:
+        assert plan.memory_limit_mb == parallel.plan.LOGICAL_GPU_MB and plan.physical_gpus == 1
+        assert "split into 4 logical GPUs" in plan.reason and plan.real_devices == 1
+    if n_gpus >= 2:
+        assert plan.memory_growth and plan.physical_gpus == n_gpus and plan.real_devices == n_gpus
+        assert "real GPUs" in plan.reason
+    if n_gpus == 0:
+        assert "logical CPU" in plan.reason and "2 physical cores" in plan.reason and not plan.warnings
+
+
+def test_device_plan_explicit_requests_honoured_or_refused():
+    assert _plan(FAKE_MACHINES[8], requested=4).count == 4
+    assert "4 of the 8 GPUs left unused" in _plan(FAKE_MACHINES[8], requested=4).warnings[0]
+    assert _plan(FAKE_MACHINES[1], requested=1).logical is False
+    assert _plan(FAKE_MACHINES[1], requested=8).count == 8  # 8 x 1 GB in 12 GB
+    assert _plan(FAKE_MACHINES[0], requested=8).count == 8
+    cpu = _plan(FAKE_MACHINES[2], kind="cpu", split=3)
+    assert cpu.kind == "cpu" and cpu.count == 3 and "2 GPU(s) left unused" in cpu.reason
+    with pytest.raises(parallel.DevicePlanError, match="has 2 GPUs. Ask for at most 2"):
+        _plan(FAKE_MACHINES[2], requested=3)
+    with pytest.raises(parallel.DevicePlanError, match="at most 9"):  # more logical GPUs than memory allows
+        _plan(FAKE_MACHINES[1], requested=12)
+    with pytest.raises(parallel.DevicePlanError, match="kind='gpu'"):
+        _plan([], kind="gpu")
+    for bad in (0, -1, 2.0, True, "4"):
+        with pytest.raises(parallel.DevicePlanError, match="positive whole number"):
+            _plan([], requested=bad)
+    with pytest.raises(ValueError, match="kind must be"):  # DevicePlanError is a ValueError
+        _plan([], kind="tpu")
+
+
+def test_device_plan_fallbacks_are_stated():
+    small = _plan([{"name": "tiny", "memory_mb": 1500}], split=4)  # < 2 logical GPUs fit: CPUs
+    assert small.kind == "cpu" and "too small to split" in small.reason and "1,500 MB" in small.warnings[0]
+    some = _plan([{"name": "mid", "memory_mb": 4096}], split=8)  # 3 fit, not 8
+    assert some.kind == "gpu" and some.count == 3 and "only 3 logical GPUs" in some.warnings[0]
+    unknown = _plan([{"name": "x"}], split=4)
+    assert unknown.count == 4 and "memory size is unknown" in unknown.warnings[0]
+    hidden = _plan([], visible="", driver_gpus=2)  # CUDA_VISIBLE_DEVICES set to nothing
+    assert hidden.kind == "cpu" and len(hidden.warnings) == 1 and "CUDA_VISIBLE_DEVICES is set to ''" in hidden.warnings[0]
+    no_cuda = _plan([], visible=None, driver_gpus=1)  # the driver sees a GPU TensorFlow cannot initialise
+    assert "nvidia-smi lists 1 GPU(s) but TensorFlow cannot use them" in no_cuda.warnings[0] and ".[gpu]" in no_cuda.warnings[0]
+
+
+def test_nvidia_smi_parsing():
+    from effcourse import hardware
+
+    text = "NVIDIA A100-SXM4-40GB, 40960\nNVIDIA GeForce RTX 3060, 12288\n"
+    assert hardware.nvidia_smi_gpus(run=lambda args: text) == [
+        {"name": "NVIDIA A100-SXM4-40GB", "memory_mb": 40960}, {"name": "NVIDIA GeForce RTX 3060", "memory_mb": 12288}]
+    assert hardware.nvidia_smi_gpus(run=lambda args: None) is None
+
+
+def _fake_gpipe_runs(stage_counts, micro_batches):
+    runs = {}
+    for k in stage_counts:
+        for m in micro_batches:
+            fwd = np.full((k, m), 1e-3)
+            timeline = parallel.gpipe_timeline(fwd, 2 * fwd)
+            runs[k, m] = {"micro_batch_size": 64 // m, "bubble": parallel.bubble(timeline),
+                          "bubble_formula": parallel.bubble_formula(k, m),
+                          "bubble_bottleneck": parallel.bubble_bottleneck([3e-3] * k, m),
+                          "stage_times_s": np.full(k, 3e-3), "sequential_s": 3e-3 * k * m,
+                          "makespan_s": max(t["end"] for t in timeline), "timeline": timeline,
+                          "agreement": {"entries_off": 0, "entries": 100, "atol": 1e-6}}
+    return runs
+
+
+@pytest.mark.parametrize("n_gpus", [0, 1, 2, 8])
+def test_notebook07_tables_from_every_device_plan(n_gpus):
+    """Notebook 07's data-building steps, run against each fake plan: no empty table, no KeyError."""
+    from effcourse import timing
+
+    plan = _plan(FAKE_MACHINES[n_gpus], split=4)
+    sizes = parallel.demo_sizes(plan.count, (1, 2, 4), (2, 4), (1, 2, 4, 8), (4, 8))
+    assert sizes.scaling_replicas and sizes.pipe_stages and sizes.gantt in [(k, m) for k in sizes.pipe_stages
+                                                                             for m in sizes.micro_batches]
+    assert max(sizes.scaling_replicas) <= plan.count and max(sizes.pipe_stages) <= plan.count
+    tasks = {n: (lambda: None) for n in sizes.scaling_replicas}
+    ticks = iter(np.arange(0, 100, 0.5))
+    comparison = timing.interleaved(tasks, rounds=2, warmup=0, clock=lambda: float(next(ticks)))
+    rows = [dict(model="lenet_300_100", **r) for r in parallel.scaling_rows(comparison, sizes.scaling_replicas, 256, 5)]
+    raw, shown = parallel.scaling_frame(rows)
+    assert list(shown["replicas"]) == sizes.scaling_replicas and "throughput (samples/s)" in shown
+    runs = _fake_gpipe_runs(sizes.pipe_stages, sizes.micro_batches)
+    table = parallel.gpipe_table(runs)
+    assert len(table) == len(sizes.pipe_stages) * len(sizes.micro_batches)
+    assert list(table.groupby("K stages").groups) == sizes.pipe_stages
+    assert runs[sizes.gantt]["timeline"]
+    assert len(sizes.model_devices) == 3 and max(sizes.model_devices) < plan.count
+
+
+def test_demo_sizes_on_one_device_and_empty_tables_keep_their_columns():
+    one = parallel.demo_sizes(1, (1, 2, 4), (2, 4), (1, 8), (4, 8))
+    assert one.gradient_replicas == [] and one.scaling_replicas == [1] and one.pipe_stages == [1]
+    assert one.gantt == (1, 8) and any("no gradient check" in n for n in one.notes)
+    assert parallel.demo_sizes(8, (1, 2, 4), (2, 4), (1, 8), (4, 8)).gantt == (4, 8)
+    _, shown = parallel.scaling_frame([])
+    assert "throughput (samples/s)" in shown.columns and shown.empty
+    assert "K stages" in parallel.gpipe_table({}).columns
+    with pytest.raises(ValueError):
+        parallel.demo_sizes(0, (1,), (1,), (1,))

@@ -4,6 +4,9 @@ Thin, honest wrappers over TensorFlow's own distribution engine, one module per 
 the notebook; every public name is re-exported here (``from effcourse import parallel;
 parallel.devices()``):
 
+* ``plan``: ``device_plan`` chooses the devices (0 GPUs: logical CPUs; 1 GPU: logical
+  GPUs; N GPUs: real replicas) and says why, ``apply_plan`` makes them, ``demo_sizes``
+  fits the notebook's sweeps to the device count.
 * ``local_devices``: ``devices()`` (real GPUs, else the logical CPUs made by
   ``effcourse.setup(logical_cpus=N)``), ``hardware``, ``hardware_line``.
 * ``data_parallel``: ``MirroredStrategy`` (``mirrored``), ``gradient_equivalence``,
@@ -21,8 +24,10 @@ from __future__ import annotations
 from .data_parallel import (_KEY_STRIDE, _per_example_loss, _to_numpy_list, allreduce_bytes,  # noqa: F401
                             decimals, distribute_batch, equivalence_table, gradient_checks,
                             gradient_equivalence, mirrored, per_replica_batch, replica_gradients,
-                            scaled_learning_rate, scaling, scaling_rows, train_step)
+                            scaled_learning_rate, scaling, scaling_frame, scaling_rows, train_step)
 from .local_devices import devices, hardware, hardware_line  # noqa: F401
+from .plan import (DemoSizes, DevicePlan, DevicePlanError, apply_plan, demo_sizes,  # noqa: F401
+                   device_plan)
 from .model_parallel import Stage, balanced_mlp, forward_across, split_sequential  # noqa: F401
 from .multi_worker import (LOOPBACK, RESULT_PREFIX, STEP_PREFIX, WORKER_MODULE, MultiWorkerRun,  # noqa: F401
                            WorkerError, WorkerRun, _last_step, _launch_once, _read, _stop, _tail,

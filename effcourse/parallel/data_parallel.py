@@ -266,6 +266,24 @@ def scaling_rows(comparison, replica_counts, global_batch: int, steps: int) -> l
     return rows
 
 
+SCALING_COLUMNS = {"model": "model", "replicas": "replicas", "per_replica_batch": "per-replica batch",
+                   "samples_per_s": "throughput (samples/s)", "samples_per_s_min": "slowest round (samples/s)",
+                   "samples_per_s_max": "fastest round (samples/s)", "speedup": "speed-up (x)",
+                   "efficiency": "efficiency"}
+
+
+def scaling_frame(rows):
+    """``scaling`` rows (each with a ``model`` key) as notebook 07's table, people's column names (notebook 07).
+
+    Returns ``(raw, shown)``: the rows as a DataFrame with every ``scaling_rows`` column,
+    and the renamed columns for display. No rows give empty tables with the same columns.
+    """
+    import pandas as pd
+
+    raw = pd.DataFrame(list(rows), columns=[*SCALING_COLUMNS, "global_batch", "repeats", "steps"])
+    return raw, raw[list(SCALING_COLUMNS)].rename(columns=SCALING_COLUMNS)
+
+
 def gradient_checks(model, x, y, replica_counts) -> list[dict]:
     """``gradient_equivalence`` for each replica count, each on its own ``mirrored(n)`` (notebook 07)."""
     return [gradient_equivalence(model, x, y, mirrored(n)) for n in replica_counts]

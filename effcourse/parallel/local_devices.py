@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import env
-
 
 def devices(n: int | None = None) -> list[str]:
     """The devices to parallelise over: real GPUs if present, else logical CPUs (notebook 07).
@@ -37,12 +35,24 @@ def devices(n: int | None = None) -> list[str]:
 
 
 def hardware() -> dict:
-    """What the parallel measurements ran on: CPU, cores, GPUs and the devices used (notebook 07)."""
-    rep = env.hardware_report()
+    """What the parallel measurements ran on: CPU, cores, GPUs and the devices used (notebook 07).
+
+    CPU and GPUs come from ``effcourse.hardware`` (physical GPUs; ``devices`` counts the
+    logical devices in use, e.g. 4 logical GPUs on one physical GPU).
+    """
+    import os
+
+    import tensorflow as tf
+
+    from .. import hardware as hw
+
+    gpus = hw.gpu_devices()
     devs = devices()
-    return {"cpu": rep["cpu"], "physical_cores": rep["cpu_count"], "gpus": len(rep["gpus"]),
-            "device_kind": "GPU" if rep["gpus"] else "logical CPU",
-            "devices": len(devs), "tensorflow": rep["tensorflow"]}
+    logical_gpus = any("GPU" in d for d in devs)
+    kind = ("GPU" if len(devs) <= len(gpus) else "logical GPU") if logical_gpus else "logical CPU"
+    return {"cpu": hw.cpu_name(), "physical_cores": os.cpu_count(), "gpus": len(gpus),
+            "gpu_names": [g["name"] for g in gpus], "device_kind": kind,
+            "devices": len(devs), "tensorflow": tf.__version__}
 
 
 def hardware_line() -> str:

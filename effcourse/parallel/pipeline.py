@@ -252,10 +252,14 @@ def gpipe_sweep(x, y, stage_counts, micro_batches, repeats: int = 3, device_list
 
 
 def gpipe_table(runs):
-    """The runs of ``gpipe_sweep`` as the table notebook 07 shows: bubbles, balance, speed-up, gradients."""
+    """The runs of ``gpipe_sweep`` as the table notebook 07 shows: bubbles, balance, speed-up, gradients.
+
+    No runs give an empty table with the same columns (never a KeyError downstream)."""
     import pandas as pd
 
     rows = []
+    columns = ["K stages", "M micro-batches", "rows per micro-batch", "bubble measured", "(K-1)/(M+K-1)",
+               "bottleneck prediction", "slowest / mean stage (x)", "speed-up over 1 device (x)"]
     for (k, m), run in runs.items():
         agree = run["agreement"]
         off = f"gradient entries off by > {np.format_float_positional(agree['atol'], trim='-')}"
@@ -265,4 +269,4 @@ def gpipe_table(runs):
                      "slowest / mean stage (x)": run["stage_times_s"].max() / run["stage_times_s"].mean(),
                      "speed-up over 1 device (x)": run["sequential_s"] / run["makespan_s"],
                      off: f"{agree['entries_off']:,} of {agree['entries']:,}"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)  # no runs: the columns, no KeyError
