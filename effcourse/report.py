@@ -132,7 +132,7 @@ def _lacks(rows, name) -> bool:
 
 def _refresh(notebook, field) -> str:
     return (f"re-run notebook {notebook[:2]}: its rows in this log have no `{field}` field "
-            "(written before the field existed)")
+            f"(written before notebook {notebook[:2]} recorded it)")
 
 
 def _paper(model) -> str:
