@@ -49,6 +49,20 @@ def _listening_addresses(port: int) -> list[str]:
     return sorted(set(found))
 
 
+def _communication(tf):
+    """The all-reduce implementation: ``$EFFCOURSE_MW_COMMUNICATION`` (auto, ring or nccl; notebook 07).
+
+    ``parallel.worker_environments`` sets ``ring`` when workers share a GPU (NCCL needs one
+    GPU per process); otherwise TensorFlow chooses.
+    """
+    impl = tf.distribute.experimental.CommunicationImplementation
+    name = os.environ.get("EFFCOURSE_MW_COMMUNICATION", "auto").strip().lower() or "auto"
+    choices = {"auto": impl.AUTO, "ring": impl.RING, "nccl": impl.NCCL}
+    if name not in choices:
+        raise ValueError(f"EFFCOURSE_MW_COMMUNICATION={name!r}: choose auto, ring or nccl.")
+    return tf.distribute.experimental.CommunicationOptions(implementation=choices[name])
+
+
 def main(argv=None) -> int:
     """Run one worker: parse the options, train under the strategy, save weights, print the result (notebook 07)."""
     parser = argparse.ArgumentParser(description="One MultiWorkerMirroredStrategy worker (notebook 07).")
@@ -85,7 +99,7 @@ def main(argv=None) -> int:
 
     keras = effcourse.keras
     t0 = time.perf_counter()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=_communication(tf))
     replicas = strategy.num_replicas_in_sync
     parallel.per_replica_batch(args.global_batch, replicas)
     mnist = data.load()
@@ -116,7 +130,9 @@ def main(argv=None) -> int:
               "global_batch": args.global_batch, "loss": float(history.history["loss"][-1]),
               "samples_per_s": samples_per_s, "seconds": time.perf_counter() - t0,
               "listening": _listening_addresses(my_port), "port": my_port,
-              "keras": keras.__name__, "tensorflow": tf.__version__}
+              "keras": keras.__name__, "tensorflow": tf.__version__,
+              "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     print("EFFCOURSE_RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -598,3 +598,46 @@ def test_demo_sizes_on_one_device_and_empty_tables_keep_their_columns():
     assert "K stages" in parallel.gpipe_table({}).columns
     with pytest.raises(ValueError):
         parallel.demo_sizes(0, (1,), (1,), (1,))
+
+
+# --- worker environments (issue 16) ----------------------------------------------------------------
+
+def test_worker_environments_for_0_1_4_gpus_and_2_workers():
+    one = parallel.worker_environments(2, 1)  # fewer GPUs than workers: shared, memory growth, ring
+    assert one.envs == [{"TF_FORCE_GPU_ALLOW_GROWTH": "true", "EFFCOURSE_MW_COMMUNICATION": "ring"}] * 2
+    assert "share it" in one.reason
+    four = parallel.worker_environments(2, 4)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in four.envs] == ["0,1", "2,3"] and "2 GPUs each" in four.reason
+    three = parallel.worker_environments(2, 3)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in three.envs] == ["0", "1"] and "1 unused" in three.reason
+    none = parallel.worker_environments(2, 0)
+    assert none.envs == [{"CUDA_VISIBLE_DEVICES": ""}] * 2 and "CPU-only" in none.reason
+    assert len(parallel.worker_environments(8, 2).envs) == 8  # more workers than GPUs: shared, stated
+    for bad in ((0, 1), (2, -1), (2, 1.5), (True, 1)):
+        with pytest.raises(ValueError):
+            parallel.worker_environments(*bad)
+
+
+def test_launcher_gives_each_worker_its_environment(tmp_path):
+    show = "import os; print('EFFCOURSE_RESULT ' + __import__('json').dumps({'cvd': os.environ.get('CUDA_VISIBLE_DEVICES')}))"
+    run = parallel.launch_workers(2, command=["-c", show], timeout=60, log_dir=tmp_path, gpus=4)
+    assert [w.result["cvd"] for w in run.workers] == ["0,1", "2,3"] and run.worker_plan.envs[0]["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_cluster_hosts_from_the_environment():
+    assert parallel.cluster_hosts(environ={}) == ["host-a.example:2222", "host-b.example:2222"]
+    hosts = parallel.cluster_hosts(environ={"EFFCOURSE_CLUSTER_HOSTS": "gpu1.lab, gpu2.lab:3000"})
+    assert hosts == ["gpu1.lab:2222", "gpu2.lab:3000"]
+    assert "gpu2.lab:3000" in parallel.cluster_commands(hosts)[1]
+
+
+def test_worker_communication_option(monkeypatch):
+    import tensorflow as tf
+
+    from effcourse import _mw_worker
+
+    monkeypatch.setenv("EFFCOURSE_MW_COMMUNICATION", "ring")
+    assert _mw_worker._communication(tf).implementation == tf.distribute.experimental.CommunicationImplementation.RING
+    monkeypatch.setenv("EFFCOURSE_MW_COMMUNICATION", "bogus")
+    with pytest.raises(ValueError, match="choose auto, ring or nccl"):
+        _mw_worker._communication(tf)

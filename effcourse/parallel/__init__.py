@@ -31,8 +31,8 @@ from .plan import (DemoSizes, DevicePlan, DevicePlanError, apply_plan, demo_size
 from .model_parallel import Stage, balanced_mlp, forward_across, split_sequential  # noqa: F401
 from .multi_worker import (LOOPBACK, RESULT_PREFIX, STEP_PREFIX, WORKER_MODULE, MultiWorkerRun,  # noqa: F401
                            WorkerError, WorkerRun, _last_step, _launch_once, _read, _stop, _tail,
-                           alive, cluster_commands, free_ports, launch_workers, run_multi_worker,
-                           tf_config, worker_args)
+                           alive, cluster_commands, cluster_hosts, free_ports, launch_workers, run_multi_worker,
+                           WorkerPlan, tf_config, worker_args, worker_environments)
 from .pipeline import (_sync, bubble, bubble_bottleneck, bubble_formula, compare_gradients,  # noqa: F401
                        full_batch_gradients, gpipe_sweep, gpipe_table, gpipe_timeline, run_gpipe)
 

@@ -208,7 +208,8 @@ def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3
     steps (tracing). The global batch is ``len(x)`` for every count (the per-replica batch
     shrinks as replicas grow), fed from memory, so the time is compute plus all-reduce, not
     input. Timing is ``effcourse.timing.interleaved``: one task per count, a chunk of
-    ``steps`` steps, then the last loss is fetched (which waits for the steps); ``repeats``
+    ``steps`` steps, then the last loss is fetched (which waits for the steps) and, on GPUs,
+    every device is synchronised (``timing.gpu_sync``) before the clock is read; ``repeats``
     rounds with the order rotating, because a shared machine's speed drifts. The rows
     (``scaling_rows``) give samples/s from the median chunk time, and the slowest and
     fastest round. A progress bar (``desc``) counts the rounds; ``clock`` is injectable.
@@ -237,7 +238,7 @@ def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3
 
         tasks[n] = chunk
     comparison = timing.interleaved(tasks, rounds=repeats, runs=1, warmup=0, clock=clock,
-                                    sync=lambda: float(last_loss["value"]),  # wait for the last step
+                                    sync=lambda: (float(last_loss["value"]), timing.gpu_sync()),  # wait for all
                                     progress_desc=desc)
     return scaling_rows(comparison, replica_counts, global_batch, steps)
 

@@ -59,6 +59,7 @@ class MultiWorkerRun:
     cluster: dict
     seconds: float
     log_dir: Path
+    worker_plan: WorkerPlan | None = None
 
     def weights(self, index: int, which: str = "weights") -> list:
         """Final weights saved by worker ``index`` (``which="initial"``: the starting weights)."""
@@ -128,6 +129,71 @@ def cluster_commands(addresses, worker_args=(), python: str = "python") -> list[
             f"{python} -m {WORKER_MODULE} {args}".rstrip() for i in range(len(addresses))]
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The environment of each worker process and why (notebook 07): ``envs[i]`` is worker i's additions."""
+
+    envs: list
+    reason: str
+
+
+def worker_environments(n_workers: int, gpus: int) -> WorkerPlan:
+    """Each worker's GPU environment for ``n_workers`` local workers on a machine with ``gpus`` GPUs (notebook 07).
+
+    * enough GPUs (``gpus >= n_workers``): worker i sees only its own GPUs through
+      ``CUDA_VISIBLE_DEVICES`` (``gpus // n_workers`` each; the rest stay unused);
+    * fewer GPUs than workers: every worker sees every GPU with memory growth on
+      (``TF_FORCE_GPU_ALLOW_GROWTH``), so no worker takes all the memory, and their
+      all-reduce uses TensorFlow's ring (gRPC) collectives, because NCCL refuses two
+      processes on one GPU (``EFFCOURSE_MW_COMMUNICATION=ring``, read by the worker);
+    * no GPU: CPU-only workers (``CUDA_VISIBLE_DEVICES`` set to nothing).
+    Pure: ``launch_workers`` applies it.
+    """
+    for name, value, least in (("n_workers", n_workers, 1), ("gpus", gpus, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    if gpus == 0:
+        return WorkerPlan([{"CUDA_VISIBLE_DEVICES": ""} for _ in range(n_workers)],
+                          f"no GPU: {n_workers} CPU-only workers.")
+    if gpus >= n_workers:
+        each = gpus // n_workers
+        envs = [{"CUDA_VISIBLE_DEVICES": ",".join(str(i * each + j) for j in range(each)),
+                 "TF_FORCE_GPU_ALLOW_GROWTH": "true"} for i in range(n_workers)]
+        unused = gpus - each * n_workers
+        return WorkerPlan(envs, f"{gpus} GPUs for {n_workers} workers: {each} GPU{'s' if each > 1 else ''} each "
+                                "(CUDA_VISIBLE_DEVICES per worker)" + (f", {unused} unused." if unused else "."))
+    return WorkerPlan([{"TF_FORCE_GPU_ALLOW_GROWTH": "true", "EFFCOURSE_MW_COMMUNICATION": "ring"}
+                       for _ in range(n_workers)],
+                      f"{gpus} GPU{'s' if gpus > 1 else ''} for {n_workers} workers: they share "
+                      f"{'it' if gpus == 1 else 'them'}, with memory growth, and all-reduce over gRPC (ring), "
+                      "as NCCL needs one GPU per process.")
+
+
+def _physical_gpu_count() -> int:
+    """Physical GPUs TensorFlow sees in this process (0 if it cannot tell)."""
+    try:
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def cluster_hosts(default=("host-a.example:2222", "host-b.example:2222"), environ=None) -> list[str]:
+    """The cluster's ``host:port`` list: ``$EFFCOURSE_CLUSTER_HOSTS`` (comma-separated), else ``default`` (notebook 07).
+
+    A host without a port gets 2222. Set the variable before starting JupyterLab to print
+    the launch commands for your own machines.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get("EFFCOURSE_CLUSTER_HOSTS", "").strip()
+    hosts = [h.strip() for h in raw.split(",") if h.strip()] if raw else list(default)
+    out = [h if h.rpartition(":")[2].isdigit() and ":" in h else f"{h}:2222" for h in hosts]
+    for h in out:
+        tf_config([h], 0)  # validates host:port
+    return out
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
@@ -187,7 +253,8 @@ def _stop(procs, grace: float = 3.0) -> None:
 
 def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=None,
                    log_dir: os.PathLike | None = None, extra_env: dict | None = None,
-                   port_retries: int = 1, desc: str = "worker processes") -> MultiWorkerRun:
+                   port_retries: int = 1, desc: str = "worker processes",
+                   gpus: int | None = None) -> MultiWorkerRun:
     """Run ``n_workers`` worker processes on 127.0.0.1 with one TF_CONFIG each; collect their output (notebook 07).
 
     Default worker: ``python -m effcourse._mw_worker *args`` (``command`` replaces
@@ -203,6 +270,10 @@ def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=No
     and shows the elapsed time and worker 0's last ``EFFCOURSE_STEP <n>`` line (the course's
     worker prints one per training step). Workers' native TensorFlow log lines stay in
     their log files; error messages show the rest (``effcourse.quiet.is_noise`` decides).
+
+    Each worker's GPU environment comes from ``worker_environments(n_workers, gpus)``
+    (``gpus`` default: the GPUs TensorFlow sees here); ``extra_env`` is applied after it.
+    The returned run's ``worker_plan`` says what each worker got.
     """
     if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
         raise ValueError(f"n_workers must be a positive int, got {n_workers!r}")
@@ -211,9 +282,12 @@ def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=No
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(
         prefix=f"mw-{time.strftime('%H%M%S')}-", dir=env.build_dir("logs", "multiworker")))
     log_dir.mkdir(parents=True, exist_ok=True)
+    plan = worker_environments(int(n_workers), _physical_gpu_count() if gpus is None else gpus)
     for attempt in range(port_retries + 1):
         try:
-            return _launch_once(int(n_workers), list(args), timeout, command, log_dir, extra_env, desc)
+            run = _launch_once(int(n_workers), list(args), timeout, command, log_dir, extra_env, desc, plan)
+            run.worker_plan = plan
+            return run
         except WorkerError as err:
             port_taken = any("Could not start gRPC server" in r.stderr
                              or "Address already in use" in r.stderr for r in err.runs)
@@ -233,14 +307,14 @@ def _last_step(path: Path) -> int | None:
     return found
 
 
-def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc) -> MultiWorkerRun:
+def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc, plan=None) -> MultiWorkerRun:
     addresses = [f"{LOOPBACK}:{p}" for p in free_ports(n_workers)]
     command = list(command) if command is not None else ["-m", WORKER_MODULE]
     procs, files = [], []
     start = time.monotonic()
     try:
         for i in range(n_workers):
-            worker_env = dict(os.environ, **(extra_env or {}))
+            worker_env = dict(os.environ, **(plan.envs[i] if plan else {}), **(extra_env or {}))
             worker_env["TF_CONFIG"] = json.dumps(tf_config(addresses, i))
             worker_env["EFFCOURSE_WORKER_DIR"] = str(log_dir)
             worker_env.setdefault("PYTHONUNBUFFERED", "1")

@@ -80,10 +80,10 @@ def bubble(timeline) -> float:
 
 
 def _sync():
-    import tensorflow as tf
+    """Wait for the devices before reading the clock: ``effcourse.timing.gpu_sync`` (a no-op without GPUs)."""
+    from .. import timing
 
-    if tf.config.list_logical_devices("GPU"):  # GPU kernels run asynchronously
-        tf.test.experimental.sync_devices()
+    timing.gpu_sync()
 
 
 def run_gpipe(stages, x, y, micro_batches: int, repeats: int = 3, input_gradient: bool = True,
