@@ -193,7 +193,7 @@ class TrainRecord:
     tensorflow: str = ""
 
     @classmethod
-    def from_dict(cls, info: dict) -> "TrainRecord":
+    def from_dict(cls, info: dict) -> TrainRecord:
         """The record of a sidecar's JSON dict (unknown keys are ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in info.items() if k in names})

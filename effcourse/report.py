@@ -2,7 +2,12 @@
 and the targets against the papers (notebook 08)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NOTEBOOK_TITLES = {
     "01_sgd_loss_formulation": "01: the baselines",
@@ -27,7 +32,7 @@ PAPER_POINTS = [
 ]
 
 
-def paper_points(table=None) -> "pd.DataFrame":
+def paper_points(table=None) -> pd.DataFrame:
     """The papers' points (baselines and Deep Compression) as rows of the results log's shape.
 
     ``size_bytes`` is the dense float32 bytes of the course's baseline (from ``table``'s
@@ -164,7 +169,7 @@ def _pruning_target(table, model):
                                        f"(baseline {base['accuracy']:.2%}; {best['variant']})")
 
 
-def targets(table) -> "pd.DataFrame":
+def targets(table) -> pd.DataFrame:
     """The course's targets against the papers' figures, measured from the results log.
 
     One row per target: what the paper or the issue asked, what this profile's log shows,

@@ -47,7 +47,7 @@ def _error_classes():
     found = {}
     for name in _modules():
         module = importlib.import_module(name)
-        for attr, obj in vars(module).items():
+        for obj in vars(module).values():
             if (inspect.isclass(obj) and issubclass(obj, BaseException)
                     and obj.__module__ == module.__name__ and obj is not EffcourseError):
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
