@@ -468,5 +468,6 @@ def test_op_table_ratios_are_medians_of_same_round_ratios():
 
 def test_time_ops_runs_every_operation_in_every_dtype():
     table = precision.time_ops(("float32", "bfloat16"), batch_size=4, rounds=1, runs=1, desc=None)
-    assert len(table) == 8 and set(table.index.get_level_values("dtype")) == {"float32", "bfloat16"}
+    assert len(table) == 10 and set(table.index.get_level_values("dtype")) == {"float32", "bfloat16"}
+    assert "conv2d backward, filter gradient" in table.index.get_level_values("operation")
     assert (table["ms"] > 0).all()

@@ -280,6 +280,9 @@ def plan_side_by_side(
 def op_functions(dtype: str, batch_size: int = 128) -> dict:
     """The CNN's second convolution and its dense layer, forward and backward, in one dtype. Notebook 05.
 
+    The convolution's two gradients are separate operations (each has its own kernel per
+    dtype, and on some CPUs only one of them is slow in float16).
+
     Zero-argument callables (not yet ``tf.function``) on random tensors shaped like the
     course CNN's activations: conv2d 3x3 32->64 on 13x13 maps and dense 1600->64.
     """
@@ -295,9 +298,11 @@ def op_functions(dtype: str, batch_size: int = 128) -> dict:
     conv_back = dict(strides=[1, 1, 1, 1], padding="VALID", out_backprop=dy)
     return {
         "conv2d 3x3 32->64, forward": lambda: tf.nn.conv2d(x, w, 1, "VALID"),
-        "conv2d backward (input and filter gradients)": lambda: (
-            tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=w, **conv_back),
-            tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(w), **conv_back),
+        "conv2d backward, input gradient": lambda: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(x), filter=w, **conv_back
+        ),
+        "conv2d backward, filter gradient": lambda: tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=tf.shape(w), **conv_back
         ),
         "dense 1600->64, forward": lambda: tf.matmul(a, k),
         "dense backward (input and weight gradients)": lambda: (
