@@ -271,8 +271,3 @@ class TFLiteModel:
                     value = (value.astype(np.float32) - zero) * scale
                 out[det["name"]] = (op["op_name"], np.asarray(value, dtype=np.float32))
         return out
-
-    def tensor_types(self):
-        """(name, dtype, shape) of every tensor in the model: what the file really stores."""
-        return [(t["name"], np.dtype(t["dtype"]).name, tuple(t["shape"]))
-                for t in self._interp.get_tensor_details()]
