@@ -7,7 +7,7 @@ from effcourse import doctor
 
 
 @pytest.fixture(scope="module")
-def healthy():
+def healthy(mnist):  # mnist: the session's data check (a clear failure when the data is missing)
     return doctor.collect()  # this machine: the test session's data folder, no GPU
 
 

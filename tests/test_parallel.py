@@ -641,3 +641,8 @@ def test_worker_communication_option(monkeypatch):
     monkeypatch.setenv("EFFCOURSE_MW_COMMUNICATION", "bogus")
     with pytest.raises(ValueError, match="choose auto, ring or nccl"):
         _mw_worker._communication(tf)
+
+
+def test_one_cpu_device_asked_for_is_not_called_logical():
+    plan = _plan([], requested=1)
+    assert plan.count == 1 and not plan.logical and "nothing to replicate over" in plan.reason

@@ -29,8 +29,9 @@ def devices(n: int | None = None) -> list[str]:
         kind = "GPUs" if "GPU" in found[0] else "logical CPU devices"
         raise ValueError(
             f"Asked for {n} devices but this process has {len(found)} {kind}. Restart the kernel "
-            f"and call effcourse.setup(logical_cpus={n}) first (it must run before any "
-            "TensorFlow op), or ask for fewer.")
+            f"and apply parallel.device_plan(requested={n}) first (parallel.apply_plan, before any "
+            f"TensorFlow op; on a machine without GPUs effcourse.setup(logical_cpus={n}) does the "
+            "same), or ask for fewer.")
     return found[: int(n)]
 
 
@@ -59,4 +60,5 @@ def hardware_line() -> str:
     """``hardware()`` as one printable line (notebook 07)."""
     h = hardware()
     return (f"{h['cpu']} | {h['physical_cores']} cores | GPUs: {h['gpus']} | "
-            f"{h['devices']} {h['device_kind']} devices | TensorFlow {h['tensorflow']}")
+            f"{h['devices']} {h['device_kind']} device{'s' if h['devices'] != 1 else ''} | "
+            f"TensorFlow {h['tensorflow']}")

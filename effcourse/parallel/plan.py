@@ -131,9 +131,12 @@ def device_plan(requested: int | None = None, gpus: list | None = None, cpus: in
         warnings = [] if kind == "cpu" else _gpu_diagnosis(visible, driver_gpus)
         why = (f"logical CPU devices asked for (kind='cpu'), {len(gpus)} GPU(s) left unused" if kind == "cpu"
                else "no GPU that TensorFlow can use")
+        if target == 1:
+            return DevicePlan("cpu", _names("cpu", 1), logical=False, warnings=tuple(warnings),
+                              reason=f"1 CPU device ({why}), as asked: nothing to replicate over.")
         return DevicePlan(
-            "cpu", _names("cpu", target), logical=target > 1, warnings=tuple(warnings),
-            reason=(f"{target} logical CPU device{'s' if target > 1 else ''} ({why}): they share the same "
+            "cpu", _names("cpu", target), logical=True, warnings=tuple(warnings),
+            reason=(f"{target} logical CPU devices ({why}): they share the same "
                     f"{cores}, so they show that the multi-device code is right, not that it is fast."))
 
     if len(gpus) >= 2:
