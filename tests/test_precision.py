@@ -471,3 +471,16 @@ def test_time_ops_runs_every_operation_in_every_dtype():
     assert len(table) == 10 and set(table.index.get_level_values("dtype")) == {"float32", "bfloat16"}
     assert "conv2d backward, filter gradient" in table.index.get_level_values("operation")
     assert (table["ms"] > 0).all()
+
+
+def test_underflow_table_rows_from_snapshots():
+    snaps = {"step 0": {"loss": 2.3, "weights": np.array([0.0, 2.0**-30, 2.0**-10, 4.0]),
+                        "activations": np.array([2.0**-26, 2.0**-20])}}
+    table = precision.underflow_table(snaps)
+    assert list(table.index) == [("step 0", "weights"), ("step 0", "activations")]
+    w = table.loc[("step 0", "weights")]
+    assert w["loss"] == 2.3 and w["median log2 |g|"] == -10
+    assert w["below 2^-24"] == pytest.approx(1 / 3) and w["flush to 0 in float16"] == pytest.approx(1 / 3)
+    assert w["flush at scale 2^15"] == 0.0 and w["overflow at scale 2^15"] == pytest.approx(1 / 3)  # 4 * 2^15 > 65504
+    a = table.loc[("step 0", "activations")]
+    assert a["subnormal in float16"] == pytest.approx(0.5) and a["flush to 0 in float16"] == pytest.approx(0.5)

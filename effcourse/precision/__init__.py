@@ -70,6 +70,7 @@ from .scaling import (
     magnitudes,
     suggest_loss_scale,
     underflow_stats,
+    underflow_table,
 )
 
 __all__ = [
@@ -115,6 +116,7 @@ __all__ = [
     "time_ops",
     "train_side_by_side",
     "underflow_stats",
+    "underflow_table",
     "use_policy",
     "with_policy",
 ]

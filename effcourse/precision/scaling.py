@@ -178,6 +178,42 @@ def underflow_stats(values, fmt: str = "float16", scale: float = 1.0) -> dict:
     }
 
 
+def underflow_table(snapshots: dict, scale: float = DEFAULT_LOSS_SCALE, fmt: str = "float16"):
+    """Per snapshot and gradient kind: what storing the gradients in ``fmt`` does, unscaled and scaled. Notebook 05.
+
+    ``snapshots`` maps a label (e.g. "step 30") to a ``gradient_magnitudes`` dict. One row per
+    (label, "weights" / "activations"): the loss, the median log2 of the non-zero magnitudes,
+    the share below 2^-24 (float16's smallest subnormal), and ``underflow_stats`` at scale 1
+    (flushed, subnormal) and at ``scale`` (flushed, overflow). Fractions of the non-zero values.
+    """
+    import pandas as pd
+
+    scale = _check_scale(scale)
+    at = f"2^{math.log2(scale):g}" if math.log2(scale).is_integer() else f"{scale:g}"
+    rows = []
+    for label, snap in snapshots.items():
+        for kind in ("weights", "activations"):
+            if snap.get(kind) is None:
+                continue
+            g = np.abs(np.asarray(snap[kind], dtype=np.float64))
+            nonzero = g[g > 0]
+            plain, scaled = underflow_stats(g, fmt), underflow_stats(g, fmt, scale=scale)
+            rows.append(
+                {
+                    "when": label,
+                    "gradients of": kind,
+                    "loss": snap.get("loss", np.nan),
+                    "median log2 |g|": float(np.median(np.log2(nonzero))) if nonzero.size else np.nan,
+                    "below 2^-24": float(np.mean(nonzero < 2.0**-24)) if nonzero.size else 0.0,
+                    f"flush to 0 in {fmt}": plain["flushed"],
+                    f"subnormal in {fmt}": plain["subnormal"],
+                    f"flush at scale {at}": scaled["flushed"],
+                    f"overflow at scale {at}": scaled["overflow"],
+                }
+            )
+    return pd.DataFrame(rows).set_index(["when", "gradients of"])
+
+
 def suggest_loss_scale(values, fmt: str = "float16") -> float:
     """The largest power of two by which ``values`` can be multiplied without overflowing ``fmt``. Notebook 05."""
     _check_format(fmt, FLOAT_FORMATS)
