@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .models import check_model
+from .validate import mnist_like, positive_int
 
 INITS = {
     "kmeans++": "KMEANS_PLUS_PLUS",
@@ -154,14 +155,11 @@ def strip(model):
     return tfmot.clustering.keras.strip_clustering(model)
 
 
-def _check_data(data, epochs, batch_size, what):
-    from . import data as _data
-
-    if not isinstance(data, _data.MNIST):
-        raise TypeError(f"{what}: data must be an effcourse.data.MNIST (data.load(profile)), "
-                        f"got {type(data).__name__}.")
-    if int(epochs) < 0 or int(batch_size) < 1:
-        raise ValueError(f"{what}: need epochs >= 0 and batch_size >= 1, got {epochs} and {batch_size}.")
+def _check_data(data, epochs, batch_size, what, min_epochs: int = 0):
+    """(epochs, batch_size) as ints once ``data`` is an ``effcourse.data.MNIST`` and both are whole numbers."""
+    mnist_like(data, f"cluster.{what}")
+    return (positive_int(epochs, f"{what}: epochs", minimum=min_epochs),
+            positive_int(batch_size, f"{what}: batch_size"))
 
 
 def cluster_and_finetune(model, data, clusters: int, epochs: int, batch_size: int = 128,
@@ -181,15 +179,14 @@ def cluster_and_finetune(model, data, clusters: int, epochs: int, batch_size: in
     from . import env, models, train
 
     check_model(model, what="cluster.cluster_and_finetune")
-    _check_data(data, epochs, batch_size, "cluster_and_finetune")
+    epochs, batch_size = _check_data(data, epochs, batch_size, "cluster_and_finetune")
     env.seed_everything(seed)
     wrapped = wrap(model, clusters, init=init, preserve_sparsity=preserve_sparsity,
                    per_channel=per_channel, per_layer=per_layer)
-    if int(epochs) > 0:
-        steps = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
-        lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
+    if epochs > 0:
+        lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.05)
         models.compile_classifier(wrapped, optimizer=tf_keras.optimizers.Adam(lr))
-        train.fit(wrapped, data, epochs=int(epochs), batch_size=int(batch_size),
+        train.fit(wrapped, data, epochs=epochs, batch_size=batch_size,
                   verbose=verbose, seed=seed, desc=f"fine-tuning the centroids of {model.name}")
     return models.compile_classifier(strip(wrapped))
 
@@ -255,8 +252,7 @@ def han_bits(kernel, index_bits: int = 5) -> dict:
     channel first) by the caller if that matters; this counts, it does not encode.
     """
     values = np.asarray(kernel).ravel()
-    if index_bits < 1:
-        raise ValueError(f"index_bits must be >= 1, got {index_bits}")
+    index_bits = positive_int(index_bits, "index_bits")
     positions = np.flatnonzero(values)
     k = int(np.unique(values[positions]).size)
     value_bits = max(1, math.ceil(math.log2(max(k, 2))))
@@ -300,9 +296,7 @@ def collaborative_qat(model, data, epochs: int, preserve: str = "both", batch_si
 
     check_model(model, what="cluster.collaborative_qat")
     scheme = _scheme(preserve)
-    _check_data(data, epochs, batch_size, "collaborative_qat")
-    if int(epochs) < 1:
-        raise ValueError(f"collaborative_qat: epochs must be >= 1, got {epochs}.")
+    epochs, batch_size = _check_data(data, epochs, batch_size, "collaborative_qat", min_epochs=1)
     qk = tfmot.quantization.keras
     what = {"sparsity": "PQAT", "clusters": "CQAT", "both": "PCQAT"}[preserve]
     with warnings.catch_warnings():
@@ -314,7 +308,7 @@ def collaborative_qat(model, data, epochs: int, preserve: str = "both", batch_si
         q_model = qk.quantize_apply(annotated, scheme)
         env.seed_everything(seed)
         models.compile_classifier(q_model, learning_rate=learning_rate)
-        train.fit(q_model, data, epochs=int(epochs), batch_size=int(batch_size), verbose=verbose, seed=seed,
+        train.fit(q_model, data, epochs=epochs, batch_size=batch_size, verbose=verbose, seed=seed,
                   desc=f"{what} of {model.name}")
     return q_model
 

@@ -172,13 +172,12 @@ def train_student_with_record(student, data, epochs: int, teacher=None, temperat
     import tf_keras
 
     from . import data as _data
-    from . import env, models
+    from . import env, models, train
+    from .validate import mnist_like, positive_int
 
     check_model(student, what="distill.train_student")
-    if not isinstance(data, _data.MNIST):
-        raise TypeError(f"data must be an effcourse.data.MNIST (data.load(profile)), got {type(data).__name__}.")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    mnist_like(data, "distill.train_student")
+    epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
     n_out = student.output_shape[-1]
     if teacher is None:
         if teacher_train_logits is not None:
@@ -197,21 +196,18 @@ def train_student_with_record(student, data, epochs: int, teacher=None, temperat
     temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
     packed = np.concatenate([data.y_train[:, None].astype(np.float32), soft], axis=1)
     env.seed_everything(seed)
-    model = tf_keras.models.clone_model(student)
-    model.set_weights(student.get_weights())
-    steps = int(math.ceil(len(data.x_train) / batch_size)) * int(epochs)
-    lr = tf_keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.01)
+    model = models.clone(student, compile_like=False)
+    lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.01)
     model.compile(optimizer=tf_keras.optimizers.Adam(lr), loss=_PackedLoss(temperature, alpha),
                   metrics=[_label_accuracy])
     hist = model.fit(_data.pipeline(data.x_train, packed, batch_size, shuffle=True, seed=seed),
-                     epochs=int(epochs), verbose=verbose,
+                     epochs=epochs, verbose=verbose,
                      callbacks=progress.with_bar([], desc or (f"training {student.name} alone" if teacher is None else
                                                       f"distilling into {student.name} (T={temperature:g}, "
                                                       f"alpha={alpha:g})"), verbose))
     models.compile_classifier(model)
     record = StudentRecord(teacher=None if teacher is None else teacher.name, temperature=temperature,
-                           alpha=alpha, epochs=int(epochs),
-                           history={k: [float(v) for v in vals] for k, vals in hist.history.items()})
+                           alpha=alpha, epochs=epochs, history=train.history_dict(hist))
     return model, record
 
 

@@ -15,8 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
-
 from . import env
 from .errors import EffcourseError
 
@@ -212,14 +210,14 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
 
     from . import data as _data
     from . import profile as _profile
-    from . import progress
+    from . import progress, train
 
     prof = profile or _profile.active()
     data = data or _data.load(prof)
     cfg = _train_config(name, prof)
     env.seed_everything(cfg["seed"], deterministic=True)
-    steps = int(np.ceil(len(data.x_train) / cfg["batch_size"])) * cfg["epochs"]
-    schedule = tf_keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], steps, alpha=0.01)
+    schedule = train.cosine_schedule(cfg["learning_rate"], len(data.x_train), cfg["batch_size"], cfg["epochs"],
+                                     alpha=0.01)
     model = compile_classifier(build(name), optimizer=tf_keras.optimizers.Adam(schedule))
     start = time.perf_counter()
     hist = model.fit(
@@ -231,7 +229,7 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=512, verbose=0)
     record = TrainRecord(**cfg, train_seconds=round(seconds, 2), test_accuracy=float(test_acc),
-                         history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
+                         history=train.history_dict(hist),
                          tensorflow=tf.__version__)
     return model, record
 

@@ -352,9 +352,9 @@ def qat(
     """
     from . import data as _data
     from .env import seed_everything
+    from .validate import positive_int
 
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    epochs = positive_int(epochs, "epochs")
     x, y, val = _xy(data)
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(

@@ -267,6 +267,33 @@ def test_channel_pruning_bad_input():
         prune.channel_prune(branched, {"a": 2})
 
 
+# --- measuring a variant (notebook 02's tables and the results log) ----------------------------
+
+
+def test_measure_variant_row_and_results_log(small_data, quick, tmp_root):
+    from effcourse import convert, results
+
+    base = _mlp()
+    pruned = base  # the arithmetic is the same for any model: measure the dense one against itself
+    test = dataclasses.replace(small_data, x_test=small_data.x_test[:64], y_test=small_data.y_test[:64])
+    row = prune.measure_variant(pruned, base, "lenet_300_100", "dense as a variant", test, "02_test",
+                                profile=quick, sparsity=0.0, epochs=1)
+    blob = convert.to_tflite(pruned)
+    assert row["model"] == "lenet_300_100" and row["variant"] == "dense as a variant"
+    assert row["sparsity"] == 0.0 and row["epochs"] == 1
+    assert row["tflite_bytes"] == len(blob) and row["size_bytes"] == measure.compressed_size(blob)
+    assert row["nonzero"] == measure.count_nonzero(pruned)
+    assert row["nonzero_ratio"] == measure.count_params(base) / row["nonzero"]
+    assert row["macs"] == measure.macs(pruned) and row["latency_ms"] > 0
+    assert row["accuracy"] == pytest.approx(measure.accuracy(pruned, test.x_test, test.y_test), abs=1 / 64)
+    logged = results.load().iloc[0]
+    assert (logged["notebook"], logged["technique"], logged["variant"]) == ("02_test", "pruning", "dense as a variant")
+    assert logged["dense_fp32_bytes"] == measure.dense_fp32_bytes(base)
+    assert results.extra(results.load(), "nonzero").iloc[0] == row["nonzero"]
+    with pytest.raises(TypeError, match="MNIST"):
+        prune.measure_variant(pruned, base, "lenet_300_100", "v", (test.x_test, test.y_test), "02_test")
+
+
 # --- notebook 02 exercise checks ---------------------------------------------------------------
 
 from effcourse import checks  # noqa: E402

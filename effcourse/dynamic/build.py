@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import measure, progress
+from .. import measure, progress, train
 from ..models import check_model
+from ..validate import positive_int
 
 def _chain(model):
     """The layers of a single-path model in order (InputLayer excluded), or a ValueError."""
@@ -221,8 +222,7 @@ def train_batches(data, batch_size: int = 128, shift: float = 0.0, seed: int = 0
 
     if not 0 <= shift < 0.5:
         raise ValueError(f"shift is a fraction of the image size in [0, 0.5); got {shift}.")
-    if outputs < 1:
-        raise ValueError(f"outputs must be >= 1, got {outputs}")
+    outputs = positive_int(outputs, "outputs")
     ds = _data.pipeline(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed)
     if shift:
         move = tf_keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed)
@@ -250,10 +250,8 @@ def train_joint(net: EarlyExitNet, data, epochs: int, loss_weights=None, learnin
     if len(weights) != n or any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) == 0:
         raise ValueError(f"loss_weights needs {n} finite, non-negative numbers (one per exit, "
                          f"earliest first), not all zero; got {loss_weights}.")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    steps = int(np.ceil(len(data.x_train) / batch_size)) * epochs
-    schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.01)
+    epochs = positive_int(epochs, "epochs")
+    schedule = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.01)
     net.model.compile(
         optimizer=tf_keras.optimizers.Adam(schedule),
         loss=[tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True) for _ in range(n)],

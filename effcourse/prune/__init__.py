@@ -1,0 +1,45 @@
+"""Pruning: magnitude pruning with tfmot, sensitivity scans, 2:4 sparsity, channel pruning (notebook 02).
+
+Two kinds of pruning, and what each buys:
+
+* **Unstructured magnitude pruning** (tfmot's ``prune_low_magnitude``): the smallest
+  weights of each kernel are set to zero and kept at zero while the network fine-tunes.
+  The kernels keep their shape, so the model is exactly as slow on dense kernels; what
+  shrinks is the *compressed* file (runs of zeros compress well).
+* **Channel (filter) pruning** (``channel_prune``): whole filters / units with the smallest
+  norms are removed and a physically narrower model is built from the kept weights. It
+  does fewer MACs on any hardware. tfmot does not do this; it is written out here.
+
+tfmot's wrappers share layers (and so weights) with the model they are given; every
+function here clones its input first and never changes the caller's model.
+
+One module per concern; every public name is re-exported here (``prune.wrap``, ...):
+
+* ``kernels``: the kernel of a layer, ``prunable_layers``, the sparsity check;
+* ``magnitude``: the tfmot side: ``make_schedule``, ``wrap``, ``callbacks`` /
+  ``pruning_summaries``, ``strip``, ``kernel_sparsity``, ``check_schedule``, m:n sparsity
+  (``m_by_n_fraction``, ``m_by_n_report``) and ``to_sparse_tflite``;
+* ``sensitivity``: ``magnitude_mask``, ``sensitivity_scan``, ``overall_sparsity``,
+  ``allocate_sparsity``;
+* ``channels``: channel surgery (``channel_norms``, ``kept_channels``, ``channel_mask``,
+  ``channel_prune``: a physically narrower model);
+* ``training``: ``prune_and_finetune`` and ``finetune`` on the course's fine-tuning recipe
+  (``train.cosine_schedule``, alpha 0.05);
+* ``evaluation``: ``measure_variant`` (a variant's .tflite measured and recorded).
+"""
+from .channels import (CHANNEL_MERGE, CHANNEL_PASS_THROUGH, channel_mask, channel_norms, channel_prune,
+                       kept_channels)
+from .evaluation import measure_variant
+from .kernels import prunable_layers
+from .magnitude import (SCHEDULES, callbacks, check_schedule, kernel_sparsity, m_by_n_fraction,
+                        m_by_n_report, make_schedule, pruning_summaries, strip, to_sparse_tflite, wrap)
+from .sensitivity import allocate_sparsity, magnitude_mask, overall_sparsity, sensitivity_scan
+from .training import PRUNE_FRACTION, finetune, prune_and_finetune
+
+__all__ = [
+    "CHANNEL_MERGE", "CHANNEL_PASS_THROUGH", "PRUNE_FRACTION", "SCHEDULES", "allocate_sparsity", "callbacks",
+    "channel_mask", "channel_norms", "channel_prune", "check_schedule", "finetune", "kept_channels",
+    "kernel_sparsity", "m_by_n_fraction", "m_by_n_report", "magnitude_mask", "make_schedule", "measure_variant",
+    "overall_sparsity", "prunable_layers", "prune_and_finetune", "pruning_summaries", "sensitivity_scan", "strip",
+    "to_sparse_tflite", "wrap",
+]
