@@ -267,6 +267,40 @@ def test_channel_pruning_bad_input():
         prune.channel_prune(branched, {"a": 2})
 
 
+# --- the subpackage: every public name importable from effcourse.prune ----------------------
+
+
+def test_package_reexports_every_public_name():
+    import importlib
+    import inspect
+
+    for mod in ("kernels", "magnitude", "sensitivity", "channels", "training", "evaluation"):
+        module = importlib.import_module(f"effcourse.prune.{mod}")
+        own = [n for n, obj in vars(module).items() if not n.startswith("_") and inspect.isfunction(obj)
+               and obj.__module__ == module.__name__]
+        for name in own:
+            assert getattr(prune, name) is getattr(module, name), f"prune.{name} (from prune.{mod})"
+            assert name in prune.__all__
+
+
+def test_finetuning_recipe_steps_and_alpha():
+    """The optimizer of prune_and_finetune / finetune: cosine decay over ceil(n / batch) * epochs steps to 5%."""
+    from effcourse.prune.training import _optimizer, _plan_steps
+
+    opt = _optimizer(1e-3, 1000, 128, 3)
+    assert type(opt).__name__ == "Adam"
+    schedule = opt.get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert schedule["config"]["decay_steps"] == 8 * 3 and schedule["config"]["alpha"] == 0.05
+    assert schedule["config"]["initial_learning_rate"] == 1e-3
+    assert type(_optimizer(1e-3, 1000, 128, 3, weight_decay=1e-4)).__name__ == "AdamW"
+    assert _plan_steps(1000, 3, 128) == (24, 12, 1)
+    with pytest.raises(ValueError, match="learning_rate"):
+        _optimizer(0.0, 1000, 128, 3)
+    with pytest.raises(TypeError, match="epochs must be a whole number"):
+        _plan_steps(1000, 1.5, 128)
+
+
 # --- measuring a variant (notebook 02's tables and the results log) ----------------------------
 
 
