@@ -113,3 +113,19 @@ def test_every_exercise_is_followed_by_a_check():
             if "solution" in cell.metadata.get("tags", []):
                 following = "\n".join(c.source for c in nb.cells[i + 1 : i + 3] if c.cell_type == "code")
                 assert "checks." in following, f"{path.name} cell {i}: no check after the exercise"
+
+
+def test_every_check_prints_exactly_one_pass_line(capsys):
+    """A check made of several verifications reports one PASS line: the learner reads one verdict."""
+    import effcourse.checks.nb03 as nb03
+
+    def solution(x_min, x_max):
+        x_min, x_max = min(x_min, 0.0), max(x_max, 0.0)
+        scale = (x_max - x_min) / 255
+        return scale, int(round(-128 - x_min / scale))
+
+    nb03.affine_params(solution)
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 1 and out.startswith("PASS: scale = range / 255")
+    checks.close(1.0, 1.0, "outside a check")  # a helper used on its own still prints its line
+    assert capsys.readouterr().out.count("PASS") == 1

@@ -13,6 +13,10 @@ The core helpers are here; each notebook's checks live in their own submodule
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import sys
+
 import numpy as np
 
 from ..errors import EffcourseError
@@ -32,9 +36,53 @@ class CheckFailed(EffcourseError, AssertionError):
         return [f"{red}CheckFailed{reset}: {self}"]
 
 
+_PASSES: contextvars.ContextVar = contextvars.ContextVar("effcourse_check_passes", default=None)
+
+
 def passed(message: str) -> None:
-    """Print the pass line (and return nothing, so Jupyter prints nothing after it)."""
-    print(f"PASS: {message}")
+    """Print the pass line (and return nothing, so Jupyter prints nothing after it).
+
+    Inside a check (``one_pass_line``) the lines of its partial verifications are
+    collected instead, and the check prints only its last one: one PASS line per check.
+    """
+    collected = _PASSES.get()
+    if collected is None:
+        print(f"PASS: {message}")
+    else:
+        collected.append(message)
+
+
+def one_pass_line(fn):
+    """Decorate a check so that it prints exactly one PASS line (its last) when it passes."""
+
+    @functools.wraps(fn)
+    def check(*args, **kwargs):
+        if _PASSES.get() is not None:  # a check called by another check: report through it
+            return fn(*args, **kwargs)
+        token = _PASSES.set([])
+        try:
+            result = fn(*args, **kwargs)
+            lines = _PASSES.get()
+        finally:
+            _PASSES.reset(token)
+        if lines:
+            print(f"PASS: {lines[-1]}")
+        return result
+
+    return check
+
+
+def one_pass_line_each(module_name: str) -> None:
+    """Apply ``one_pass_line`` to every public function defined in a checks module (its last line)."""
+    module = sys.modules[module_name]
+    for name, obj in list(vars(module).items()):
+        if (
+            not name.startswith("_")
+            and callable(obj)
+            and getattr(obj, "__module__", None) == module_name
+            and isinstance(obj, type(one_pass_line))
+        ):
+            setattr(module, name, one_pass_line(obj))
 
 
 def fail(hint: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import call, close, fail, passed
+from . import one_pass_line_each, call, close, fail, passed
 
 
 def softmax_cross_entropy(fn) -> None:
@@ -69,3 +69,6 @@ def macs_dense(fn) -> None:
                 "additions only and are not counted."
             )
     return passed("MACs of an MLP = sum over layers of n_in * n_out.")
+
+
+one_pass_line_each(__name__)  # every check above prints exactly one PASS line

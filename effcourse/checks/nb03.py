@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import call, close, fail, passed
+from . import one_pass_line_each, call, close, fail, passed
 
 
 def affine_params(fn) -> None:
@@ -135,3 +135,6 @@ def quantize_input(fn) -> None:
         fail("round to the nearest integer (np.round), do not truncate.")
     close(got, expected, "int8 input", atol=0, hint="q = clip(round(x / scale + zero_point), -128, 127).")
     return passed("float images quantized with the input tensor's scale and zero point, saturating.")
+
+
+one_pass_line_each(__name__)  # every check above prints exactly one PASS line

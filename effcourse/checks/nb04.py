@@ -1,9 +1,10 @@
 """Self-checks for the exercises of notebook 04 (clustering, distillation, Deep Compression)."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from . import call, fail, passed
+from . import one_pass_line_each, call, fail, passed
 
 
 def _agree(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
@@ -27,15 +28,21 @@ def clustering_rate(fn) -> None:
         except (TypeError, ValueError):
             fail(f"clustering_rate should return a number, got {type(got).__name__}.")
         if np.isclose(got, b / np.log2(k)):
-            fail(f"for n={n}, k={k}, b={b} you get {got:.3f}: the codebook is missing. The k shared "
-                 "values are stored too, k * b bits, in the denominator.")
+            fail(
+                f"for n={n}, k={k}, b={b} you get {got:.3f}: the codebook is missing. The k shared "
+                "values are stored too, k * b bits, in the denominator."
+            )
         if np.isclose(got, n * b / (n * k + k * b)):
             fail("each weight's index takes log2(k) bits, not k bits (16 clusters -> 4-bit indices).")
         if not np.isclose(got, expected, rtol=1e-6):
-            fail(f"for n={n}, k={k}, b={b} expected r = {expected:.4f}, got {got:.4f}. The numerator is "
-                 "the original n * b bits; the denominator n * log2(k) + k * b.")
-    return passed("r = n b / (n log2 k + k b); for large n the codebook vanishes and r -> b / log2 k "
-                  "(8x for 16 clusters of 32-bit weights, 16x for 4 clusters).")
+            fail(
+                f"for n={n}, k={k}, b={b} expected r = {expected:.4f}, got {got:.4f}. The numerator is "
+                "the original n * b bits; the denominator n * log2(k) + k * b."
+            )
+    return passed(
+        "r = n b / (n log2 k + k b); for large n the codebook vanishes and r -> b / log2 k "
+        "(8x for 16 clusters of 32-bit weights, 16x for 4 clusters)."
+    )
 
 
 def _reference(labels, z, v, T, alpha):
@@ -57,24 +64,35 @@ def distillation_loss(fn) -> None:
     v = rng.normal(0, 3, (4, 5))
     for T, alpha in [(4.0, 0.7), (1.0, 0.5), (10.0, 0.9)]:
         hard, kl = _reference(labels, z, v, T, alpha)
-        expected = float(np.mean((1 - alpha) * hard + alpha * T ** 2 * kl))
+        expected = float(np.mean((1 - alpha) * hard + alpha * T**2 * kl))
         got = float(np.asarray(call(fn, labels, z.copy(), v.copy(), T, alpha, name="kd_loss")))
         if T != 1.0 and np.isclose(got, np.mean((1 - alpha) * hard + alpha * kl)):
-            fail("the soft term needs the factor T^2: its gradients shrink as 1/T^2, and T^2 "
-                 "restores their size (Hinton et al., section 2).")
-        if alpha != 0.5 and np.isclose(got, np.mean(alpha * hard + (1 - alpha) * T ** 2 * kl)):
-            fail("alpha weighs the soft-target (KL) term and 1 - alpha the label cross-entropy; "
-                 "you swapped them.")
-        if np.isclose(got, np.sum((1 - alpha) * hard + alpha * T ** 2 * kl)):
+            fail(
+                "the soft term needs the factor T^2: its gradients shrink as 1/T^2, and T^2 "
+                "restores their size (Hinton et al., section 2)."
+            )
+        if alpha != 0.5 and np.isclose(got, np.mean(alpha * hard + (1 - alpha) * T**2 * kl)):
+            fail(
+                "alpha weighs the soft-target (KL) term and 1 - alpha the label cross-entropy; "
+                "you swapped them."
+            )
+        if np.isclose(got, np.sum((1 - alpha) * hard + alpha * T**2 * kl)):
             fail("average over the batch, do not sum.")
-        _agree(got, expected, f"distillation loss at T = {T:g}, alpha = {alpha:g}", atol=1e-5,
-              hint="Soft targets are softmax(v / T), the student's softened outputs softmax(z / T); "
-                   "KL(p || q) = sum p (log p - log q).")
+        _agree(
+            got,
+            expected,
+            f"distillation loss at T = {T:g}, alpha = {alpha:g}",
+            atol=1e-5,
+            hint="Soft targets are softmax(v / T), the student's softened outputs softmax(z / T); "
+            "KL(p || q) = sum p (log p - log q).",
+        )
     big = np.array([[1000.0, 0.0, -1000.0]])
     got = float(np.asarray(call(fn, np.array([0]), big, big, 2.0, 0.5, name="kd_loss")))
     if not np.isfinite(got):
-        fail("the loss is not finite for logits like 1000: subtract the row maximum before exp "
-             "(log-sum-exp), as in notebook 01.")
+        fail(
+            "the loss is not finite for logits like 1000: subtract the row maximum before exp "
+            "(log-sum-exp), as in notebook 01."
+        )
     return passed("the distillation loss matches Hinton et al.'s formula, T^2 factor included.")
 
 
@@ -87,12 +105,19 @@ def compression_ratio(fn, tflite_bytes: bytes, baseline_params: int) -> None:
     got = call(fn, baseline_params, tflite_bytes, name="course_ratio")
     got = float(got)
     if np.isclose(got, 4 * baseline_params / len(tflite_bytes)):
-        fail("you divided by the raw file size; the course's size is the file after gzip "
-             "(measure.compressed_size).")
+        fail(
+            "you divided by the raw file size; the course's size is the file after gzip "
+            "(measure.compressed_size)."
+        )
     if np.isclose(got, baseline_params / gz):
         fail("the numerator is bytes, not parameters: a float32 parameter takes 4 bytes.")
-    _agree(got, expected, "compression ratio", atol=1e-6 * expected,
-          hint="4 * baseline_params / measure.compressed_size(tflite_bytes).")
+    _agree(
+        got,
+        expected,
+        "compression ratio",
+        atol=1e-6 * expected,
+        hint="4 * baseline_params / measure.compressed_size(tflite_bytes).",
+    )
     return passed(f"ratio {got:.1f}x = {4 * baseline_params:,} dense float32 bytes / {gz:,} gzip bytes.")
 
 
@@ -106,10 +131,14 @@ def kernel_stats(fn, tflite_bytes: bytes) -> None:
         fail("return a pair: (share of zeros, largest number of distinct values in one output channel).")
     zeros, per_channel = got
     if int(per_channel) == 6:
-        fail("count distinct values per output channel (per row of kernel.reshape(kernel.shape[0], -1)) "
-             "and take the largest; you counted over the whole kernel.")
+        fail(
+            "count distinct values per output channel (per row of kernel.reshape(kernel.shape[0], -1)) "
+            "and take the largest; you counted over the whole kernel."
+        )
     if int(per_channel) != 4:
-        fail(f"on [[0, 1, 2, 0], [3, 4, 5, 0]] the rows hold 3 and 4 distinct values: expected 4, got {per_channel}.")
+        fail(
+            f"on [[0, 1, 2, 0], [3, 4, 5, 0]] the rows hold 3 and 4 distinct values: expected 4, got {per_channel}."
+        )
     _agree(zeros, 3 / 8, "share of zeros of the toy kernel")
     checked = 0
     for t in convert.constant_tensors(tflite_bytes):
@@ -123,3 +152,6 @@ def kernel_stats(fn, tflite_bytes: bytes) -> None:
             fail(f"for the stored kernel {t['name'].split(';')[0]} expected {want}, got {tuple(got)}.")
         checked += 1
     return passed(f"zeros and distinct codes per channel agree with the file on {checked} kernels.")
+
+
+one_pass_line_each(__name__)  # every check above prints exactly one PASS line

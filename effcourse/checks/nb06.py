@@ -1,10 +1,11 @@
 """Self-checks for the exercises of notebook 06 (dynamic networks: early exits)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from . import call, close, fail, passed
+from . import one_pass_line_each, call, close, fail, passed
 
 
 def exit_confidence(fn) -> None:
@@ -16,20 +17,31 @@ def exit_confidence(fn) -> None:
         got = call(fn, logits.copy(), name="max_softmax")
     got = np.asarray(got, dtype=float)
     if got.shape != expected.shape:
-        fail(f"return one number per row (shape {expected.shape}), got shape {got.shape}. Take the "
-             "softmax over the classes (axis=1), then its maximum per row.")
+        fail(
+            f"return one number per row (shape {expected.shape}), got shape {got.shape}. Take the "
+            "softmax over the classes (axis=1), then its maximum per row."
+        )
     if np.array_equal(got, logits.argmax(axis=1).astype(float)):
-        fail("you returned the predicted class (argmax); the rule needs how sure the exit is: "
-             "the largest softmax probability.")
+        fail(
+            "you returned the predicted class (argmax); the rule needs how sure the exit is: "
+            "the largest softmax probability."
+        )
     if np.allclose(got, logits.max(axis=1)):
         fail("you returned the largest logit; turn logits into probabilities with softmax first.")
     if not np.all(np.isfinite(got)):
-        fail("the result is not finite for logits like 1000: subtract each row's maximum before "
-             "exp (the softmax does not change).")
+        fail(
+            "the result is not finite for logits like 1000: subtract each row's maximum before "
+            "exp (the softmax does not change)."
+        )
     if np.allclose(got[1], 1 / 3) and not np.allclose(got, expected, atol=1e-6):
         fail("check the softmax axis: normalise over the classes of each row (axis=1), not over the batch.")
-    return close(got, expected, "max softmax of 4 rows of logits", atol=1e-6,
-                 hint="softmax(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z); take the max over k.")
+    return close(
+        got,
+        expected,
+        "max softmax of 4 rows of logits",
+        atol=1e-6,
+        hint="softmax(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z); take the max over k.",
+    )
 
 
 def mean_macs(fn) -> None:
@@ -44,23 +56,32 @@ def mean_macs(fn) -> None:
     except (TypeError, ValueError):
         fail(f"return one number (the mean over inputs), got {type(got).__name__}.")
     if np.isclose(got, float(np.asarray(stage_macs)[exit_index].mean())):
-        fail("you charged each input only the stage it left at. An input that leaves at exit 2 "
-             "also ran stage 1 and its head: charge the cumulative sum of stage MACs up to its exit.")
+        fail(
+            "you charged each input only the stage it left at. An input that leaves at exit 2 "
+            "also ran stage 1 and its head: charge the cumulative sum of stage MACs up to its exit."
+        )
     if np.isclose(got, float(cum[-1])):
         fail("you charged every input the whole network; each input pays only up to the exit it took.")
     if np.isclose(got, float(cum[exit_index].sum())):
         fail("you summed over inputs; the question asks for the mean per input.")
-    close(got, expected, "mean MACs on 8 inputs over 3 stages", atol=1e-6,
-          hint="mean over inputs of cumsum(stage_macs)[exit_index].")
+    close(
+        got,
+        expected,
+        "mean MACs on 8 inputs over 3 stages",
+        atol=1e-6,
+        hint="mean over inputs of cumsum(stage_macs)[exit_index].",
+    )
     return passed("each input pays every stage and head up to the exit it leaves at.")
 
 
 def _sweep_table():
-    return pd.DataFrame({
-        "threshold": [0.5, 0.8, 0.9, 0.95, 0.99, 1.0],
-        "accuracy": [0.9700, 0.9890, 0.9915, 0.9921, 0.9926, 0.9925],
-        "mean_macs": [300e3, 380e3, 450e3, 560e3, 900e3, 2300e3],
-    })
+    return pd.DataFrame(
+        {
+            "threshold": [0.5, 0.8, 0.9, 0.95, 0.99, 1.0],
+            "accuracy": [0.9700, 0.9890, 0.9915, 0.9921, 0.9926, 0.9925],
+            "mean_macs": [300e3, 380e3, 450e3, 560e3, 900e3, 2300e3],
+        }
+    )
 
 
 def pick_operating_point(fn) -> None:
@@ -75,19 +96,32 @@ def pick_operating_point(fn) -> None:
     except (TypeError, ValueError):
         fail(f"return the chosen threshold (a number), got {type(got).__name__}.")
     if np.isclose(got, 0.5):
-        fail("0.5 has the fewest MACs but loses 2.25 points; keep only thresholds whose accuracy is "
-             "at least reference - max_drop (a fraction: 0.001 is 0.1 points), then take the "
-             "cheapest of those.")
+        fail(
+            "0.5 has the fewest MACs but loses 2.25 points; keep only thresholds whose accuracy is "
+            "at least reference - max_drop (a fraction: 0.001 is 0.1 points), then take the "
+            "cheapest of those."
+        )
     if np.isclose(got, 0.99):
-        fail("you picked the most accurate threshold; among the thresholds within max_drop of the "
-             "reference, the goal is the one with the fewest mean MACs.")
+        fail(
+            "you picked the most accurate threshold; among the thresholds within max_drop of the "
+            "reference, the goal is the one with the fewest mean MACs."
+        )
     if not np.isclose(got, expected):
-        fail(f"expected the threshold {expected} (accuracy {ok.set_index('threshold').loc[expected, 'accuracy']}, "
-             f"the cheapest within {max_drop * 100:.1f} points of {reference}); got {got}.")
+        fail(
+            f"expected the threshold {expected} (accuracy {ok.set_index('threshold').loc[expected, 'accuracy']}, "
+            f"the cheapest within {max_drop * 100:.1f} points of {reference}); got {got}."
+        )
     second = table.copy()
     second.loc[2, "accuracy"] = 0.9900  # now 0.9 falls outside: the answer must move to 0.95
     got2 = float(call(fn, second, reference, max_drop, name="pick_threshold"))
     if not np.isclose(got2, 0.95):
-        fail(f"on a second table where 0.9 loses 0.25 points the answer should be 0.95, got {got2}: "
-             "filter by accuracy on the table you are given, do not hard-code the answer.")
-    return passed(f"threshold {expected} is the cheapest within {max_drop * 100:.1f} points of the reference.")
+        fail(
+            f"on a second table where 0.9 loses 0.25 points the answer should be 0.95, got {got2}: "
+            "filter by accuracy on the table you are given, do not hard-code the answer."
+        )
+    return passed(
+        f"threshold {expected} is the cheapest within {max_drop * 100:.1f} points of the reference."
+    )
+
+
+one_pass_line_each(__name__)  # every check above prints exactly one PASS line

@@ -1,4 +1,5 @@
 """Self-checks for the exercises of notebook 07 (data, multi-worker, model and pipeline parallelism)."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,7 +7,7 @@ import json
 
 import numpy as np
 
-from . import call, fail, passed
+from . import one_pass_line_each, call, fail, passed
 
 
 def _agree(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
@@ -29,17 +30,28 @@ def replica_loss(fn) -> None:
         got = [float(np.asarray(call(fn, part, global_batch, name="replica_loss"))) for part in parts]
         total = sum(got)
         if abs(total - replicas * losses.mean()) < 1e-4 and replicas > 1:
-            fail(f"with {replicas} replicas the replica losses add up to {replicas} x the global mean: "
-                 "each replica divided by its own batch size. The all-reduce *sums* the replicas' "
-                 "gradients, so divide the sum of the per-example losses by the GLOBAL batch size.")
+            fail(
+                f"with {replicas} replicas the replica losses add up to {replicas} x the global mean: "
+                "each replica divided by its own batch size. The all-reduce *sums* the replicas' "
+                "gradients, so divide the sum of the per-example losses by the GLOBAL batch size."
+            )
         if abs(total - losses.mean()) > 1e-4:
-            fail(f"with {replicas} replicas the replica losses add up to {total:.4f}, but they should add "
-                 f"up to the mean loss of the global batch, {losses.mean():.4f}: return "
-                 "sum(per_example_losses) / global_batch_size.")
-        _agree(got, [p.sum() / global_batch for p in parts], f"replica losses with {replicas} replicas",
-               atol=1e-5, hint="Each replica returns sum(its per-example losses) / global batch size.")
-    return passed("each replica divides by the global batch: the summed gradients equal the "
-                  "single-device gradient (this is tf.nn.compute_average_loss).")
+            fail(
+                f"with {replicas} replicas the replica losses add up to {total:.4f}, but they should add "
+                f"up to the mean loss of the global batch, {losses.mean():.4f}: return "
+                "sum(per_example_losses) / global_batch_size."
+            )
+        _agree(
+            got,
+            [p.sum() / global_batch for p in parts],
+            f"replica losses with {replicas} replicas",
+            atol=1e-5,
+            hint="Each replica returns sum(its per-example losses) / global batch size.",
+        )
+    return passed(
+        "each replica divides by the global batch: the summed gradients equal the "
+        "single-device gradient (this is tf.nn.compute_average_loss)."
+    )
 
 
 def tf_config(fn) -> None:
@@ -62,14 +74,18 @@ def tf_config(fn) -> None:
             fail(f"TF_CONFIG must be JSON-serialisable (it travels as an environment variable): {err}")
         expected = parallel.tf_config(hosts, index)
         if got.get("cluster") != expected["cluster"]:
-            fail(f"'cluster' should be the SAME for every worker, {expected['cluster']}; got "
-                 f"{got.get('cluster')} for worker {index}. Every worker needs every address.")
+            fail(
+                f"'cluster' should be the SAME for every worker, {expected['cluster']}; got "
+                f"{got.get('cluster')} for worker {index}. Every worker needs every address."
+            )
         task = got.get("task", {})
         if task.get("index") == str(index):
             fail("the task index must be an int, not a string.")
         if task != expected["task"]:
-            fail(f"'task' for worker {index} should be {expected['task']}, got {task}. Only the "
-                 "task index differs between workers.")
+            fail(
+                f"'task' for worker {index} should be {expected['task']}, got {task}. Only the "
+                "task index differs between workers."
+            )
     return passed("every worker gets the whole cluster and its own task index.")
 
 
@@ -84,12 +100,16 @@ def micro_batches(fn) -> None:
         if got is None or int(got) != got:
             fail(f"return a whole number of micro-batches; got {got!r} for K={stages}, bubble <= {target}.")
         if got == expected - 1 or got == expected + 1:
-            fail(f"for K={stages} and a bubble of at most {target:.0%} you returned {got}, off by one from "
-                 f"{expected}: take the smallest M with (K-1)/(M+K-1) <= target and round UP.")
+            fail(
+                f"for K={stages} and a bubble of at most {target:.0%} you returned {got}, off by one from "
+                f"{expected}: take the smallest M with (K-1)/(M+K-1) <= target and round UP."
+            )
         if got != expected:
-            fail(f"for K={stages} stages and a bubble of at most {target:.0%} the answer is {expected} "
-                 f"micro-batches, you returned {got}. Solve (K-1)/(M+K-1) <= b for M: "
-                 "M >= (K-1)(1-b)/b.")
+            fail(
+                f"for K={stages} stages and a bubble of at most {target:.0%} the answer is {expected} "
+                f"micro-batches, you returned {got}. Solve (K-1)/(M+K-1) <= b for M: "
+                "M >= (K-1)(1-b)/b."
+            )
     return passed("M >= (K-1)(1-b)/b: a pipeline needs several micro-batches per stage to stay busy.")
 
 
@@ -100,8 +120,13 @@ def _stage_costs(costs, boundaries):
 
 def stage_split(fn) -> None:
     """Exercise 07.4: split consecutive layer costs into K stages so the slowest stage is as fast as possible."""
-    cases = [([5, 1, 1, 1, 1, 1], 2), ([235200, 30000, 1000], 2), ([3, 3, 3, 3], 4),
-             ([1, 2, 3, 4, 5, 6, 7, 8], 3), ([9, 1, 1, 1, 9, 1, 1, 1], 3)]
+    cases = [
+        ([5, 1, 1, 1, 1, 1], 2),
+        ([235200, 30000, 1000], 2),
+        ([3, 3, 3, 3], 4),
+        ([1, 2, 3, 4, 5, 6, 7, 8], 3),
+        ([9, 1, 1, 1, 9, 1, 1, 1], 3),
+    ]
     for costs, k in cases:
         got = call(fn, list(costs), k, name="split_stages")
         try:
@@ -110,13 +135,26 @@ def stage_split(fn) -> None:
             fail(f"return the list of K-1 boundaries (layer indices where stages 1..K-1 start); got {got!r}.")
         if len(got) != k - 1:
             fail(f"for K={k} stages return {k - 1} boundaries, got {len(got)}: {got}.")
-        if got != sorted(got) or len(set(got)) != len(got) or (got and (got[0] < 1 or got[-1] > len(costs) - 1)):
-            fail(f"boundaries must increase strictly and lie in 1..{len(costs) - 1} so every stage has a "
-                 f"layer and the layers stay in order; got {got} for {len(costs)} layers.")
-        best = min(max(_stage_costs(costs, list(c))) for c in itertools.combinations(range(1, len(costs)), k - 1))
+        if (
+            got != sorted(got)
+            or len(set(got)) != len(got)
+            or (got and (got[0] < 1 or got[-1] > len(costs) - 1))
+        ):
+            fail(
+                f"boundaries must increase strictly and lie in 1..{len(costs) - 1} so every stage has a "
+                f"layer and the layers stay in order; got {got} for {len(costs)} layers."
+            )
+        best = min(
+            max(_stage_costs(costs, list(c))) for c in itertools.combinations(range(1, len(costs)), k - 1)
+        )
         worst = max(_stage_costs(costs, got))
         if worst > best:
-            fail(f"for costs {costs} and K={k} your split {got} gives stage costs "
-                 f"{_stage_costs(costs, got)} (slowest {worst}); a split exists whose slowest stage "
-                 f"costs {best}. In a pipeline the slowest stage sets the pace: minimise the maximum.")
+            fail(
+                f"for costs {costs} and K={k} your split {got} gives stage costs "
+                f"{_stage_costs(costs, got)} (slowest {worst}); a split exists whose slowest stage "
+                f"costs {best}. In a pipeline the slowest stage sets the pace: minimise the maximum."
+            )
     return passed("the split minimises the slowest stage's cost, the pace of the whole pipeline.")
+
+
+one_pass_line_each(__name__)  # every check above prints exactly one PASS line
