@@ -6,7 +6,7 @@ PROFILE ?= full
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.effcourse-installed
 
-.PHONY: venv course test lab student nbfix nbcheck clean
+.PHONY: venv course test unit notebooks lint format lab student nbfix nbcheck clean
 
 venv: $(STAMP)
 
@@ -19,9 +19,28 @@ $(STAMP): pyproject.toml
 course: $(STAMP)
 	EFFCOURSE_PROFILE=$${EFFCOURSE_PROFILE:-$(PROFILE)} $(BIN)/python -m effcourse.course
 
-# Unit tests, then every notebook under nbval, all with the quick profile.
-test: $(STAMP)
+# Lint first (seconds), then the unit tests, every notebook under nbval and the browser
+# test, all with the quick profile. This is what CI runs.
+test: $(STAMP) lint
 	EFFCOURSE_PROFILE=quick $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tests notebooks
+
+# Only the unit tests (no notebooks, no browser): about 5 minutes.
+unit: $(STAMP)
+	EFFCOURSE_PROFILE=quick $(BIN)/python -m pytest -q -m "not browser" tests
+
+# Only the notebooks under nbval, quick profile.
+notebooks: $(STAMP)
+	EFFCOURSE_PROFILE=quick $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env notebooks
+
+# ruff: lint and formatting check of the package, the tests and the notebooks' code.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	$(BIN)/python -m effcourse.nbsource --fix
 
 # Only the browser test (part of `make test`): notebooks 00 and 01 run in JupyterLab in
 # headless Chromium (apt-get install -y chromium); screenshots in build/screenshots/.
@@ -46,6 +65,12 @@ nbcheck: $(STAMP)
 # Solution-free copies for a workshop, in build/student/.
 student: $(STAMP)
 	$(BIN)/python -m effcourse.student build/student
+
+# The setup doctor: versions, Keras 2 mode, data, CPU units, GPUs, what each notebook will
+# use here, every problem with its fix. Run it first; exit status 1 if the course cannot run.
+.PHONY: doctor
+doctor: $(STAMP)
+	$(BIN)/python -m effcourse.doctor
 
 clean:
 	rm -rf build

@@ -9,6 +9,7 @@ TensorFlow Model Optimization Toolkit needs. Then, in every notebook::
 
 ``effcourse.keras`` is the Keras to use everywhere in the course (tf_keras, Keras 2).
 """
+
 from .env import setup  # noqa: F401  (settles Keras 2 mode on import)
 from . import env
 
@@ -19,5 +20,17 @@ import tf_keras as keras  # noqa: E402
 from . import checks, data, measure, models, plots, profile, results, train, convert  # noqa: E402,F401
 
 __version__ = "0.1.0"
-__all__ = ["setup", "keras", "env", "profile", "data", "models", "train", "measure",
-           "convert", "results", "plots", "checks"]
+__all__ = [
+    "setup",
+    "keras",
+    "env",
+    "profile",
+    "data",
+    "models",
+    "train",
+    "measure",
+    "convert",
+    "results",
+    "plots",
+    "checks",
+]

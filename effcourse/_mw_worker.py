@@ -13,6 +13,7 @@ each batch and all-reduces the gradients), then saves its final weights to
 launcher's progress bar reads it) and one result line,
 ``EFFCOURSE_RESULT {json}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def _listening_addresses(port: int) -> list[str]:
             else:
                 import ipaddress
 
-                words = [bytes.fromhex(hex_addr[i:i + 8])[::-1] for i in range(0, 32, 8)]
+                words = [bytes.fromhex(hex_addr[i : i + 8])[::-1] for i in range(0, 32, 8)]
                 found.append(str(ipaddress.IPv6Address(b"".join(words))))
     return sorted(set(found))
 
@@ -71,15 +72,20 @@ def main(argv=None) -> int:
     parser.add_argument("--global-batch", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--out", default=os.environ.get("EFFCOURSE_WORKER_DIR", "."))
-    parser.add_argument("--crash-worker", type=int, default=None,
-                        help="failure demo: this worker raises an error at start")
-    parser.add_argument("--hang-worker", type=int, default=None,
-                        help="failure demo: this worker hangs (sleeps) at start")
+    parser.add_argument(
+        "--crash-worker", type=int, default=None, help="failure demo: this worker raises an error at start"
+    )
+    parser.add_argument(
+        "--hang-worker", type=int, default=None, help="failure demo: this worker hangs (sleeps) at start"
+    )
     args = parser.parse_args(argv)
 
     if "TF_CONFIG" not in os.environ:
-        print("TF_CONFIG is not set: start workers with effcourse.parallel.launch_workers, or on a "
-              "cluster set TF_CONFIG on each host (effcourse.parallel.cluster_commands).", file=sys.stderr)
+        print(
+            "TF_CONFIG is not set: start workers with effcourse.parallel.launch_workers, or on a "
+            "cluster set TF_CONFIG on each host (effcourse.parallel.cluster_commands).",
+            file=sys.stderr,
+        )
         return 2
     config = json.loads(os.environ["TF_CONFIG"])
     index = int(config["task"]["index"])
@@ -88,7 +94,7 @@ def main(argv=None) -> int:
         raise RuntimeError(f"worker {index}: simulated crash (--crash-worker {index})")
     if args.hang_worker == index:
         print(f"worker {index}: simulating a hang (--hang-worker {index})", file=sys.stderr, flush=True)
-        time.sleep(10 ** 6)
+        time.sleep(10**6)
 
     import effcourse
     from effcourse import data, env, models, parallel
@@ -105,12 +111,17 @@ def main(argv=None) -> int:
     mnist = data.load()
     n = args.steps * args.global_batch
     if n > len(mnist.x_train):
-        raise ValueError(f"{args.steps} steps of {args.global_batch} need {n} images; the profile "
-                         f"has {len(mnist.x_train)}: lower --steps or --global-batch.")
-    dataset = tf.data.Dataset.from_tensor_slices((mnist.x_train[:n], mnist.y_train[:n])).batch(args.global_batch)
+        raise ValueError(
+            f"{args.steps} steps of {args.global_batch} need {n} images; the profile "
+            f"has {len(mnist.x_train)}: lower --steps or --global-batch."
+        )
+    dataset = tf.data.Dataset.from_tensor_slices((mnist.x_train[:n], mnist.y_train[:n])).batch(
+        args.global_batch
+    )
     with strategy.scope():
-        model = models.compile_classifier(models.build(args.model),
-                                          optimizer=keras.optimizers.SGD(args.learning_rate))
+        model = models.compile_classifier(
+            models.build(args.model), optimizer=keras.optimizers.SGD(args.learning_rate)
+        )
     step_ends = []
 
     class Clock(keras.callbacks.Callback):
@@ -126,13 +137,21 @@ def main(argv=None) -> int:
         buf = io.BytesIO()
         np.savez(buf, **{f"w{i}": w for i, w in enumerate(weights)})
         env.atomic_write_bytes(os.path.join(args.out, f"worker-{index}-{name}.npz"), buf.getvalue())
-    result = {"worker": index, "replicas": replicas, "steps": len(step_ends),
-              "global_batch": args.global_batch, "loss": float(history.history["loss"][-1]),
-              "samples_per_s": samples_per_s, "seconds": time.perf_counter() - t0,
-              "listening": _listening_addresses(my_port), "port": my_port,
-              "keras": keras.__name__, "tensorflow": tf.__version__,
-              "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
-              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    result = {
+        "worker": index,
+        "replicas": replicas,
+        "steps": len(step_ends),
+        "global_batch": args.global_batch,
+        "loss": float(history.history["loss"][-1]),
+        "samples_per_s": samples_per_s,
+        "seconds": time.perf_counter() - t0,
+        "listening": _listening_addresses(my_port),
+        "port": my_port,
+        "keras": keras.__name__,
+        "tensorflow": tf.__version__,
+        "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     print("EFFCOURSE_RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -21,6 +21,7 @@ zeros (``preserve_sparsity=True``), then quantization-aware training that keeps 
 collaborative schemes (``collaborative_qat``). ``deep_compression`` chains prune, cluster,
 quantize and compress, as in the paper.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,8 @@ def _tfmot_cluster():
 
 def _init(init: str):
     from tensorflow_model_optimization.python.core.clustering.keras.cluster_config import (
-        CentroidInitialization)
+        CentroidInitialization,
+    )
 
     if init not in INITS:
         raise ValueError(f"Unknown centroid initialisation {init!r}; choose one of {', '.join(INITS)}.")
@@ -68,7 +70,10 @@ def _kernel(layer):
 
 
 def clusterable_layers(model) -> dict:
-    """{layer name: number of kernel weights} for the Dense/Conv layers clustering acts on (notebook 04)."""
+    """{layer name: number of kernel weights} for the Dense/Conv layers clustering acts on.
+
+    Introduced in notebook 04.
+    """
     check_model(model, what="cluster.clusterable_layers")
     return {layer.name: int(_kernel(layer).size) for layer in model.layers if _kernel(layer) is not None}
 
@@ -78,14 +83,20 @@ def _check_clusters(value, layer: str, size: int, nonzero: int | None = None) ->
         raise TypeError(f"the number of clusters for layer {layer!r} must be an int, got {value!r}.")
     value = int(value)
     if value < 2:
-        raise ValueError(f"clustering layer {layer!r} into {value} cluster(s) is meaningless: use at "
-                         "least 2 (2 clusters = 1 bit per weight; 16 = 4 bits is a common start).")
+        raise ValueError(
+            f"clustering layer {layer!r} into {value} cluster(s) is meaningless: use at "
+            "least 2 (2 clusters = 1 bit per weight; 16 = 4 bits is a common start)."
+        )
     if value > size:
-        raise ValueError(f"layer {layer!r} has only {size} kernel weights, fewer than the {value} "
-                         "clusters asked for; use fewer clusters or leave the layer out (per_layer).")
+        raise ValueError(
+            f"layer {layer!r} has only {size} kernel weights, fewer than the {value} "
+            "clusters asked for; use fewer clusters or leave the layer out (per_layer)."
+        )
     if nonzero is not None and value > nonzero + 1:
-        raise ValueError(f"layer {layer!r} has only {nonzero} non-zero weights to share {value - 1} "
-                         "non-zero centroids with sparsity preserved; use fewer clusters.")
+        raise ValueError(
+            f"layer {layer!r} has only {nonzero} non-zero weights to share {value - 1} "
+            "non-zero centroids with sparsity preserved; use fewer clusters."
+        )
     return value
 
 
@@ -94,8 +105,10 @@ def _plan(model, clusters, per_layer, preserve_sparsity) -> dict:
     per_layer = dict(per_layer or {})
     unknown = sorted(set(per_layer) - set(sizes))
     if unknown:
-        raise ValueError(f"per_layer names layers that have no kernel to cluster: {unknown}. "
-                         f"Clusterable layers: {list(sizes)}.")
+        raise ValueError(
+            f"per_layer names layers that have no kernel to cluster: {unknown}. "
+            f"Clusterable layers: {list(sizes)}."
+        )
     plan = {}
     for layer in model.layers:
         if layer.name not in sizes:
@@ -106,13 +119,21 @@ def _plan(model, clusters, per_layer, preserve_sparsity) -> dict:
         nonzero = int(np.count_nonzero(_kernel(layer))) if preserve_sparsity else None
         plan[layer.name] = _check_clusters(k, layer.name, sizes[layer.name], nonzero)
     if not plan:
-        raise ValueError("no layer left to cluster: per_layer sets every layer to 0; name at least "
-                         "one layer with a cluster count >= 2.")
+        raise ValueError(
+            "no layer left to cluster: per_layer sets every layer to 0; name at least "
+            "one layer with a cluster count >= 2."
+        )
     return plan
 
 
-def wrap(model, clusters: int, init: str = "kmeans++", preserve_sparsity: bool = False,
-         per_channel: bool = False, per_layer: dict | None = None):
+def wrap(
+    model,
+    clusters: int,
+    init: str = "kmeans++",
+    preserve_sparsity: bool = False,
+    per_channel: bool = False,
+    per_layer: dict | None = None,
+):
     """Wrap a copy of ``model`` for clustering with tfmot's ``cluster_weights``, notebook 04.
 
     Every Dense/Conv kernel gets ``clusters`` centroids, initialised by ``init`` (one of
@@ -122,6 +143,8 @@ def wrap(model, clusters: int, init: str = "kmeans++", preserve_sparsity: bool =
     zero (one of the ``k`` centroids is pinned to 0). ``per_channel`` clusters each Conv2D
     output channel separately (matches int8's per-channel scales). The caller's model is
     cloned first and never changed; train the result, then ``strip`` it.
+
+    Introduced in notebook 04.
     """
     import tf_keras
 
@@ -129,8 +152,10 @@ def wrap(model, clusters: int, init: str = "kmeans++", preserve_sparsity: bool =
 
     check_model(model, what="cluster.wrap")
     if any(type(layer).__name__ == "ClusterWeights" for layer in model.layers):
-        raise ValueError("this model already holds clustering wrappers; pass the original model or "
-                         "cluster.strip(model) first.")
+        raise ValueError(
+            "this model already holds clustering wrappers; pass the original model or "
+            "cluster.strip(model) first."
+        )
     plan = _plan(model, clusters, per_layer, preserve_sparsity)
     centroid_init = _init(init)
     api = _tfmot_cluster()
@@ -139,16 +164,22 @@ def wrap(model, clusters: int, init: str = "kmeans++", preserve_sparsity: bool =
     def wrap_layer(layer):
         if layer.name not in plan:
             return layer
-        return api.cluster_weights(layer, number_of_clusters=plan[layer.name],
-                                   cluster_centroids_init=centroid_init,
-                                   preserve_sparsity=preserve_sparsity,
-                                   cluster_per_channel=per_channel)
+        return api.cluster_weights(
+            layer,
+            number_of_clusters=plan[layer.name],
+            cluster_centroids_init=centroid_init,
+            preserve_sparsity=preserve_sparsity,
+            cluster_per_channel=per_channel,
+        )
 
     return tf_keras.models.clone_model(base, clone_function=wrap_layer)
 
 
 def strip(model):
-    """Remove the clustering wrappers (``strip_clustering``): a plain model with shared-value kernels, notebook 04."""
+    """Remove the clustering wrappers (``strip_clustering``): a plain model with shared-value kernels, notebook 04.
+
+    Introduced in notebook 04.
+    """
     import tensorflow_model_optimization as tfmot
 
     check_model(model, what="cluster.strip")
@@ -158,14 +189,26 @@ def strip(model):
 def _check_data(data, epochs, batch_size, what, min_epochs: int = 0):
     """(epochs, batch_size) as ints once ``data`` is an ``effcourse.data.MNIST`` and both are whole numbers."""
     mnist_like(data, f"cluster.{what}")
-    return (positive_int(epochs, f"{what}: epochs", minimum=min_epochs),
-            positive_int(batch_size, f"{what}: batch_size"))
+    return (
+        positive_int(epochs, f"{what}: epochs", minimum=min_epochs),
+        positive_int(batch_size, f"{what}: batch_size"),
+    )
 
 
-def cluster_and_finetune(model, data, clusters: int, epochs: int, batch_size: int = 128,
-                         init: str = "kmeans++", preserve_sparsity: bool = False,
-                         per_channel: bool = False, per_layer: dict | None = None,
-                         learning_rate: float = 1e-4, seed: int = 0, verbose: int = 0):
+def cluster_and_finetune(
+    model,
+    data,
+    clusters: int,
+    epochs: int,
+    batch_size: int = 128,
+    init: str = "kmeans++",
+    preserve_sparsity: bool = False,
+    per_channel: bool = False,
+    per_layer: dict | None = None,
+    learning_rate: float = 1e-4,
+    seed: int = 0,
+    verbose: int = 0,
+):
     """Cluster a copy of ``model`` and fine-tune the centroids on ``data``; return it stripped and compiled.
 
     Introduced in notebook 04. Arguments as in ``wrap``; ``epochs=0`` clusters without
@@ -181,21 +224,40 @@ def cluster_and_finetune(model, data, clusters: int, epochs: int, batch_size: in
     check_model(model, what="cluster.cluster_and_finetune")
     epochs, batch_size = _check_data(data, epochs, batch_size, "cluster_and_finetune")
     env.seed_everything(seed)
-    wrapped = wrap(model, clusters, init=init, preserve_sparsity=preserve_sparsity,
-                   per_channel=per_channel, per_layer=per_layer)
+    wrapped = wrap(
+        model,
+        clusters,
+        init=init,
+        preserve_sparsity=preserve_sparsity,
+        per_channel=per_channel,
+        per_layer=per_layer,
+    )
     if epochs > 0:
         lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.05)
         models.compile_classifier(wrapped, optimizer=tf_keras.optimizers.Adam(lr))
-        train.fit(wrapped, data, epochs=epochs, batch_size=batch_size,
-                  verbose=verbose, seed=seed, desc=f"fine-tuning the centroids of {model.name}")
+        train.fit(
+            wrapped,
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            verbose=verbose,
+            seed=seed,
+            desc=f"fine-tuning the centroids of {model.name}",
+        )
     return models.compile_classifier(strip(wrapped))
 
 
 def unique_values(model) -> dict:
-    """Number of distinct values in each Dense/Conv kernel, {layer name: count}, notebook 04."""
+    """Number of distinct values in each Dense/Conv kernel, {layer name: count}, notebook 04.
+
+    Introduced in notebook 04.
+    """
     check_model(model, need_graph=False, what="cluster.unique_values")
-    return {layer.name: int(np.unique(_kernel(layer)).size)
-            for layer in model.layers if _kernel(layer) is not None}
+    return {
+        layer.name: int(np.unique(_kernel(layer)).size)
+        for layer in model.layers
+        if _kernel(layer) is not None
+    }
 
 
 def tflite_kernels(blob: bytes):
@@ -205,6 +267,8 @@ def tflite_kernels(blob: bytes):
     number of distinct stored values over the whole tensor and the most in any one output
     channel (int8 kernels with per-channel scales map ``k`` centroids to up to ``k``
     codes per channel).
+
+    Introduced in notebook 04.
     """
     import pandas as pd
 
@@ -216,13 +280,19 @@ def tflite_kernels(blob: bytes):
             continue
         values = t["values"]
         per_channel = values.reshape(values.shape[0], -1)
-        rows.append({
-            "tensor": t["name"].split(";")[0], "dtype": t["dtype"], "shape": t["shape"],
-            "zeros": float(np.mean(values == 0)), "unique": int(np.unique(values).size),
-            "unique per channel (max)": int(max(np.unique(row).size for row in per_channel)),
-        })
-    return pd.DataFrame(rows, columns=["tensor", "dtype", "shape", "zeros", "unique",
-                                       "unique per channel (max)"])
+        rows.append(
+            {
+                "tensor": t["name"].split(";")[0],
+                "dtype": t["dtype"],
+                "shape": t["shape"],
+                "zeros": float(np.mean(values == 0)),
+                "unique": int(np.unique(values).size),
+                "unique per channel (max)": int(max(np.unique(row).size for row in per_channel)),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["tensor", "dtype", "shape", "zeros", "unique", "unique per channel (max)"]
+    )
 
 
 def size_breakdown(blob: bytes) -> dict:
@@ -232,14 +302,21 @@ def size_breakdown(blob: bytes) -> dict:
     small constants; ``overhead``: everything else in the file (graph, tensor names,
     quantization scales, signatures). ``kernels + biases + overhead == raw_total``.
     ``gzip_total`` is what the course's size column holds (``measure.compressed_size``).
+
+    Introduced in notebook 04.
     """
     from . import convert, measure
 
     consts = convert.constant_tensors(blob)
     kernels = sum(t["bytes"] for t in consts if len(t["shape"]) in (2, 4))
     other = sum(t["bytes"] for t in consts if len(t["shape"]) not in (2, 4))
-    return {"kernels": int(kernels), "biases": int(other), "overhead": int(len(blob) - kernels - other),
-            "raw_total": int(len(blob)), "gzip_total": int(measure.compressed_size(blob))}
+    return {
+        "kernels": int(kernels),
+        "biases": int(other),
+        "overhead": int(len(blob) - kernels - other),
+        "raw_total": int(len(blob)),
+        "gzip_total": int(measure.compressed_size(blob)),
+    }
 
 
 def han_bits(kernel, index_bits: int = 5) -> dict:
@@ -250,6 +327,8 @@ def han_bits(kernel, index_bits: int = 5) -> dict:
     ``index_bits`` bits; a gap that does not fit is bridged by a filler zero entry. The
     codebook holds ``k`` 32-bit floats. ``kernel`` is flattened in TFLite's order (output
     channel first) by the caller if that matters; this counts, it does not encode.
+
+    Introduced in notebook 04.
     """
     values = np.asarray(kernel).ravel()
     index_bits = positive_int(index_bits, "index_bits")
@@ -257,38 +336,58 @@ def han_bits(kernel, index_bits: int = 5) -> dict:
     k = int(np.unique(values[positions]).size)
     value_bits = max(1, math.ceil(math.log2(max(k, 2))))
     gaps = np.diff(np.concatenate([[-1], positions]))
-    span = 2 ** index_bits
+    span = 2**index_bits
     fillers = int(np.sum((gaps - 1) // span))  # each filler entry advances the position by `span`
     entries = len(positions) + fillers
     total = entries * (value_bits + index_bits) + k * 32
-    return {"weights": int(values.size), "nonzero": int(len(positions)), "clusters": k,
-            "entries": int(entries), "bits": int(total), "bytes": total / 8}
+    return {
+        "weights": int(values.size),
+        "nonzero": int(len(positions)),
+        "clusters": k,
+        "entries": int(entries),
+        "bits": int(total),
+        "bytes": total / 8,
+    }
 
 
 def _scheme(preserve: str):
     if preserve not in PRESERVE:
-        raise ValueError(f"preserve must be one of {PRESERVE} (what quantization-aware training keeps: "
-                         f"the zeros, the shared values, or both), got {preserve!r}.")
+        raise ValueError(
+            f"preserve must be one of {PRESERVE} (what quantization-aware training keeps: "
+            f"the zeros, the shared values, or both), got {preserve!r}."
+        )
     if preserve == "sparsity":
         from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-            default_8bit_prune_preserve_quantize_scheme as mod)
+            default_8bit_prune_preserve_quantize_scheme as mod,
+        )
 
         return mod.Default8BitPrunePreserveQuantizeScheme()
     from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-        default_8bit_cluster_preserve_quantize_scheme as mod)
+        default_8bit_cluster_preserve_quantize_scheme as mod,
+    )
 
     return mod.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve == "both")
 
 
-def collaborative_qat(model, data, epochs: int, preserve: str = "both", batch_size: int = 128,
-                      learning_rate: float = 1e-4, seed: int = 0, verbose: int = 0):
+def collaborative_qat(
+    model,
+    data,
+    epochs: int,
+    preserve: str = "both",
+    batch_size: int = 128,
+    learning_rate: float = 1e-4,
+    seed: int = 0,
+    verbose: int = 0,
+):
     """Quantization-aware training that keeps what pruning and clustering made, notebook 04.
 
     tfmot's collaborative schemes passed to ``quantize_apply``: ``preserve="sparsity"`` is
     prune-preserving QAT (PQAT), ``"clusters"`` cluster-preserving QAT (CQAT), ``"both"``
     sparsity- and cluster-preserving QAT (PCQAT). ``model`` is a stripped pruned and/or
     clustered model (never changed); returns the trained quantization-aware model, ready
-    for ``convert.to_tflite(q, "int8", ...)``. Plain QAT is ``effcourse.quantize.qat``.
+    for ``convert.to_tflite(q, "int8", ..)``. Plain QAT is ``effcourse.quantize.qat``.
+
+    Introduced in notebook 04.
     """
     import tensorflow_model_optimization as tfmot
 
@@ -308,18 +407,27 @@ def collaborative_qat(model, data, epochs: int, preserve: str = "both", batch_si
         q_model = qk.quantize_apply(annotated, scheme)
         env.seed_everything(seed)
         models.compile_classifier(q_model, learning_rate=learning_rate)
-        train.fit(q_model, data, epochs=epochs, batch_size=batch_size, verbose=verbose, seed=seed,
-                  desc=f"{what} of {model.name}")
+        train.fit(
+            q_model,
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            verbose=verbose,
+            seed=seed,
+            desc=f"{what} of {model.name}",
+        )
     return q_model
 
 
 @dataclass
 class DeepCompressionResult:
-    """What ``deep_compression`` made, stage by stage (notebook 04).
+    """What ``deep_compression`` made, stage by stage.
 
     ``pruned``, ``clustered`` and ``quantized`` are the Keras models after each stage,
     ``tflite`` the final full-integer .tflite file, ``seconds`` the wall time per stage
     ({"prune", "cluster", "quantize"}).
+
+    Introduced in notebook 04.
     """
 
     pruned: object
@@ -329,11 +437,22 @@ class DeepCompressionResult:
     seconds: dict = field(default_factory=dict)
 
 
-def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epochs: int,
-                     cluster_epochs: int = 0, cluster_init: str = "kmeans++", finetune_data=None,
-                     representative=None, prune_learning_rate: float = 1e-3,
-                     prune_options: dict | None = None,
-                     batch_size: int = 128, verbose: int = 0) -> DeepCompressionResult:
+def deep_compression(
+    model,
+    data,
+    sparsity,
+    clusters,
+    prune_epochs: int,
+    qat_epochs: int,
+    cluster_epochs: int = 0,
+    cluster_init: str = "kmeans++",
+    finetune_data=None,
+    representative=None,
+    prune_learning_rate: float = 1e-3,
+    prune_options: dict | None = None,
+    batch_size: int = 128,
+    verbose: int = 0,
+) -> DeepCompressionResult:
     """Deep Compression with tfmot: prune, cluster, quantize, compress (Han, Mao, Dally 2016), notebook 04.
 
     1. ``prune.prune_and_finetune`` for ``prune_epochs`` to ``sparsity``: one fraction for
@@ -343,7 +462,7 @@ def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epo
        ``cluster_init`` on each side of the zero centroid and fine-tuned for ``cluster_epochs``
        (0: clustering only; the centroids are then trained in step 3);
     3. sparsity- and cluster-preserving QAT (PCQAT) for ``qat_epochs``, then full-integer
-       conversion (``convert.to_tflite(..., "int8")``): the stored int8 kernels keep the
+       conversion (``convert.to_tflite(.., "int8")``): the stored int8 kernels keep the
        zeros and at most ``k`` codes per channel;
     4. compression: the course's size is the gzip bytes of that .tflite file.
 
@@ -352,6 +471,8 @@ def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epo
     ``prune_options`` go to ``prune.prune_and_finetune`` (e.g. ``weight_decay``, ``prune_fraction``).
     Returns a ``DeepCompressionResult`` (``.pruned``, ``.clustered``, ``.quantized`` models,
     ``.tflite`` bytes, ``.seconds`` per stage). The input model is never changed.
+
+    Introduced in notebook 04.
     """
     import time
 
@@ -365,20 +486,37 @@ def deep_compression(model, data, sparsity, clusters, prune_epochs: int, qat_epo
     per_clusters = dict(clusters) if isinstance(clusters, dict) else None
     seconds = {}
     start = time.perf_counter()
-    pruned = prune.prune_and_finetune(model, data, 0.0 if per_sparsity else sparsity, prune_epochs,
-                                      batch_size=batch_size, per_layer=per_sparsity,
-                                      learning_rate=prune_learning_rate, verbose=verbose,
-                                      **(prune_options or {}))
+    pruned = prune.prune_and_finetune(
+        model,
+        data,
+        0.0 if per_sparsity else sparsity,
+        prune_epochs,
+        batch_size=batch_size,
+        per_layer=per_sparsity,
+        learning_rate=prune_learning_rate,
+        verbose=verbose,
+        **(prune_options or {}),
+    )
     seconds["prune"] = time.perf_counter() - start
     start = time.perf_counter()
-    clustered = cluster_and_finetune(pruned, tune, 0 if per_clusters else clusters, cluster_epochs,
-                                     batch_size=batch_size, init=cluster_init, preserve_sparsity=True,
-                                     per_layer=per_clusters, verbose=verbose)
+    clustered = cluster_and_finetune(
+        pruned,
+        tune,
+        0 if per_clusters else clusters,
+        cluster_epochs,
+        batch_size=batch_size,
+        init=cluster_init,
+        preserve_sparsity=True,
+        per_layer=per_clusters,
+        verbose=verbose,
+    )
     seconds["cluster"] = time.perf_counter() - start
     start = time.perf_counter()
-    quantized = collaborative_qat(clustered, tune, qat_epochs, preserve="both", batch_size=batch_size,
-                                  verbose=verbose)
+    quantized = collaborative_qat(
+        clustered, tune, qat_epochs, preserve="both", batch_size=batch_size, verbose=verbose
+    )
     blob = convert.to_tflite(quantized, "int8", representative=rep)
     seconds["quantize"] = time.perf_counter() - start
-    return DeepCompressionResult(pruned=pruned, clustered=clustered, quantized=quantized, tflite=blob,
-                                 seconds=seconds)
+    return DeepCompressionResult(
+        pruned=pruned, clustered=clustered, quantized=quantized, tflite=blob, seconds=seconds
+    )

@@ -12,6 +12,7 @@ Modes (the standard post-training options of the TFLite converter):
 Models run in ``ai_edge_litert`` (LiteRT, the current TFLite runtime); ``tf.lite.Interpreter``
 is deprecated.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,21 +27,30 @@ TFLITE_MAGIC = b"TFL3"
 
 
 class ConversionError(EffcourseError, ValueError):
-    """A conversion request that cannot work (bad mode, bad representative data)."""
+    """A conversion request that cannot work (bad mode, bad representative data).
+
+    Introduced in notebook 01.
+    """
 
 
 def _representative(data, input_shape):
     if data is None:
-        raise ConversionError("Full-integer conversion needs a representative dataset: pass "
-                              "representative=<array of a few hundred training images>.")
+        raise ConversionError(
+            "Full-integer conversion needs a representative dataset: pass "
+            "representative=<array of a few hundred training images>."
+        )
     arr = np.asarray(data, dtype=np.float32)
     if arr.ndim == 0 or len(arr) == 0:
-        raise ConversionError("The representative dataset is empty; pass a few hundred training "
-                              "images (profile.representative_samples).")
+        raise ConversionError(
+            "The representative dataset is empty; pass a few hundred training "
+            "images (profile.representative_samples)."
+        )
     want = tuple(d for d in input_shape[1:])
     if tuple(arr.shape[1:]) != want:
-        raise ConversionError(f"Representative samples have shape {arr.shape[1:]}, the model expects "
-                              f"{want}. Pass images shaped like the model's input.")
+        raise ConversionError(
+            f"Representative samples have shape {arr.shape[1:]}, the model expects "
+            f"{want}. Pass images shaped like the model's input."
+        )
 
     def gen():
         for sample in arr:
@@ -50,7 +60,10 @@ def _representative(data, input_shape):
 
 
 def to_tflite(model, mode: str = "float32", representative=None) -> bytes:
-    """Convert a tf_keras model to a .tflite flatbuffer (bytes) in one of ``MODES``."""
+    """Convert a tf_keras model to a .tflite flatbuffer (bytes) in one of ``MODES``.
+
+    Introduced in notebook 00.
+    """
     import tensorflow as tf
 
     from .models import check_model
@@ -73,7 +86,10 @@ def to_tflite(model, mode: str = "float32", representative=None) -> bytes:
 
 
 def is_tflite(blob) -> bool:
-    """True if ``blob`` (bytes or a path) is a TFLite flatbuffer."""
+    """True if ``blob`` (bytes or a path) is a TFLite flatbuffer.
+
+    Introduced in notebook 01.
+    """
     try:
         head = blob[:8] if isinstance(blob, (bytes, bytearray)) else Path(blob).read_bytes()[:8]
     except (OSError, TypeError):
@@ -82,7 +98,10 @@ def is_tflite(blob) -> bool:
 
 
 def save(blob: bytes, path: os.PathLike) -> Path:
-    """Write a .tflite model atomically."""
+    """Write a .tflite model atomically.
+
+    Introduced in notebook 00.
+    """
     from .env import atomic_write_bytes
 
     return atomic_write_bytes(path, blob)
@@ -91,7 +110,10 @@ def save(blob: bytes, path: os.PathLike) -> Path:
 def constant_tensors(blob: bytes) -> list[dict]:
     """The tensors stored in a .tflite file (weights, biases): name, dtype, shape, bytes,
     quantization scale / zero point and the stored ``values`` (a NumPy array, None for types
-    NumPy lacks), read from the flatbuffer itself."""
+    NumPy lacks), read from the flatbuffer itself.
+
+    Introduced in notebook 03.
+    """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -110,15 +132,17 @@ def constant_tensors(blob: bytes) -> list[dict]:
                 values = np.frombuffer(bytes(bytearray(data)), dtype=np.dtype(dtype)).reshape(shape)
             except (TypeError, ValueError):  # a type NumPy lacks (int4, string, ...) or packed data
                 values = None
-            out.append({
-                "name": tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
-                "dtype": dtype,
-                "shape": shape,
-                "bytes": len(data),
-                "scale": None if q is None or q.scale is None else np.asarray(q.scale),
-                "zero_point": None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint),
-                "values": values,
-            })
+            out.append(
+                {
+                    "name": tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
+                    "dtype": dtype,
+                    "shape": shape,
+                    "bytes": len(data),
+                    "scale": None if q is None or q.scale is None else np.asarray(q.scale),
+                    "zero_point": None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint),
+                    "values": values,
+                }
+            )
     return out
 
 
@@ -132,10 +156,13 @@ class TFLiteModel:
     delegate to the ops it supports; ``"none"`` runs the built-in kernels only (notebook 03
     compares the two). Given a ``TFLiteModel``, its delegate setting is kept unless one is
     passed. ``preserve_all_tensors`` keeps intermediate outputs readable (``activations``).
+
+    Introduced in notebook 03.
     """
 
-    def __init__(self, model, threads: int = 1, delegate: str | None = None,
-                 preserve_all_tensors: bool = False):
+    def __init__(
+        self, model, threads: int = 1, delegate: str | None = None, preserve_all_tensors: bool = False
+    ):
         if isinstance(model, TFLiteModel):
             delegate = delegate or model.delegate
             model = model.blob
@@ -147,8 +174,10 @@ class TFLiteModel:
         if isinstance(model, (str, os.PathLike)):
             model = Path(model).read_bytes() if is_tflite(model) else None
         if not isinstance(model, (bytes, bytearray)) or not is_tflite(model):
-            raise TypeError("TFLiteModel needs the bytes or the path of a .tflite file "
-                            "(from effcourse.convert.to_tflite).")
+            raise TypeError(
+                "TFLiteModel needs the bytes or the path of a .tflite file "
+                "(from effcourse.convert.to_tflite)."
+            )
         self.blob = bytes(model)
         self.threads = threads
         self._interp = self._make()
@@ -157,11 +186,17 @@ class TFLiteModel:
     def _make(self):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        resolver = (OpResolverType.AUTO if self.delegate == "auto"
-                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interp = Interpreter(model_content=self.blob, num_threads=self.threads,
-                             experimental_op_resolver_type=resolver,
-                             experimental_preserve_all_tensors=self.preserve_all_tensors)
+        resolver = (
+            OpResolverType.AUTO
+            if self.delegate == "auto"
+            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        interp = Interpreter(
+            model_content=self.blob,
+            num_threads=self.threads,
+            experimental_op_resolver_type=resolver,
+            experimental_preserve_all_tensors=self.preserve_all_tensors,
+        )
         interp.allocate_tensors()
         return interp
 
@@ -177,8 +212,9 @@ class TFLiteModel:
             return "none"
         outputs = {int(i) for op in nodes for i in op["outputs"]}
         inputs = {int(i) for op in nodes for i in op["inputs"]}
-        whole = ({int(d["index"]) for d in self._interp.get_output_details()} <= outputs
-                 and {int(d["index"]) for d in self._interp.get_input_details()} <= inputs)
+        whole = {int(d["index"]) for d in self._interp.get_output_details()} <= outputs and {
+            int(d["index"]) for d in self._interp.get_input_details()
+        } <= inputs
         return "all" if whole and len(nodes) == 1 else f"partly ({len(nodes)} delegate nodes)"
 
     @property
@@ -248,7 +284,7 @@ class TFLiteModel:
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Outputs for all of ``x``, in batches."""
-        return np.concatenate([self.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return np.concatenate([self.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
     def activations(self, x_batch: np.ndarray) -> dict:
         """Every op's output on one batch, dequantized to float: {tensor name: (op name, array)}.

@@ -11,6 +11,7 @@ Whatever the source, the four arrays are checked against known content hashes, s
 Keras copy and an offline rebuild of MNIST both pass and a corrupt file never reaches a
 notebook.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,10 @@ CLASSES = 10
 
 
 class DataError(EffcourseError, RuntimeError):
-    """MNIST is missing, corrupt or of the wrong shape."""
+    """MNIST is missing, corrupt or of the wrong shape.
+
+    Introduced in notebook 00.
+    """
 
 
 def _fixes(path: Path | None = None) -> str:
@@ -58,7 +62,10 @@ def _fixes(path: Path | None = None) -> str:
 
 
 def data_dir() -> Path:
-    """The course's ``data/`` folder (downloads land here; git-ignored)."""
+    """The course's ``data/`` folder (downloads land here; git-ignored).
+
+    Introduced in notebook 00.
+    """
     return project_root() / "data"
 
 
@@ -67,15 +74,19 @@ def _download(target_dir: Path) -> Path:
 
     target_dir.mkdir(parents=True, exist_ok=True)
     try:
-        got = get_file(FILENAME, KERAS_URL, file_hash=KERAS_FILE_SHA256,
-                       cache_dir=str(target_dir), cache_subdir=".")
+        got = get_file(
+            FILENAME, KERAS_URL, file_hash=KERAS_FILE_SHA256, cache_dir=str(target_dir), cache_subdir="."
+        )
     except Exception as err:  # no network, hash mismatch, ...
         raise DataError(f"Could not download MNIST: {err}\n" + _fixes()) from err
     return Path(got)
 
 
 def locate(download: bool = True) -> Path:
-    """Path of the MNIST file, following the order in the module docstring."""
+    """Path of the MNIST file, following the order in the module docstring.
+
+    Introduced in notebook 00.
+    """
     env_dir = os.environ.get("EFFCOURSE_DATA_DIR")
     if env_dir:
         path = Path(env_dir).expanduser() / FILENAME
@@ -91,7 +102,10 @@ def locate(download: bool = True) -> Path:
 
 
 def array_digest(array: np.ndarray) -> str:
-    """sha256 of an array's bytes in C order (how the dataset README states its hashes)."""
+    """sha256 of an array's bytes in C order (how the dataset README states its hashes).
+
+    Introduced in notebook 00.
+    """
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
@@ -99,7 +113,10 @@ _VERIFIED: dict[tuple, dict] = {}
 
 
 def load_raw(path: os.PathLike | None = None, verify: bool = True) -> dict:
-    """The four uint8 arrays of MNIST as a dict, verified by shape, dtype and content hash."""
+    """The four uint8 arrays of MNIST as a dict, verified by shape, dtype and content hash.
+
+    Introduced in notebook 00.
+    """
     path = Path(path) if path else locate()
     try:
         stat = path.stat()
@@ -112,25 +129,33 @@ def load_raw(path: os.PathLike | None = None, verify: bool = True) -> dict:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in SHAPES}
     except KeyError as err:
-        raise DataError(f"{path} lacks the array {err}; expected keys {list(SHAPES)}.\n"
-                        + _fixes(path)) from err
+        raise DataError(
+            f"{path} lacks the array {err}; expected keys {list(SHAPES)}.\n" + _fixes(path)
+        ) from err
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise DataError(f"{path} is not a readable .npz file ({err}).\n" + _fixes(path)) from err
     for name, shape in SHAPES.items():
         arr = arrays[name]
         if arr.shape != shape or arr.dtype != np.uint8:
-            raise DataError(f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}; "
-                            f"expected {shape} uint8.\n" + _fixes(path))
+            raise DataError(
+                f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}; "
+                f"expected {shape} uint8.\n" + _fixes(path)
+            )
         if verify and array_digest(arr) != ARRAY_SHA256[name]:
-            raise DataError(f"{path}: the content of {name} does not match MNIST "
-                            "(sha256 differs): the file is corrupt or not MNIST.\n" + _fixes(path))
+            raise DataError(
+                f"{path}: the content of {name} does not match MNIST "
+                "(sha256 differs): the file is corrupt or not MNIST.\n" + _fixes(path)
+            )
     _VERIFIED[key] = arrays
     return arrays
 
 
 @dataclass(frozen=True)
 class MNIST:
-    """Normalised MNIST splits: images float32 in [0, 1] of shape (N, 28, 28, 1), labels int32."""
+    """Normalised MNIST splits: images float32 in [0, 1] of shape (N, 28, 28, 1), labels int32.
+
+    Introduced in notebook 00.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -141,21 +166,28 @@ class MNIST:
     profile: str
 
     def __repr__(self) -> str:
-        return (f"MNIST(profile={self.profile!r}, train={len(self.x_train)}, "
-                f"val={len(self.x_val)}, test={len(self.x_test)})")
+        return (
+            f"MNIST(profile={self.profile!r}, train={len(self.x_train)}, "
+            f"val={len(self.x_val)}, test={len(self.x_test)})"
+        )
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) to float32 in [0, 1] with a channel axis (N, 28, 28, 1)."""
+    """uint8 images (N, 28, 28) to float32 in [0, 1] with a channel axis (N, 28, 28, 1).
+
+    Introduced in notebook 00.
+    """
     return (images.astype(np.float32) / 255.0)[..., None]
 
 
 def load(profile=None, path: os.PathLike | None = None) -> MNIST:
-    """MNIST split and subset as the profile says (introduced in notebook 00).
+    """MNIST split and subset as the profile says.
 
     The validation images are the last ``val_size`` of the official training set; the
     training subset is the first ``train_size`` of the rest; the test subset the first
     ``test_size`` test images. Same profile, same images, every time.
+
+    Introduced in notebook 00.
     """
     from . import profile as _profile
 
@@ -170,16 +202,23 @@ def load(profile=None, path: os.PathLike | None = None) -> MNIST:
     if prof.test_size is not None:
         x_te, y_te = x_te[: prof.test_size], y_te[: prof.test_size]
     return MNIST(
-        normalise(x_tr), y_tr.astype(np.int32),
-        normalise(x_val), y_val.astype(np.int32),
-        normalise(x_te), y_te.astype(np.int32),
+        normalise(x_tr),
+        y_tr.astype(np.int32),
+        normalise(x_val),
+        y_val.astype(np.int32),
+        normalise(x_te),
+        y_te.astype(np.int32),
         prof.name,
     )
 
 
-def pipeline(x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 128,
-             shuffle: bool = False, seed: int = 0):
-    """A batched, prefetched ``tf.data.Dataset`` over arrays (shuffled with a fixed seed)."""
+def pipeline(
+    x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 128, shuffle: bool = False, seed: int = 0
+):
+    """A batched, prefetched ``tf.data.Dataset`` over arrays (shuffled with a fixed seed).
+
+    Introduced in notebook 05.
+    """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
@@ -189,5 +228,8 @@ def pipeline(x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 128,
 
 
 def class_counts(labels: np.ndarray) -> np.ndarray:
-    """How many examples of each digit 0-9."""
+    """How many examples of each digit 0-9.
+
+    Introduced in notebook 00.
+    """
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=CLASSES)

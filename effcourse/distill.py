@@ -16,6 +16,7 @@ The teacher's logits are computed once for the training images (no augmentation 
 so they never change) and fed to the student with the labels; distillation then costs
 about what training the student alone costs.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,10 @@ def _check_temperature(temperature) -> float:
     except (TypeError, ValueError) as err:
         raise TypeError(f"temperature must be a number > 0, got {temperature!r}") from err
     if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"temperature must be > 0 (T = 1 is the plain softmax; Hinton et al. use "
-                         f"2 to 20), got {temperature}.")
+        raise ValueError(
+            f"temperature must be > 0 (T = 1 is the plain softmax; Hinton et al. use "
+            f"2 to 20), got {temperature}."
+        )
     return value
 
 
@@ -46,7 +49,10 @@ def _check_alpha(alpha) -> float:
 
 
 def soft_targets(logits, temperature: float) -> np.ndarray:
-    """softmax(logits / T) row by row, in NumPy: the teacher's softened probabilities, notebook 04."""
+    """softmax(logits / T) row by row, in NumPy: the teacher's softened probabilities, notebook 04.
+
+    Introduced in notebook 04.
+    """
     temperature = _check_temperature(temperature)
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=-1, keepdims=True)
@@ -59,6 +65,8 @@ def distillation_loss(labels, student_logits, teacher_logits, temperature: float
 
     ``labels`` are integer classes, ``student_logits`` ``z`` and ``teacher_logits`` ``v``
     have shape (batch, classes). Returns a scalar tensor (differentiable in ``z``).
+
+    Introduced in notebook 04.
     """
     import tensorflow as tf
 
@@ -67,14 +75,16 @@ def distillation_loss(labels, student_logits, teacher_logits, temperature: float
     z = tf.convert_to_tensor(student_logits, tf.float32)
     v = tf.convert_to_tensor(teacher_logits, tf.float32)
     if z.shape[-1] != v.shape[-1]:
-        raise ValueError(f"student and teacher logits have different sizes ({z.shape[-1]} and "
-                         f"{v.shape[-1]}): distillation needs both to predict the same classes.")
+        raise ValueError(
+            f"student and teacher logits have different sizes ({z.shape[-1]} and "
+            f"{v.shape[-1]}): distillation needs both to predict the same classes."
+        )
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     hard = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=z)
     log_p_student = tf.nn.log_softmax(z / temperature, axis=-1)
     log_p_teacher = tf.nn.log_softmax(v / temperature, axis=-1)
     kl = tf.reduce_sum(tf.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
-    return tf.reduce_mean((1.0 - alpha) * hard + alpha * temperature ** 2 * kl)
+    return tf.reduce_mean((1.0 - alpha) * hard + alpha * temperature**2 * kl)
 
 
 class _PackedLoss:
@@ -96,7 +106,10 @@ def _label_accuracy(y_true, y_pred):
 
 
 def teacher_logits(teacher, x, batch_size: int = 512) -> np.ndarray:
-    """The teacher's logits on ``x`` (float32), computed once and reused every epoch, notebook 04."""
+    """The teacher's logits on ``x`` (float32), computed once and reused every epoch, notebook 04.
+
+    Introduced in notebook 04.
+    """
     check_model(teacher, need_graph=False, what="distill.teacher_logits")
     return teacher.predict(x, batch_size=batch_size, verbose=0).astype(np.float32)
 
@@ -105,32 +118,42 @@ def student_cnn(filters: tuple = (8, 16), dense: int = 0, name: str = "student")
     """A small CNN student for distillation, notebook 04.
 
     Two 3x3 conv + max-pool blocks with ``filters`` channels, an optional ReLU layer of
-    ``dense`` units, then the 10 logits."""
+    ``dense`` units, then the 10 logits.
+
+    Introduced in notebook 04.
+    """
     from tf_keras import Sequential, layers
 
     from .models import INPUT_SHAPE, NUM_CLASSES
 
     if len(filters) != 2 or min(filters) < 1 or dense < 0:
-        raise ValueError(f"filters must be two positive channel counts and dense >= 0, got {filters!r}, {dense!r}")
+        raise ValueError(
+            f"filters must be two positive channel counts and dense >= 0, got {filters!r}, {dense!r}"
+        )
     hidden = [layers.Dense(dense, activation="relu", name="fc1")] if dense else []
-    return Sequential([
-        layers.Input(INPUT_SHAPE),
-        layers.Conv2D(filters[0], 3, activation="relu", name="conv1"),
-        layers.MaxPooling2D(2, name="pool1"),
-        layers.Conv2D(filters[1], 3, activation="relu", name="conv2"),
-        layers.MaxPooling2D(2, name="pool2"),
-        layers.Flatten(name="flatten"),
-        *hidden,
-        layers.Dense(NUM_CLASSES, name="logits"),
-    ], name=name)
+    return Sequential(
+        [
+            layers.Input(INPUT_SHAPE),
+            layers.Conv2D(filters[0], 3, activation="relu", name="conv1"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Conv2D(filters[1], 3, activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            *hidden,
+            layers.Dense(NUM_CLASSES, name="logits"),
+        ],
+        name=name,
+    )
 
 
 @dataclass(frozen=True)
 class StudentRecord:
-    """How ``train_student_with_record`` trained a student (notebook 04).
+    """How ``train_student_with_record`` trained a student.
 
     ``teacher`` is the teacher model's name (None: trained alone, ``alpha`` 0);
     ``history`` maps each Keras metric to one float per epoch.
+
+    Introduced in notebook 04.
     """
 
     teacher: str | None
@@ -140,9 +163,20 @@ class StudentRecord:
     history: dict = field(default_factory=dict)
 
 
-def train_student(student, data, epochs: int, teacher=None, temperature: float = 4.0,
-                  alpha: float = 0.9, batch_size: int = 128, learning_rate: float = 1e-3,
-                  teacher_train_logits=None, seed: int = 0, verbose: int = 0, desc: str | None = None):
+def train_student(
+    student,
+    data,
+    epochs: int,
+    teacher=None,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    teacher_train_logits=None,
+    seed: int = 0,
+    verbose: int = 0,
+    desc: str | None = None,
+):
     """Train a copy of ``student`` on ``data``, alone (``teacher=None``) or distilled from ``teacher``, notebook 04.
 
     Both ways use the same optimizer (Adam, cosine-decayed from ``learning_rate``), batches
@@ -152,22 +186,46 @@ def train_student(student, data, epochs: int, teacher=None, temperature: float =
     Returns the trained copy compiled as an ordinary classifier; the input is never changed.
     With ``verbose=0`` a progress bar shows the batches (``desc``, default: what is trained).
     ``train_student_with_record`` (same arguments) also returns a ``StudentRecord``.
+
+    Introduced in notebook 04.
     """
-    model, _ = train_student_with_record(student, data, epochs, teacher=teacher, temperature=temperature,
-                                         alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-                                         teacher_train_logits=teacher_train_logits, seed=seed, verbose=verbose,
-                                         desc=desc)
+    model, _ = train_student_with_record(
+        student,
+        data,
+        epochs,
+        teacher=teacher,
+        temperature=temperature,
+        alpha=alpha,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        teacher_train_logits=teacher_train_logits,
+        seed=seed,
+        verbose=verbose,
+        desc=desc,
+    )
     return model
 
 
-def train_student_with_record(student, data, epochs: int, teacher=None, temperature: float = 4.0,
-                              alpha: float = 0.9, batch_size: int = 128, learning_rate: float = 1e-3,
-                              teacher_train_logits=None, seed: int = 0, verbose: int = 0,
-                              desc: str | None = None) -> tuple:
+def train_student_with_record(
+    student,
+    data,
+    epochs: int,
+    teacher=None,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    teacher_train_logits=None,
+    seed: int = 0,
+    verbose: int = 0,
+    desc: str | None = None,
+) -> tuple:
     """``train_student`` that also returns how it trained: ``(model, StudentRecord)``, notebook 04.
 
     The record holds the settings used (``alpha`` 0 and ``teacher`` None when alone) and
     the training history.
+
+    Introduced in notebook 04.
     """
     import tf_keras
 
@@ -186,35 +244,66 @@ def train_student_with_record(student, data, epochs: int, teacher=None, temperat
     else:
         check_model(teacher, need_graph=False, what="distill.train_student (teacher)")
         if teacher.output_shape[-1] != n_out:
-            raise ValueError(f"the teacher predicts {teacher.output_shape[-1]} classes and the student "
-                             f"{n_out}: distillation needs the same output size. Give the student a "
-                             f"final Dense({teacher.output_shape[-1]}) layer.")
-        soft = teacher_train_logits if teacher_train_logits is not None else teacher_logits(teacher, data.x_train)
+            raise ValueError(
+                f"the teacher predicts {teacher.output_shape[-1]} classes and the student "
+                f"{n_out}: distillation needs the same output size. Give the student a "
+                f"final Dense({teacher.output_shape[-1]}) layer."
+            )
+        soft = (
+            teacher_train_logits
+            if teacher_train_logits is not None
+            else teacher_logits(teacher, data.x_train)
+        )
         if soft.shape != (len(data.x_train), n_out):
-            raise ValueError(f"teacher_train_logits has shape {soft.shape}; expected "
-                             f"{(len(data.x_train), n_out)} (one row per training image).")
+            raise ValueError(
+                f"teacher_train_logits has shape {soft.shape}; expected "
+                f"{(len(data.x_train), n_out)} (one row per training image)."
+            )
     temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
     packed = np.concatenate([data.y_train[:, None].astype(np.float32), soft], axis=1)
     env.seed_everything(seed)
     model = models.clone(student, compile_like=False)
     lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.01)
-    model.compile(optimizer=tf_keras.optimizers.Adam(lr), loss=_PackedLoss(temperature, alpha),
-                  metrics=[_label_accuracy])
-    hist = model.fit(_data.pipeline(data.x_train, packed, batch_size, shuffle=True, seed=seed),
-                     epochs=epochs, verbose=verbose,
-                     callbacks=progress.with_bar([], desc or (f"training {student.name} alone" if teacher is None else
-                                                      f"distilling into {student.name} (T={temperature:g}, "
-                                                      f"alpha={alpha:g})"), verbose))
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(lr),
+        loss=_PackedLoss(temperature, alpha),
+        metrics=[_label_accuracy],
+    )
+    hist = model.fit(
+        _data.pipeline(data.x_train, packed, batch_size, shuffle=True, seed=seed),
+        epochs=epochs,
+        verbose=verbose,
+        callbacks=progress.with_bar(
+            [],
+            desc
+            or (
+                f"training {student.name} alone"
+                if teacher is None
+                else f"distilling into {student.name} (T={temperature:g}, alpha={alpha:g})"
+            ),
+            verbose,
+        ),
+    )
     models.compile_classifier(model)
-    record = StudentRecord(teacher=None if teacher is None else teacher.name, temperature=temperature,
-                           alpha=alpha, epochs=epochs, history=train.history_dict(hist))
+    record = StudentRecord(
+        teacher=None if teacher is None else teacher.name,
+        temperature=temperature,
+        alpha=alpha,
+        epochs=epochs,
+        history=train.history_dict(hist),
+    )
     return model, record
 
 
 def gap_recovered(error_alone: float, error_distilled: float, error_teacher: float) -> float:
-    """Share of the student-teacher error gap that distillation closes: (alone - distilled) / (alone - teacher), notebook 04."""
+    """Share of the student-teacher error gap that distillation closes: (alone - distilled) / (alone - teacher), notebook 04.
+
+    Introduced in notebook 04.
+    """
     gap = float(error_alone) - float(error_teacher)
     if gap <= 0:
-        raise ValueError(f"the student alone (error {error_alone}) is not worse than the teacher "
-                         f"(error {error_teacher}): there is no gap to recover.")
+        raise ValueError(
+            f"the student alone (error {error_alone}) is not worse than the teacher "
+            f"(error {error_teacher}): there is no gap to recover."
+        )
     return (float(error_alone) - float(error_distilled)) / gap

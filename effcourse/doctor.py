@@ -10,6 +10,7 @@ the course cannot run (a missing package, Keras 3 active, no verified data), els
 into findings; ``render`` prints them. Tests pass made-up facts. Introduced in notebook 00
 (and the README's first steps).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,15 +19,22 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 
-PACKAGES = {"tensorflow": "TensorFlow", "tf-keras": "tf_keras", "tensorflow-model-optimization": "tfmot",
-            "ai-edge-litert": "LiteRT"}
+PACKAGES = {
+    "tensorflow": "TensorFlow",
+    "tf-keras": "tf_keras",
+    "tensorflow-model-optimization": "tfmot",
+    "ai-edge-litert": "LiteRT",
+}
 PYTHON_RANGE = ((3, 10), (3, 12))  # pyproject's requires-python ">=3.10,<3.13"
 FAIL, WARN, OK = "FAIL", "WARN", "ok"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One line of the doctor's report: a level (FAIL, WARN, ok), what was checked, what was found, the fix."""
+    """One line of the doctor's report: a level (FAIL, WARN, ok), what was checked, what was found, the fix.
+
+    Introduced in notebook 03.
+    """
 
     level: str
     what: str
@@ -42,11 +50,18 @@ def _version(dist: str) -> str | None:
 
 
 def collect(tiny_model: bool = True) -> dict:
-    """Read this machine: versions, Keras mode, data, CPU, GPUs, device plan, XNNPACK (the doctor's facts)."""
-    facts = {"python": platform.python_version(), "python_tuple": tuple(sys.version_info[:2]),
-             "versions": {name: _version(dist) for dist, name in PACKAGES.items()},
-             "keras3_version": _version("keras"), "profile": os.environ.get("EFFCOURSE_PROFILE", "full"),
-             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    """Read this machine: versions, Keras mode, data, CPU, GPUs, device plan, XNNPACK (the doctor's facts).
+
+    Introduced in notebook 05.
+    """
+    facts = {
+        "python": platform.python_version(),
+        "python_tuple": tuple(sys.version_info[:2]),
+        "versions": {name: _version(dist) for dist, name in PACKAGES.items()},
+        "keras3_version": _version("keras"),
+        "profile": os.environ.get("EFFCOURSE_PROFILE", "full"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     if facts["versions"]["TensorFlow"] is None:
         return facts  # nothing below works without TensorFlow
     import effcourse  # noqa: F401  (selects Keras 2 before TensorFlow resolves tf.keras)
@@ -102,16 +117,30 @@ def _word(v) -> str:
 
 
 def diagnose(facts: dict) -> list[Finding]:
-    """Every check as a ``Finding`` (pure: facts in, findings out)."""
+    """Every check as a ``Finding`` (pure: facts in, findings out).
+
+    Introduced in notebook 03.
+    """
     out = []
     lo, hi = PYTHON_RANGE
     py = tuple(facts["python_tuple"])
-    out.append(Finding(OK, "Python", facts["python"]) if lo <= py <= hi else Finding(
-        FAIL, "Python", facts["python"],
-        f"use Python {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]} (TensorFlow 2.21's range): `conda env create -f environment.yml`"))
+    out.append(
+        Finding(OK, "Python", facts["python"])
+        if lo <= py <= hi
+        else Finding(
+            FAIL,
+            "Python",
+            facts["python"],
+            f"use Python {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]} (TensorFlow 2.21's range): `conda env create -f environment.yml`",
+        )
+    )
     for name, version in facts["versions"].items():
         if version is None:
-            out.append(Finding(FAIL, name, "not installed", "`pip install -e .` in the course folder (or `make venv`)"))
+            out.append(
+                Finding(
+                    FAIL, name, "not installed", "`pip install -e .` in the course folder (or `make venv`)"
+                )
+            )
         else:
             out.append(Finding(OK, name, version))
     if facts["versions"].get("TensorFlow") is None:
@@ -120,25 +149,49 @@ def diagnose(facts: dict) -> list[Finding]:
     if keras.startswith("tf_keras"):
         out.append(Finding(OK, "Keras 2 mode", f"tf.keras is {keras} (tfmot needs Keras 2)"))
     else:
-        out.append(Finding(FAIL, "Keras 2 mode", f"tf.keras is {keras or 'keras'} (Keras 3"
-                           + (f" {facts['keras3_version']})" if facts.get("keras3_version") else ")"),
-                           "tfmot needs Keras 2: `pip install tf_keras` (in the course's requirements), "
-                           "`import effcourse` before tensorflow, or set TF_USE_LEGACY_KERAS=1"))
+        out.append(
+            Finding(
+                FAIL,
+                "Keras 2 mode",
+                f"tf.keras is {keras or 'keras'} (Keras 3"
+                + (f" {facts['keras3_version']})" if facts.get("keras3_version") else ")"),
+                "tfmot needs Keras 2: `pip install tf_keras` (in the course's requirements), "
+                "`import effcourse` before tensorflow, or set TF_USE_LEGACY_KERAS=1",
+            )
+        )
     d = facts["data"]
-    out.append(Finding(OK, "MNIST data", f"{d['path']} (shapes and sha256 verified)") if d["ok"] else Finding(
-        FAIL, "MNIST data", d["error"].splitlines()[0], " ".join(d["error"].splitlines()[1:])))
+    out.append(
+        Finding(OK, "MNIST data", f"{d['path']} (shapes and sha256 verified)")
+        if d["ok"]
+        else Finding(FAIL, "MNIST data", d["error"].splitlines()[0], " ".join(d["error"].splitlines()[1:]))
+    )
     feats = facts["cpu_features"]
     from effcourse import hardware
 
     have = [hardware.CPU_FEATURES[f] for f, v in feats.items() if v]
     unknown = all(v is None for v in feats.values())
-    out.append(Finding(OK, "CPU", f"{facts['cpu']} x{facts['cpu_count']}; "
-                       + ("vector units unknown (no /proc/cpuinfo)" if unknown else
-                          "units: " + (", ".join(have) or "none of AVX2/AVX-512/VNNI/bf16/fp16"))
-                       + f"; oneDNN {_word(facts['onednn'])}"))
+    out.append(
+        Finding(
+            OK,
+            "CPU",
+            f"{facts['cpu']} x{facts['cpu_count']}; "
+            + (
+                "vector units unknown (no /proc/cpuinfo)"
+                if unknown
+                else "units: " + (", ".join(have) or "none of AVX2/AVX-512/VNNI/bf16/fp16")
+            )
+            + f"; oneDNN {_word(facts['onednn'])}",
+        )
+    )
     if not unknown and feats.get("avx2") is False:
-        out.append(Finding(WARN, "CPU", "no AVX2: TensorFlow's CPU kernels run slowly",
-                           "expect every notebook to take longer than its stated run time"))
+        out.append(
+            Finding(
+                WARN,
+                "CPU",
+                "no AVX2: TensorFlow's CPU kernels run slowly",
+                "expect every notebook to take longer than its stated run time",
+            )
+        )
     out += _gpu_findings(facts)
     out += _notebook_findings(facts)
     return out
@@ -147,26 +200,53 @@ def diagnose(facts: dict) -> list[Finding]:
 def _gpu_findings(facts) -> list[Finding]:
     out = []
     build = facts["build"]
-    cuda = (f"TensorFlow built with CUDA {build['cuda']}, cuDNN {build['cudnn']}" if build["cuda_build"]
-            else "TensorFlow built without CUDA")
+    cuda = (
+        f"TensorFlow built with CUDA {build['cuda']}, cuDNN {build['cudnn']}"
+        if build["cuda_build"]
+        else "TensorFlow built without CUDA"
+    )
     gpus = facts["gpus"]
     if gpus:
         for g in gpus:
             cc = g.get("compute_capability")
             mem = f", {g['memory_mb']:,} MB" if g.get("memory_mb") else ", memory unknown"
-            out.append(Finding(OK, "GPU", f"{g['name']} (compute capability "
-                               f"{'.'.join(map(str, cc)) if cc else 'unknown'}{mem}); {cuda}"))
+            out.append(
+                Finding(
+                    OK,
+                    "GPU",
+                    f"{g['name']} (compute capability "
+                    f"{'.'.join(map(str, cc)) if cc else 'unknown'}{mem}); {cuda}",
+                )
+            )
             if cc and tuple(cc) < hardware_cc():
-                out.append(Finding(WARN, "GPU", f"{g['name']} has no tensor cores (compute capability < 7.0)",
-                                   "notebook 05's mixed float16 will not be faster on it"))
+                out.append(
+                    Finding(
+                        WARN,
+                        "GPU",
+                        f"{g['name']} has no tensor cores (compute capability < 7.0)",
+                        "notebook 05's mixed float16 will not be faster on it",
+                    )
+                )
         return out
     visible = facts.get("cuda_visible_devices")
     if visible is not None and visible.strip() in ("", "-1"):
-        out.append(Finding(WARN, "GPU", f"none visible: CUDA_VISIBLE_DEVICES={visible!r} hides every GPU",
-                           "unset CUDA_VISIBLE_DEVICES (or list the GPUs to use) and restart"))
+        out.append(
+            Finding(
+                WARN,
+                "GPU",
+                f"none visible: CUDA_VISIBLE_DEVICES={visible!r} hides every GPU",
+                "unset CUDA_VISIBLE_DEVICES (or list the GPUs to use) and restart",
+            )
+        )
     elif facts.get("driver_gpus"):
-        out.append(Finding(WARN, "GPU", f"nvidia-smi lists {facts['driver_gpus']} GPU(s), TensorFlow sees none ({cuda})",
-                           "`pip install -e '.[gpu]'` (tensorflow[and-cuda]) and check the driver with nvidia-smi"))
+        out.append(
+            Finding(
+                WARN,
+                "GPU",
+                f"nvidia-smi lists {facts['driver_gpus']} GPU(s), TensorFlow sees none ({cuda})",
+                "`pip install -e '.[gpu]'` (tensorflow[and-cuda]) and check the driver with nvidia-smi",
+            )
+        )
     else:
         out.append(Finding(OK, "GPU", f"none ({cuda}): the course runs on the CPU"))
     return out
@@ -184,8 +264,9 @@ def _notebook_findings(facts) -> list[Finding]:
     out = []
     s = facts["support"]
     if s["gpu_float16"] or s["gpu_bfloat16"]:
-        gain = ("mixed float16 on tensor cores: expect faster training steps"
-                + (" (bfloat16 too)" if s["gpu_bfloat16"] else ""))
+        gain = "mixed float16 on tensor cores: expect faster training steps" + (
+            " (bfloat16 too)" if s["gpu_bfloat16"] else ""
+        )
     elif s["float16_units"] or s["bfloat16_units"]:
         kinds = [k for k, v in (("float16", s["cpu_float16"]), ("bfloat16", s["cpu_bfloat16"])) if v]
         gain = f"CPU {' and '.join(kinds)} units (through oneDNN): a gain is possible, measure it"
@@ -193,8 +274,13 @@ def _notebook_findings(facts) -> list[Finding]:
         gain = "no native float16/bfloat16 units: mixed precision is emulated, expect it slower than float32"
     out.append(Finding(OK, "notebook 05", gain))
     try:
-        plan = parallel.device_plan(split=facts["split"], gpus=facts["gpus"], cpus=facts["cpu_count"],
-                                    visible=facts.get("cuda_visible_devices"), driver_gpus=facts.get("driver_gpus"))
+        plan = parallel.device_plan(
+            split=facts["split"],
+            gpus=facts["gpus"],
+            cpus=facts["cpu_count"],
+            visible=facts.get("cuda_visible_devices"),
+            driver_gpus=facts.get("driver_gpus"),
+        )
         out.append(Finding(OK, "notebook 07", f"up to {plan.count} replicas: {plan.reason}"))
     except parallel.DevicePlanError as err:
         out.append(Finding(WARN, "notebook 07", str(err), "see the README's GPU section"))
@@ -204,13 +290,22 @@ def _notebook_findings(facts) -> list[Finding]:
     elif x == "all":
         out.append(Finding(OK, "notebook 03", "XNNPACK active: LiteRT delegates the whole test model to it"))
     else:
-        out.append(Finding(WARN, "notebook 03", f"XNNPACK delegation: {x}",
-                           "LiteRT runs its built-in kernels: latencies will be higher than the notebook's text"))
+        out.append(
+            Finding(
+                WARN,
+                "notebook 03",
+                f"XNNPACK delegation: {x}",
+                "LiteRT runs its built-in kernels: latencies will be higher than the notebook's text",
+            )
+        )
     return out
 
 
 def render(findings: list[Finding], facts: dict | None = None) -> str:
-    """The report: one line per finding, then the problems with their fixes and the verdict."""
+    """The report: one line per finding, then the problems with their fixes and the verdict.
+
+    Introduced in notebook 03.
+    """
     width = max(len(f.what) for f in findings)
     lines = ["effcourse doctor" + (f" (profile {facts['profile']})" if facts else "")]
     lines += [f"  [{f.level:>4}] {f.what:<{width}}  {f.found}" for f in findings]
@@ -219,18 +314,30 @@ def render(findings: list[Finding], facts: dict | None = None) -> str:
         lines.append("\nProblems and fixes:")
         lines += [f"  {f.level} {f.what}: {f.found}\n       fix: {f.fix}" for f in problems]
     fails = [f for f in findings if f.level == FAIL]
-    lines.append("\n" + (f"The course cannot run here: {len(fails)} problem(s) to fix first." if fails
-                         else "The course can run here." + (" Read the warnings above." if problems else "")))
+    lines.append(
+        "\n"
+        + (
+            f"The course cannot run here: {len(fails)} problem(s) to fix first."
+            if fails
+            else "The course can run here." + (" Read the warnings above." if problems else "")
+        )
+    )
     return "\n".join(lines)
 
 
 def exit_status(findings: list[Finding]) -> int:
-    """1 when any finding is a FAIL (the course cannot run), else 0."""
+    """1 when any finding is a FAIL (the course cannot run), else 0.
+
+    Introduced in notebook 03.
+    """
     return 1 if any(f.level == FAIL for f in findings) else 0
 
 
 def main(argv=None) -> int:
-    """Collect, diagnose, print; return the exit status."""
+    """Collect, diagnose, print; return the exit status.
+
+    Introduced in notebook 03.
+    """
     facts = collect()
     findings = diagnose(facts)
     print(render(findings, facts))

@@ -5,12 +5,12 @@ Keras 2 (the ``tf_keras`` package); since TensorFlow 2.16 ``tf.keras`` is Keras 
 that variable is set *before* TensorFlow resolves ``tf.keras``. Importing ``effcourse``
 settles it, so every notebook starts with ``import effcourse``.
 """
+
 from __future__ import annotations
 
 import os
 import platform
 import random
-import sys
 from pathlib import Path
 
 # Settled at import, before TensorFlow can be imported by anything else in the package.
@@ -24,7 +24,10 @@ _quiet.install()  # hide TensorFlow's native log lines (C-level stderr) before i
 
 
 class Keras3Error(EffcourseError, RuntimeError):
-    """TensorFlow resolved tf.keras to Keras 3 before effcourse could select Keras 2."""
+    """TensorFlow resolved tf.keras to Keras 3 before effcourse could select Keras 2.
+
+    Introduced in notebook 00.
+    """
 
 
 def _check_keras2():
@@ -41,7 +44,10 @@ def _check_keras2():
 
 
 def project_root() -> Path:
-    """The course's top folder: $EFFCOURSE_ROOT, else the checkout holding this package."""
+    """The course's top folder: $EFFCOURSE_ROOT, else the checkout holding this package.
+
+    Introduced in notebook 02.
+    """
     if os.environ.get("EFFCOURSE_ROOT"):
         return Path(os.environ["EFFCOURSE_ROOT"]).resolve()
     here = Path(__file__).resolve().parent.parent
@@ -51,14 +57,20 @@ def project_root() -> Path:
 
 
 def build_dir(*parts: str) -> Path:
-    """A folder under build/ (created): cache, results, figures, logs (all git-ignored)."""
+    """A folder under build/ (created): cache, results, figures, logs (all git-ignored).
+
+    Introduced in notebook 01.
+    """
     path = project_root().joinpath("build", *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file and a rename: never half-written."""
+    """Write ``data`` to ``path`` via a temporary file and a rename: never half-written.
+
+    Introduced in notebook 00.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -75,7 +87,10 @@ def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
 
 
 def seed_everything(seed: int = 42, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and TensorFlow; optionally make TF ops deterministic (notebook 00)."""
+    """Seed Python, NumPy and TensorFlow; optionally make TF ops deterministic.
+
+    Introduced in notebook 00.
+    """
     import numpy as np
     import tensorflow as tf
 
@@ -114,7 +129,10 @@ def _configure_devices(logical_cpus: int | None) -> None:
 
 
 def hardware_report() -> dict:
-    """Versions and devices of this machine, as a dict (printed by setup; the CPU name from ``hardware``)."""
+    """Versions and devices of this machine, as a dict (printed by setup; the CPU name from ``hardware``).
+
+    Introduced in notebook 03.
+    """
     import tensorflow as tf
     import tf_keras
     import tensorflow_model_optimization as tfmot
@@ -134,20 +152,24 @@ def hardware_report() -> dict:
 
 
 def versions() -> str:
-    """A short version string stored with every results row."""
+    """A short version string stored with every results row.
+
+    Introduced in notebook 00.
+    """
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
 
     return f"tf={tf.__version__};tfmot={tfmot.__version__};py={platform.python_version()}"
 
 
-def setup(seed: int = 42, deterministic: bool = True, logical_cpus: int | None = None,
-          quiet: bool = False):
+def setup(seed: int = 42, deterministic: bool = True, logical_cpus: int | None = None, quiet: bool = False):
     """Prepare a notebook: Keras 2, seeds, quiet logs, devices; print a report; return the profile.
 
     Introduced in notebook 00; the first code cell of every notebook calls it.
     ``logical_cpus`` splits the CPU into that many logical devices (notebook 07); it must
     run before any TensorFlow op.
+
+    Introduced in notebook 00.
     """
     from . import profile as _profile
 
@@ -169,4 +191,3 @@ def setup(seed: int = 42, deterministic: bool = True, logical_cpus: int | None =
             f"logical devices: {len(rep['logical_devices'])}"
         )
     return prof
-

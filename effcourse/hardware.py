@@ -24,7 +24,10 @@ GPU_BFLOAT16_CC = (8, 0)  # tensor cores with bfloat16: Ampere and later
 
 
 def read_cpuinfo(path: str = CPUINFO) -> str | None:
-    """The text of /proc/cpuinfo, or None where there is none (macOS, Windows). Notebook 05."""
+    """The text of /proc/cpuinfo, or None where there is none (macOS, Windows).
+
+    Introduced in notebook 05.
+    """
     try:
         with open(path) as fh:
             return fh.read()
@@ -33,9 +36,11 @@ def read_cpuinfo(path: str = CPUINFO) -> str | None:
 
 
 def cpu_name(cpuinfo_text: str | None = ...) -> str:
-    """The CPU's model name from /proc/cpuinfo, else what ``platform`` says. Notebook 00.
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` says.
 
     ``cpuinfo_text`` defaults to this machine's /proc/cpuinfo; pass a text to test the parsing.
+
+    Introduced in notebook 00.
     """
     if cpuinfo_text is ...:
         cpuinfo_text = read_cpuinfo()
@@ -50,7 +55,10 @@ def _model_name(cpuinfo_text: str | None) -> str | None:
 
 
 def cpu_flags(cpuinfo_text: str | None) -> dict:
-    """Which of ``CPU_FLAGS`` the CPU reports: {flag: True/False}, or {flag: None} if unknown. Notebook 05."""
+    """Which of ``CPU_FLAGS`` the CPU reports: {flag: True/False}, or {flag: None} if unknown.
+
+    Introduced in notebook 05.
+    """
     if cpuinfo_text is None:
         return {flag: None for flag in CPU_FLAGS}
     found: set[str] = set()
@@ -64,7 +72,10 @@ def cpu_flags(cpuinfo_text: str | None) -> dict:
 
 
 def gpu_devices() -> list[dict]:
-    """Physical GPUs TensorFlow sees, with their names and compute capabilities. Notebook 05."""
+    """Physical GPUs TensorFlow sees, with their names and compute capabilities.
+
+    Introduced in notebook 05.
+    """
     import tensorflow as tf
 
     out = []
@@ -84,7 +95,10 @@ def gpu_devices() -> list[dict]:
 
 
 def onednn_enabled() -> bool | None:
-    """Whether TensorFlow runs its oneDNN CPU kernels (None if it cannot be told). Notebook 05."""
+    """Whether TensorFlow runs its oneDNN CPU kernels (None if it cannot be told).
+
+    Introduced in notebook 05.
+    """
     try:
         from tensorflow.python.util import _pywrap_util_port
 
@@ -94,7 +108,7 @@ def onednn_enabled() -> bool | None:
 
 
 def support(cpuinfo_text: str | None = ..., gpus: list | None = None) -> dict:
-    """Detect native float16 / bfloat16 arithmetic on this machine: GPUs and CPU flags. Notebook 05.
+    """Detect native float16 / bfloat16 arithmetic on this machine: GPUs and CPU flags.
 
     * GPU: tensor cores for float16 need compute capability >= 7.0 (Volta+), for bfloat16
       >= 8.0 (Ampere+).
@@ -103,6 +117,8 @@ def support(cpuinfo_text: str | None = ..., gpus: list | None = None) -> dict:
 
     Nothing is assumed: where the flags cannot be read the answer is None (unknown), not
     False. ``cpuinfo_text`` and ``gpus`` can be given to test the logic.
+
+    Introduced in notebook 05.
     """
     if cpuinfo_text is ...:
         cpuinfo_text = read_cpuinfo()
@@ -147,7 +163,10 @@ def support(cpuinfo_text: str | None = ..., gpus: list | None = None) -> dict:
 
 
 def support_table(s: dict | None = None):
-    """``support()`` as a small DataFrame for display. Notebook 05."""
+    """``support()`` as a small DataFrame for display.
+
+    Introduced in notebook 05.
+    """
     import pandas as pd
 
     s = s or support()
@@ -191,7 +210,10 @@ CPU_FEATURES = {
 
 
 def cpu_features(cpuinfo_text: str | None) -> dict:
-    """Which of ``CPU_FEATURES`` the CPU reports: {flag: True/False}, {flag: None} if unknown. Notebook 00."""
+    """Which of ``CPU_FEATURES`` the CPU reports: {flag: True/False}, {flag: None} if unknown.
+
+    Introduced in notebook 00.
+    """
     if cpuinfo_text is None:
         return {flag: None for flag in CPU_FEATURES}
     found: set[str] = set()
@@ -205,11 +227,13 @@ def cpu_features(cpuinfo_text: str | None) -> dict:
 
 
 def nvidia_smi_gpus(run=None) -> list[dict] | None:
-    """GPUs the NVIDIA driver lists (``nvidia-smi``): name and memory in MB; None without a driver. Notebook 07.
+    """GPUs the NVIDIA driver lists (``nvidia-smi``): name and memory in MB; None without a driver.
 
     Independent of TensorFlow, so a GPU that TensorFlow cannot use (no CUDA libraries, a
     hidden ``CUDA_VISIBLE_DEVICES``) still shows here. ``run`` (tests) replaces the call:
     it takes the argument list and returns nvidia-smi's text output, or None.
+
+    Introduced in notebook 07.
     """
     import shutil
     import subprocess
@@ -237,18 +261,27 @@ def nvidia_smi_gpus(run=None) -> list[dict] | None:
 
 
 def gpu_memory_mb(index: int = 0) -> int | None:
-    """Total memory of GPU ``index`` in MB as the driver reports it; None when unknown. Notebook 07."""
+    """Total memory of GPU ``index`` in MB as the driver reports it; None when unknown.
+
+    Introduced in notebook 07.
+    """
     smi = nvidia_smi_gpus()
     return smi[index]["memory_mb"] if smi and index < len(smi) else None
 
 
 def build_info() -> dict:
-    """CUDA and cuDNN versions this TensorFlow was built with (``tf.sysconfig.get_build_info``). Notebook 00."""
+    """CUDA and cuDNN versions this TensorFlow was built with (``tf.sysconfig.get_build_info``).
+
+    Introduced in notebook 00.
+    """
     import tensorflow as tf
 
     try:
         info = dict(tf.sysconfig.get_build_info())
     except Exception:  # noqa: BLE001  (best effort)
         info = {}
-    return {"cuda_build": bool(info.get("is_cuda_build", False)),
-            "cuda": info.get("cuda_version"), "cudnn": info.get("cudnn_version")}
+    return {
+        "cuda_build": bool(info.get("is_cuda_build", False)),
+        "cuda": info.get("cuda_version"),
+        "cudnn": info.get("cudnn_version"),
+    }

@@ -30,7 +30,10 @@ def _require_model(model, what: str):
 
 
 def layer_table(model):
-    """Per-layer parameters, non-zero weights and sparsity, as a DataFrame (kernels and biases)."""
+    """Per-layer parameters, non-zero weights and sparsity, as a DataFrame (kernels and biases).
+
+    Introduced in notebook 00.
+    """
     import pandas as pd
 
     _require_model(model, "layer_table")
@@ -54,24 +57,36 @@ def layer_table(model):
 
 
 def count_params(model) -> int:
-    """Number of weights (trainable and not) in a Keras model."""
+    """Number of weights (trainable and not) in a Keras model.
+
+    Introduced in notebook 00.
+    """
     _require_model(model, "count_params")
     return int(sum(np.size(w) for w in model.get_weights()))
 
 
 def count_nonzero(model) -> int:
-    """Number of non-zero weights in a Keras model."""
+    """Number of non-zero weights in a Keras model.
+
+    Introduced in notebook 02.
+    """
     _require_model(model, "count_nonzero")
     return int(sum(np.count_nonzero(w) for w in model.get_weights()))
 
 
 def dense_fp32_bytes(model) -> int:
-    """Bytes of all parameters stored densely in float32: parameters x 4 (the ratio's numerator)."""
+    """Bytes of all parameters stored densely in float32: parameters x 4 (the ratio's numerator).
+
+    Introduced in notebook 00.
+    """
     return 4 * count_params(model)
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    """Deterministic gzip (level 9, no file name, mtime 0): same input, same output bytes."""
+    """Deterministic gzip (level 9, no file name, mtime 0): same input, same output bytes.
+
+    Introduced in notebook 00.
+    """
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
         gz.write(data)
@@ -79,7 +94,10 @@ def gzip_bytes(data: bytes) -> bytes:
 
 
 def compressed_size(artifact) -> int:
-    """Bytes of a file (path) or a bytes object after deterministic gzip."""
+    """Bytes of a file (path) or a bytes object after deterministic gzip.
+
+    Introduced in notebook 00.
+    """
     if isinstance(artifact, (bytes, bytearray)):
         return len(gzip_bytes(bytes(artifact)))
     if isinstance(artifact, (str, os.PathLike)) and Path(artifact).is_file():
@@ -90,8 +108,10 @@ def compressed_size(artifact) -> int:
 def keras_weights_bytes(model, compressed: bool = True) -> int:
     """Bytes of the model's weights saved as HDF5 (``save_weights``), gzip-compressed by default.
 
-    Strip training wrappers first (``tfmot...strip_pruning``): a wrapped model saves its
+    Strip training wrappers first (``tfmot..strip_pruning``): a wrapped model saves its
     masks and step counters too.
+
+    Introduced in notebook 00.
     """
     _require_model(model, "keras_weights_bytes")
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +129,10 @@ def _out_hw(layer):
 
 
 def macs_table(model):
-    """Multiply-accumulates per sample for each Dense / Conv2D / DepthwiseConv2D layer (DataFrame)."""
+    """Multiply-accumulates per sample for each Dense / Conv2D / DepthwiseConv2D layer (DataFrame).
+
+    Introduced in notebook 02.
+    """
     import pandas as pd
     import tf_keras
 
@@ -136,12 +159,18 @@ def macs_table(model):
 
 
 def macs(model) -> int:
-    """Total multiply-accumulates per sample (see ``macs_table``)."""
+    """Total multiply-accumulates per sample (see ``macs_table``).
+
+    Introduced in notebook 00.
+    """
     return int(macs_table(model)["macs"].sum())
 
 
 def predict_logits(model, x, batch_size: int = 512) -> np.ndarray:
-    """Outputs of a Keras model or a .tflite model (bytes, path or TFLiteModel) on ``x``."""
+    """Outputs of a Keras model or a .tflite model (bytes, path or TFLiteModel) on ``x``.
+
+    Introduced in notebook 03.
+    """
     if isinstance(model, convert.TFLiteModel):
         return model.predict(x, batch_size)
     if isinstance(model, (bytes, bytearray, str, os.PathLike)):
@@ -156,7 +185,10 @@ def predict_logits(model, x, batch_size: int = 512) -> np.ndarray:
 
 
 def accuracy(model, x, y, batch_size: int = 512) -> float:
-    """Top-1 accuracy of a Keras model or a .tflite model on (x, y)."""
+    """Top-1 accuracy of a Keras model or a .tflite model on (x, y).
+
+    Introduced in notebook 00.
+    """
     pred = np.argmax(predict_logits(model, x, batch_size), axis=-1)
     return float(np.mean(pred == np.asarray(y)))
 
@@ -169,6 +201,8 @@ def latency(
     Fixed thread count, ``warmup`` untimed runs, then ``rounds`` x ``runs`` timed
     ``invoke`` calls on one sample (inputs are set once; only the inference is timed), with
     the course's timing core (``effcourse.timing``).
+
+    Introduced in notebook 00.
     """
     from . import timing
 
@@ -185,7 +219,10 @@ def latency(
 
 
 def tflite_report(tflite_model, x, y, profile=None) -> dict:
-    """Accuracy, compressed size and latency of a .tflite model, ready for ``results.record``."""
+    """Accuracy, compressed size and latency of a .tflite model, ready for ``results.record``.
+
+    Introduced in notebook 01.
+    """
     from . import profile as _profile
 
     prof = profile or _profile.active()

@@ -5,6 +5,7 @@ loss is ``SparseCategoricalCrossentropy(from_logits=True)``, which is numericall
 is what distillation (notebook 04) and loss scaling (notebook 05) need, and leaves
 ``argmax`` unchanged.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,17 @@ NUM_CLASSES = 10
 
 
 class ModelError(EffcourseError, TypeError):
-    """A model the helper cannot handle (Keras 3, subclassed, not a model at all)."""
+    """A model the helper cannot handle (Keras 3, subclassed, not a model at all).
+
+    Introduced in notebook 01.
+    """
 
 
 def check_model(model, need_graph: bool = True, what: str = "this helper"):
-    """Raise a clear ModelError unless ``model`` is a Keras 2 (tf_keras) Sequential/Functional model."""
+    """Raise a clear ModelError unless ``model`` is a Keras 2 (tf_keras) Sequential/Functional model.
+
+    Introduced in notebook 01.
+    """
     import tf_keras
 
     mod = type(model).__module__
@@ -39,7 +46,9 @@ def check_model(model, need_graph: bool = True, what: str = "this helper"):
         )
     if not isinstance(model, tf_keras.Model):
         raise ModelError(f"{what} needs a tf_keras Model, got {type(model).__name__}.")
-    if need_graph and not (isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)):
+    if need_graph and not (
+        isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)
+    ):
         raise ModelError(
             f"{what} needs a Sequential or Functional model (a graph of layers it can walk); "
             f"got the subclassed model {type(model).__name__}. Rebuild it with "
@@ -49,16 +58,22 @@ def check_model(model, need_graph: bool = True, what: str = "this helper"):
 
 
 def lenet_300_100(name: str = "lenet_300_100"):
-    """LeNet-300-100: a 784-300-100-10 MLP with ReLU, 266,610 parameters (LeCun et al. 1998)."""
+    """LeNet-300-100: a 784-300-100-10 MLP with ReLU, 266,610 parameters (LeCun et al. 1998).
+
+    Introduced in notebook 00.
+    """
     from tf_keras import Sequential, layers
 
-    return Sequential([
-        layers.Input(INPUT_SHAPE),
-        layers.Flatten(name="flatten"),
-        layers.Dense(300, activation="relu", name="fc1"),
-        layers.Dense(100, activation="relu", name="fc2"),
-        layers.Dense(NUM_CLASSES, name="logits"),
-    ], name=name)
+    return Sequential(
+        [
+            layers.Input(INPUT_SHAPE),
+            layers.Flatten(name="flatten"),
+            layers.Dense(300, activation="relu", name="fc1"),
+            layers.Dense(100, activation="relu", name="fc2"),
+            layers.Dense(NUM_CLASSES, name="logits"),
+        ],
+        name=name,
+    )
 
 
 def lenet5(name: str = "lenet5"):
@@ -66,36 +81,47 @@ def lenet5(name: str = "lenet5"):
 
     Caffe's prototxt has no activation after its convolutions; we add ReLU there (a common
     modern choice that trains faster); the layer sizes and parameter count are the paper's.
+
+    Introduced in notebook 01.
     """
     from tf_keras import Sequential, layers
 
-    return Sequential([
-        layers.Input(INPUT_SHAPE),
-        layers.Conv2D(20, 5, activation="relu", name="conv1"),
-        layers.MaxPooling2D(2, name="pool1"),
-        layers.Conv2D(50, 5, activation="relu", name="conv2"),
-        layers.MaxPooling2D(2, name="pool2"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(500, activation="relu", name="fc1"),
-        layers.Dense(NUM_CLASSES, name="logits"),
-    ], name=name)
+    return Sequential(
+        [
+            layers.Input(INPUT_SHAPE),
+            layers.Conv2D(20, 5, activation="relu", name="conv1"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Conv2D(50, 5, activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(500, activation="relu", name="fc1"),
+            layers.Dense(NUM_CLASSES, name="logits"),
+        ],
+        name=name,
+    )
 
 
 def cnn(name: str = "cnn"):
-    """The small CNN: conv 32 3x3, pool, conv 64 3x3, pool, dense 64, dropout 0.5, dense 10."""
+    """The small CNN: conv 32 3x3, pool, conv 64 3x3, pool, dense 64, dropout 0.5, dense 10.
+
+    Introduced in notebook 01.
+    """
     from tf_keras import Sequential, layers
 
-    return Sequential([
-        layers.Input(INPUT_SHAPE),
-        layers.Conv2D(32, 3, activation="relu", name="conv1"),
-        layers.MaxPooling2D(2, name="pool1"),
-        layers.Conv2D(64, 3, activation="relu", name="conv2"),
-        layers.MaxPooling2D(2, name="pool2"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(64, activation="relu", name="fc1"),
-        layers.Dropout(0.5, name="dropout"),
-        layers.Dense(NUM_CLASSES, name="logits"),
-    ], name=name)
+    return Sequential(
+        [
+            layers.Input(INPUT_SHAPE),
+            layers.Conv2D(32, 3, activation="relu", name="conv1"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Conv2D(64, 3, activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(64, activation="relu", name="fc1"),
+            layers.Dropout(0.5, name="dropout"),
+            layers.Dense(NUM_CLASSES, name="logits"),
+        ],
+        name=name,
+    )
 
 
 BUILDERS = {"lenet_300_100": lenet_300_100, "lenet5": lenet5, "cnn": cnn}
@@ -104,14 +130,20 @@ PAPER_ERROR = {"lenet_300_100": 0.0164, "lenet5": 0.0080}
 
 
 def build(name: str):
-    """A fresh, untrained baseline by name: ``lenet_300_100``, ``lenet5`` or ``cnn``."""
+    """A fresh, untrained baseline by name: ``lenet_300_100``, ``lenet5`` or ``cnn``.
+
+    Introduced in notebook 05.
+    """
     if name not in BUILDERS:
         raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
     return BUILDERS[name]()
 
 
 def compile_classifier(model, learning_rate: float = 1e-3, optimizer=None):
-    """Compile for MNIST: Adam (or ``optimizer``), cross-entropy on logits, accuracy."""
+    """Compile for MNIST: Adam (or ``optimizer``), cross-entropy on logits, accuracy.
+
+    Introduced in notebook 00.
+    """
     import tf_keras
 
     model.compile(
@@ -123,7 +155,10 @@ def compile_classifier(model, learning_rate: float = 1e-3, optimizer=None):
 
 
 def save_model(model, path: os.PathLike) -> Path:
-    """Save a Keras model (.keras or .h5) atomically: a temp file in the same folder, then a rename."""
+    """Save a Keras model (.keras or .h5) atomically: a temp file in the same folder, then a rename.
+
+    Introduced in notebook 01.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
@@ -138,14 +173,20 @@ def save_model(model, path: os.PathLike) -> Path:
 
 
 def load_model(path: os.PathLike, compile: bool = True):
-    """Load a model saved by ``save_model``."""
+    """Load a model saved by ``save_model``.
+
+    Introduced in notebook 01.
+    """
     import tf_keras
 
     return tf_keras.models.load_model(path, compile=compile)
 
 
 def cache_dir(profile=None) -> Path:
-    """build/cache/<profile>/, where trained baselines are kept."""
+    """build/cache/<profile>/, where trained baselines are kept.
+
+    Introduced in notebook 01.
+    """
     from . import profile as _profile
 
     prof = profile or _profile.active()
@@ -173,6 +214,8 @@ class TrainRecord:
 
     Introduced in notebook 01 (``models.training_record(name)``). ``history`` maps each Keras
     metric (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``) to one float per epoch.
+
+    Introduced in notebook 01.
     """
 
     model: str
@@ -204,7 +247,10 @@ class TrainRecord:
 def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     """Train a baseline from scratch, deterministically, as the profile says; return (model, TrainRecord).
 
-    Introduced in notebook 01 (through ``pretrained``, which caches the result)."""
+    Introduced in notebook 01 (through ``pretrained``, which caches the result).
+
+    Introduced in notebook 01.
+    """
     import tensorflow as tf
     import tf_keras
 
@@ -216,21 +262,27 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     data = data or _data.load(prof)
     cfg = _train_config(name, prof)
     env.seed_everything(cfg["seed"], deterministic=True)
-    schedule = train.cosine_schedule(cfg["learning_rate"], len(data.x_train), cfg["batch_size"], cfg["epochs"],
-                                     alpha=0.01)
+    schedule = train.cosine_schedule(
+        cfg["learning_rate"], len(data.x_train), cfg["batch_size"], cfg["epochs"], alpha=0.01
+    )
     model = compile_classifier(build(name), optimizer=tf_keras.optimizers.Adam(schedule))
     start = time.perf_counter()
     hist = model.fit(
         _data.pipeline(data.x_train, data.y_train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
         validation_data=_data.pipeline(data.x_val, data.y_val, 512),
-        epochs=cfg["epochs"], verbose=verbose,
+        epochs=cfg["epochs"],
+        verbose=verbose,
         callbacks=progress.with_bar([], f"training baseline {name} ({cfg['epochs']} epochs)", verbose),
     )
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=512, verbose=0)
-    record = TrainRecord(**cfg, train_seconds=round(seconds, 2), test_accuracy=float(test_acc),
-                         history=train.history_dict(hist),
-                         tensorflow=tf.__version__)
+    record = TrainRecord(
+        **cfg,
+        train_seconds=round(seconds, 2),
+        test_accuracy=float(test_acc),
+        history=train.history_dict(hist),
+        tensorflow=tf.__version__,
+    )
     return model, record
 
 
@@ -250,7 +302,9 @@ def pretrained(name: str, profile=None, retrain: bool = False, verbose: int = 0)
     path, meta_path = _cache_paths(name, prof)
     if not retrain and path.exists() and _cached_record(name, prof) is not None:
         try:
-            return compile_classifier(load_model(path, compile=False), _train_config(name, prof)["learning_rate"])
+            return compile_classifier(
+                load_model(path, compile=False), _train_config(name, prof)["learning_rate"]
+            )
         except (OSError, ValueError):
             pass  # unreadable cache: retrain below
     model, record = train_baseline(name, prof, verbose=verbose)
@@ -296,7 +350,10 @@ def training_record(name: str, profile=None) -> TrainRecord:
 
 
 def clone(model, compile_like: bool = True):
-    """A copy of a model with its own layers and the same weights (tfmot wrappers share layers)."""
+    """A copy of a model with its own layers and the same weights (tfmot wrappers share layers).
+
+    Introduced in notebook 01.
+    """
     import tf_keras
 
     check_model(model, what="clone")
@@ -308,6 +365,8 @@ def clone(model, compile_like: bool = True):
 
 
 def clear_cache(profile=None) -> None:
-    """Delete the cached baselines of a profile (they retrain on next use)."""
-    shutil.rmtree(cache_dir(profile), ignore_errors=True)
+    """Delete the cached baselines of a profile (they retrain on next use).
 
+    Introduced in notebook 01.
+    """
+    shutil.rmtree(cache_dir(profile), ignore_errors=True)

@@ -2,6 +2,7 @@
 
 Every figure can be saved as PNG under build/figures/ with ``save``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,19 +20,37 @@ def _plt():
 
 
 def style():
-    """Apply the course's plot style (called by every helper here)."""
+    """Apply the course's plot style (called by every helper here).
+
+    Introduced in notebook 00.
+    """
     plt = _plt()
-    plt.rcParams.update({
-        "figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3,
-        "axes.spines.top": False, "axes.spines.right": False, "font.size": 10,
-        "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10,
-        "legend.fontsize": 9, "legend.title_fontsize": 9, "legend.frameon": False,
-    })
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 130,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "font.size": 10,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "xtick.labelsize": 10,
+            "ytick.labelsize": 10,
+            "legend.fontsize": 9,
+            "legend.title_fontsize": 9,
+            "legend.frameon": False,
+        }
+    )
     return plt
 
 
 def save(fig, name: str):
-    """Save ``fig`` as build/figures/<name>.png (written atomically) and return the path."""
+    """Save ``fig`` as build/figures/<name>.png (written atomically) and return the path.
+
+    Introduced in notebook 00.
+    """
     import io
 
     buf = io.BytesIO()
@@ -49,8 +68,12 @@ FAMILIES = {
     "narrower model": ("narrower model", "static width scaling"),
     "pruning": ("pruning", "pruning 2:4", "channel pruning"),
     "quantization": ("post-training quantization", "quantization-aware training"),
-    "clustering / Deep Compression": ("clustering", "collaborative", "deep compression",
-                                      "deep compression stages"),
+    "clustering / Deep Compression": (
+        "clustering",
+        "collaborative",
+        "deep compression",
+        "deep compression stages",
+    ),
     "distillation": ("distillation", "distillation + deep compression"),
     "mixed precision": ("mixed precision",),
     "dynamic (early exit)": ("early exit",),
@@ -58,25 +81,61 @@ FAMILIES = {
     "parallelism": ("data_parallel", "multi_worker", "pipeline"),
 }
 # A technique not listed above is placed by the first keyword it contains.
-_KEYWORDS = [("distill", "distillation"), ("deep compression", "clustering / Deep Compression"),
-             ("cluster", "clustering / Deep Compression"), ("prun", "pruning"),
-             ("quantiz", "quantization"), ("int8", "quantization"), ("precision", "mixed precision"),
-             ("exit", "dynamic (early exit)"), ("dynamic", "dynamic (early exit)"),
-             ("search", "automated search"), ("parallel", "parallelism"), ("pipeline", "parallelism"),
-             ("worker", "parallelism"), ("narrow", "narrower model"), ("width", "narrower model"),
-             ("baseline", "baseline")]
-FAMILY_COLORS = dict(zip(FAMILIES, ["black", "tab:brown", "tab:blue", "tab:orange", "tab:green",
-                                    "tab:purple", "tab:cyan", "tab:red", "tab:pink", "tab:gray"]))
-MODEL_NAMES = {"lenet_300_100": "LeNet-300-100", "lenet5": "LeNet-5", "cnn": "small CNN",
-               "mlp": "one-hidden-layer MLP (00)"}
+_KEYWORDS = [
+    ("distill", "distillation"),
+    ("deep compression", "clustering / Deep Compression"),
+    ("cluster", "clustering / Deep Compression"),
+    ("prun", "pruning"),
+    ("quantiz", "quantization"),
+    ("int8", "quantization"),
+    ("precision", "mixed precision"),
+    ("exit", "dynamic (early exit)"),
+    ("dynamic", "dynamic (early exit)"),
+    ("search", "automated search"),
+    ("parallel", "parallelism"),
+    ("pipeline", "parallelism"),
+    ("worker", "parallelism"),
+    ("narrow", "narrower model"),
+    ("width", "narrower model"),
+    ("baseline", "baseline"),
+]
+FAMILY_COLORS = dict(
+    zip(
+        FAMILIES,
+        [
+            "black",
+            "tab:brown",
+            "tab:blue",
+            "tab:orange",
+            "tab:green",
+            "tab:purple",
+            "tab:cyan",
+            "tab:red",
+            "tab:pink",
+            "tab:gray",
+        ],
+    )
+)
+MODEL_NAMES = {
+    "lenet_300_100": "LeNet-300-100",
+    "lenet5": "LeNet-5",
+    "cnn": "small CNN",
+    "mlp": "one-hidden-layer MLP (00)",
+}
 # Course-map panels: the one-hidden-layer MLPs of notebook 00 share LeNet-300-100's panel.
-PANELS = {"lenet_300_100": "MLPs: LeNet-300-100 and 00's narrow MLPs", "lenet5": "LeNet-5",
-          "cnn": "small CNN"}
+PANELS = {
+    "lenet_300_100": "MLPs: LeNet-300-100 and 00's narrow MLPs",
+    "lenet5": "LeNet-5",
+    "cnn": "small CNN",
+}
 _PANEL_OF = {"mlp": "lenet_300_100"}
 
 
 def family(technique: str) -> str:
-    """The family of a technique name (``FAMILIES``; keywords for new names; else 'other')."""
+    """The family of a technique name (``FAMILIES``; keywords for new names; else 'other').
+
+    Introduced in notebook 05.
+    """
     name = str(technique).strip().lower()
     for fam, members in FAMILIES.items():
         if name in members:
@@ -92,8 +151,14 @@ def _error_pct(accuracy):
     return np.clip((1 - np.asarray(accuracy, dtype=float)) * 100, 0.01, None)
 
 
-_NICE_LEVELS = ([1], [1, 3], [1, 2, 5], [1, 2, 3, 5], [1, 1.5, 2, 3, 5, 7],
-                [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9])
+_NICE_LEVELS = (
+    [1],
+    [1, 3],
+    [1, 2, 5],
+    [1, 2, 3, 5],
+    [1, 1.5, 2, 3, 5, 7],
+    [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9],
+)
 
 
 def _nice_ticks(lo: float, hi: float, max_ticks: int = 7) -> list:
@@ -101,7 +166,7 @@ def _nice_ticks(lo: float, hi: float, max_ticks: int = 7) -> list:
     e0, e1 = int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1
     best = []
     for level in _NICE_LEVELS:
-        ticks = [m * 10.0 ** e for e in range(e0, e1 + 1) for m in level if lo <= m * 10.0 ** e <= hi]
+        ticks = [m * 10.0**e for e in range(e0, e1 + 1) for m in level if lo <= m * 10.0**e <= hi]
         if len(ticks) > max_ticks:
             break
         best = ticks
@@ -132,8 +197,11 @@ def _log_axis(ax, which: str, lo: float, hi: float):
 
 def plain_log(ax, which: str = "y"):
     """Plain-number ticks (0.2, 0.3, 0.5, 1) on a log axis that already has its limits, instead
-    of matplotlib's 2x10^-1 labels (any notebook's own log-scale figure)."""
-    lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+    of matplotlib's 2x10^-1 labels (any notebook's own log-scale figure).
+
+    Introduced in notebook 01.
+    """
+    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
     _log_axis(ax, which, min(lo, hi), max(lo, hi))
     return ax
 
@@ -169,8 +237,11 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 9, lines=(), force: bool 
     axbox = ax.get_window_extent(renderer)
     pts = ax.transData.transform(np.column_stack([xs, ys])) if len(xs) else np.zeros((0, 2))
     r = 4.5 * fig.dpi / 72
-    others = ax.transData.transform(np.asarray(obstacles, dtype=float)) if obstacles is not None and len(obstacles) \
+    others = (
+        ax.transData.transform(np.asarray(obstacles, dtype=float))
+        if obstacles is not None and len(obstacles)
         else np.zeros((0, 2))
+    )
     boxes = [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in np.concatenate([pts, others])]
     samples = []
     for line in lines:
@@ -179,12 +250,23 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 9, lines=(), force: bool 
             n = max(2, int(np.hypot(*(b - a)) / 3))
             samples.append(a + np.linspace(0, 1, n)[:, None] * (b - a))
     samples = np.concatenate(samples) if samples else np.zeros((0, 2))
-    base = [(7, 2, "left", "bottom"), (7, -2, "left", "top"), (-7, 2, "right", "bottom"),
-            (-7, -2, "right", "top"), (0, 8, "center", "bottom"), (0, -8, "center", "top")]
-    candidates = [(dx * k, dy * k if dy else dy, ha, va) for k in (1, 2.2, 3.6, 5.5) for dx, dy, ha, va in base]
+    base = [
+        (7, 2, "left", "bottom"),
+        (7, -2, "left", "top"),
+        (-7, 2, "right", "bottom"),
+        (-7, -2, "right", "top"),
+        (0, 8, "center", "bottom"),
+        (0, -8, "center", "top"),
+    ]
+    candidates = [
+        (dx * k, dy * k if dy else dy, ha, va) for k in (1, 2.2, 3.6, 5.5) for dx, dy, ha, va in base
+    ]
     candidates = [(dx, dy if dy else 0, ha, va) for dx, dy, ha, va in candidates]
-    extra = [(dx, 8 * k * np.sign(dy) if abs(dx) > 0 else dy, ha, va)
-             for k in (1.6, 3) for dx, dy, ha, va in base[:4]]
+    extra = [
+        (dx, 8 * k * np.sign(dy) if abs(dx) > 0 else dy, ha, va)
+        for k in (1.6, 3)
+        for dx, dy, ha, va in base[:4]
+    ]
     candidates += extra
     placed, out = [], []
     order = np.argsort(-pts[:, 1]) if len(pts) else []
@@ -192,17 +274,30 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 9, lines=(), force: bool 
         best, best_cost = None, None
         for dx, dy, ha, va in candidates:
             far = np.hypot(dx, dy) > 12
-            t = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
-                            ha=ha, va=va, fontsize=fontsize, zorder=6,
-                            arrowprops=dict(arrowstyle="-", color="0.45", lw=0.7, shrinkA=0, shrinkB=3)
-                            if far else None)
+            t = ax.annotate(
+                texts[i],
+                (xs[i], ys[i]),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontsize=fontsize,
+                zorder=6,
+                arrowprops=dict(arrowstyle="-", color="0.45", lw=0.7, shrinkA=0, shrinkB=3) if far else None,
+            )
             bb = t.get_window_extent(renderer).expanded(1.04, 1.08)
             cost = sum(bb.overlaps(b) for b in placed) * 3
             cost += sum(bb.overlaps(b) for j, b in enumerate(boxes))
             if len(samples):
-                cost += int(np.any((samples[:, 0] > bb.x0) & (samples[:, 0] < bb.x1)
-                                   & (samples[:, 1] > bb.y0) & (samples[:, 1] < bb.y1)))
-            inside = (bb.x0 >= axbox.x0 and bb.x1 <= axbox.x1 and bb.y0 >= axbox.y0 and bb.y1 <= axbox.y1)
+                cost += int(
+                    np.any(
+                        (samples[:, 0] > bb.x0)
+                        & (samples[:, 0] < bb.x1)
+                        & (samples[:, 1] > bb.y0)
+                        & (samples[:, 1] < bb.y1)
+                    )
+                )
+            inside = bb.x0 >= axbox.x0 and bb.x1 <= axbox.x1 and bb.y0 >= axbox.y0 and bb.y1 <= axbox.y1
             cost += 0 if inside else 10
             if cost == 0:
                 if best is not None:
@@ -227,27 +322,46 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 9, lines=(), force: bool 
 
 
 def _legend_right(ax, handles, labels, title=None):
-    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
-                     title=title, alignment="left")
+    return ax.legend(
+        handles,
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0,
+        title=title,
+        alignment="left",
+    )
 
 
 def _context_handles():
     from matplotlib.lines import Line2D
 
-    return (Line2D([], [], marker="o", linestyle="", color="0.75", markersize=5),
-            Line2D([], [], linestyle="--", color="0.35", linewidth=1))
+    return (
+        Line2D([], [], marker="o", linestyle="", color="0.75", markersize=5),
+        Line2D([], [], linestyle="--", color="0.35", linewidth=1),
+    )
 
 
 def technique_colors(table) -> dict:
-    """One stable colour per technique of a results table (the same in every chart of it)."""
+    """One stable colour per technique of a results table (the same in every chart of it).
+
+    Introduced in notebook 00.
+    """
     plt = _plt()
     names = sorted(table["technique"].dropna().unique()) if len(table) else []
     cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
-def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = None,
-             annotate: bool = False, frontier: bool = True, labels: str = "auto"):
+def tradeoff(
+    table,
+    ax=None,
+    title: str | None = None,
+    highlight: str | None = None,
+    annotate: bool = False,
+    frontier: bool = True,
+    labels: str = "auto",
+):
     """Test error (%, log axis) against compressed size (KB, log axis): the course's chart.
 
     With ``highlight`` (a notebook name, notebooks 00-07) the axes are scaled to that
@@ -258,6 +372,8 @@ def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = N
     Pareto frontier so far of the highlighted models. Without ``highlight``: every row
     coloured by technique family (``annotate=True`` labels them too). ``table`` is a results
     DataFrame (``results.load()``); rows without size or accuracy are skipped.
+
+    Introduced in notebook 00.
     """
     from matplotlib.lines import Line2D
 
@@ -297,26 +413,58 @@ def tradeoff(table, ax=None, title: str | None = None, highlight: str | None = N
                 lines.append(np.column_stack([front["kb"], front["err"]]))
         if lines:
             handles.append(_context_handles()[1])
-            names.append("Pareto frontier, all notebooks" + (" (per model)" if mine["model"].nunique() > 1 else ""))
+            names.append(
+                "Pareto frontier, all notebooks" + (" (per model)" if mine["model"].nunique() > 1 else "")
+            )
     keys = mine["technique"].map(family) if by == "family" else mine["technique"]
     order = list(dict.fromkeys(FAMILIES)) if by == "family" else list(dict.fromkeys(mine["technique"]))
     order = [k for k in order if k in set(keys)] + sorted(set(keys) - set(order))
-    palette = ([FAMILY_COLORS.get(k, "tab:gray") for k in order] if by == "family"
-               else [plt.cm.tab10(i % 10) for i in range(len(order))])
+    palette = (
+        [FAMILY_COLORS.get(k, "tab:gray") for k in order]
+        if by == "family"
+        else [plt.cm.tab10(i % 10) for i in range(len(order))]
+    )
     colors = dict(zip(order, palette))
     for key in order:
         grp = mine[keys == key]
         for model, g in grp.groupby("model"):
-            ax.scatter(g["kb"], g["err"], s=44, marker=MARKERS.get(model, "D"), color=colors[key],
-                       edgecolor="black", linewidth=0.6, zorder=4)
-        handles.append(Line2D([], [], marker="o", linestyle="", color=colors[key], markeredgecolor="black",
-                              markeredgewidth=0.6, markersize=7))
+            ax.scatter(
+                g["kb"],
+                g["err"],
+                s=44,
+                marker=MARKERS.get(model, "D"),
+                color=colors[key],
+                edgecolor="black",
+                linewidth=0.6,
+                zorder=4,
+            )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                color=colors[key],
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                markersize=7,
+            )
+        )
         names.append(str(key))
     models_here = list(dict.fromkeys(mine["model"]))
     if len(models_here) > 1 or by == "technique":
         for model in models_here:
-            handles.append(Line2D([], [], marker=MARKERS.get(model, "D"), linestyle="", color="white",
-                                  markeredgecolor="black", markersize=7))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker=MARKERS.get(model, "D"),
+                    linestyle="",
+                    color="white",
+                    markeredgecolor="black",
+                    markersize=7,
+                )
+            )
             names.append(MODEL_NAMES.get(model, model))
     legend = _legend_right(ax, handles, names)
     if highlight is not None or annotate:
@@ -334,8 +482,12 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
     the chart; below it in two columns when long and the figure is ours to resize)."""
     if labels == "none" or not len(mine):
         return
-    mine = mine.sort_values(["model", "kb"], key=lambda s: s.map({m: i for i, m in enumerate(
-        dict.fromkeys(mine["model"]))}) if s.name == "model" else s)
+    mine = mine.sort_values(
+        ["model", "kb"],
+        key=lambda s: (
+            s.map({m: i for i, m in enumerate(dict.fromkeys(mine["model"]))}) if s.name == "model" else s
+        ),
+    )
     several = mine["model"].nunique() > 1
     variants = [str(v) for v in mine["variant"]]
     models_ = [MODEL_NAMES.get(m, m) for m in mine["model"]]
@@ -346,11 +498,15 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
     else:
         names = [_wrap(v) for v in variants]
     xs, ys = mine["kb"].to_numpy(), mine["err"].to_numpy()
-    if labels in ("auto", "names") and _place_labels(ax, xs, ys, names, lines=lines,
-                                                     force=labels == "names") is not None:
+    if (
+        labels in ("auto", "names")
+        and _place_labels(ax, xs, ys, names, lines=lines, force=labels == "names") is not None
+    ):
         return
-    key = [f"{i + 1}  " + (f"{MODEL_NAMES.get(m, m)}: " if several else "") + str(v)
-           for i, (m, v) in enumerate(zip(mine["model"], mine["variant"]))]
+    key = [
+        f"{i + 1}  " + (f"{MODEL_NAMES.get(m, m)}: " if several else "") + str(v)
+        for i, (m, v) in enumerate(zip(mine["model"], mine["variant"]))
+    ]
     fig = ax.figure
     wrapped = [_wrap(k, 46).replace("\n", "\n      ") for k in key]
     n_lines = sum(w.count("\n") + 1 for w in wrapped)
@@ -365,13 +521,22 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
         fig.set_size_inches(w_in, new_h)
         fig.subplots_adjust(bottom=(pos.y0 * h_in + extra) / new_h, top=1 - (1 - pos.y1) * h_in / new_h)
         for col, x in zip(cols, (0.02, 0.52)):
-            fig.text(x, (extra - 0.2) / new_h, "\n".join(col), va="top", ha="left", fontsize=9,
-                     linespacing=1.3)
+            fig.text(
+                x, (extra - 0.2) / new_h, "\n".join(col), va="top", ha="left", fontsize=9, linespacing=1.3
+            )
     else:
         renderer = fig.canvas.get_renderer()
         bottom = legend.get_window_extent(renderer).transformed(ax.transAxes.inverted()).y0
-        ax.text(1.02, bottom - 0.04, "\n".join(wrapped), transform=ax.transAxes, va="top", ha="left",
-                fontsize=9, linespacing=1.25)
+        ax.text(
+            1.02,
+            bottom - 0.04,
+            "\n".join(wrapped),
+            transform=ax.transAxes,
+            va="top",
+            ha="left",
+            fontsize=9,
+            linespacing=1.25,
+        )
     _place_labels(ax, xs, ys, [str(i + 1) for i in range(len(mine))], lines=lines, force=True)
 
 
@@ -379,7 +544,9 @@ def course_frontier(table):
     """The rows on the Pareto frontier of each course-map panel, numbered as on the map.
 
     Panels are per model (00's narrow MLPs share LeNet-300-100's); ``#`` is the number each
-    frontier point carries on ``course_map``. Notebook 08.
+    frontier point carries on ``course_map``.
+
+    Introduced in notebook 08.
     """
     data = table.dropna(subset=["size_bytes", "accuracy"]) if len(table) else table
     if not len(data):
@@ -399,7 +566,7 @@ def _panels(n: int, figsize=(9.0, 7.6)):
     rows = int(np.ceil((n + 1) / cols)) if n >= 2 else 2
     fig, axes = plt.subplots(rows, cols, figsize=(figsize[0], figsize[1] * rows / 2), squeeze=False)
     axes = list(axes.ravel())
-    for extra in axes[n + 1:]:
+    for extra in axes[n + 1 :]:
         extra.remove()
     axes[n].axis("off")
     return fig, axes[:n], axes[n]
@@ -418,17 +585,21 @@ def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar:
         ax.set_title(_title(title, data))
         return fig, [ax]
     scale = 1 / 1024 if x == "size_bytes" else 1.0
-    data = data.assign(xv=data[x] * scale, err=_error_pct(data["accuracy"]),
-                       panel=data["model"].map(lambda m: _PANEL_OF.get(m, m)),
-                       fam=data["technique"].map(family))
+    data = data.assign(
+        xv=data[x] * scale,
+        err=_error_pct(data["accuracy"]),
+        panel=data["model"].map(lambda m: _PANEL_OF.get(m, m)),
+        fam=data["technique"].map(family),
+    )
     order = [p for p in PANELS if p in set(data["panel"])] + sorted(set(data["panel"]) - set(PANELS))
     fig, axes, legend_ax = _panels(len(order))
     paper = None
     if papers and x == "size_bytes":
         from . import report
 
-        paper = report.paper_points(table).assign(err=lambda d: _error_pct(d["accuracy"]),
-                                                  xv=lambda d: d["size_bytes"] * scale)
+        paper = report.paper_points(table).assign(
+            err=lambda d: _error_pct(d["accuracy"]), xv=lambda d: d["size_bytes"] * scale
+        )
     front_all = course_frontier(table) if numbers else None
     fams_used = []
     for ax, panel in zip(axes, order):
@@ -444,38 +615,93 @@ def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar:
             g = d[d["fam"] == fam]
             if errbar:
                 p90 = g["latency_p90_ms"].fillna(g["latency_ms"])
-                ax.errorbar(g["xv"], g["err"], xerr=[np.zeros(len(g)), (p90 - g["latency_ms"]).clip(lower=0)],
-                            fmt="none", ecolor=FAMILY_COLORS.get(fam, "tab:gray"), elinewidth=1, capsize=2,
-                            alpha=0.7, zorder=2)
-            ax.scatter(g["xv"], g["err"], s=30, color=FAMILY_COLORS.get(fam, "tab:gray"), edgecolor="white",
-                       linewidth=0.5, zorder=3, alpha=0.9)
+                ax.errorbar(
+                    g["xv"],
+                    g["err"],
+                    xerr=[np.zeros(len(g)), (p90 - g["latency_ms"]).clip(lower=0)],
+                    fmt="none",
+                    ecolor=FAMILY_COLORS.get(fam, "tab:gray"),
+                    elinewidth=1,
+                    capsize=2,
+                    alpha=0.7,
+                    zorder=2,
+                )
+            ax.scatter(
+                g["xv"],
+                g["err"],
+                s=30,
+                color=FAMILY_COLORS.get(fam, "tab:gray"),
+                edgecolor="white",
+                linewidth=0.5,
+                zorder=3,
+                alpha=0.9,
+            )
             fams_used.append(fam)
         front = results.pareto_front(d, size=x)
         if len(front) > 1:
             ax.plot(front["xv"], front["err"], "-", color="black", linewidth=1.1, zorder=2.5, alpha=0.8)
-        ax.scatter(front["xv"], front["err"], s=90, facecolor="none", edgecolor="black", linewidth=1.1, zorder=4)
+        ax.scatter(
+            front["xv"], front["err"], s=90, facecolor="none", edgecolor="black", linewidth=1.1, zorder=4
+        )
         if front_all is not None:
             f = front_all[front_all["panel"] == panel]
-            _place_labels(ax, (f[x] * scale).to_numpy(), _error_pct(f["accuracy"]),
-                          [str(n) for n in f["#"]], fontsize=10, force=True,
-                          obstacles=np.column_stack([d["xv"], d["err"]]))
+            _place_labels(
+                ax,
+                (f[x] * scale).to_numpy(),
+                _error_pct(f["accuracy"]),
+                [str(n) for n in f["#"]],
+                fontsize=10,
+                force=True,
+                obstacles=np.column_stack([d["xv"], d["err"]]),
+            )
         if pp is not None and len(pp):
-            ax.scatter(pp["xv"], pp["err"], s=150, marker="*", color="gold", edgecolor="black",
-                       linewidth=0.8, zorder=5)
-        ax.set_title(PANELS.get(panel, MODEL_NAMES.get(panel, panel)) if (d["model"] != panel).any()
-                     else MODEL_NAMES.get(panel, panel), fontsize=10)
+            ax.scatter(
+                pp["xv"],
+                pp["err"],
+                s=150,
+                marker="*",
+                color="gold",
+                edgecolor="black",
+                linewidth=0.8,
+                zorder=5,
+            )
+        ax.set_title(
+            PANELS.get(panel, MODEL_NAMES.get(panel, panel))
+            if (d["model"] != panel).any()
+            else MODEL_NAMES.get(panel, panel),
+            fontsize=10,
+        )
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test error (%, log)")
     names = [f for f in list(FAMILIES) + ["other"] if f in set(fams_used)]
-    handles = [Line2D([], [], marker="o", linestyle="", color=FAMILY_COLORS.get(f, "tab:gray"), markersize=7)
-               for f in names]
-    handles.append(Line2D([], [], marker="o", color="black", markerfacecolor="none", markersize=9, linewidth=1.1))
-    names.append("Pareto frontier" + (" (numbers: table below)" if numbers else "") + ("; bar to p90" if errbar else ""))
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=FAMILY_COLORS.get(f, "tab:gray"), markersize=7)
+        for f in names
+    ]
+    handles.append(
+        Line2D([], [], marker="o", color="black", markerfacecolor="none", markersize=9, linewidth=1.1)
+    )
+    names.append(
+        "Pareto frontier"
+        + (" (numbers: table below)" if numbers else "")
+        + ("; bar to p90" if errbar else "")
+    )
     if paper is not None:
-        handles.append(Line2D([], [], marker="*", linestyle="", color="gold", markeredgecolor="black", markersize=12))
+        handles.append(
+            Line2D([], [], marker="*", linestyle="", color="gold", markeredgecolor="black", markersize=12)
+        )
         names.append(_wrap(f"paper: {report.PAPER_POINTS[0]['paper']}, baseline and Deep Compression", 34))
-    legend_ax.legend(handles, names, loc="center left", fontsize=10, title="technique family",
-                     title_fontsize=10, alignment="left", borderaxespad=0, labelspacing=0.7)
+    legend_ax.legend(
+        handles,
+        names,
+        loc="center left",
+        fontsize=10,
+        title="technique family",
+        title_fontsize=10,
+        alignment="left",
+        borderaxespad=0,
+        labelspacing=0.7,
+    )
     prof = str(data["profile"].iloc[0]) if "profile" in data else "?"
     fig.suptitle(_wrap(title.replace("{profile}", prof), 95), fontsize=11)
     fig.tight_layout()
@@ -486,19 +712,30 @@ def course_map(table, title: str | None = None, papers: bool = True, numbers: bo
     """The whole course on one map (notebook 08): test error (%, log) against size (KB, log),
     one panel per model, one colour per technique family (``FAMILIES``), the Pareto frontier
     ringed and joined (numbered as in ``course_frontier``), the papers' points as stars.
-    Returns the figure."""
-    fig, _ = _course_panels(table, "size_bytes", "size (KB, log scale)",
-                            title or "Every measured variant of the course ({profile} profile); lower left is better",
-                            papers, errbar=False, numbers=numbers)
+    Returns the figure.
+
+    Introduced in notebook 08.
+    """
+    fig, _ = _course_panels(
+        table,
+        "size_bytes",
+        "size (KB, log scale)",
+        title or "Every measured variant of the course ({profile} profile); lower left is better",
+        papers,
+        errbar=False,
+        numbers=numbers,
+    )
     return fig
 
 
 def latency_chart(table, ax=None, title: str | None = None):
     """Test error (%, log) against median single-sample latency (ms, log), p90 as an error bar,
-    one colour per technique family: every results row that has a latency (notebook 08).
+    one colour per technique family: every results row that has a latency.
 
     Without ``ax``: one panel per model with its latency Pareto frontier ringed (returns the
     first panel's axes; ``ax.figure`` is the whole figure). With ``ax``: one axes, all models.
+
+    Introduced in notebook 08.
     """
     from matplotlib.lines import Line2D
 
@@ -507,7 +744,7 @@ def latency_chart(table, ax=None, title: str | None = None):
     if ax is None:
         _, axes = _course_panels(table, "latency_ms", xlabel, title, papers=False, errbar=True, numbers=False)
         return axes[0]
-    plt = style()
+    style()
     data = table.dropna(subset=["latency_ms", "accuracy"]) if len(table) else table
     ax.set_title(_title(title, data))
     ax.set_xlabel(xlabel + "; bar to p90")
@@ -523,20 +760,31 @@ def latency_chart(table, ax=None, title: str | None = None):
     for fam in [f for f in list(FAMILIES) + ["other"] if f in set(data["fam"])]:
         g = data[data["fam"] == fam]
         gp = p90[g.index]
-        ax.errorbar(g["latency_ms"], g["err"], xerr=[np.zeros(len(g)), (gp - g["latency_ms"]).clip(lower=0)],
-                    fmt="o", ms=5, color=FAMILY_COLORS.get(fam, "tab:gray"), alpha=0.85, capsize=2)
+        ax.errorbar(
+            g["latency_ms"],
+            g["err"],
+            xerr=[np.zeros(len(g)), (gp - g["latency_ms"]).clip(lower=0)],
+            fmt="o",
+            ms=5,
+            color=FAMILY_COLORS.get(fam, "tab:gray"),
+            alpha=0.85,
+            capsize=2,
+        )
         handles.append(Line2D([], [], marker="o", linestyle="", color=FAMILY_COLORS.get(fam, "tab:gray")))
         names.append(fam)
     _legend_right(ax, handles, names)
     return ax
 
 
-def curves(series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bool = False,
-           legend: str = "right"):
-    """Line plot of several named curves (loss per step, accuracy per sparsity, ...).
+def curves(
+    series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bool = False, legend: str = "right"
+):
+    """Line plot of several named curves (loss per step, accuracy per sparsity, .).
 
     Each curve gets its own colour *and* line style; the legend sits outside the data
     (``legend="right"`` or ``"below"``; ``"none"`` for no legend).
+
+    Introduced in notebook 01.
     """
     plt = style()
     if ax is None:
@@ -546,8 +794,12 @@ def curves(series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bo
         elif series and legend == "below":
             fig.subplots_adjust(left=0.1, right=0.97, bottom=0.3, top=0.88)
     for i, (name, ys) in enumerate(series.items()):
-        style_i = dict(linestyle=LINESTYLES[(i // 10) % len(LINESTYLES)] if len(series) > 10
-                       else LINESTYLES[i % len(LINESTYLES)], linewidth=1.5)
+        style_i = dict(
+            linestyle=LINESTYLES[(i // 10) % len(LINESTYLES)]
+            if len(series) > 10
+            else LINESTYLES[i % len(LINESTYLES)],
+            linewidth=1.5,
+        )
         if isinstance(ys, tuple) and len(ys) == 2:
             ax.plot(ys[0], ys[1], label=str(name), **style_i)
         else:
@@ -564,12 +816,15 @@ def curves(series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bo
     return ax
 
 
-def digits(images, labels=None, ncols: int = 10, title: str | None = None, size: float = 0.9,
-           fontsize: float = 10):
+def digits(
+    images, labels=None, ncols: int = 10, title: str | None = None, size: float = 0.9, fontsize: float = 10
+):
     """A grid of digit images with optional labels (strings or ints) above each.
 
     The figure is at most 9 inches wide (cells shrink when ``ncols`` is large) so that
     JupyterLab shows it unscaled and the labels stay at ``fontsize`` points.
+
+    Introduced in notebook 00.
     """
     plt = style()
     images = np.asarray(images)
@@ -579,15 +834,24 @@ def digits(images, labels=None, ncols: int = 10, title: str | None = None, size:
     longest = max((len(str(lab)) for lab in labels), default=1) if labels is not None else 0
     lines = max((str(lab).count("\n") + 1 for lab in labels), default=1) if labels is not None else 0
     label_h = lines * fontsize * 1.4 / 72
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + label_h) + (0.45 if title else 0.1)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(ncols * size, nrows * (size + label_h) + (0.45 if title else 0.1)),
+        squeeze=False,
+    )
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < n:
             ax.imshow(images[i].squeeze(), cmap="gray_r")
             if labels is not None:
-                ax.set_title(str(labels[i]), fontsize=fontsize if longest * fontsize * 0.6 / 72 <= size * 1.15
-                             else max(9, fontsize - 1), pad=2)
+                ax.set_title(
+                    str(labels[i]),
+                    fontsize=fontsize
+                    if longest * fontsize * 0.6 / 72 <= size * 1.15
+                    else max(9, fontsize - 1),
+                    pad=2,
+                )
     if title:
         fig.suptitle(_wrap(title, 90), fontsize=11)
     fig.tight_layout(pad=0.3)
@@ -595,10 +859,12 @@ def digits(images, labels=None, ncols: int = 10, title: str | None = None, size:
 
 
 def pipeline_gantt(timeline, ax=None, title: str | None = None, unit: float = 1e3):
-    """Timeline (Gantt) plot of a pipeline schedule: one row per device, F and B tasks (notebook 07).
+    """Timeline (Gantt) plot of a pipeline schedule: one row per device, F and B tasks.
 
-    ``timeline`` is ``parallel.gpipe_timeline``'s (or ``run_gpipe(...)["timeline"]``): a list
+    ``timeline`` is ``parallel.gpipe_timeline``'s (or ``run_gpipe(..)["timeline"]``): a list
     of tasks with stage, phase ("F"/"B"), micro_batch, start and end (seconds, scaled by ``unit``).
+
+    Introduced in notebook 07.
     """
     from .parallel.pipeline import bubble
 
@@ -609,23 +875,47 @@ def pipeline_gantt(timeline, ax=None, title: str | None = None, unit: float = 1e
     n_micro = 1 + max(t["micro_batch"] for t in timeline)
     for t in timeline:
         width = (t["end"] - t["start"]) * unit
-        ax.barh(t["stage"], width, left=t["start"] * unit, height=0.7, color=colors[t["phase"]],
-                alpha=0.45 + 0.5 * (t["micro_batch"] + 1) / n_micro, edgecolor="white", linewidth=0.6,
-                hatch="//" if t["phase"] == "B" else None)
+        ax.barh(
+            t["stage"],
+            width,
+            left=t["start"] * unit,
+            height=0.7,
+            color=colors[t["phase"]],
+            alpha=0.45 + 0.5 * (t["micro_batch"] + 1) / n_micro,
+            edgecolor="white",
+            linewidth=0.6,
+            hatch="//" if t["phase"] == "B" else None,
+        )
         if n_micro <= 8:  # label every task with its micro-batch while the labels fit
-            ax.text(t["start"] * unit + width / 2, t["stage"], str(t["micro_batch"]),
-                    ha="center", va="center", fontsize=9)
+            ax.text(
+                t["start"] * unit + width / 2,
+                t["stage"],
+                str(t["micro_batch"]),
+                ha="center",
+                va="center",
+                fontsize=9,
+            )
     n_stages = 1 + max(t["stage"] for t in timeline)
     ax.set_yticks(range(n_stages), [f"stage {k}\n(device {k})" for k in range(n_stages)])
     ax.invert_yaxis()
     ax.set_xlabel("time (ms)" if unit == 1e3 else "time")
     ax.set_ylabel("pipeline stage")
-    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="white", hatch=h)
-               for c, h in zip(colors.values(), (None, "//"))]
-    ax.legend(handles, ["forward", "backward"], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
-              title="number in a box:\nmicro-batch" if n_micro <= 8 else None, title_fontsize=9)
-    ax.set_title(title or f"GPipe schedule: {n_stages} stages, {n_micro} micro-batches "
-                 f"(bubble {bubble(timeline):.1%})")
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="white", hatch=h)
+        for c, h in zip(colors.values(), (None, "//"))
+    ]
+    ax.legend(
+        handles,
+        ["forward", "backward"],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=9,
+        title="number in a box:\nmicro-batch" if n_micro <= 8 else None,
+        title_fontsize=9,
+    )
+    ax.set_title(
+        title or f"GPipe schedule: {n_stages} stages, {n_micro} micro-batches (bubble {bubble(timeline):.1%})"
+    )
     return ax
 
 
@@ -651,13 +941,16 @@ def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
     Put units in column names (``"size (KB)"``, ``"latency (ms)"``); pass accuracy-like
     fraction columns in ``percent``. Unknown ``percent`` columns are an error (a renamed
     column would otherwise silently lose its format).
+
+    Introduced in notebook 00.
     """
     import pandas as pd
 
     missing = [c for c in percent if c not in df.columns]
     if missing:
-        raise KeyError(f"percent names columns the table does not have: {missing}; "
-                       f"its columns are {list(df.columns)}")
+        raise KeyError(
+            f"percent names columns the table does not have: {missing}; its columns are {list(df.columns)}"
+        )
     formats = {}
     for col in df.columns:
         series = df[col]
@@ -678,32 +971,71 @@ def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
 
 # --- early exits (notebook 06) ---------------------------------------------------------------
 
+
 def _threshold_label(t) -> str:
     return np.format_float_positional(t, precision=2, unique=False, fractional=False, trim="-")
 
 
-def exit_sweep(ax, sweeps: dict, op_rule: str, op_threshold: float, op_macs: float, op_accuracy: float,
-               full_macs: float, full_accuracy: float, max_drop: float, extra=()):
+def exit_sweep(
+    ax,
+    sweeps: dict,
+    op_rule: str,
+    op_threshold: float,
+    op_macs: float,
+    op_accuracy: float,
+    full_macs: float,
+    full_accuracy: float,
+    max_drop: float,
+    extra=(),
+):
     """Accuracy against mean MACs (notebook 06): each rule's sweep, the operating point, the full
     network, the accuracy floor ``full_accuracy - max_drop``, and ``extra`` points.
 
     ``sweeps`` maps a rule to its ``sweep`` table; ``extra`` is a list of
     ``(macs, accuracy, scatter style dict, label)``. Accuracies are fractions. Returns ``ax``.
+
+    Introduced in notebook 06.
     """
     import matplotlib.ticker as mticker
 
     for (r, tab), marker in zip(sweeps.items(), ("o", "s")):
-        ax.plot(tab["mean_macs"] / 1e3, 100 * tab["accuracy"], "-", marker=marker, ms=3, lw=1,
-                label=f"early exit, {r} rule (test sweep)")
-    ax.scatter([op_macs / 1e3], [100 * op_accuracy], s=140, marker="*", color="crimson", zorder=5,
-               label=f"operating point ({op_rule} {'>' if op_rule == 'confidence' else '<'} {op_threshold:.4g}, "
-                     "chosen on validation)")
-    ax.scatter([full_macs / 1e3], [100 * full_accuracy], s=60, marker="s", color="black", zorder=5,
-               label="full network (never exit)")
+        ax.plot(
+            tab["mean_macs"] / 1e3,
+            100 * tab["accuracy"],
+            "-",
+            marker=marker,
+            ms=3,
+            lw=1,
+            label=f"early exit, {r} rule (test sweep)",
+        )
+    ax.scatter(
+        [op_macs / 1e3],
+        [100 * op_accuracy],
+        s=140,
+        marker="*",
+        color="crimson",
+        zorder=5,
+        label=f"operating point ({op_rule} {'>' if op_rule == 'confidence' else '<'} {op_threshold:.4g}, "
+        "chosen on validation)",
+    )
+    ax.scatter(
+        [full_macs / 1e3],
+        [100 * full_accuracy],
+        s=60,
+        marker="s",
+        color="black",
+        zorder=5,
+        label="full network (never exit)",
+    )
     for x_macs, acc, style, name in extra:
         ax.scatter([x_macs / 1e3], [100 * acc], zorder=5, label=name, **style)
-    ax.axhline(100 * (full_accuracy - max_drop), color="grey", ls=":", lw=1,
-               label=f"full network - {100 * max_drop:.1f} points")
+    ax.axhline(
+        100 * (full_accuracy - max_drop),
+        color="grey",
+        ls=":",
+        lw=1,
+        label=f"full network - {100 * max_drop:.1f} points",
+    )
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1, 2, 5)))
     ax.xaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
@@ -719,19 +1051,41 @@ def exit_sweep(ax, sweeps: dict, op_rule: str, op_threshold: float, op_macs: flo
 
 def exit_share_bars(ax, sweep, exit_names, op_threshold: float, rule: str):
     """Where the inputs leave, per threshold (notebook 06): one stacked bar per sweep point, a
-    dashed line at the operating point. ``sweep`` is a ``sweep`` table. Returns ``ax``."""
+    dashed line at the operating point. ``sweep`` is a ``sweep`` table. Returns ``ax``.
+
+    Introduced in notebook 06.
+    """
     x = np.arange(len(sweep))
     bottom = np.zeros(len(sweep))
     n_exits = len(exit_names)
     for k, (name, hatch) in enumerate(zip(exit_names, ("", "//", "..", "xx", "\\\\"))):
         col = f"share_exit{k + 1}" if k < n_exits - 1 else "share_final"
-        ax.bar(x, 100 * sweep[col], bottom=bottom, width=1.0, label=name, hatch=hatch, edgecolor="white", linewidth=0.3)
+        ax.bar(
+            x,
+            100 * sweep[col],
+            bottom=bottom,
+            width=1.0,
+            label=name,
+            hatch=hatch,
+            edgecolor="white",
+            linewidth=0.3,
+        )
         bottom += 100 * sweep[col]
     ticks = np.unique(np.linspace(0, len(x) - 1, 6).round().astype(int))
-    ax.set_xticks(ticks, [_threshold_label(t) for t in sweep["threshold"].iloc[ticks]], rotation=30, ha="right")
-    ax.axvline(int(np.argmin(np.abs(sweep["threshold"] - op_threshold))), color="crimson", ls="--", lw=1.5,
-               label="operating point")
-    ax.set(xlabel=f"{rule} threshold t (sweep points in order, not to scale)", ylabel="share of test images (%)",
-           title="Where the test images leave, per threshold")
+    ax.set_xticks(
+        ticks, [_threshold_label(t) for t in sweep["threshold"].iloc[ticks]], rotation=30, ha="right"
+    )
+    ax.axvline(
+        int(np.argmin(np.abs(sweep["threshold"] - op_threshold))),
+        color="crimson",
+        ls="--",
+        lw=1.5,
+        label="operating point",
+    )
+    ax.set(
+        xlabel=f"{rule} threshold t (sweep points in order, not to scale)",
+        ylabel="share of test images (%)",
+        title="Where the test images leave, per threshold",
+    )
     ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), title="leaves at", title_fontsize=9)
     return ax

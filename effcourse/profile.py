@@ -12,6 +12,7 @@ them from the active profile (``EFFCOURSE_PROFILE``, default ``full``).
 Settings that only one notebook uses live in ``NOTEBOOK_SETTINGS`` under the notebook's
 name, with a quick and a full value for each key; read them with ``profile.section(name)``.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,10 @@ DEFAULT = "full"
 
 @dataclass(frozen=True)
 class Profile:
-    """One profile: data sizes, baseline epochs, timing repeats and per-notebook settings."""
+    """One profile: data sizes, baseline epochs, timing repeats and per-notebook settings.
+
+    Introduced in notebook 00.
+    """
 
     name: str
     description: str
@@ -106,21 +110,29 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "demo_sparsity": {"quick": 0.8, "full": 0.9},  # sections 1-2: one sparsity, two schedules
         "demo_epochs": {"quick": 1, "full": 3},
         "sweep_sparsities": {"quick": (0.5, 0.9), "full": (0.5, 0.8, 0.9, 0.95, 0.98)},
-        "sweep_epochs": {"quick": {"lenet_300_100": 1, "lenet5": 1},
-                         "full": {"lenet_300_100": 2, "lenet5": 1}},
-        "scan_sparsities": {"quick": (0.5, 0.8, 0.9, 0.95, 0.98),
-                            "full": (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)},
+        "sweep_epochs": {
+            "quick": {"lenet_300_100": 1, "lenet5": 1},
+            "full": {"lenet_300_100": 2, "lenet5": 1},
+        },
+        "scan_sparsities": {
+            "quick": (0.5, 0.8, 0.9, 0.95, 0.98),
+            "full": (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98),
+        },
         "scan_samples": {"quick": 500, "full": 2000},  # validation images per scan point
         "target_sparsity": {"quick": 0.9, "full": 0.922},  # overall kernel sparsity: ~12.5x fewer non-zeros
         "max_layer_sparsity": {"quick": 0.98, "full": 0.95},
-        "final_epochs": {"quick": {"lenet_300_100": 2, "lenet5": 1},
-                         "full": {"lenet_300_100": 20, "lenet5": 8}},
+        "final_epochs": {
+            "quick": {"lenet_300_100": 2, "lenet5": 1},
+            "full": {"lenet_300_100": 20, "lenet5": 8},
+        },
         "learning_rate": {"quick": 1e-3, "full": 1e-3},
         "weight_decay": {"quick": 0.004, "full": 0.004},  # AdamW, sections 3-6
         "m_by_n_epochs": {"quick": 1, "full": 2},
         "channel_model": {"quick": "lenet5", "full": "lenet5"},
-        "channel_keep": {"quick": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4},
-                         "full": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4}},
+        "channel_keep": {
+            "quick": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4},
+            "full": {"conv1": 0.4, "conv2": 0.4, "fc1": 0.4},
+        },
         "channel_epochs": {"quick": 2, "full": 4},
         "latency_rounds": {"quick": 3, "full": 7},
     },
@@ -138,19 +150,32 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "cluster_epochs": {"quick": 1, "full": 1},
         "qat_epochs": {"quick": 1, "full": 1},
         # Deep Compression: per-layer sparsity (Han et al. keep 8/9/26% and 66/12/8/19%), clusters
-        "dc_sparsity": {"quick": {"lenet_300_100": {"fc1": 0.8, "fc2": 0.7, "logits": 0.5},
-                                  "lenet5": {"conv1": 0.3, "conv2": 0.7, "fc1": 0.8, "logits": 0.5}},
-                        "full": {"lenet_300_100": {"fc1": 0.95, "fc2": 0.85, "logits": 0.5},
-                                 "lenet5": {"conv1": 0.5, "conv2": 0.9, "fc1": 0.95, "logits": 0.85}}},
-        "dc_clusters": {"quick": {"lenet_300_100": {"fc1": 8, "fc2": 16, "logits": 16},
-                                  "lenet5": {"fc1": 8, "logits": 8}},
-                        "full": {"lenet_300_100": {"fc1": 8, "fc2": 16, "logits": 16},
-                                 "lenet5": {"fc1": 8, "logits": 8}}},  # conv kernels stay int8
+        "dc_sparsity": {
+            "quick": {
+                "lenet_300_100": {"fc1": 0.8, "fc2": 0.7, "logits": 0.5},
+                "lenet5": {"conv1": 0.3, "conv2": 0.7, "fc1": 0.8, "logits": 0.5},
+            },
+            "full": {
+                "lenet_300_100": {"fc1": 0.95, "fc2": 0.85, "logits": 0.5},
+                "lenet5": {"conv1": 0.5, "conv2": 0.9, "fc1": 0.95, "logits": 0.85},
+            },
+        },
+        "dc_clusters": {
+            "quick": {
+                "lenet_300_100": {"fc1": 8, "fc2": 16, "logits": 16},
+                "lenet5": {"fc1": 8, "logits": 8},
+            },
+            "full": {"lenet_300_100": {"fc1": 8, "fc2": 16, "logits": 16}, "lenet5": {"fc1": 8, "logits": 8}},
+        },  # conv kernels stay int8
         "dc_cluster_init": {"quick": "density", "full": "density"},
-        "dc_cluster_epochs": {"quick": {"lenet_300_100": 0, "lenet5": 0},
-                              "full": {"lenet_300_100": 1, "lenet5": 0}},
-        "dc_prune_epochs": {"quick": {"lenet_300_100": 1, "lenet5": 1},
-                            "full": {"lenet_300_100": 14, "lenet5": 4}},
+        "dc_cluster_epochs": {
+            "quick": {"lenet_300_100": 0, "lenet5": 0},
+            "full": {"lenet_300_100": 1, "lenet5": 0},
+        },
+        "dc_prune_epochs": {
+            "quick": {"lenet_300_100": 1, "lenet5": 1},
+            "full": {"lenet_300_100": 14, "lenet5": 4},
+        },
         "dc_prune_learning_rate": {"quick": 3e-3, "full": 3e-3},
         "dc_weight_decay": {"quick": 0.02, "full": 0.02},  # AdamW while pruning
         "dc_qat_epochs": {"quick": 1, "full": 1},
@@ -194,8 +219,10 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "exit1_hidden": {"quick": 128, "full": 128},  # hidden units of the first exit's head
         "train_shift": {"quick": 0.08, "full": 0.08},  # random shifts (fraction of 28 px) in training
         # confidence thresholds swept: 0 (always exit), 1 - 10^-x for x evenly spaced up to 6, 1 (never)
-        "thresholds": {"quick": (0.0,) + tuple(round(1 - 10 ** (-k / 4), 8) for k in range(1, 25)) + (1.0,),
-                       "full": (0.0,) + tuple(round(1 - 10 ** (-k / 16), 8) for k in range(4, 97)) + (1.0,)},
+        "thresholds": {
+            "quick": (0.0,) + tuple(round(1 - 10 ** (-k / 4), 8) for k in range(1, 25)) + (1.0,),
+            "full": (0.0,) + tuple(round(1 - 10 ** (-k / 16), 8) for k in range(4, 97)) + (1.0,),
+        },
         "max_accuracy_drop": {"quick": 0.001, "full": 0.001},  # 0.1 points, the issue's target
         "latency_samples": {"quick": 300, "full": 10000},  # test images timed one at a time
         "latency_repeats": {"quick": 3, "full": 5},  # interleaved passes; median per sample
@@ -248,20 +275,31 @@ RUN_MINUTES = {
 
 
 def run_minutes(notebook: str, profile: str | None = None) -> float:
-    """Measured minutes one notebook takes under a profile (default: the active one)."""
+    """Measured minutes one notebook takes under a profile (default: the active one).
+
+    Introduced in notebook 00.
+    """
     if notebook not in RUN_MINUTES:
         raise KeyError(f"No run time for notebook {notebook!r}; add it to effcourse/profile.py:RUN_MINUTES.")
     return RUN_MINUTES[notebook][profile or active().name]
 
 
 def run_time_line(notebook: str) -> str:
-    """The "Run time" sentence every notebook's first cell carries (checked by a test)."""
+    """The "Run time" sentence every notebook's first cell carries (checked by a test).
+
+    Introduced in notebook 00.
+    """
     m = RUN_MINUTES[notebook]
-    return f"**Run time:** about {m['full']:g} min in the full profile, {m['quick']:g} min in the quick profile"
+    return (
+        f"**Run time:** about {m['full']:g} min in the full profile, {m['quick']:g} min in the quick profile"
+    )
 
 
 def get(name: str | None = None) -> Profile:
-    """The profile called ``name``; an unknown name is an error listing the valid ones."""
+    """The profile called ``name``; an unknown name is an error listing the valid ones.
+
+    Introduced in notebook 01.
+    """
     key = (name or DEFAULT).strip().lower()
     if key not in PROFILES:
         raise ValueError(
@@ -272,5 +310,8 @@ def get(name: str | None = None) -> Profile:
 
 
 def active() -> Profile:
-    """The profile named by ``$EFFCOURSE_PROFILE`` (default ``full``)."""
+    """The profile named by ``$EFFCOURSE_PROFILE`` (default ``full``).
+
+    Introduced in notebook 07.
+    """
     return get(os.environ.get(ENV_VAR) or DEFAULT)

@@ -15,7 +15,10 @@ import tf_keras
 
 
 def enabled() -> bool:
-    """True unless ``EFFCOURSE_PROGRESS=0``."""
+    """True unless ``EFFCOURSE_PROGRESS=0``.
+
+    Introduced in notebook 02.
+    """
     return os.environ.get("EFFCOURSE_PROGRESS", "1") not in ("0", "false", "no", "")
 
 
@@ -26,11 +29,13 @@ def _tqdm():
 
 
 def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it", **kwargs):
-    """A tqdm progress bar over ``iterable`` (introduced in notebook 00).
+    """A tqdm progress bar over ``iterable``.
 
     Use it on any loop that takes more than a few seconds: ``for s in progress.bar(sparsities,
     desc="sparsity sweep"):``. With progress disabled the iterable comes back unchanged (or a
     silent bar for manual ``update`` calls).
+
+    Introduced in notebook 00.
     """
     tqdm = _tqdm()
     return tqdm(
@@ -39,10 +44,12 @@ def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it
 
 
 class KerasBar(tf_keras.callbacks.Callback):
-    """One progress bar over every batch of a ``fit`` call, with epoch and loss (notebook 00).
+    """One progress bar over every batch of a ``fit`` call, with epoch and loss.
 
-    ``model.fit(..., verbose=0, callbacks=[progress.KerasBar("LeNet-5")])``. The bar closes
+    ``model.fit(.., verbose=0, callbacks=[progress.KerasBar("LeNet-5")])``. The bar closes
     at the end of training and stays on screen with the final loss and accuracy.
+
+    Introduced in notebook 00.
     """
 
     def __init__(self, desc: str = "training"):
@@ -86,7 +93,10 @@ class KerasBar(tf_keras.callbacks.Callback):
 
 
 def with_bar(callbacks, desc: str, verbose: int = 0) -> list:
-    """``callbacks`` plus a ``KerasBar`` when Keras prints nothing itself and bars are on."""
+    """``callbacks`` plus a ``KerasBar`` when Keras prints nothing itself and bars are on.
+
+    Introduced in notebook 05.
+    """
     callbacks = list(callbacks or [])
     if verbose == 0 and enabled() and not any(isinstance(c, KerasBar) for c in callbacks):
         callbacks.append(KerasBar(desc))

@@ -32,14 +32,20 @@ DTYPES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
 
 class QuantizeError(EffcourseError, ValueError):
-    """A quantization request that cannot work (unsupported type, layer QAT cannot annotate)."""
+    """A quantization request that cannot work (unsupported type, layer QAT cannot annotate).
+
+    Introduced in notebook 03.
+    """
 
 
 # --- the arithmetic, in NumPy ----------------------------------------------------------------
 
 
 def qrange(dtype: str = "int8", narrow_range: bool = False) -> tuple[int, int]:
-    """The integer range (q_min, q_max) of a target type; narrow range drops the lowest value (notebook 03)."""
+    """The integer range (q_min, q_max) of a target type; narrow range drops the lowest value.
+
+    Introduced in notebook 03.
+    """
     if dtype not in DTYPES:
         raise QuantizeError(
             f"Unsupported target type {dtype!r}: integer quantization here supports "
@@ -50,11 +56,13 @@ def qrange(dtype: str = "int8", narrow_range: bool = False) -> tuple[int, int]:
 
 
 def affine_params(x_min, x_max, dtype: str = "int8", narrow_range: bool = False):
-    """Scale and zero point mapping the real range [x_min, x_max] onto the integers of ``dtype`` (notebook 03).
+    """Scale and zero point mapping the real range [x_min, x_max] onto the integers of ``dtype``.
 
     The range is first widened to include 0; ``scale = (x_max - x_min) / (q_max - q_min)``
     and ``zero_point = round(q_min - x_min / scale)``. Works elementwise on arrays (one
     range per channel). A range of width 0 gets scale 1 (any scale represents 0 exactly).
+
+    Introduced in notebook 03.
     """
     q_min, q_max = qrange(dtype, narrow_range)
     lo = np.minimum(np.asarray(x_min, dtype=np.float64), 0.0)
@@ -70,10 +78,12 @@ def affine_params(x_min, x_max, dtype: str = "int8", narrow_range: bool = False)
 
 
 def symmetric_params(x, axis: int | None = None, dtype: str = "int8"):
-    """TFLite's weight scheme: zero point 0, narrow range, ``scale = max|x| / q_max`` per tensor or per channel (notebook 03).
+    """TFLite's weight scheme: zero point 0, narrow range, ``scale = max|x| / q_max`` per tensor or per channel.
 
     ``axis`` is the channel axis to keep (the output channels: -1 for Keras kernels);
     ``None`` gives one scale for the whole tensor.
+
+    Introduced in notebook 03.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.size == 0:
@@ -100,7 +110,10 @@ def _along(param, ndim: int, axis: int | None):
 def quantize(
     x, scale, zero_point, dtype: str = "int8", narrow_range: bool = False, axis: int | None = None
 ) -> np.ndarray:
-    """Real values to integers: ``clip(round(x / scale) + zero_point)`` (per channel along ``axis``) (notebook 03)."""
+    """Real values to integers: ``clip(round(x / scale) + zero_point)`` (per channel along ``axis``).
+
+    Introduced in notebook 03.
+    """
     q_min, q_max = qrange(dtype, narrow_range)
     x = np.asarray(x, dtype=np.float64)
     scale = _along(scale, x.ndim, axis)
@@ -112,7 +125,10 @@ def quantize(
 
 
 def dequantize(q, scale, zero_point, axis: int | None = None) -> np.ndarray:
-    """Integers back to real values: ``scale * (q - zero_point)`` (per channel along ``axis``) (notebook 03)."""
+    """Integers back to real values: ``scale * (q - zero_point)`` (per channel along ``axis``).
+
+    Introduced in notebook 03.
+    """
     q = np.asarray(q)
     return _along(scale, q.ndim, axis) * (q.astype(np.float64) - _along(zero_point, q.ndim, axis))
 
@@ -120,14 +136,19 @@ def dequantize(q, scale, zero_point, axis: int | None = None) -> np.ndarray:
 def fake_quant(
     x, scale, zero_point, dtype: str = "int8", narrow_range: bool = False, axis: int | None = None
 ) -> np.ndarray:
-    """Quantize then dequantize: the value a quantized model actually computes with (notebook 03)."""
+    """Quantize then dequantize: the value a quantized model actually computes with.
+
+    Introduced in notebook 03.
+    """
     return dequantize(quantize(x, scale, zero_point, dtype, narrow_range, axis), scale, zero_point, axis)
 
 
 def sqnr_db(reference, approx) -> float:
-    """Signal-to-quantization-noise ratio in dB: 10 log10(sum ref^2 / sum (ref - approx)^2) (notebook 03).
+    """Signal-to-quantization-noise ratio in dB: 10 log10(sum ref^2 / sum (ref - approx)^2).
 
     Each 6 dB is about one bit of precision; ``inf`` when the two are identical.
+
+    Introduced in notebook 03.
     """
     ref = np.asarray(reference, dtype=np.float64)
     err = ref - np.asarray(approx, dtype=np.float64)
@@ -152,7 +173,10 @@ def _layer_of(tensor_name: str) -> str:
 
 def stored_kernels(blob: bytes) -> dict:
     """The quantized kernels a .tflite file stores, by Keras layer name: int values in TFLite
-    layout (output channel first), scales and zero points (notebook 03)."""
+    layout (output channel first), scales and zero points.
+
+    Introduced in notebook 03.
+    """
     out = {}
     for t in convert.constant_tensors(blob):
         if t["dtype"] in ("int8", "uint8", "int16") and len(t["shape"]) in (2, 4):
@@ -162,7 +186,10 @@ def stored_kernels(blob: bytes) -> dict:
 
 def stored_activations(blob: bytes):
     """Scale and zero point of every op's output in a quantized .tflite file, in execution
-    order (DataFrame): what calibration chose for the activations (notebook 03)."""
+    order (DataFrame): what calibration chose for the activations.
+
+    Introduced in notebook 03.
+    """
     import pandas as pd
 
     runner = convert.TFLiteModel(blob, delegate="none")
@@ -194,12 +221,14 @@ def stored_activations(blob: bytes):
 
 def weight_check(model, blob: bytes):
     """Per layer: the per-channel scales and int8 weights computed by hand next to the ones in
-    the .tflite file, and how far apart they are (DataFrame) (notebook 03).
+    the .tflite file, and how far apart they are (DataFrame).
 
     TFLite stores kernels with the output channel first (Dense: (out, in); Conv2D:
     (out, kh, kw, in)); Keras keeps it last, hence ``moveaxis(kernel, -1, 0)``. A weight
     that sits on a rounding tie may differ by one step (float32 arithmetic and round-half-
     away-from-zero in TFLite); ``differences off a tie`` counts any other difference (0).
+
+    Introduced in notebook 03.
     """
     import pandas as pd
 
@@ -245,11 +274,13 @@ def weight_check(model, blob: bytes):
 
 
 def unsupported_layers(model) -> list[tuple[str, str]]:
-    """(name, class) of the layers tfmot's default 8-bit scheme has no rule for (notebook 03).
+    """(name, class) of the layers tfmot's default 8-bit scheme has no rule for.
 
     Some of these are still fine inside ``quantize_model`` because a layout transform folds
     them into their neighbour (BatchNormalization after a convolution); ``quantize_aware``
     lets tfmot decide and only reports these when it refuses.
+
+    Introduced in notebook 03.
     """
     import tf_keras
     from tensorflow_model_optimization.python.core.quantization.keras import quantize_annotate
@@ -278,13 +309,15 @@ _FIX = (
 
 
 def quantize_aware(model, custom_objects: dict | None = None):
-    """A quantization-aware copy of a tf_keras model: tfmot's ``quantize_model`` on a clone (notebook 03).
+    """A quantization-aware copy of a tf_keras model: tfmot's ``quantize_model`` on a clone.
 
     Fake-quantization nodes simulate int8 weights and activations in the forward pass;
     gradients pass straight through the rounding. The model you pass is not modified.
     Layers already wrapped with ``quantize_annotate_layer`` keep their ``QuantizeConfig``
     (name its class in ``custom_objects``). Raises ``models.ModelError`` for Keras 3 and
     subclassed models and ``QuantizeError`` naming any layer QAT cannot annotate.
+
+    Introduced in notebook 03.
     """
     import tf_keras
     import tensorflow_model_optimization as tfmot
@@ -342,13 +375,15 @@ def qat(
     seed: int = 0,
     verbose: int = 0,
 ):
-    """Quantization-aware training: fine-tune a quantization-aware copy of ``model`` (notebook 03).
+    """Quantization-aware training: fine-tune a quantization-aware copy of ``model``.
 
     Clones ``model`` (never modified), applies ``quantize_aware``, compiles it like the
     baselines (Adam, cross-entropy on logits, accuracy) at a small ``learning_rate`` (we
     fine-tune a trained model) and trains for ``epochs`` on ``data`` (a ``data.MNIST``, whose
     validation split is used, or an ``(x, y)`` pair). Returns the trained tf_keras model;
-    its History is ``model.history``. Convert it with ``convert.to_tflite(q, "int8", ...)``.
+    its History is ``model.history``. Convert it with ``convert.to_tflite(q, "int8", ..)``.
+
+    Introduced in notebook 03.
     """
     from . import data as _data
     from .env import seed_everything
@@ -379,12 +414,14 @@ def qat(
 
 def layer_sqnr(float_model, quant_model, x):
     """SQNR (dB) of every op's output in a quantized .tflite model against the float .tflite
-    model, on the same inputs ``x`` (DataFrame, in execution order) (notebook 03).
+    model, on the same inputs ``x`` (DataFrame, in execution order).
 
     Tensors are matched by name (the converter names an op's output after the Keras layers
     it came from, in both files); the quantized outputs are dequantized first. The error at
     an op includes the error of everything before it. Runs the built-in kernels without
     delegates, so that every intermediate tensor can be read.
+
+    Introduced in notebook 03.
     """
     import pandas as pd
 
@@ -428,7 +465,7 @@ def compare_latency(
     rounds: int | None = None,
     desc: str | None = None,
 ):
-    """Single-sample latency of several .tflite models, interleaved, with rotating order (notebook 03).
+    """Single-sample latency of several .tflite models, interleaved, with rotating order.
 
     Uses the course's timing core (``effcourse.timing.interleaved``): each model warms up
     (the profile's warm-up runs), then in each round every model runs the profile's
@@ -438,6 +475,8 @@ def compare_latency(
     ``"auto"`` (the LiteRT default, XNNPACK) or ``"none"`` (built-in kernels only). Returns a
     DataFrame indexed by variant. ``desc`` shows a progress bar over the rounds with that
     caption (none by default: most comparisons take a second).
+
+    Introduced in notebook 03.
     """
     import pandas as pd
 

@@ -59,12 +59,18 @@ _lock = threading.Lock()
 
 
 def is_noise(line: str) -> bool:
-    """True when ``line`` is native log chatter that ``install()`` hides."""
+    """True when ``line`` is native log chatter that ``install()`` hides.
+
+    Introduced in notebook 00.
+    """
     return bool(NOISE.match(line.lstrip("\r")))
 
 
 def hidden() -> list[str]:
-    """The most recent native lines that were hidden (up to 500), oldest first."""
+    """The most recent native lines that were hidden (up to 500), oldest first.
+
+    Introduced in notebook 00.
+    """
     return list(_hidden)
 
 
@@ -111,6 +117,8 @@ def install(fd: int = 2) -> bool:
 
     Introduced in notebook 00 (``import effcourse`` calls it). Does nothing when
     ``EFFCOURSE_NATIVE_LOGS=1``, or when the descriptor cannot be duplicated.
+
+    Introduced in notebook 00.
     """
     for message in PYTHON_NOISE:
         warnings.filterwarnings("ignore", message=message)
@@ -137,7 +145,10 @@ def install(fd: int = 2) -> bool:
 
 
 def uninstall(fd: int = 2, timeout: float = 2.0) -> None:
-    """Restore descriptor ``fd`` and forward what is still in the pipe (tests, clean exit)."""
+    """Restore descriptor ``fd`` and forward what is still in the pipe (tests, clean exit).
+
+    Introduced in notebook 00.
+    """
     with _lock:
         entry = _state.pop(fd, None)
     if entry is None:

@@ -1,5 +1,6 @@
 """The course-wide view of the results log: what is missing, the best hand-tuned points
 and the targets against the papers (notebook 08)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -25,10 +26,20 @@ NOTEBOOK_TITLES = {
 # after compression and the compression ratio over the dense float32 weights. Used by
 # ``targets`` (the goals) and by plots.course_map (the papers' points on the course map).
 PAPER_POINTS = [
-    {"model": "lenet_300_100", "paper": "Han, Mao, Dally 2016", "what": "Deep Compression",
-     "error": 0.0158, "compression": 40},
-    {"model": "lenet5", "paper": "Han, Mao, Dally 2016", "what": "Deep Compression",
-     "error": 0.0074, "compression": 39},
+    {
+        "model": "lenet_300_100",
+        "paper": "Han, Mao, Dally 2016",
+        "what": "Deep Compression",
+        "error": 0.0158,
+        "compression": 40,
+    },
+    {
+        "model": "lenet5",
+        "paper": "Han, Mao, Dally 2016",
+        "what": "Deep Compression",
+        "error": 0.0074,
+        "compression": 39,
+    },
 ]
 
 
@@ -38,6 +49,8 @@ def paper_points(table=None) -> pd.DataFrame:
     ``size_bytes`` is the dense float32 bytes of the course's baseline (from ``table``'s
     notebook-01 row when there is one, else the architecture's parameter count x 4) over the
     paper's compression ratio; ``accuracy`` is 1 - the paper's error. Notebook 08's map.
+
+    Introduced in notebook 08.
     """
     import pandas as pd
 
@@ -46,44 +59,74 @@ def paper_points(table=None) -> pd.DataFrame:
     rows = []
     for model, base_error in models.PAPER_ERROR.items():
         base = baseline_row(table, model) if table is not None and len(table) else None
-        dense = (float(base["dense_fp32_bytes"]) if base is not None
-                 else 4.0 * models.build(model).count_params())
-        rows.append({"model": model, "variant": "paper baseline", "paper": "Han, Mao, Dally 2016 (their baseline)",
-                     "accuracy": 1 - base_error, "size_bytes": dense, "compression": 1.0})
+        dense = (
+            float(base["dense_fp32_bytes"]) if base is not None else 4.0 * models.build(model).count_params()
+        )
+        rows.append(
+            {
+                "model": model,
+                "variant": "paper baseline",
+                "paper": "Han, Mao, Dally 2016 (their baseline)",
+                "accuracy": 1 - base_error,
+                "size_bytes": dense,
+                "compression": 1.0,
+            }
+        )
         for p in PAPER_POINTS:
             if p["model"] == model:
-                rows.append({"model": model, "variant": f"{p['what']}, {p['compression']}x",
-                             "paper": p["paper"], "accuracy": 1 - p["error"],
-                             "size_bytes": dense / p["compression"], "compression": float(p["compression"])})
+                rows.append(
+                    {
+                        "model": model,
+                        "variant": f"{p['what']}, {p['compression']}x",
+                        "paper": p["paper"],
+                        "accuracy": 1 - p["error"],
+                        "size_bytes": dense / p["compression"],
+                        "compression": float(p["compression"]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def missing(table, notebooks) -> list[str]:
-    """The notebooks (of ``notebooks``) that have no rows in ``table`` yet."""
+    """The notebooks (of ``notebooks``) that have no rows in ``table`` yet.
+
+    Introduced in notebook 08.
+    """
     have = set(table["notebook"]) if len(table) else set()
     return [nb for nb in notebooks if nb not in have]
 
 
 def explain_missing(table, notebooks, profile_name: str) -> str:
-    """'' if all rows are there, else a sentence saying which notebooks to run first."""
+    """'' if all rows are there, else a sentence saying which notebooks to run first.
+
+    Introduced in notebook 08.
+    """
     gone = missing(table, notebooks)
     if not gone:
         return ""
     names = ", ".join(f"{nb}.ipynb" for nb in gone)
-    return (f"No results from {names} in the {profile_name} profile's log yet. Run "
-            f"{'it' if len(gone) == 1 else 'them'} under the same profile "
-            f"(EFFCOURSE_PROFILE={profile_name}), then re-run this cell; the rest of this "
-            "notebook shows what is there.")
+    return (
+        f"No results from {names} in the {profile_name} profile's log yet. Run "
+        f"{'it' if len(gone) == 1 else 'them'} under the same profile "
+        f"(EFFCOURSE_PROFILE={profile_name}), then re-run this cell; the rest of this "
+        "notebook shows what is there."
+    )
 
 
 def baseline_row(table, model: str):
-    """The notebook-01 baseline row of ``model``, or None if notebook 01 has not run."""
+    """The notebook-01 baseline row of ``model``, or None if notebook 01 has not run.
+
+    Introduced in notebook 01.
+    """
     rows = table[(table["notebook"] == "01_sgd_loss_formulation") & (table["model"] == model)]
     return None if rows.empty else rows.iloc[-1]
 
 
 def best_within(table, model: str, floor: float, notebooks=None):
-    """The smallest recorded variant of ``model`` with accuracy >= ``floor`` (None if none)."""
+    """The smallest recorded variant of ``model`` with accuracy >= ``floor`` (None if none).
+
+    Introduced in notebook 08.
+    """
     rows = table[(table["model"] == model) & table["size_bytes"].notna() & table["accuracy"].notna()]
     if notebooks is not None:
         rows = rows[rows["notebook"].isin(list(notebooks))]
@@ -94,7 +137,10 @@ def best_within(table, model: str, floor: float, notebooks=None):
 
 
 def ratio(numerator, denominator) -> float:
-    """numerator / denominator, NaN when either is missing or the denominator is 0."""
+    """numerator / denominator, NaN when either is missing or the denominator is 0.
+
+    Introduced in notebook 02.
+    """
     try:
         num, den = float(numerator), float(denominator)
     except (TypeError, ValueError):
@@ -136,8 +182,10 @@ def _lacks(rows, name) -> bool:
 
 
 def _refresh(notebook, field) -> str:
-    return (f"re-run notebook {notebook[:2]}: its rows in this log have no `{field}` field "
-            f"(written before notebook {notebook[:2]} recorded it)")
+    return (
+        f"re-run notebook {notebook[:2]}: its rows in this log have no `{field}` field "
+        f"(written before notebook {notebook[:2]} recorded it)"
+    )
 
 
 def _paper(model) -> str:
@@ -146,9 +194,13 @@ def _paper(model) -> str:
 
 
 def _target(name, source, _goal, measured, reached, notebook):
-    return {"target": name, "paper / goal": source, "measured here": measured,
-            "reached": {True: "yes", False: "no", None: "not measured", "partly": "partly"}[reached],
-            "notebook": notebook}
+    return {
+        "target": name,
+        "paper / goal": source,
+        "measured here": measured,
+        "reached": {True: "yes", False: "no", None: "not measured", "partly": "partly"}[reached],
+        "notebook": notebook,
+    }
 
 
 def _pruning_target(table, model):
@@ -162,49 +214,93 @@ def _pruning_target(table, model):
     ok = rows[rows["accuracy"] >= base["accuracy"]]
     if ok.empty:
         best = rows.sort_values("accuracy").iloc[-1]
-        return False, (f"no pruned variant at the baseline's {base['accuracy']:.2%}; most accurate: "
-                       f"{best['fewer']:.1f}x fewer at {best['accuracy']:.2%}")
+        return False, (
+            f"no pruned variant at the baseline's {base['accuracy']:.2%}; most accurate: "
+            f"{best['fewer']:.1f}x fewer at {best['accuracy']:.2%}"
+        )
     best = ok.sort_values("fewer").iloc[-1]
-    return bool(best["fewer"] >= 12), (f"{best['fewer']:.1f}x fewer non-zeros at {best['accuracy']:.2%} "
-                                       f"(baseline {base['accuracy']:.2%}; {best['variant']})")
+    return bool(best["fewer"] >= 12), (
+        f"{best['fewer']:.1f}x fewer non-zeros at {best['accuracy']:.2%} "
+        f"(baseline {base['accuracy']:.2%}; {best['variant']})"
+    )
 
 
 def targets(table) -> pd.DataFrame:
     """The course's targets against the papers' figures, measured from the results log.
 
     One row per target: what the paper or the issue asked, what this profile's log shows,
-    and whether it was reached ("not measured" names the notebook to run). Notebook 08.
+    and whether it was reached ("not measured" names the notebook to run).
+
+    Introduced in notebook 08.
     """
     import pandas as pd
 
     out = []
     for model in ("lenet_300_100", "lenet5"):
         reached, text = _pruning_target(table, model)
-        out.append(_target(f"pruning {model}: >= 12x fewer non-zero weights, error no higher",
-                           "Han et al. 2015: 12x on both", 12, text, reached, "02"))
+        out.append(
+            _target(
+                f"pruning {model}: >= 12x fewer non-zero weights, error no higher",
+                "Han et al. 2015: 12x on both",
+                12,
+                text,
+                reached,
+                "02",
+            )
+        )
     # channel pruning
     rows = _rows(table, "02_pruning", "channel pruning")
     if rows.empty:
-        out.append(_target("channel pruning: >= 2x fewer MACs and >= 2x lower latency, <= 0.5 points lost",
-                           "issue target", None, "run notebook 02", None, "02"))
+        out.append(
+            _target(
+                "channel pruning: >= 2x fewer MACs and >= 2x lower latency, <= 0.5 points lost",
+                "issue target",
+                None,
+                "run notebook 02",
+                None,
+                "02",
+            )
+        )
     else:
         r = rows.iloc[-1]
         base = baseline_row(table, r["model"])
         mac_x = ratio(base["macs"], r["macs"]) if base is not None else float("nan")
         lat_x = ratio(_extra(r, "dense_latency_ms"), r["latency_ms"])
         loss = (base["accuracy"] - r["accuracy"]) * 100 if base is not None else float("nan")
-        out.append(_target("channel pruning: >= 2x fewer MACs and >= 2x lower latency, <= 0.5 points lost",
-                           "issue target", None,
-                           f"{r['model']}: {mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points lost",
-                           bool(mac_x >= 2 and lat_x >= 2 and loss <= 0.5 + 1e-9), "02"))
+        out.append(
+            _target(
+                "channel pruning: >= 2x fewer MACs and >= 2x lower latency, <= 0.5 points lost",
+                "issue target",
+                None,
+                f"{r['model']}: {mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points lost",
+                bool(mac_x >= 2 and lat_x >= 2 and loss <= 0.5 + 1e-9),
+                "02",
+            )
+        )
     # quantization
     q = _rows(table, "03_quantization")
     if q.empty or _lacks(q, "setting"):
         why = "run notebook 03" if q.empty else _refresh("03_quantization", "setting")
-        out.append(_target("int8 (PTQ and QAT): <= 0.1 points lost, >= 3.9x smaller (gzip)", "issue target", None,
-                           why, None, "03"))
-        out.append(_target("int8 latency, LeNet-300-100: >= 2.5x faster than float32 in LiteRT",
-                           "Efficient Deep Learning book: 1.29x (its CNN, x86)", None, why, None, "03"))
+        out.append(
+            _target(
+                "int8 (PTQ and QAT): <= 0.1 points lost, >= 3.9x smaller (gzip)",
+                "issue target",
+                None,
+                why,
+                None,
+                "03",
+            )
+        )
+        out.append(
+            _target(
+                "int8 latency, LeNet-300-100: >= 2.5x faster than float32 in LiteRT",
+                "Efficient Deep Learning book: 1.29x (its CNN, x86)",
+                None,
+                why,
+                None,
+                "03",
+            )
+        )
     else:
         q = q.assign(setting=_field(q, "setting"))
         parts, ok = [], True
@@ -218,29 +314,61 @@ def targets(table) -> pd.DataFrame:
                 smaller = f32["size_bytes"].iloc[0] / v["size_bytes"].iloc[0]
                 ok &= bool(loss <= 0.1 + 1e-9 and smaller >= 3.9)
                 parts.append(f"{model} {variant}: {loss:+.2f} points, {smaller:.2f}x smaller")
-        out.append(_target("int8 (PTQ and QAT): <= 0.1 points lost, >= 3.9x smaller (gzip)", "issue target", None,
-                           "; ".join(parts), ok, "03"))
+        out.append(
+            _target(
+                "int8 (PTQ and QAT): <= 0.1 points lost, >= 3.9x smaller (gzip)",
+                "issue target",
+                None,
+                "; ".join(parts),
+                ok,
+                "03",
+            )
+        )
         d = q[q["model"] == "lenet_300_100"]
-        speed = ratio(d.loc[d["setting"] == "float32", "latency_ms"].min(), d.loc[d["setting"] == "int8", "latency_ms"].min())
-        out.append(_target("int8 latency, LeNet-300-100: >= 2.5x faster than float32 in LiteRT",
-                           "Efficient Deep Learning book: 1.29x (its CNN, x86)", None, f"{speed:.2f}x",
-                           bool(speed >= 2.5) if np.isfinite(speed) else None, "03"))
+        speed = ratio(
+            d.loc[d["setting"] == "float32", "latency_ms"].min(),
+            d.loc[d["setting"] == "int8", "latency_ms"].min(),
+        )
+        out.append(
+            _target(
+                "int8 latency, LeNet-300-100: >= 2.5x faster than float32 in LiteRT",
+                "Efficient Deep Learning book: 1.29x (its CNN, x86)",
+                None,
+                f"{speed:.2f}x",
+                bool(speed >= 2.5) if np.isfinite(speed) else None,
+                "03",
+            )
+        )
     # Deep Compression
     goals = {p["model"]: p["compression"] for p in PAPER_POINTS}
     dc = _rows(table, "04_clustering_distillation_deep_compression", "deep compression")
     for model, goal in goals.items():
         rows, base = dc[dc["model"] == model], baseline_row(table, model)
         if rows.empty or base is None:
-            out.append(_target(f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
-                               _paper(model), goal, "run notebooks 01 and 04", None, "04"))
+            out.append(
+                _target(
+                    f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
+                    _paper(model),
+                    goal,
+                    "run notebooks 01 and 04",
+                    None,
+                    "04",
+                )
+            )
             continue
         r = rows.sort_values("size_bytes").iloc[0]
         x = base["dense_fp32_bytes"] / r["size_bytes"]
         extra_err = (base["accuracy"] - r["accuracy"]) * 100
-        out.append(_target(f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
-                           _paper(model), goal,
-                           f"{x:.1f}x, error {extra_err:+.2f} points ({r['variant']})",
-                           bool(x >= goal and extra_err <= 0.1 + 1e-9), "04"))
+        out.append(
+            _target(
+                f"Deep Compression {model}: >= {goal}x, error +0.1 points at most",
+                _paper(model),
+                goal,
+                f"{x:.1f}x, error {extra_err:+.2f} points ({r['variant']})",
+                bool(x >= goal and extra_err <= 0.1 + 1e-9),
+                "04",
+            )
+        )
     # distillation
     dist = _rows(table, "04_clustering_distillation_deep_compression", "distillation")
     teacher = baseline_row(table, "lenet5")
@@ -251,42 +379,75 @@ def targets(table) -> pd.DataFrame:
         distilled = dist[(dist["role"] == "treated") & (dist["setting"] == setting)]
         if alone.empty or distilled.empty or teacher is None:
             continue
-        e_a, e_d, e_t = 1 - alone["accuracy"].iloc[-1], 1 - distilled["accuracy"].iloc[-1], 1 - teacher["accuracy"]
+        e_a, e_d, e_t = (
+            1 - alone["accuracy"].iloc[-1],
+            1 - distilled["accuracy"].iloc[-1],
+            1 - teacher["accuracy"],
+        )
         shares[setting] = (ratio(e_a - e_d, e_a - e_t), e_a, e_d, e_t)
     name = "distillation recovers >= 75% of the student-teacher error gap"
     source = "Hinton et al. 2015: 146 -> 74 errors, teacher 67 (91%)"
     if not shares:
-        why = (_refresh("04_clustering_distillation_deep_compression", "role")
-               if teacher is not None and _lacks(dist, "role") else "run notebooks 01 and 04")
+        why = (
+            _refresh("04_clustering_distillation_deep_compression", "role")
+            if teacher is not None and _lacks(dist, "role")
+            else "run notebooks 01 and 04"
+        )
         out.append(_target(name, source, None, why, None, "04"))
     else:
         met = [share >= 0.75 for share, *_ in shares.values()]
-        text = "; ".join(f"{setting}: {share:.0%} (errors {e_a:.2%} alone, {e_d:.2%} distilled, teacher {e_t:.2%})"
-                         for setting, (share, e_a, e_d, e_t) in shares.items())
-        out.append(_target(name, source, None, text, all(met) if all(met) or not any(met) else "partly", "04"))
+        text = "; ".join(
+            f"{setting}: {share:.0%} (errors {e_a:.2%} alone, {e_d:.2%} distilled, teacher {e_t:.2%})"
+            for setting, (share, e_a, e_d, e_t) in shares.items()
+        )
+        out.append(
+            _target(name, source, None, text, all(met) if all(met) or not any(met) else "partly", "04")
+        )
     # early exits
     ee = _rows(table, "06_dynamic_networks", "early exit")
     full, dyn = ee[_field(ee, "role") == "reference"], ee[_field(ee, "role") == "treated"]
     if full.empty or dyn.empty:
         why = _refresh("06_dynamic_networks", "role") if _lacks(ee, "role") else "run notebook 06"
-        out.append(_target("early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
-                           "BranchyNet 2016: 5.4x CPU speedup", None, why, None, "06"))
+        out.append(
+            _target(
+                "early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
+                "BranchyNet 2016: 5.4x CPU speedup",
+                None,
+                why,
+                None,
+                "06",
+            )
+        )
     else:
         f, d = full.iloc[-1], dyn.iloc[-1]
         mac_x, lat_x = ratio(f["macs"], d["macs"]), _extra(d, "speedup_mean_latency", float("nan"))
         loss = (f["accuracy"] - d["accuracy"]) * 100
-        out.append(_target("early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
-                           "BranchyNet 2016: 5.4x CPU speedup, 99.25% vs 99.20%", None,
-                           f"{mac_x:.1f}x fewer MACs, {float(lat_x):.1f}x lower latency, {loss:+.2f} points ({d['variant']})",
-                           bool(mac_x >= 5 and float(lat_x) >= 3 and loss <= 0.1 + 1e-9), "06"))
+        out.append(
+            _target(
+                "early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
+                "BranchyNet 2016: 5.4x CPU speedup, 99.25% vs 99.20%",
+                None,
+                f"{mac_x:.1f}x fewer MACs, {float(lat_x):.1f}x lower latency, {loss:+.2f} points ({d['variant']})",
+                bool(mac_x >= 5 and float(lat_x) >= 3 and loss <= 0.1 + 1e-9),
+                "06",
+            )
+        )
     # mixed precision
     mp = _rows(table, "05_mixed_precision", "mixed precision")
     mp = mp.assign(setting=_field(mp, "setting"))
     f32, low = mp[mp["setting"] == "float32"], mp[mp["setting"].notna() & (mp["setting"] != "float32")]
     if f32.empty or low.empty:
         why = _refresh("05_mixed_precision", "setting") if _lacks(mp, "setting") else "run notebook 05"
-        out.append(_target("mixed precision: final loss within 1%, accuracy within 0.3 points of float32",
-                           "Micikevicius et al. 2018: parity", None, why, None, "05"))
+        out.append(
+            _target(
+                "mixed precision: final loss within 1%, accuracy within 0.3 points of float32",
+                "Micikevicius et al. 2018: parity",
+                None,
+                why,
+                None,
+                "05",
+            )
+        )
     else:
         parts, ok = [], True
         f32 = f32.iloc[[-1]]  # the newest float32 run
@@ -294,27 +455,56 @@ def targets(table) -> pd.DataFrame:
             dl = ratio(_extra(r, "test_loss"), _extra(f32.iloc[0], "test_loss")) - 1
             da = (r["accuracy"] - f32["accuracy"].iloc[0]) * 100
             ok &= bool(abs(dl) <= 0.01 and abs(da) <= 0.3)
-            parts.append(f"{r['variant']}: loss {dl:+.1%}, accuracy {da:+.2f} points, "
-                         f"step time {float(_extra(r, 'step_time_ratio', float('nan'))):.2f}x float32")
-        out.append(_target("mixed precision: final loss within 1%, accuracy within 0.3 points of float32",
-                           "Micikevicius et al. 2018: parity", None, "; ".join(parts), ok, "05"))
+            parts.append(
+                f"{r['variant']}: loss {dl:+.1%}, accuracy {da:+.2f} points, "
+                f"step time {float(_extra(r, 'step_time_ratio', float('nan'))):.2f}x float32"
+            )
+        out.append(
+            _target(
+                "mixed precision: final loss within 1%, accuracy within 0.3 points of float32",
+                "Micikevicius et al. 2018: parity",
+                None,
+                "; ".join(parts),
+                ok,
+                "05",
+            )
+        )
     # parallelism
     par = _rows(table, "07_parallelism")
     if par.empty:
-        out.append(_target("data parallel gradients equal (1e-6); workers' weights equal; bubble within 10% of "
-                           "(K-1)/(M+K-1) for 2+ settings", "GPipe (Huang et al. 2019): the bubble formula",
-                           None, "run notebook 07", None, "07"))
+        out.append(
+            _target(
+                "data parallel gradients equal (1e-6); workers' weights equal; bubble within 10% of "
+                "(K-1)/(M+K-1) for 2+ settings",
+                "GPipe (Huang et al. 2019): the bubble formula",
+                None,
+                "run notebook 07",
+                None,
+                "07",
+            )
+        )
     else:
         grad = par[par["technique"] == "data_parallel"].apply(lambda r: _extra(r, "max_abs_diff"), axis=1)
         grad = grad.dropna() if len(grad) else grad  # only the gradient checks carry max_abs_diff
-        mw = par[par["technique"] == "multi_worker"].apply(lambda r: _extra(r, "workers_weights_max_diff"), axis=1)
-        rel = par[par["technique"] == "pipeline"].apply(lambda r: _extra(r, "relative_error"), axis=1).dropna()
+        mw = par[par["technique"] == "multi_worker"].apply(
+            lambda r: _extra(r, "workers_weights_max_diff"), axis=1
+        )
+        rel = (
+            par[par["technique"] == "pipeline"].apply(lambda r: _extra(r, "relative_error"), axis=1).dropna()
+        )
         g = float(grad.max()) if len(grad) else float("nan")
         w = float(mw.max()) if len(mw) else float("nan")
         within = int((rel.astype(float).abs() <= 0.10).sum()) if len(rel) else 0
-        out.append(_target("data parallel gradients equal (1e-6); workers' weights equal; bubble within 10% of "
-                           "(K-1)/(M+K-1) for 2+ settings", "GPipe (Huang et al. 2019): the bubble formula", None,
-                           f"gradient max diff {g:.1e}; workers' weights max diff {w:.1e}; "
-                           f"{within} of {len(rel)} (K, M) settings within 10%",
-                           bool(g <= 1e-6 and w == 0 and within >= 2), "07"))
+        out.append(
+            _target(
+                "data parallel gradients equal (1e-6); workers' weights equal; bubble within 10% of "
+                "(K-1)/(M+K-1) for 2+ settings",
+                "GPipe (Huang et al. 2019): the bubble formula",
+                None,
+                f"gradient max diff {g:.1e}; workers' weights max diff {w:.1e}; "
+                f"{within} of {len(rel)} (K, M) settings within 10%",
+                bool(g <= 1e-6 and w == 0 and within >= 2),
+                "07",
+            )
+        )
     return pd.DataFrame(out)

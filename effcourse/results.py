@@ -13,6 +13,7 @@ from a fixed vocabulary: a conversion mode, a precision policy, a training-set s
 the technique applied that the comparison measures). ``report.targets`` reads only fields;
 the schema, per notebook, is in docs/DESIGN.md ("Results log").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,22 @@ from . import env
 from .errors import EffcourseError
 
 COLUMNS = [
-    "notebook", "technique", "model", "variant", "setting", "role", "accuracy", "size_bytes", "dense_fp32_bytes",
-    "latency_ms", "latency_p90_ms", "macs", "profile", "timestamp", "versions", "extra",
+    "notebook",
+    "technique",
+    "model",
+    "variant",
+    "setting",
+    "role",
+    "accuracy",
+    "size_bytes",
+    "dense_fp32_bytes",
+    "latency_ms",
+    "latency_p90_ms",
+    "macs",
+    "profile",
+    "timestamp",
+    "versions",
+    "extra",
 ]
 KEY = ["notebook", "model", "variant", "profile"]
 REQUIRED = ["notebook", "technique", "model", "variant"]
@@ -38,11 +53,17 @@ ROLES = ("reference", "treated")
 
 
 class ResultError(EffcourseError, ValueError):
-    """A results row that is incomplete or holds impossible values."""
+    """A results row that is incomplete or holds impossible values.
+
+    Introduced in notebook 00.
+    """
 
 
 def path(profile: str | None = None) -> Path:
-    """build/results/<profile>.csv."""
+    """build/results/<profile>.csv.
+
+    Introduced in notebook 00.
+    """
     from . import profile as _profile
 
     name = profile or _profile.active().name
@@ -64,8 +85,9 @@ def _locked(target: Path):
 def _validate(row: dict) -> dict:
     missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
     if missing:
-        raise ResultError(f"results.record needs non-empty text for {missing}; got "
-                          f"{ {k: row.get(k) for k in missing} }.")
+        raise ResultError(
+            f"results.record needs non-empty text for {missing}; got { {k: row.get(k) for k in missing} }."
+        )
     for key in FIELDS:
         value = row.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -74,8 +96,10 @@ def _validate(row: dict) -> dict:
         raise ResultError(f"role must be one of {ROLES} or None, got {row['role']!r}")
     extra = row.get("extra") or {}
     if all(row.get(k) is None for k in METRICS) and not extra:
-        raise ResultError("results.record got no measurement: give at least one of "
-                          f"{METRICS} or a technique-specific metric as a keyword.")
+        raise ResultError(
+            "results.record got no measurement: give at least one of "
+            f"{METRICS} or a technique-specific metric as a keyword."
+        )
     for key in METRICS:
         value = row.get(key)
         if value is None:
@@ -92,9 +116,23 @@ def _validate(row: dict) -> dict:
     return row
 
 
-def record(notebook: str, technique: str, model: str, variant: str, *, setting: str | None = None,
-           role: str | None = None, accuracy=None, size_bytes=None, dense_fp32_bytes=None, latency_ms=None,
-           latency_p90_ms=None, macs=None, profile: str | None = None, **extra) -> dict:
+def record(
+    notebook: str,
+    technique: str,
+    model: str,
+    variant: str,
+    *,
+    setting: str | None = None,
+    role: str | None = None,
+    accuracy=None,
+    size_bytes=None,
+    dense_fp32_bytes=None,
+    latency_ms=None,
+    latency_p90_ms=None,
+    macs=None,
+    profile: str | None = None,
+    **extra,
+) -> dict:
     """Append one measured variant to the results log (replacing an earlier run of it).
 
     Introduced in notebook 00. ``variant`` is the label people read; ``setting`` and ``role``
@@ -105,14 +143,29 @@ def record(notebook: str, technique: str, model: str, variant: str, *, setting: 
     from . import profile as _profile
 
     prof = profile or _profile.active().name
-    row = _validate({
-        "notebook": notebook, "technique": technique, "model": model, "variant": variant,
-        "setting": setting, "role": role, "accuracy": accuracy, "size_bytes": size_bytes, "dense_fp32_bytes": dense_fp32_bytes,
-        "latency_ms": latency_ms, "latency_p90_ms": latency_p90_ms, "macs": macs,
-        "extra": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()},
-    })
-    row.update(profile=prof, timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               versions=env.versions(), extra=json.dumps(row["extra"], sort_keys=True))
+    row = _validate(
+        {
+            "notebook": notebook,
+            "technique": technique,
+            "model": model,
+            "variant": variant,
+            "setting": setting,
+            "role": role,
+            "accuracy": accuracy,
+            "size_bytes": size_bytes,
+            "dense_fp32_bytes": dense_fp32_bytes,
+            "latency_ms": latency_ms,
+            "latency_p90_ms": latency_p90_ms,
+            "macs": macs,
+            "extra": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()},
+        }
+    )
+    row.update(
+        profile=prof,
+        timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        versions=env.versions(),
+        extra=json.dumps(row["extra"], sort_keys=True),
+    )
     target = path(prof)
     with _locked(target):
         old = load(prof).reindex(columns=COLUMNS) if target.exists() else pd.DataFrame(columns=COLUMNS)
@@ -132,6 +185,8 @@ def load(profile: str | None = None):
 
     Adds ``compression`` = dense_fp32_bytes / size_bytes where both are known. A log written
     before a column existed (``setting``, ``role``) reads with that column empty (NaN).
+
+    Introduced in notebook 00.
     """
     import pandas as pd
 
@@ -148,13 +203,19 @@ def load(profile: str | None = None):
 
 
 def extra(table, key: str):
-    """One technique-specific metric from the ``extra`` JSON column, as a Series."""
+    """One technique-specific metric from the ``extra`` JSON column, as a Series.
+
+    Introduced in notebook 02.
+    """
     return table["extra"].map(lambda s: json.loads(s).get(key) if isinstance(s, str) else None)
 
 
 def pareto_mask(size, accuracy) -> np.ndarray:
     """True for points no other point beats: none is at most as large and at least as accurate,
-    better in one of the two. NaNs are never on the frontier."""
+    better in one of the two. NaNs are never on the frontier.
+
+    Introduced in notebook 00.
+    """
     size = np.asarray(size, dtype=float)
     acc = np.asarray(accuracy, dtype=float)
     ok = np.isfinite(size) & np.isfinite(acc)
@@ -167,5 +228,8 @@ def pareto_mask(size, accuracy) -> np.ndarray:
 
 
 def pareto_front(table, size: str = "size_bytes", accuracy: str = "accuracy"):
-    """The rows of ``table`` on the accuracy-versus-size Pareto frontier, sorted by size."""
+    """The rows of ``table`` on the accuracy-versus-size Pareto frontier, sorted by size.
+
+    Introduced in notebook 08.
+    """
     return table[pareto_mask(table[size], table[accuracy])].sort_values(size)

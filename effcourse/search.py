@@ -6,6 +6,7 @@ built and *measured* by a caller-supplied ``evaluate(config)``; the answer is th
 deployable artifact whose accuracy stays within the budget. A configuration that misses
 the budget is never returned, however small.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -19,12 +20,18 @@ from .errors import EffcourseError
 
 
 class BudgetError(EffcourseError, RuntimeError):
-    """No configuration met the accuracy budget within the trial budget."""
+    """No configuration met the accuracy budget within the trial budget.
+
+    Introduced in notebook 08.
+    """
 
 
 @dataclass
 class Trial:
-    """One measured configuration."""
+    """One measured configuration.
+
+    Introduced in notebook 08.
+    """
 
     config: dict
     accuracy: float
@@ -37,7 +44,10 @@ class Trial:
 
 @dataclass
 class SearchResult:
-    """All trials, the budget, and the chosen (smallest within-budget) trial."""
+    """All trials, the budget, and the chosen (smallest within-budget) trial.
+
+    Introduced in notebook 08.
+    """
 
     trials: list
     baseline_accuracy: float
@@ -53,14 +63,25 @@ class SearchResult:
         """The trials as a DataFrame, one row per configuration, sorted by size."""
         import pandas as pd
 
-        rows = [dict(t.config, accuracy=t.accuracy, size_bytes=t.size_bytes,
-                     meets_budget=t.meets_budget, seconds=round(t.seconds, 2), **t.extra)
-                for t in self.trials]
+        rows = [
+            dict(
+                t.config,
+                accuracy=t.accuracy,
+                size_bytes=t.size_bytes,
+                meets_budget=t.meets_budget,
+                seconds=round(t.seconds, 2),
+                **t.extra,
+            )
+            for t in self.trials
+        ]
         return pd.DataFrame(rows).sort_values("size_bytes").reset_index(drop=True)
 
 
 def grid(space: dict) -> list[dict]:
-    """Every combination of a discrete space {name: [values]} as a list of dicts."""
+    """Every combination of a discrete space {name: [values]} as a list of dicts.
+
+    Introduced in notebook 02.
+    """
     if not space or any(len(v) == 0 for v in space.values()):
         raise ValueError("The search space needs at least one value for every setting.")
     names = list(space)
@@ -68,7 +89,10 @@ def grid(space: dict) -> list[dict]:
 
 
 def sample(space: dict, trials: int, seed: int = 0, first: list[dict] | None = None) -> list[dict]:
-    """``trials`` distinct configurations: the ``first`` ones given, then a seeded random sample."""
+    """``trials`` distinct configurations: the ``first`` ones given, then a seeded random sample.
+
+    Introduced in notebook 00.
+    """
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
     configs = grid(space)
@@ -80,9 +104,17 @@ def sample(space: dict, trials: int, seed: int = 0, first: list[dict] | None = N
     return chosen[:trials]
 
 
-def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, trials: int,
-           seed: int = 0, first: list[dict] | None = None, progress=None,
-           desc: str = "search trials") -> SearchResult:
+def search(
+    evaluate,
+    space: dict,
+    baseline_accuracy: float,
+    max_drop: float,
+    trials: int,
+    seed: int = 0,
+    first: list[dict] | None = None,
+    progress=None,
+    desc: str = "search trials",
+) -> SearchResult:
     """Measure up to ``trials`` configurations and return the smallest one within the budget.
 
     ``evaluate(config)`` must build the compressed model and return a dict with at least
@@ -90,7 +122,9 @@ def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, tri
     file); it may add ``artifact`` (the file's bytes) and other measurements. A trial meets
     the budget when ``accuracy >= baseline_accuracy - max_drop``. Raises BudgetError if none
     does. ``progress(i, n, trial)`` is called after each trial; a progress bar (``desc``) runs
-    over the trials meanwhile. Introduced in notebook 08.
+    over the trials meanwhile.
+
+    Introduced in notebook 08.
     """
     from . import progress as _progress
 
@@ -109,8 +143,17 @@ def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, tri
             raise KeyError("evaluate(config) must return a dict with 'accuracy' and 'size_bytes'.")
         acc, size = float(measured.pop("accuracy")), int(measured.pop("size_bytes"))
         artifact = measured.pop("artifact", None)
-        done.append(Trial(config, acc, size, bool(math.isfinite(acc) and acc >= floor),
-                          time.perf_counter() - start, measured, artifact))
+        done.append(
+            Trial(
+                config,
+                acc,
+                size,
+                bool(math.isfinite(acc) and acc >= floor),
+                time.perf_counter() - start,
+                measured,
+                artifact,
+            )
+        )
         if hasattr(bar, "set_postfix"):
             bar.set_postfix({"within budget": sum(t.meets_budget for t in done)}, refresh=True)
         if progress:
@@ -122,6 +165,7 @@ def search(evaluate, space: dict, baseline_accuracy: float, max_drop: float, tri
             f"None of {len(done)} configurations kept accuracy >= {floor:.4f} (baseline "
             f"{baseline_accuracy:.4f} - budget {max_drop:.4f}); the most accurate reached "
             f"{best_acc.accuracy:.4f} with {best_acc.config}. Widen the budget, add milder "
-            "settings to the space, or allow more trials.")
+            "settings to the space, or allow more trials."
+        )
     best = min(within, key=lambda t: (t.size_bytes, -t.accuracy))
     return SearchResult(done, baseline_accuracy, max_drop, best)

@@ -27,7 +27,10 @@ import numpy as np
 
 @dataclass
 class TaskTiming:
-    """The timings of one task: every run in seconds, ``times[round][run]``."""
+    """The timings of one task: every run in seconds, ``times[round][run]``.
+
+    Introduced in notebook 02.
+    """
 
     name: str
     times: list = field(default_factory=list)
@@ -59,7 +62,10 @@ class TaskTiming:
 
 @dataclass
 class Comparison:
-    """The result of ``interleaved``: one ``TaskTiming`` per task, and the round orders used."""
+    """The result of ``interleaved``: one ``TaskTiming`` per task, and the round orders used.
+
+    Introduced in notebook 02.
+    """
 
     tasks: dict
     orders: list
@@ -100,7 +106,10 @@ class Comparison:
 
 
 def rotation(names: list, round_index: int) -> list:
-    """The order of the tasks in round ``round_index``: the list rotated left by that much."""
+    """The order of the tasks in round ``round_index``: the list rotated left by that much.
+
+    Introduced in notebook 03.
+    """
     k = round_index % len(names) if names else 0
     return list(names[k:]) + list(names[:k])
 
@@ -166,6 +175,8 @@ def gpu_sync() -> None:
     TensorFlow runs GPU kernels asynchronously: a Python call returns when the work is
     queued, not done, so a clock read right after it measures the launch. Pass
     ``sync=timing.gpu_sync`` to ``interleaved`` when timing TensorFlow ops on a GPU.
+
+    Introduced in notebook 02.
     """
     import tensorflow as tf
 

@@ -19,6 +19,8 @@ def cross_entropy(labels, logits):
     """Mean cross-entropy of integer labels under softmax(logits), written out.
 
     l(y, z) = -log softmax(z)_y = -z_y + log sum_k exp(z_k)   (computed stably).
+
+    Introduced in notebook 01.
     """
     import tensorflow as tf
 
@@ -43,7 +45,9 @@ def _sgd_update(model, x, y, learning_rate, loss_fn):
 def sgd_step(model, x, y, learning_rate: float, loss_fn=cross_entropy):
     """One SGD update by hand: compute L on the batch, its gradient, and w <- w - eta * grad.
 
-    Returns the batch loss before the update. Introduced in notebook 01.
+    Returns the batch loss before the update.
+
+    Introduced in notebook 01.
     """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
@@ -64,6 +68,8 @@ def train_manual(
     """Plain mini-batch SGD with ``sgd_step`` over shuffled batches; returns the loss per step.
 
     Stops after ``epochs`` passes or ``max_steps`` updates, whichever comes first.
+
+    Introduced in notebook 01.
     """
     import tensorflow as tf
 
@@ -116,7 +122,10 @@ def fit(
 
 
 def steps_for(n_examples: int, batch_size: int, epochs: int) -> int:
-    """Optimizer steps of ``epochs`` passes over ``n_examples`` in batches (last batch partial)."""
+    """Optimizer steps of ``epochs`` passes over ``n_examples`` in batches (last batch partial).
+
+    Introduced in notebook 01.
+    """
     from .validate import positive_int
 
     n_examples, batch_size, epochs = (
@@ -129,7 +138,10 @@ def steps_for(n_examples: int, batch_size: int, epochs: int) -> int:
 
 def cosine_schedule(learning_rate: float, n_examples: int, batch_size: int, epochs: int, alpha: float = 0.01):
     """The course's learning-rate schedule: cosine decay over all the steps of a run, to
-    ``alpha`` times the start (introduced in notebook 01; every technique's fine-tuning uses it)."""
+    ``alpha`` times the start (introduced in notebook 01; every technique's fine-tuning uses it).
+
+    Introduced in notebook 01.
+    """
     import tf_keras
 
     if not np.isfinite(learning_rate) or learning_rate <= 0:
@@ -140,6 +152,9 @@ def cosine_schedule(learning_rate: float, n_examples: int, batch_size: int, epoc
 
 
 def history_dict(history) -> dict:
-    """A Keras ``History`` (or its ``.history`` dict) as plain floats: {metric: [per epoch]}."""
+    """A Keras ``History`` (or its ``.history`` dict) as plain floats: {metric: [per epoch]}.
+
+    Introduced in notebook 01.
+    """
     raw = getattr(history, "history", history)
     return {k: [float(v) for v in vals] for k, vals in raw.items()}

@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run under the quick profile, never touch the network, and write
 only into temporary folders (EFFCOURSE_ROOT points at one per test that writes)."""
+
 import os
 
 os.environ.setdefault("EFFCOURSE_PROFILE", "quick")
@@ -15,6 +16,7 @@ from effcourse import data, profile  # noqa: E402
 def no_network(monkeypatch):
     """Any attempt to download fails loudly; no progress bars in unit tests."""
     monkeypatch.setenv("EFFCOURSE_PROGRESS", "0")
+
     def refuse(*args, **kwargs):
         raise AssertionError("tests must not download anything")
 
@@ -39,8 +41,10 @@ def mnist(quick):
     try:
         return data.load(quick)
     except data.DataError as err:
-        pytest.fail("Tests need MNIST offline: set EFFCOURSE_DATA_DIR to a folder holding "
-                    f"mnist.npz (CI uses ../shared/datasets).\n{err}")
+        pytest.fail(
+            "Tests need MNIST offline: set EFFCOURSE_DATA_DIR to a folder holding "
+            f"mnist.npz (CI uses ../shared/datasets).\n{err}"
+        )
 
 
 @pytest.fixture

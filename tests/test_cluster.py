@@ -1,5 +1,6 @@
 """effcourse.cluster: k-means weight sharing, sparsity kept through clustering, collaborative QAT
 and conversion, and the size accounting."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,9 @@ def tiny_data(n=96, seed=0):
     """An effcourse MNIST of random 8x8 images with labels a tiny model can learn a little."""
     rng = np.random.default_rng(seed)
     x = rng.random((n, 8, 8, 1), dtype=np.float32)
-    y = (x[:, :4].mean(axis=(1, 2, 3)) > x[:, 4:].mean(axis=(1, 2, 3))).astype(np.int32) + \
-        (x[:, :, :4].mean(axis=(1, 2, 3)) > 0.5).astype(np.int32)
+    y = (x[:, :4].mean(axis=(1, 2, 3)) > x[:, 4:].mean(axis=(1, 2, 3))).astype(np.int32) + (
+        x[:, :, :4].mean(axis=(1, 2, 3)) > 0.5
+    ).astype(np.int32)
     return data.MNIST(x, y, x[:32], y[:32], x[:32], y[:32], "test")
 
 
@@ -82,15 +84,17 @@ def test_sparsity_and_clusters_survive_pcqat_and_conversion(tiny_model):
     sparse = sparse_copy(tiny_model, 0.6)
     zeros_before = {layer.name: layer.get_weights()[0] == 0 for layer in sparse.layers if layer.get_weights()}
     k = 4
-    clustered = cluster.cluster_and_finetune(sparse, tiny_data(), k, epochs=2, batch_size=32,
-                                             preserve_sparsity=True, learning_rate=1e-2)
+    clustered = cluster.cluster_and_finetune(
+        sparse, tiny_data(), k, epochs=2, batch_size=32, preserve_sparsity=True, learning_rate=1e-2
+    )
     for layer in clustered.layers:
         if layer.name in zeros_before:
             kernel = layer.get_weights()[0]
             assert np.all(kernel[zeros_before[layer.name]] == 0), f"{layer.name} lost zeros in clustering"
             assert np.unique(kernel).size <= k
-    q = cluster.collaborative_qat(clustered, tiny_data(), 2, preserve="both", batch_size=32,
-                                  learning_rate=1e-2)
+    q = cluster.collaborative_qat(
+        clustered, tiny_data(), 2, preserve="both", batch_size=32, learning_rate=1e-2
+    )
     blob = convert.to_tflite(q, "int8", representative=tiny_data().x_train[:16])
     table = cluster.tflite_kernels(blob)
     assert len(table) == 3 and set(table["dtype"]) == {"int8"}
@@ -105,10 +109,14 @@ def test_sparsity_and_clusters_survive_pcqat_and_conversion(tiny_model):
 
 def test_prune_preserving_qat_keeps_the_zeros(tiny_model):
     sparse = sparse_copy(tiny_model, 0.7)
-    share = {layer.name: float(np.mean(layer.get_weights()[0] == 0)) for layer in sparse.layers
-             if layer.get_weights()}
-    q = cluster.collaborative_qat(sparse, tiny_data(), 1, preserve="sparsity", batch_size=32,
-                                  learning_rate=1e-2)
+    share = {
+        layer.name: float(np.mean(layer.get_weights()[0] == 0))
+        for layer in sparse.layers
+        if layer.get_weights()
+    }
+    q = cluster.collaborative_qat(
+        sparse, tiny_data(), 1, preserve="sparsity", batch_size=32, learning_rate=1e-2
+    )
     table = cluster.tflite_kernels(convert.to_tflite(q, "int8", tiny_data().x_train[:16]))
     for name, zeros in share.items():
         assert layer_row(table, name)["zeros"] >= zeros - 1e-9, (name, table)
@@ -124,8 +132,15 @@ def test_size_accounting_adds_up(tiny_model, tmp_root):
     assert parts["gzip_total"] == measure.compressed_size(blob) < len(blob)
     dense = measure.dense_fp32_bytes(tiny_model)
     assert dense == 4 * (36 + 4 + 864 + 6 + 18 + 3)
-    results.record("04_test", "clustering", "tiny", "int8", accuracy=0.5,
-                   size_bytes=parts["gzip_total"], dense_fp32_bytes=dense)
+    results.record(
+        "04_test",
+        "clustering",
+        "tiny",
+        "int8",
+        accuracy=0.5,
+        size_bytes=parts["gzip_total"],
+        dense_fp32_bytes=dense,
+    )
     row = results.load().iloc[0]
     assert row["compression"] == pytest.approx(dense / parts["gzip_total"])
 
@@ -143,6 +158,7 @@ def test_han_bits_counts_fillers_and_codebook():
 
 
 # --- notebook 04 exercise checks: placeholder and typical mistakes fail, the answer passes ---
+
 
 def todo(*args, **kwargs):
     raise NotImplementedError("Exercise: write your code here")
@@ -197,8 +213,9 @@ def test_pcqat_does_not_warn_about_layers_left_unclustered():
     model = keras.Model(inp, keras.layers.Dense(3, name="out")(x))
     rng = np.random.default_rng(1)
     model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
-    clustered = cluster.cluster_and_finetune(sparse_copy(model, 0.3), tiny_data(), 4, epochs=0,
-                                             preserve_sparsity=True, per_layer={"wide": 0})
+    clustered = cluster.cluster_and_finetune(
+        sparse_copy(model, 0.3), tiny_data(), 4, epochs=0, preserve_sparsity=True, per_layer={"wide": 0}
+    )
     assert cluster.unique_values(clustered)["wide"] > 1024 and cluster.unique_values(clustered)["out"] <= 4
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

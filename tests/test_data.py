@@ -18,8 +18,18 @@ def test_full_train_statistics_match_mnist():
     raw = data.load_raw()
     x = raw["x_train"] / 255.0
     assert abs(x.mean() - 0.1306605) < 1e-6 and abs(x.std() - 0.3081078) < 1e-6
-    assert data.class_counts(raw["y_train"]).tolist() == [5923, 6742, 5958, 6131, 5842, 5421,
-                                                          5918, 6265, 5851, 5949]
+    assert data.class_counts(raw["y_train"]).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
 
 
 def _write_npz(path, **override):
@@ -53,8 +63,13 @@ def test_wrong_shape_and_missing_key_and_garbage(tmp_path):
 
 
 def test_pickled_object_arrays_are_refused(tmp_path):
-    np.savez(tmp_path / "p.npz", x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1),
-             x_test=np.zeros(1), y_test=np.zeros(1))
+    np.savez(
+        tmp_path / "p.npz",
+        x_train=np.array([{"a": 1}], dtype=object),
+        y_train=np.zeros(1),
+        x_test=np.zeros(1),
+        y_test=np.zeros(1),
+    )
     with pytest.raises(data.DataError):
         data.load_raw(tmp_path / "p.npz")
 
@@ -82,6 +97,7 @@ def test_download_goes_to_data_dir_with_keras_hash(tmp_root, monkeypatch):
         raise OSError("no network here")
 
     import tf_keras.utils
+
     monkeypatch.setattr(tf_keras.utils, "get_file", fake_get_file)
     monkeypatch.setattr(data, "_download", REAL_DOWNLOAD)  # get_file is faked above
     with pytest.raises(data.DataError, match="Could not download"):

@@ -1,4 +1,5 @@
 """effcourse.distill: the loss equals a hand computation, the T^2 factor, bad input, training."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,7 +20,7 @@ def by_hand(labels, z, v, T, alpha):
         p_teacher = np.exp(vi / T) / np.sum(np.exp(vi / T))
         p_student = np.exp(zi / T) / np.sum(np.exp(zi / T))
         kl = np.sum(p_teacher * np.log(p_teacher / p_student))
-        total += (1 - alpha) * hard + alpha * T ** 2 * kl
+        total += (1 - alpha) * hard + alpha * T**2 * kl
     return total / len(labels)
 
 
@@ -31,8 +32,12 @@ def test_loss_equals_hand_computation(T, alpha):
 
 def test_alpha_zero_is_plain_cross_entropy_and_matching_the_teacher_costs_nothing():
     plain = float(train.cross_entropy(LABELS, STUDENT))
-    assert float(distill.distillation_loss(LABELS, STUDENT, TEACHER, 3.0, 0.0)) == pytest.approx(plain, rel=1e-6)
-    assert float(distill.distillation_loss(LABELS, TEACHER, TEACHER, 3.0, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill.distillation_loss(LABELS, STUDENT, TEACHER, 3.0, 0.0)) == pytest.approx(
+        plain, rel=1e-6
+    )
+    assert float(distill.distillation_loss(LABELS, TEACHER, TEACHER, 3.0, 1.0)) == pytest.approx(
+        0.0, abs=1e-6
+    )
 
 
 def test_t_squared_keeps_the_soft_gradient_at_logit_matching_scale():
@@ -66,8 +71,15 @@ def test_bad_input_is_a_clear_error():
 
 
 def small_mnist(mnist, n=512):
-    return data.MNIST(mnist.x_train[:n], mnist.y_train[:n], mnist.x_val[:128], mnist.y_val[:128],
-                      mnist.x_test[:256], mnist.y_test[:256], "test")
+    return data.MNIST(
+        mnist.x_train[:n],
+        mnist.y_train[:n],
+        mnist.x_val[:128],
+        mnist.y_val[:128],
+        mnist.x_test[:256],
+        mnist.y_test[:256],
+        "test",
+    )
 
 
 def test_teacher_and_student_must_predict_the_same_classes(mnist):
@@ -87,8 +99,16 @@ def test_distilled_student_moves_towards_the_teacher(mnist):
     before = [w.copy() for w in student.get_weights()]
     logits = distill.teacher_logits(teacher, subset.x_train)
     alone, alone_record = distill.train_student_with_record(student, subset, 2)
-    taught, record = distill.train_student_with_record(student, subset, 2, teacher=teacher, temperature=4.0,
-                                                       alpha=1.0, teacher_train_logits=logits, learning_rate=3e-3)
+    taught, record = distill.train_student_with_record(
+        student,
+        subset,
+        2,
+        teacher=teacher,
+        temperature=4.0,
+        alpha=1.0,
+        teacher_train_logits=logits,
+        learning_rate=3e-3,
+    )
     for a, b in zip(before, student.get_weights()):
         np.testing.assert_array_equal(a, b)  # the student passed in is never trained
     assert (record.teacher, record.temperature, record.alpha, record.epochs) == (teacher.name, 4.0, 1.0, 2)
@@ -98,8 +118,12 @@ def test_distilled_student_moves_towards_the_teacher(mnist):
     x = subset.x_test
 
     def kl(model):
-        return float(distill.distillation_loss(np.zeros(len(x)), model.predict(x, verbose=0),
-                                               teacher.predict(x, verbose=0), 4.0, 1.0))
+        return float(
+            distill.distillation_loss(
+                np.zeros(len(x)), model.predict(x, verbose=0), teacher.predict(x, verbose=0), 4.0, 1.0
+            )
+        )
+
     assert kl(taught) < kl(student)  # the soft-target loss fell: it learned the teacher's outputs
     loss, acc = taught.evaluate(x, subset.y_test, verbose=0)  # compiled as a plain classifier
     assert np.isfinite(loss) and 0 <= acc <= 1
@@ -116,7 +140,7 @@ def test_check_distillation_loss_exercise(capsys):
         return float(distill.distillation_loss(labels, z, v, T, alpha))
 
     def no_t_squared(labels, z, v, T, alpha):
-        return answer(labels, z, v, 1.0, 0.0) * (1 - alpha) + alpha * (answer(labels, z, v, T, 1.0) / T ** 2)
+        return answer(labels, z, v, 1.0, 0.0) * (1 - alpha) + alpha * (answer(labels, z, v, T, 1.0) / T**2)
 
     assert checks.nb04.distillation_loss(answer) is None
     out = capsys.readouterr().out

@@ -1,4 +1,5 @@
 """effcourse.doctor: the report and exit status on this machine, with Keras 3 active, without data, with fake GPUs."""
+
 import dataclasses
 
 import pytest
@@ -18,8 +19,19 @@ def _levels(findings, what):
 def test_healthy_machine_report_and_exit_status(healthy, capsys, monkeypatch):
     findings = doctor.diagnose(healthy)
     assert doctor.exit_status(findings) == 0
-    for what in ("Python", "TensorFlow", "tf_keras", "tfmot", "LiteRT", "Keras 2 mode", "MNIST data", "CPU",
-                 "notebook 05", "notebook 07", "notebook 03"):
+    for what in (
+        "Python",
+        "TensorFlow",
+        "tf_keras",
+        "tfmot",
+        "LiteRT",
+        "Keras 2 mode",
+        "MNIST data",
+        "CPU",
+        "notebook 05",
+        "notebook 07",
+        "notebook 03",
+    ):
         assert _levels(findings, what) and FAIL not in _levels(findings, what), what
     text = doctor.render(findings, healthy)
     assert "The course can run here." in text and "sha256 verified" in text and "replicas" in text
@@ -52,7 +64,9 @@ def test_missing_data_fails_with_the_data_modules_fixes(healthy, monkeypatch, tm
 
 
 def test_missing_package_and_old_python_fail(healthy):
-    facts = dict(healthy, versions=dict(healthy["versions"], tfmot=None), python="3.13.0", python_tuple=(3, 13))
+    facts = dict(
+        healthy, versions=dict(healthy["versions"], tfmot=None), python="3.13.0", python_tuple=(3, 13)
+    )
     findings = doctor.diagnose(facts)
     assert _levels(findings, "tfmot") == [FAIL] and _levels(findings, "Python") == [FAIL]
     no_tf = dict(healthy, versions=dict(healthy["versions"], TensorFlow=None))
@@ -62,13 +76,28 @@ def test_missing_package_and_old_python_fail(healthy):
 def test_fake_gpu_lists(healthy):
     from effcourse import hardware
 
-    gpus = [{"device": f"/physical_device:GPU:{i}", "name": "NVIDIA A100", "compute_capability": (8, 0),
-             "memory_mb": 40960} for i in range(2)]
-    facts = dict(healthy, gpus=gpus, build={"cuda_build": True, "cuda": "12.5.1", "cudnn": "9"},
-                 support=hardware.support(None, gpus=gpus))
+    gpus = [
+        {
+            "device": f"/physical_device:GPU:{i}",
+            "name": "NVIDIA A100",
+            "compute_capability": (8, 0),
+            "memory_mb": 40960,
+        }
+        for i in range(2)
+    ]
+    facts = dict(
+        healthy,
+        gpus=gpus,
+        build={"cuda_build": True, "cuda": "12.5.1", "cudnn": "9"},
+        support=hardware.support(None, gpus=gpus),
+    )
     findings = doctor.diagnose(facts)
     gpu_lines = [f.found for f in findings if f.what == "GPU"]
-    assert len(gpu_lines) == 2 and "compute capability 8.0, 40,960 MB" in gpu_lines[0] and "CUDA 12.5.1" in gpu_lines[0]
+    assert (
+        len(gpu_lines) == 2
+        and "compute capability 8.0, 40,960 MB" in gpu_lines[0]
+        and "CUDA 12.5.1" in gpu_lines[0]
+    )
     nb = {f.what: f.found for f in findings}
     assert "tensor cores" in nb["notebook 05"] and "2 real GPUs" in nb["notebook 07"]
     one_old = [dict(gpus[0], name="Tesla P100", compute_capability=(6, 0), memory_mb=16384)]

@@ -1,5 +1,6 @@
 """effcourse.dynamic (notebook 06): early exits, exit rules, MAC accounting, staged TFLite,
 bad input; and the notebook's exercise checks."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,13 +14,16 @@ keras = effcourse.keras
 
 def backbone():
     """8x8 input -> conv 2@3x3 -> flatten -> dense 4 -> dense 3 (logits), fixed random weights."""
-    model = keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(2, 3, activation="relu", name="c1"),
-        keras.layers.Flatten(name="flat"),
-        keras.layers.Dense(4, activation="relu", name="d1"),
-        keras.layers.Dense(3, name="out"),
-    ], name="tiny")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(2, 3, activation="relu", name="c1"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(4, activation="relu", name="d1"),
+            keras.layers.Dense(3, name="out"),
+        ],
+        name="tiny",
+    )
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
     return model
@@ -98,7 +102,9 @@ def test_rules():
     conf = dynamic.confidence(logits)
     p = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
     np.testing.assert_allclose(conf, [1.0, 1 / 3, p.max()])
-    np.testing.assert_allclose(dynamic.entropy(logits), [0.0, 1.0, -(p * np.log(p)).sum() / np.log(3)], atol=1e-12)
+    np.testing.assert_allclose(
+        dynamic.entropy(logits), [0.0, 1.0, -(p * np.log(p)).sum() / np.log(3)], atol=1e-12
+    )
     assert list(dynamic.exit_mask(logits, "confidence", 0.5)) == [True, False, True]
     assert list(dynamic.exit_mask(logits, "entropy", 0.5)) == [True, False, False]
 
@@ -116,6 +122,7 @@ def test_staged_tflite_gives_the_keras_predictions(net3, images):
     np.testing.assert_array_equal(staged_e.predict(images)[1], dynamic.route(logits, "entropy", 0.9))
     assert staged.size_bytes == sum(measure.compressed_size(b) for b in staged.blobs)
     from effcourse import convert
+
     report = dynamic.compare_latency(staged, convert.to_tflite(net3.full), images[:6], repeats=2, warmup=2)
     np.testing.assert_array_equal(report.exits, want_idx[:6])
     assert report.dynamic_ms.shape == (6,) and report.full_p90_ms > 0
@@ -230,10 +237,14 @@ def test_skip_gate_trains_and_its_table_adds_up():
     assert list(tab.index) == ["learned gate", "gate forced on", "gate forced off", "random gate, same share"]
     assert tab.loc["learned gate", "share running the block"] == gate.share_on
     assert tab.loc["gate forced off", "mean MACs"] == gate.always_macs - gate.block_macs
-    assert tab.loc["learned gate", "mean MACs"] == pytest.approx(gate.always_macs - (1 - gate.share_on) * gate.block_macs)
+    assert tab.loc["learned gate", "mean MACs"] == pytest.approx(
+        gate.always_macs - (1 - gate.share_on) * gate.block_macs
+    )
     assert tab.loc["learned gate", "test accuracy"] == gate.accuracy
     # the learned gate, imposed by hand, gives the probe's accuracy back
-    assert dynamic.forced_accuracy(gate.gated, mini.x_test, mini.y_test, gate.gate_on) == pytest.approx(gate.accuracy)
+    assert dynamic.forced_accuracy(gate.gated, mini.x_test, mini.y_test, gate.gate_on) == pytest.approx(
+        gate.accuracy
+    )
     assert gate.gain_over_random == pytest.approx(tab.iloc[0, 2] - tab.iloc[3, 2])
     by_class = gate.share_by_class(np.arange(32) % 10)
     assert by_class.shape == (10,) and by_class[0] == gate.gate_on[np.arange(32) % 10 == 0].mean()
@@ -269,8 +280,9 @@ def test_bad_input_is_explained(net3):
     with pytest.raises(ValueError, match="one cumulative MAC count per exit"):
         dynamic.mean_macs(np.array([0, 3]), [1, 2, 3])
     with pytest.raises(ValueError, match="within"):
-        dynamic.operating_point(dynamic.sweep([np.eye(3)[[0, 1]], np.eye(3)[[1, 1]]], np.array([1, 0]),
-                                              [1, 2], [0.0]), 1.0, 0.001)
+        dynamic.operating_point(
+            dynamic.sweep([np.eye(3)[[0, 1]], np.eye(3)[[1, 1]]], np.array([1, 0]), [1, 2], [0.0]), 1.0, 0.001
+        )
 
 
 def test_backbones_it_cannot_split():
@@ -290,6 +302,7 @@ def test_backbones_it_cannot_split():
 
 
 # --- the notebook's exercise checks: fail on the placeholder and typical mistakes, pass on answers
+
 
 def todo(*args, **kwargs):
     raise NotImplementedError("Exercise: write your code here")
@@ -349,11 +362,23 @@ def test_sweep_figures_label_every_variant():
     exit1 = np.array([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0], [10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])
     exits = [exit1, exit1[[0, 0, 1, 1]], np.array([[0.0, 1.0, 0.0]] * 4)]
     labels = np.array([0, 0, 0, 1])
-    sweeps = {r: dynamic.sweep(exits, labels, [100, 300, 1000], ts, rule=r)
-              for r, ts in {"confidence": [0.0, 0.5, 0.9, 1.0], "entropy": [0.0, 0.1, 0.5, 1.0]}.items()}
+    sweeps = {
+        r: dynamic.sweep(exits, labels, [100, 300, 1000], ts, rule=r)
+        for r, ts in {"confidence": [0.0, 0.5, 0.9, 1.0], "entropy": [0.0, 0.1, 0.5, 1.0]}.items()
+    }
     fig, ax = plt.subplots()
-    plots.exit_sweep(ax, sweeps, "confidence", 0.9, 375.0, 1.0, 1000.0, 0.25, 0.001,
-                       extra=[(200.0, 0.5, dict(marker="D"), "static")])
+    plots.exit_sweep(
+        ax,
+        sweeps,
+        "confidence",
+        0.9,
+        375.0,
+        1.0,
+        1000.0,
+        0.25,
+        0.001,
+        extra=[(200.0, 0.5, dict(marker="D"), "static")],
+    )
     names = ax.get_legend_handles_labels()[1]
     assert names[:2] == ["early exit, confidence rule (test sweep)", "early exit, entropy rule (test sweep)"]
     assert "operating point (confidence > 0.9, chosen on validation)" in names and "static" in names
@@ -365,3 +390,15 @@ def test_sweep_figures_label_every_variant():
     np.testing.assert_allclose(heights.sum(axis=0), 100.0)
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_static_rival_widths_and_bisection_on_macs():
+    assert dynamic.scaled_widths(0.5) == [10, 25, 250]
+    assert dynamic.scaled_widths(0.001) == [1, 1, 1]
+    # a fake cost: MACs = 1000 * alpha, found by bisection to within 2^-12 of the range
+    alpha = dynamic.alpha_for_macs(400.0, build=lambda a: a, macs=lambda a: 1000 * a)
+    assert 0.4 - (1.0 - 0.02) / 2**12 <= alpha <= 0.4
+    with pytest.raises(ValueError, match="over the budget"):
+        dynamic.alpha_for_macs(1.0, build=lambda a: a, macs=lambda a: 1000 * a)
+    model = dynamic.lenet5_scaled(0.5)
+    assert [layer.filters for layer in model.layers if hasattr(layer, "filters")] == [10, 25]

@@ -15,11 +15,18 @@ def test_keras_is_keras2():
 
 
 def test_keras3_already_resolved_gives_clear_error():
-    code = ("import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
-            "import tensorflow as tf; tf.keras.layers\n"
-            "import effcourse\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in __import__('os').environ.items() if k != "TF_USE_LEGACY_KERAS"})
+    code = (
+        "import os; os.environ.pop('TF_USE_LEGACY_KERAS', None)\n"
+        "import tensorflow as tf; tf.keras.layers\n"
+        "import effcourse\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"},
+    )
     assert proc.returncode != 0
     assert "Keras3Error" in proc.stderr and "Restart the kernel" in proc.stderr
 
@@ -52,7 +59,9 @@ def test_profiles_have_the_same_fields_and_quick_is_smaller():
     for nb, keys in profile.NOTEBOOK_SETTINGS.items():
         for key, values in keys.items():
             assert set(values) == {"quick", "full"}, f"{nb}.{key} needs a quick and a full value"
-    assert quick.section("01_sgd_loss_formulation").lr_steps < full.section("01_sgd_loss_formulation").lr_steps
+    assert (
+        quick.section("01_sgd_loss_formulation").lr_steps < full.section("01_sgd_loss_formulation").lr_steps
+    )
     with pytest.raises(KeyError, match="NOTEBOOK_SETTINGS"):
         quick.section("99_nothing")
 
@@ -82,8 +91,12 @@ def test_hardware_module_is_the_one_place_that_reads_the_cpu():
     text = "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx512_fp16 amx_bf16\n"
     assert hardware.cpu_name(text) == "Test CPU 9000"
     assert hardware.cpu_name("processor\t: 0\n")  # no model name: platform's answer, never empty
-    assert hardware.cpu_flags(text) == {"avx512_bf16": False, "amx_bf16": True, "avx512_fp16": True,
-                                        "amx_fp16": False}
+    assert hardware.cpu_flags(text) == {
+        "avx512_bf16": False,
+        "amx_bf16": True,
+        "avx512_fp16": True,
+        "amx_fp16": False,
+    }
     assert env.hardware_report()["cpu"] == hardware.cpu_name()
     # precision re-exports the same functions it had before the move
     assert precision.cpu_flags is hardware.cpu_flags and precision.read_cpuinfo is hardware.read_cpuinfo

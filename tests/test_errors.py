@@ -5,6 +5,7 @@ defined there, so a new error class cannot forget the common base. Each also kee
 built-in base, so ``except ValueError`` (etc.) written before the common base existed
 still catches it.
 """
+
 import importlib
 import inspect
 import pkgutil
@@ -48,8 +49,12 @@ def _error_classes():
     for name in _modules():
         module = importlib.import_module(name)
         for obj in vars(module).values():
-            if (inspect.isclass(obj) and issubclass(obj, BaseException)
-                    and obj.__module__ == module.__name__ and obj is not EffcourseError):
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == module.__name__
+                and obj is not EffcourseError
+            ):
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
     return found
 
@@ -62,8 +67,9 @@ def test_the_walk_finds_the_known_errors():
 
 def test_every_error_derives_from_effcourse_error():
     found = _error_classes()
-    missing = sorted(name for name, cls in found.items()
-                     if not issubclass(cls, EffcourseError) and name not in PENDING)
+    missing = sorted(
+        name for name, cls in found.items() if not issubclass(cls, EffcourseError) and name not in PENDING
+    )
     assert not missing, f"derive these from effcourse.errors.EffcourseError too: {missing}"
     stale = sorted(name for name in PENDING if name in found and issubclass(found[name], EffcourseError))
     assert not stale, f"already converted, remove from PENDING: {stale}"

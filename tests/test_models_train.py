@@ -35,7 +35,8 @@ def test_pretrained_trains_once_then_loads(tmp_root, quick):
     assert record.epochs == quick.baseline_epochs["lenet_300_100"] and record.model == "lenet_300_100"
     assert len(record.history["val_accuracy"]) == record.epochs
     assert not any(k.startswith("effcourse_") for k in vars(m1)) and not any(
-        k.startswith("effcourse_") for k in vars(m2))  # typed record, nothing stuck on the models
+        k.startswith("effcourse_") for k in vars(m2)
+    )  # typed record, nothing stuck on the models
     for a, b in zip(m1.get_weights(), m2.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -49,9 +50,22 @@ def test_training_is_deterministic(mnist, quick):
 
 
 def test_train_record_round_trips_through_the_sidecar_dict():
-    rec = models.TrainRecord(model="cnn", profile="quick", train_size=10, val_size=2, epochs=1, batch_size=5,
-                             optimizer="adam+cosine", learning_rate=1e-3, seed=42, version=1, train_seconds=1.5,
-                             test_accuracy=0.5, history={"loss": [1.0]}, tensorflow="2.x")
+    rec = models.TrainRecord(
+        model="cnn",
+        profile="quick",
+        train_size=10,
+        val_size=2,
+        epochs=1,
+        batch_size=5,
+        optimizer="adam+cosine",
+        learning_rate=1e-3,
+        seed=42,
+        version=1,
+        train_seconds=1.5,
+        test_accuracy=0.5,
+        history={"loss": [1.0]},
+        tensorflow="2.x",
+    )
     assert models.TrainRecord.from_dict(dict(rec.to_dict(), unknown_key=1)) == rec
 
 
@@ -99,8 +113,9 @@ def test_hand_written_sgd_equals_keras_sgd(tiny_model):
     y = rng.integers(0, 3, 32)
     ours = models.clone(tiny_model, compile_like=False)
     theirs = models.clone(tiny_model, compile_like=False)
-    theirs.compile(optimizer=keras.optimizers.SGD(0.1),
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    theirs.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     for _ in range(3):
         train.sgd_step(ours, x, y, 0.1)
         theirs.train_on_batch(x, y)
@@ -117,8 +132,9 @@ def test_sgd_rejects_bad_learning_rate(tiny_model):
 
 def test_manual_training_reduces_loss(mnist):
     model = models.lenet_300_100()
-    losses = train.train_manual(model, mnist.x_train[:2000], mnist.y_train[:2000], epochs=1,
-                                batch_size=64, learning_rate=0.1)
+    losses = train.train_manual(
+        model, mnist.x_train[:2000], mnist.y_train[:2000], epochs=1, batch_size=64, learning_rate=0.1
+    )
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
 
 

@@ -3,6 +3,7 @@
 
 Anything that needs several devices runs in a fresh subprocess: logical CPU devices can
 only be made before TensorFlow initialises, and the test session has initialised it."""
+
 import json
 import os
 import socket
@@ -76,11 +77,16 @@ MULTI_DEVICE = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def multi_device():
-    proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE], capture_output=True, text=True,
-                          timeout=240, env=dict(os.environ, EFFCOURSE_PROFILE="quick"))
+    proc = subprocess.run(
+        [sys.executable, "-c", MULTI_DEVICE],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ, EFFCOURSE_PROFILE="quick"),
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_replica_gradients_equal_single_device_gradient(multi_device):
@@ -126,8 +132,18 @@ def test_scaling_uses_the_timing_core_and_its_clock(multi_device):
     assert one["speedup"] == 1.0 and two["speedup"] == pytest.approx(0.4375 / 0.1875, rel=1e-15)
     assert two["efficiency"] == pytest.approx(0.4375 / 0.1875 / 2, rel=1e-15)
     assert [r["per_replica_batch"] for r in (one, two)] == [64, 32]
-    assert set(one) == {"replicas", "global_batch", "per_replica_batch", "samples_per_s", "samples_per_s_min",
-                        "samples_per_s_max", "speedup", "efficiency", "repeats", "steps"}
+    assert set(one) == {
+        "replicas",
+        "global_batch",
+        "per_replica_batch",
+        "samples_per_s",
+        "samples_per_s_min",
+        "samples_per_s_max",
+        "speedup",
+        "efficiency",
+        "repeats",
+        "steps",
+    }
     assert (one["repeats"], one["steps"], one["global_batch"]) == (2, 3, 64)
 
 
@@ -145,6 +161,7 @@ def test_scaling_rows_arithmetic_with_a_fake_clock():
         def run():
             now[0] += seconds[n][current.setdefault(n, 0)]
             current[n] += 1
+
         return run
 
     comparison = timing.interleaved({n: task(n) for n in seconds}, rounds=3, warmup=0, clock=clock)
@@ -220,6 +237,7 @@ def test_setup_logical_cpus_rejects_non_integers():
 
 # --- the launcher ------------------------------------------------------------------------------
 
+
 def test_free_ports_bind_only_on_loopback(monkeypatch):
     bound = []
     real_bind = socket.socket.bind
@@ -239,7 +257,10 @@ def test_free_ports_bind_only_on_loopback(monkeypatch):
 
 def test_tf_config_and_cluster_commands():
     cfg = parallel.tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1)
-    assert cfg == {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
+    assert cfg == {
+        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+        "task": {"type": "worker", "index": 1},
+    }
     with pytest.raises(ValueError):
         parallel.tf_config(["127.0.0.1:1"], 1)
     with pytest.raises(ValueError, match="host:port"):
@@ -306,10 +327,12 @@ def test_launcher_timeout_stops_hung_workers(tmp_path):
 
 
 def test_worker_error_hides_native_log_lines_and_step_lines_are_read(tmp_path):
-    noisy = ("import sys; print('EFFCOURSE_STEP 3', flush=True); "
-             "print('I0000 00:00:1712345678.123456   42 cpu_feature_guard.cc:210] This TensorFlow binary', file=sys.stderr); "
-             "print('E0000 00:00:1712345678.123456   42 cuda_executor.cc:1228] failed call to cuInit: UNKNOWN', file=sys.stderr); "
-             "print('real trouble here', file=sys.stderr); sys.exit(3)")
+    noisy = (
+        "import sys; print('EFFCOURSE_STEP 3', flush=True); "
+        "print('I0000 00:00:1712345678.123456   42 cpu_feature_guard.cc:210] This TensorFlow binary', file=sys.stderr); "
+        "print('E0000 00:00:1712345678.123456   42 cuda_executor.cc:1228] failed call to cuInit: UNKNOWN', file=sys.stderr); "
+        "print('real trouble here', file=sys.stderr); sys.exit(3)"
+    )
     with pytest.raises(parallel.WorkerError) as info:
         parallel.launch_workers(1, command=["-c", noisy], timeout=60, log_dir=tmp_path)
     message = str(info.value)
@@ -332,13 +355,18 @@ def test_launcher_bad_input():
 
 # --- schedule, bubble, bytes ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stages,micro", [(1, 4), (2, 1), (2, 8), (4, 4), (4, 16), (8, 3)])
 def test_equal_stages_give_the_formula_exactly(stages, micro):
     fwd = np.full((stages, micro), 1.0)
-    assert parallel.bubble(parallel.gpipe_timeline(fwd)) == pytest.approx(parallel.bubble_formula(stages, micro))
+    assert parallel.bubble(parallel.gpipe_timeline(fwd)) == pytest.approx(
+        parallel.bubble_formula(stages, micro)
+    )
     timeline = parallel.gpipe_timeline(fwd, 2 * fwd)
     assert parallel.bubble(timeline) == pytest.approx((stages - 1) / (micro + stages - 1))
-    assert parallel.bubble_bottleneck(np.full(stages, 3.0), micro) == pytest.approx(parallel.bubble_formula(stages, micro))
+    assert parallel.bubble_bottleneck(np.full(stages, 3.0), micro) == pytest.approx(
+        parallel.bubble_formula(stages, micro)
+    )
     assert len(timeline) == 2 * stages * micro
 
 
@@ -405,6 +433,7 @@ def test_worker_reads_listening_addresses():
 
 # --- notebook 07 checks: fail on the placeholder and on typical mistakes, pass on answers -------
 
+
 def test_nb07_replica_loss():
     checks.nb07.replica_loss(lambda losses, gb: np.sum(losses) / gb)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
@@ -422,9 +451,13 @@ def test_nb07_tf_config():
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb07.tf_config(todo)
     with pytest.raises(checks.CheckFailed, match="SAME for every worker"):
-        checks.nb07.tf_config(lambda h, i: {"cluster": {"worker": [h[i]]}, "task": {"type": "worker", "index": i}})
+        checks.nb07.tf_config(
+            lambda h, i: {"cluster": {"worker": [h[i]]}, "task": {"type": "worker", "index": i}}
+        )
     with pytest.raises(checks.CheckFailed, match="int"):
-        checks.nb07.tf_config(lambda h, i: {"cluster": {"worker": h}, "task": {"type": "worker", "index": str(i)}})
+        checks.nb07.tf_config(
+            lambda h, i: {"cluster": {"worker": h}, "task": {"type": "worker", "index": str(i)}}
+        )
 
 
 def test_nb07_micro_batches():
@@ -444,6 +477,7 @@ def test_nb07_stage_split():
         def worst(c):
             cuts = [0, *c, len(costs)]
             return max(sum(costs[a:b]) for a, b in zip(cuts, cuts[1:]))
+
         return list(min(itertools.combinations(range(1, len(costs)), k - 1), key=worst))
 
     def equal_layers(costs, k):  # the typical mistake: the same number of layers per stage
@@ -462,13 +496,16 @@ def test_nb07_checks_print_one_pass_line_each(capsys):
     import math
 
     checks.nb07.replica_loss(lambda losses, gb: np.sum(losses) / gb)
-    checks.nb07.tf_config(lambda h, i: {"cluster": {"worker": list(h)}, "task": {"type": "worker", "index": i}})
+    checks.nb07.tf_config(
+        lambda h, i: {"cluster": {"worker": list(h)}, "task": {"type": "worker", "index": i}}
+    )
     checks.nb07.micro_batches(lambda k, b: max(1, math.ceil((k - 1) * (1 - b) / b - 1e-9)))
 
     def best(costs, k):
         def worst(c):
             cuts = [0, *c, len(costs)]
             return max(sum(costs[a:b]) for a, b in zip(cuts, cuts[1:]))
+
         return list(min(itertools.combinations(range(1, len(costs)), k - 1), key=worst))
 
     checks.nb07.stage_split(best)
@@ -479,8 +516,12 @@ def test_nb07_checks_print_one_pass_line_each(capsys):
 # --- device plans: 0, 1, 2, 8 GPUs, explicit requests, bad input (issue 16) -----------------------
 
 GPU_12G = {"name": "RTX 3060", "memory_mb": 12288}
-FAKE_MACHINES = {0: [], 1: [GPU_12G], 2: [{"name": "A100", "memory_mb": 40960}] * 2,
-                 8: [{"name": "H100", "memory_mb": 81920}] * 8}
+FAKE_MACHINES = {
+    0: [],
+    1: [GPU_12G],
+    2: [{"name": "A100", "memory_mb": 40960}] * 2,
+    8: [{"name": "H100", "memory_mb": 81920}] * 8,
+}
 
 
 def _plan(gpus, **kwargs):
@@ -489,8 +530,10 @@ def _plan(gpus, **kwargs):
     return parallel.device_plan(gpus=gpus, cpus=2, **kwargs)
 
 
-@pytest.mark.parametrize("n_gpus, kind, count, logical", [(0, "cpu", 4, True), (1, "gpu", 4, True),
-                                                           (2, "gpu", 2, False), (8, "gpu", 8, False)])
+@pytest.mark.parametrize(
+    "n_gpus, kind, count, logical",
+    [(0, "cpu", 4, True), (1, "gpu", 4, True), (2, "gpu", 2, False), (8, "gpu", 8, False)],
+)
 def test_device_plan_for_0_1_2_8_gpus(n_gpus, kind, count, logical):
     plan = _plan(FAKE_MACHINES[n_gpus], split=4)
     assert (plan.kind, plan.count, plan.logical) == (kind, count, logical)
@@ -535,9 +578,16 @@ def test_device_plan_fallbacks_are_stated():
     unknown = _plan([{"name": "x"}], split=4)
     assert unknown.count == 4 and "memory size is unknown" in unknown.warnings[0]
     hidden = _plan([], visible="", driver_gpus=2)  # CUDA_VISIBLE_DEVICES set to nothing
-    assert hidden.kind == "cpu" and len(hidden.warnings) == 1 and "CUDA_VISIBLE_DEVICES is set to ''" in hidden.warnings[0]
+    assert (
+        hidden.kind == "cpu"
+        and len(hidden.warnings) == 1
+        and "CUDA_VISIBLE_DEVICES is set to ''" in hidden.warnings[0]
+    )
     no_cuda = _plan([], visible=None, driver_gpus=1)  # the driver sees a GPU TensorFlow cannot initialise
-    assert "nvidia-smi lists 1 GPU(s) but TensorFlow cannot use them" in no_cuda.warnings[0] and ".[gpu]" in no_cuda.warnings[0]
+    assert (
+        "nvidia-smi lists 1 GPU(s) but TensorFlow cannot use them" in no_cuda.warnings[0]
+        and ".[gpu]" in no_cuda.warnings[0]
+    )
 
 
 def test_nvidia_smi_parsing():
@@ -545,7 +595,9 @@ def test_nvidia_smi_parsing():
 
     text = "NVIDIA A100-SXM4-40GB, 40960\nNVIDIA GeForce RTX 3060, 12288\n"
     assert hardware.nvidia_smi_gpus(run=lambda args: text) == [
-        {"name": "NVIDIA A100-SXM4-40GB", "memory_mb": 40960}, {"name": "NVIDIA GeForce RTX 3060", "memory_mb": 12288}]
+        {"name": "NVIDIA A100-SXM4-40GB", "memory_mb": 40960},
+        {"name": "NVIDIA GeForce RTX 3060", "memory_mb": 12288},
+    ]
     assert hardware.nvidia_smi_gpus(run=lambda args: None) is None
 
 
@@ -555,12 +607,17 @@ def _fake_gpipe_runs(stage_counts, micro_batches):
         for m in micro_batches:
             fwd = np.full((k, m), 1e-3)
             timeline = parallel.gpipe_timeline(fwd, 2 * fwd)
-            runs[k, m] = {"micro_batch_size": 64 // m, "bubble": parallel.bubble(timeline),
-                          "bubble_formula": parallel.bubble_formula(k, m),
-                          "bubble_bottleneck": parallel.bubble_bottleneck([3e-3] * k, m),
-                          "stage_times_s": np.full(k, 3e-3), "sequential_s": 3e-3 * k * m,
-                          "makespan_s": max(t["end"] for t in timeline), "timeline": timeline,
-                          "agreement": {"entries_off": 0, "entries": 100, "atol": 1e-6}}
+            runs[k, m] = {
+                "micro_batch_size": 64 // m,
+                "bubble": parallel.bubble(timeline),
+                "bubble_formula": parallel.bubble_formula(k, m),
+                "bubble_bottleneck": parallel.bubble_bottleneck([3e-3] * k, m),
+                "stage_times_s": np.full(k, 3e-3),
+                "sequential_s": 3e-3 * k * m,
+                "makespan_s": max(t["end"] for t in timeline),
+                "timeline": timeline,
+                "agreement": {"entries_off": 0, "entries": 100, "atol": 1e-6},
+            }
     return runs
 
 
@@ -571,13 +628,19 @@ def test_notebook07_tables_from_every_device_plan(n_gpus):
 
     plan = _plan(FAKE_MACHINES[n_gpus], split=4)
     sizes = parallel.demo_sizes(plan.count, (1, 2, 4), (2, 4), (1, 2, 4, 8), (4, 8))
-    assert sizes.scaling_replicas and sizes.pipe_stages and sizes.gantt in [(k, m) for k in sizes.pipe_stages
-                                                                             for m in sizes.micro_batches]
+    assert (
+        sizes.scaling_replicas
+        and sizes.pipe_stages
+        and sizes.gantt in [(k, m) for k in sizes.pipe_stages for m in sizes.micro_batches]
+    )
     assert max(sizes.scaling_replicas) <= plan.count and max(sizes.pipe_stages) <= plan.count
     tasks = {n: (lambda: None) for n in sizes.scaling_replicas}
     ticks = iter(np.arange(0, 100, 0.5))
     comparison = timing.interleaved(tasks, rounds=2, warmup=0, clock=lambda: float(next(ticks)))
-    rows = [dict(model="lenet_300_100", **r) for r in parallel.scaling_rows(comparison, sizes.scaling_replicas, 256, 5)]
+    rows = [
+        dict(model="lenet_300_100", **r)
+        for r in parallel.scaling_rows(comparison, sizes.scaling_replicas, 256, 5)
+    ]
     raw, shown = parallel.scaling_frame(rows)
     assert list(shown["replicas"]) == sizes.scaling_replicas and "throughput (samples/s)" in shown
     runs = _fake_gpipe_runs(sizes.pipe_stages, sizes.micro_batches)
@@ -602,6 +665,7 @@ def test_demo_sizes_on_one_device_and_empty_tables_keep_their_columns():
 
 # --- worker environments (issue 16) ----------------------------------------------------------------
 
+
 def test_worker_environments_for_0_1_4_gpus_and_2_workers():
     one = parallel.worker_environments(2, 1)  # fewer GPUs than workers: shared, memory growth, ring
     assert one.envs == [{"TF_FORCE_GPU_ALLOW_GROWTH": "true", "EFFCOURSE_MW_COMMUNICATION": "ring"}] * 2
@@ -621,7 +685,9 @@ def test_worker_environments_for_0_1_4_gpus_and_2_workers():
 def test_launcher_gives_each_worker_its_environment(tmp_path):
     show = "import os; print('EFFCOURSE_RESULT ' + __import__('json').dumps({'cvd': os.environ.get('CUDA_VISIBLE_DEVICES')}))"
     run = parallel.launch_workers(2, command=["-c", show], timeout=60, log_dir=tmp_path, gpus=4)
-    assert [w.result["cvd"] for w in run.workers] == ["0,1", "2,3"] and run.worker_plan.envs[0]["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert [w.result["cvd"] for w in run.workers] == ["0,1", "2,3"] and run.worker_plan.envs[0][
+        "CUDA_VISIBLE_DEVICES"
+    ] == "0,1"
 
 
 def test_cluster_hosts_from_the_environment():
@@ -637,7 +703,10 @@ def test_worker_communication_option(monkeypatch):
     from effcourse import _mw_worker
 
     monkeypatch.setenv("EFFCOURSE_MW_COMMUNICATION", "ring")
-    assert _mw_worker._communication(tf).implementation == tf.distribute.experimental.CommunicationImplementation.RING
+    assert (
+        _mw_worker._communication(tf).implementation
+        == tf.distribute.experimental.CommunicationImplementation.RING
+    )
     monkeypatch.setenv("EFFCOURSE_MW_COMMUNICATION", "bogus")
     with pytest.raises(ValueError, match="choose auto, ring or nccl"):
         _mw_worker._communication(tf)

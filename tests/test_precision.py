@@ -1,5 +1,6 @@
 """effcourse.precision and the notebook 05 checks: formats against finfo, policies that always
 restore, loss scaling that recovers underflowing gradients, clear errors for bad input."""
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -26,11 +27,20 @@ def float32_policy():
 
 # --- formats -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, info", [("float32", np.finfo(np.float32)), ("float16", np.finfo(np.float16)),
-                                        ("bfloat16", ml_dtypes.finfo(ml_dtypes.bfloat16))])
+
+@pytest.mark.parametrize(
+    "name, info",
+    [
+        ("float32", np.finfo(np.float32)),
+        ("float16", np.finfo(np.float16)),
+        ("bfloat16", ml_dtypes.finfo(ml_dtypes.bfloat16)),
+    ],
+)
 def test_format_table_equals_finfo(name, info):
     row = precision.format_table().loc[name]
-    assert row["bits"] == info.bits and row["exponent bits"] == info.nexp and row["mantissa bits"] == info.nmant
+    assert (
+        row["bits"] == info.bits and row["exponent bits"] == info.nexp and row["mantissa bits"] == info.nmant
+    )
     assert row["sign bits"] + row["exponent bits"] + row["mantissa bits"] == info.bits
     assert row["epsilon"] == float(info.eps)
     assert row["largest"] == float(info.max)
@@ -44,7 +54,7 @@ def test_format_table_int8_and_known_values():
     assert table.loc["int8", "largest"] == np.iinfo(np.int8).max and table.loc["int8", "bits"] == 8
     assert np.isnan(table.loc["int8", "smallest subnormal"])
     assert table.loc["float16", "largest"] == 65504.0
-    assert table.loc["float16", "smallest subnormal"] == 2.0 ** -24
+    assert table.loc["float16", "smallest subnormal"] == 2.0**-24
     assert table.loc["bfloat16", "largest"] == pytest.approx(table.loc["float32", "largest"], rel=1e-2)
     with pytest.raises(ValueError, match="float16"):
         precision.format_table(["float64"])
@@ -55,18 +65,24 @@ def test_bit_fields_and_round_trip():
     assert (one["sign"], one["exponent"], one["mantissa"]) == ("0", "01111", "0" * 10)
     neg = precision.bit_fields(-2.0, "bfloat16")
     assert (neg["sign"], neg["exponent"], neg["mantissa"]) == ("1", "10000000", "0" * 7)
-    assert precision.bit_fields(-1, "int8")["sign"] + precision.bit_fields(-1, "int8")["mantissa"] == "11111111"
-    stored = precision.round_trip([1e-9, 70000.0, 1.0 + 2 ** -11], "float16")
+    assert (
+        precision.bit_fields(-1, "int8")["sign"] + precision.bit_fields(-1, "int8")["mantissa"] == "11111111"
+    )
+    stored = precision.round_trip([1e-9, 70000.0, 1.0 + 2**-11], "float16")
     assert stored[0] == 0 and np.isinf(stored[1]) and stored[2] == 1.0  # flush, overflow, round to even
-    assert precision.round_trip([70000.0], "bfloat16")[0] == pytest.approx(70000, rel=2 ** -8)
+    assert precision.round_trip([70000.0], "bfloat16")[0] == pytest.approx(70000, rel=2**-8)
     assert np.allclose(precision.round_trip([1.0, -0.5, 0.25], "int8"), [1.0, -0.5, 0.25], atol=1 / 127)
     with pytest.raises(ValueError, match="scale"):
         precision.round_trip([1.0], "int8", scale=0.0)
     table = precision.rounding_table([0.1, 3.0])
-    assert table.loc[1, "float16 rel. error"] == 0 and table.loc[0, "bfloat16 rel. error"] > table.loc[0, "float16 rel. error"]
+    assert (
+        table.loc[1, "float16 rel. error"] == 0
+        and table.loc[0, "bfloat16 rel. error"] > table.loc[0, "float16 rel. error"]
+    )
 
 
 # --- policies ----------------------------------------------------------------------------------
+
 
 def test_use_policy_restores_even_when_the_body_raises():
     with precision.use_policy("mixed_float16") as pol:
@@ -142,6 +158,7 @@ def test_compile_mixed_wraps_only_float16():
 
 # --- loss scaling ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("inf"), float("nan")])
 def test_bad_loss_scale_is_a_clear_error(bad, tiny_model):
     with pytest.raises(ValueError, match="loss scale must be a finite number > 0"):
@@ -166,7 +183,7 @@ def _tiny_underflow_model():
         z = keras.layers.Dense(2, use_bias=False, name="dense")(inp)
         out = keras.layers.Activation("linear", dtype="float32", name=precision.OUTPUT_LAYER)(z)
         model = keras.Model(inp, out)
-    a = 2.0 ** -13  # a normal float16 input; logits +-5, so p(wrong class) ~ 4.5e-5
+    a = 2.0**-13  # a normal float16 input; logits +-5, so p(wrong class) ~ 4.5e-5
     model.set_weights([np.array([[5 / a, -5 / a], [0, 0]], np.float32)])
     return model, np.array([[a, 0.0]], np.float32), np.array([0])
 
@@ -174,15 +191,15 @@ def _tiny_underflow_model():
 def test_loss_scaling_recovers_gradients_that_underflow():
     model, x, y = _tiny_underflow_model()
     exact = precision.gradients(precision.with_policy(model, "float32"), x, y)["weights"][0]
-    assert 1e-9 < abs(exact[0, 1]) < 2.0 ** -25  # would flush to zero in float16
+    assert 1e-9 < abs(exact[0, 1]) < 2.0**-25  # would flush to zero in float16
     plain = precision.gradients(model, x, y)["weights"][0]
     assert np.count_nonzero(plain) == 0, "without scaling the float16 backward pass flushes them"
-    scaled = precision.gradients(model, x, y, loss_scale=2 ** 15)["weights"][0]
+    scaled = precision.gradients(model, x, y, loss_scale=2**15)["weights"][0]
     np.testing.assert_allclose(scaled, exact, rtol=2e-3, atol=0)
     assert np.count_nonzero(scaled) == np.count_nonzero(exact) == 2
     # The same numbers in underflow_stats: flushed at scale 1, recovered at 2**15.
     assert precision.underflow_stats(exact, "float16")["flushed"] == 1.0
-    assert precision.underflow_stats(exact, "float16", 2 ** 15)["flushed"] == 0.0
+    assert precision.underflow_stats(exact, "float16", 2**15)["flushed"] == 0.0
 
 
 def test_underflow_stats_and_suggested_scale():
@@ -191,7 +208,7 @@ def test_underflow_stats_and_suggested_scale():
     assert stats["nonzero"] == 4
     assert stats["flushed"] == 0.25 and stats["subnormal"] == 0.25 and stats["overflow"] == 0.25
     assert precision.underflow_stats(values, "bfloat16")["flushed"] == 0.0
-    assert precision.suggest_loss_scale([1e-3, 0.5]) == 2.0 ** 16  # 0.5 * 2**17 = 65536 > 65504
+    assert precision.suggest_loss_scale([1e-3, 0.5]) == 2.0**16  # 0.5 * 2**17 = 65536 > 65504
     with pytest.raises(ValueError, match="non-zero"):
         precision.suggest_loss_scale([0.0])
     with pytest.raises(ValueError, match="format"):
@@ -201,13 +218,13 @@ def test_underflow_stats_and_suggested_scale():
 def test_lso_step_skips_on_overflow_and_halves_the_scale(mnist):
     effcourse.env.seed_everything(0)
     model = precision.build("lenet_300_100", "mixed_float16")
-    opt = precision.loss_scale_optimizer(keras.optimizers.SGD(0.01), initial_scale=2 ** 10, growth_steps=2)
+    opt = precision.loss_scale_optimizer(keras.optimizers.SGD(0.01), initial_scale=2**10, growth_steps=2)
     x, y = mnist.x_train[:16], mnist.y_train[:16]
     steps = [precision.lso_step(model, opt, x, y, force_overflow=(i == 1)) for i in range(4)]
-    assert steps[0]["applied"] and steps[0]["scale_after"] == 2 ** 10
-    assert not steps[1]["finite"] and not steps[1]["applied"] and steps[1]["scale_after"] == 2 ** 9
-    assert steps[2]["applied"] and steps[2]["scale_after"] == 2 ** 9
-    assert steps[3]["applied"] and steps[3]["scale_after"] == 2 ** 10  # two good steps: doubled
+    assert steps[0]["applied"] and steps[0]["scale_after"] == 2**10
+    assert not steps[1]["finite"] and not steps[1]["applied"] and steps[1]["scale_after"] == 2**9
+    assert steps[2]["applied"] and steps[2]["scale_after"] == 2**9
+    assert steps[3]["applied"] and steps[3]["scale_after"] == 2**10  # two good steps: doubled
     with pytest.raises(TypeError, match="LossScaleOptimizer"):
         precision.lso_step(model, keras.optimizers.SGD(0.1), x, y)
 
@@ -228,6 +245,7 @@ def test_check_reference_rule_is_keras_rule():
 
 # --- measurement and training ------------------------------------------------------------------
 
+
 def test_activation_memory_is_measured_from_tensors():
     x = np.zeros((32, 28, 28, 1), np.float32)
     f32 = precision.activation_memory(precision.build("cnn", "float32"), x)
@@ -241,17 +259,28 @@ def test_activation_memory_is_measured_from_tensors():
 def test_train_side_by_side_same_batches_and_timings(mnist):
     effcourse.env.seed_everything(0)
     base = models.lenet_300_100()
-    runs = {"a": precision.compile_mixed(precision.with_policy(base, "float32"), "float32"),
-            "b": precision.compile_mixed(precision.with_policy(base, "float32"), "float32")}
+    runs = {
+        "a": precision.compile_mixed(precision.with_policy(base, "float32"), "float32"),
+        "b": precision.compile_mixed(precision.with_policy(base, "float32"), "float32"),
+    }
     seen = []
-    out = precision.train_side_by_side(runs, mnist.x_train[:640], mnist.y_train[:640], steps=7, chunk=3,
-                                       batch_size=64, on_chunk=lambda n, m, s: seen.append((n, s)))
+    out = precision.train_side_by_side(
+        runs,
+        mnist.x_train[:640],
+        mnist.y_train[:640],
+        steps=7,
+        chunk=3,
+        batch_size=64,
+        on_chunk=lambda n, m, s: seen.append((n, s)),
+    )
     assert len(out.losses["a"]) == 7 and out.losses["a"] == out.losses["b"]  # same batches, same model
     assert [len(s) for s in out.chunk_seconds.values()] == [3, 3]
     assert seen[:4] == [("a", 3), ("b", 3), ("b", 6), ("a", 6)]  # the order rotates every round
     assert out.ratios("a")["a"] == 1.0 and set(out.step_ms()) == {"a", "b"}
     with pytest.raises(ValueError, match="not compiled"):
-        precision.train_side_by_side({"c": models.lenet_300_100()}, mnist.x_train[:64], mnist.y_train[:64], 1, 1)
+        precision.train_side_by_side(
+            {"c": models.lenet_300_100()}, mnist.x_train[:64], mnist.y_train[:64], 1, 1
+        )
 
 
 def test_train_side_by_side_shows_one_bar_over_every_step(mnist, monkeypatch, capsys):
@@ -259,8 +288,9 @@ def test_train_side_by_side_shows_one_bar_over_every_step(mnist, monkeypatch, ca
     effcourse.env.seed_everything(0)
     base = models.lenet_300_100()
     runs = {n: precision.compile_mixed(precision.with_policy(base, "float32"), "float32") for n in "ab"}
-    precision.train_side_by_side(runs, mnist.x_train[:256], mnist.y_train[:256], steps=4, chunk=2, batch_size=64,
-                                 desc="two models")
+    precision.train_side_by_side(
+        runs, mnist.x_train[:256], mnist.y_train[:256], steps=4, chunk=2, batch_size=64, desc="two models"
+    )
     err = capsys.readouterr().err
     assert "two models" in err and "8/8" in err  # 2 models x 4 steps
 
@@ -286,15 +316,23 @@ def test_hardware_detection_reads_flags_and_never_assumes():
     assert precision.hardware_support(CPU_PLAIN, gpus=pascal)["float16_units"] is False
     ampere = [{"device": "/physical_device:GPU:0", "name": "A100", "compute_capability": (8, 0)}]
     assert precision.hardware_support(None, gpus=ampere)["bfloat16_units"] is True
-    assert "native bfloat16 arithmetic" in precision.hardware_table(precision.hardware_support(CPU_PLAIN, gpus=[])).index
+    assert (
+        "native bfloat16 arithmetic"
+        in precision.hardware_table(precision.hardware_support(CPU_PLAIN, gpus=[])).index
+    )
 
 
 # --- notebook 05 checks: fail on the placeholder and on typical mistakes, pass on answers -------
 
+
 def limits_solution(e, m):
     bias = 2 ** (e - 1) - 1
-    return {"eps": 2.0 ** -m, "largest": (2 - 2.0 ** -m) * 2.0 ** bias,
-            "smallest_normal": 2.0 ** (1 - bias), "smallest_subnormal": 2.0 ** (1 - bias - m)}
+    return {
+        "eps": 2.0**-m,
+        "largest": (2 - 2.0**-m) * 2.0**bias,
+        "smallest_normal": 2.0 ** (1 - bias),
+        "smallest_subnormal": 2.0 ** (1 - bias - m),
+    }
 
 
 def test_nb05_format_limits():
@@ -334,7 +372,9 @@ def test_nb05_update_loss_scale():
     with pytest.raises(checks.CheckFailed, match="below 1"):
         checks.nb05.update_loss_scale(no_floor)
     with pytest.raises(checks.CheckFailed, match="skipped"):
-        checks.nb05.update_loss_scale(lambda s, g, f, n: checks.nb05.reference_update(s, g, f, n)[:2] + (True,))
+        checks.nb05.update_loss_scale(
+            lambda s, g, f, n: checks.nb05.reference_update(s, g, f, n)[:2] + (True,)
+        )
 
 
 def test_nb05_mixed_model():
@@ -368,6 +408,7 @@ def test_nb05_mixed_model():
 
 # --- bounded side-by-side training and op timing: the arithmetic, with a fake clock ------------
 
+
 class FakeClock:
     """A clock that moves only when told to."""
 
@@ -380,6 +421,7 @@ class FakeClock:
 
 def _fake_step(model, clock, seconds):
     """Make ``model.train_on_batch`` advance the fake clock by ``seconds`` and return a loss."""
+
     def train_on_batch(x, y):
         clock.now += seconds
         return 0.5
@@ -417,14 +459,28 @@ def test_plan_side_by_side_exact_steps_minimum_and_ceiling():
 def test_train_side_by_side_times_chunks_on_the_clock_without_on_chunk(mnist):
     clock = FakeClock()
     base = models.lenet_300_100()
-    runs = {"slow": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.4),
-            "fast": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.1)}
+    runs = {
+        "slow": _fake_step(
+            precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.4
+        ),
+        "fast": _fake_step(
+            precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.1
+        ),
+    }
 
     def on_chunk(name, model, step):
         clock.now += 100.0  # e.g. collecting gradients: must not count as training time
 
-    out = precision.train_side_by_side(runs, mnist.x_train[:640], mnist.y_train[:640], steps=7, chunk=3,
-                                       batch_size=64, on_chunk=on_chunk, clock=clock)
+    out = precision.train_side_by_side(
+        runs,
+        mnist.x_train[:640],
+        mnist.y_train[:640],
+        steps=7,
+        chunk=3,
+        batch_size=64,
+        on_chunk=on_chunk,
+        clock=clock,
+    )
     # Chunks of 3, 3 and 1 steps; the short last chunk is scaled to a full one.
     np.testing.assert_allclose(out.chunk_seconds["slow"], [1.2, 1.2, 1.2])
     np.testing.assert_allclose(out.chunk_seconds["fast"], [0.3, 0.3, 0.3])
@@ -436,9 +492,17 @@ def test_train_side_by_side_times_chunks_on_the_clock_without_on_chunk(mnist):
 def test_probe_step_times_interleaves_one_step_per_round(mnist):
     clock = FakeClock()
     base = models.lenet_300_100()
-    runs = {"a": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.2),
-            "b": _fake_step(precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 3.0)}
-    probe = precision.probe_step_times(runs, mnist.x_train, mnist.y_train, batch_size=32, rounds=2, clock=clock)
+    runs = {
+        "a": _fake_step(
+            precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 0.2
+        ),
+        "b": _fake_step(
+            precision.compile_mixed(precision.with_policy(base, "float32"), "float32"), clock, 3.0
+        ),
+    }
+    probe = precision.probe_step_times(
+        runs, mnist.x_train, mnist.y_train, batch_size=32, rounds=2, clock=clock
+    )
     assert probe["a"].median == pytest.approx(0.2) and probe["b"].median == pytest.approx(3.0)
     assert probe.orders == [["a", "b"], ["b", "a"]] and probe.warmup == 1
     assert clock.now == pytest.approx(3 * 3.2)  # one warm-up step and two timed steps each
@@ -456,6 +520,7 @@ def test_op_table_ratios_are_medians_of_same_round_ratios():
         def run():
             clock.now += cost[key][calls[key] // 2]  # two runs per round
             calls[key] += 1
+
         return run
 
     timed = timing.interleaved({k: task(k) for k in cost}, rounds=3, runs=2, warmup=0, clock=clock)
@@ -474,13 +539,22 @@ def test_time_ops_runs_every_operation_in_every_dtype():
 
 
 def test_underflow_table_rows_from_snapshots():
-    snaps = {"step 0": {"loss": 2.3, "weights": np.array([0.0, 2.0**-30, 2.0**-10, 4.0]),
-                        "activations": np.array([2.0**-26, 2.0**-20])}}
+    snaps = {
+        "step 0": {
+            "loss": 2.3,
+            "weights": np.array([0.0, 2.0**-30, 2.0**-10, 4.0]),
+            "activations": np.array([2.0**-26, 2.0**-20]),
+        }
+    }
     table = precision.underflow_table(snaps)
     assert list(table.index) == [("step 0", "weights"), ("step 0", "activations")]
     w = table.loc[("step 0", "weights")]
     assert w["loss"] == 2.3 and w["median log2 |g|"] == -10
     assert w["below 2^-24"] == pytest.approx(1 / 3) and w["flush to 0 in float16"] == pytest.approx(1 / 3)
-    assert w["flush at scale 2^15"] == 0.0 and w["overflow at scale 2^15"] == pytest.approx(1 / 3)  # 4 * 2^15 > 65504
+    assert w["flush at scale 2^15"] == 0.0 and w["overflow at scale 2^15"] == pytest.approx(
+        1 / 3
+    )  # 4 * 2^15 > 65504
     a = table.loc[("step 0", "activations")]
-    assert a["subnormal in float16"] == pytest.approx(0.5) and a["flush to 0 in float16"] == pytest.approx(0.5)
+    assert a["subnormal in float16"] == pytest.approx(0.5) and a["flush to 0 in float16"] == pytest.approx(
+        0.5
+    )

@@ -276,8 +276,11 @@ def test_package_reexports_every_public_name():
 
     for mod in ("kernels", "magnitude", "sensitivity", "channels", "training", "evaluation"):
         module = importlib.import_module(f"effcourse.prune.{mod}")
-        own = [n for n, obj in vars(module).items() if not n.startswith("_") and inspect.isfunction(obj)
-               and obj.__module__ == module.__name__]
+        own = [
+            n
+            for n, obj in vars(module).items()
+            if not n.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__
+        ]
         for name in own:
             assert getattr(prune, name) is getattr(module, name), f"prune.{name} (from prune.{mod})"
             assert name in prune.__all__
@@ -310,8 +313,17 @@ def test_measure_variant_row_and_results_log(small_data, quick, tmp_root):
     base = _mlp()
     pruned = base  # the arithmetic is the same for any model: measure the dense one against itself
     test = dataclasses.replace(small_data, x_test=small_data.x_test[:64], y_test=small_data.y_test[:64])
-    row = prune.measure_variant(pruned, base, "lenet_300_100", "dense as a variant", test, "02_test",
-                                profile=quick, sparsity=0.0, epochs=1)
+    row = prune.measure_variant(
+        pruned,
+        base,
+        "lenet_300_100",
+        "dense as a variant",
+        test,
+        "02_test",
+        profile=quick,
+        sparsity=0.0,
+        epochs=1,
+    )
     blob = convert.to_tflite(pruned)
     assert row["model"] == "lenet_300_100" and row["variant"] == "dense as a variant"
     assert row["sparsity"] == 0.0 and row["epochs"] == 1
@@ -321,7 +333,11 @@ def test_measure_variant_row_and_results_log(small_data, quick, tmp_root):
     assert row["macs"] == measure.macs(pruned) and row["latency_ms"] > 0
     assert row["accuracy"] == pytest.approx(measure.accuracy(pruned, test.x_test, test.y_test), abs=1 / 64)
     logged = results.load().iloc[0]
-    assert (logged["notebook"], logged["technique"], logged["variant"]) == ("02_test", "pruning", "dense as a variant")
+    assert (logged["notebook"], logged["technique"], logged["variant"]) == (
+        "02_test",
+        "pruning",
+        "dense as a variant",
+    )
     assert logged["dense_fp32_bytes"] == measure.dense_fp32_bytes(base)
     assert results.extra(results.load(), "nonzero").iloc[0] == row["nonzero"]
     with pytest.raises(TypeError, match="MNIST"):

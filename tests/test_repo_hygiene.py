@@ -126,3 +126,45 @@ def test_readme_syllabus_run_times_come_from_the_one_source():
     for stem, quick, full in rows:
         assert float(quick) == profile.RUN_MINUTES[stem]["quick"], stem
         assert float(full) == profile.RUN_MINUTES[stem]["full"], stem
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_long_cells_are_the_exception_with_a_reason(path):
+    """Logic belongs in the tested package; a code cell over 40 lines must say why it is long."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        lines = cell.source.splitlines()
+        if cell.cell_type == "code" and len(lines) > 40:
+            assert lines[0].startswith("# Long cell:"), (
+                f"{path.name}: cell {cell.id} has {len(lines)} lines; move its logic into effcourse "
+                "(a tested function) or start it with '# Long cell: <why>'"
+            )
+
+
+# Modules that are tools around the course (commands, checks, plumbing), not the API a notebook teaches.
+TOOL_MODULES = {"course", "nbsource", "student", "errors", "validate", "_mw_worker", "doctor"}
+
+
+def _public_definitions():
+    import ast
+
+    for path in sorted((ROOT / "effcourse").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if "checks" in rel.parts or path.stem in TOOL_MODULES:
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                yield f"{rel}:{node.name}", ast.get_docstring(node) or ""
+
+
+def test_every_public_name_says_which_notebook_introduces_it_one_way():
+    """One tag form, "Introduced in notebook NN.", on every public function and class."""
+    missing = [
+        name
+        for name, doc in _public_definitions()
+        if not re.search(r"^Introduced in notebook \d\d\.", doc, re.M)
+    ]
+    assert not missing, f"{len(missing)} public names lack 'Introduced in notebook NN.': {missing[:10]}"
+    for name, doc in _public_definitions():
+        first = doc.splitlines()[0] if doc else ""
+        assert not re.search(r"\(notebooks? \d\d\)\.?$|Notebook \d\d\.$", first), f"{name}: old tag form"

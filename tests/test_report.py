@@ -4,14 +4,50 @@ from effcourse import report, results
 
 
 def _table():
-    return pd.DataFrame([
-        dict(notebook="01_sgd_loss_formulation", technique="baseline", model="m", variant="float32",
-             accuracy=0.98, size_bytes=1000.0),
-        dict(notebook="02_pruning", technique="pruning", model="m", variant="a", accuracy=0.975, size_bytes=100.0),
-        dict(notebook="02_pruning", technique="pruning", model="m", variant="b", accuracy=0.90, size_bytes=50.0),
-        dict(notebook="03_quantization", technique="int8", model="m", variant="c", accuracy=0.979, size_bytes=250.0),
-        dict(notebook="03_quantization", technique="int8", model="other", variant="d", accuracy=0.99, size_bytes=10.0),
-    ])
+    return pd.DataFrame(
+        [
+            dict(
+                notebook="01_sgd_loss_formulation",
+                technique="baseline",
+                model="m",
+                variant="float32",
+                accuracy=0.98,
+                size_bytes=1000.0,
+            ),
+            dict(
+                notebook="02_pruning",
+                technique="pruning",
+                model="m",
+                variant="a",
+                accuracy=0.975,
+                size_bytes=100.0,
+            ),
+            dict(
+                notebook="02_pruning",
+                technique="pruning",
+                model="m",
+                variant="b",
+                accuracy=0.90,
+                size_bytes=50.0,
+            ),
+            dict(
+                notebook="03_quantization",
+                technique="int8",
+                model="m",
+                variant="c",
+                accuracy=0.979,
+                size_bytes=250.0,
+            ),
+            dict(
+                notebook="03_quantization",
+                technique="int8",
+                model="other",
+                variant="d",
+                accuracy=0.99,
+                size_bytes=10.0,
+            ),
+        ]
+    )
 
 
 def test_missing_notebooks_are_named_with_the_fix():
@@ -39,19 +75,35 @@ def test_targets_from_a_constructed_log():
     import json
 
     def row(nb, tech, model, variant, acc, size=None, macs=None, lat=None, **extra):
-        return dict(notebook=nb, technique=tech, model=model, variant=variant, accuracy=acc, size_bytes=size,
-                    dense_fp32_bytes=400_000.0, macs=macs, latency_ms=lat, extra=json.dumps(extra))
+        return dict(
+            notebook=nb,
+            technique=tech,
+            model=model,
+            variant=variant,
+            accuracy=acc,
+            size_bytes=size,
+            dense_fp32_bytes=400_000.0,
+            macs=macs,
+            latency_ms=lat,
+            extra=json.dumps(extra),
+        )
 
-    table = pd.DataFrame([
-        row("01_sgd_loss_formulation", "baseline", "lenet_300_100", "float32", 0.98, 390_000, 1000, 0.02),
-        row("02_pruning", "pruning", "lenet_300_100", "a", 0.981, 30_000, nonzero=8000),   # 12.5x, as accurate
-        row("02_pruning", "pruning", "lenet_300_100", "b", 0.95, 10_000, nonzero=2000),    # 50x, but worse
-        row("07_parallelism", "data_parallel", "m", "gradient_check_2", None, max_abs_diff=2e-6),
-    ])
+    table = pd.DataFrame(
+        [
+            row("01_sgd_loss_formulation", "baseline", "lenet_300_100", "float32", 0.98, 390_000, 1000, 0.02),
+            row(
+                "02_pruning", "pruning", "lenet_300_100", "a", 0.981, 30_000, nonzero=8000
+            ),  # 12.5x, as accurate
+            row("02_pruning", "pruning", "lenet_300_100", "b", 0.95, 10_000, nonzero=2000),  # 50x, but worse
+            row("07_parallelism", "data_parallel", "m", "gradient_check_2", None, max_abs_diff=2e-6),
+        ]
+    )
     out = report.targets(table).set_index("target")
     pruning = out.loc["pruning lenet_300_100: >= 12x fewer non-zero weights, error no higher"]
     assert pruning["reached"] == "yes" and "12.5x" in pruning["measured here"]
-    assert out.loc["pruning lenet5: >= 12x fewer non-zero weights, error no higher", "reached"] == "not measured"
+    assert (
+        out.loc["pruning lenet5: >= 12x fewer non-zero weights, error no higher", "reached"] == "not measured"
+    )
     assert "run notebook 06" in out["measured here"].str.cat()
     par = out[out.index.str.startswith("data parallel")].iloc[0]
     assert par["reached"] == "no" and "2.0e-06" in par["measured here"]
@@ -61,15 +113,28 @@ def test_targets_use_the_newest_run_and_tolerate_float_round_off():
     import json
 
     def row(variant, role, acc, macs, ts, **extra):
-        return dict(notebook="06_dynamic_networks", technique="early exit", model="lenet5", variant=variant,
-                    role=role, accuracy=acc, size_bytes=1.0, dense_fp32_bytes=4.0, macs=macs, latency_ms=0.01,
-                    timestamp=ts, extra=json.dumps(extra))
+        return dict(
+            notebook="06_dynamic_networks",
+            technique="early exit",
+            model="lenet5",
+            variant=variant,
+            role=role,
+            accuracy=acc,
+            size_bytes=1.0,
+            dense_fp32_bytes=4.0,
+            macs=macs,
+            latency_ms=0.01,
+            timestamp=ts,
+            extra=json.dumps(extra),
+        )
 
-    table = pd.DataFrame([
-        row("dynamic, old", "treated", 0.90, 100, "2026-01-02"),
-        row("full network (never exit)", "reference", 0.9951, 2_293_000, "2026-01-01"),
-        row("dynamic, new", "treated", 0.9941, 432_198, "2026-01-03", speedup_mean_latency=3.3),
-    ])
+    table = pd.DataFrame(
+        [
+            row("dynamic, old", "treated", 0.90, 100, "2026-01-02"),
+            row("full network (never exit)", "reference", 0.9951, 2_293_000, "2026-01-01"),
+            row("dynamic, new", "treated", 0.9941, 432_198, "2026-01-03", speedup_mean_latency=3.3),
+        ]
+    )
     early = report.targets(table).set_index("target").filter(like="early exit", axis=0).iloc[0]
     assert "dynamic, new" in early["measured here"] and early["reached"] == "yes"  # 0.10 points is allowed
 
@@ -78,53 +143,221 @@ def _full_log():
     """A constructed log with a row for every target, written with the structured fields."""
     import json
 
-    def row(nb, tech, model, variant, acc, size=None, macs=None, lat=None, setting=None, role=None, ts="2026-01-01",
-            **extra):
-        return dict(notebook=nb, technique=tech, model=model, variant=variant, setting=setting, role=role,
-                    accuracy=acc, size_bytes=size, dense_fp32_bytes=1_000_000.0, macs=macs, latency_ms=lat,
-                    timestamp=ts, extra=json.dumps(extra))
+    def row(
+        nb,
+        tech,
+        model,
+        variant,
+        acc,
+        size=None,
+        macs=None,
+        lat=None,
+        setting=None,
+        role=None,
+        ts="2026-01-01",
+        **extra,
+    ):
+        return dict(
+            notebook=nb,
+            technique=tech,
+            model=model,
+            variant=variant,
+            setting=setting,
+            role=role,
+            accuracy=acc,
+            size_bytes=size,
+            dense_fp32_bytes=1_000_000.0,
+            macs=macs,
+            latency_ms=lat,
+            timestamp=ts,
+            extra=json.dumps(extra),
+        )
 
     nb04 = "04_clustering_distillation_deep_compression"
-    return pd.DataFrame([
-        row("01_sgd_loss_formulation", "baseline", "lenet_300_100", "float32", 0.980, 900_000, 266_200, 0.020),
-        row("01_sgd_loss_formulation", "baseline", "lenet5", "float32", 0.990, 900_000, 2_293_000, 0.10),
-        row("02_pruning", "pruning", "lenet_300_100", "polynomial 0.92", 0.981, 90_000, nonzero=20_000),
-        row("02_pruning", "pruning", "lenet5", "polynomial 0.90", 0.990, 90_000, nonzero=25_000),
-        row("02_pruning", "channel pruning", "lenet5", "channels kept: 50%", 0.988, 300_000, 600_000, 0.04,
-            dense_latency_ms=0.10),
-        row("03_quantization", "baseline", "lenet_300_100", "float32", 0.980, 900_000, lat=0.020, setting="float32"),
-        row("03_quantization", "post-training quantization", "lenet_300_100", "int8", 0.9795, 200_000, lat=0.005,
-            setting="int8"),
-        row("03_quantization", "post-training quantization", "lenet_300_100", "float16", 0.980, 450_000, lat=0.03,
-            setting="float16"),
-        row("03_quantization", "quantization-aware training", "lenet_300_100", "qat_int8", 0.981, 210_000,
-            lat=0.005, setting="qat_int8"),
-        row(nb04, "deep compression", "lenet5", "pruned+clustered+PCQAT int8", 0.9895, 20_000),
-        row(nb04, "deep compression", "lenet_300_100", "pruned+clustered+PCQAT int8", 0.979, 30_000),
-        row(nb04, "distillation", "lenet5", "student alone, 5,000 images", 0.95, setting="5,000 images",
-            role="reference"),
-        row(nb04, "distillation", "lenet5", "student distilled T=4 a=0.9, 5,000 images", 0.975,
-            setting="5,000 images", role="treated"),
-        row(nb04, "distillation", "lenet5", "student alone, all images", 0.97, setting="all images",
-            role="reference"),
-        row(nb04, "distillation", "lenet5", "student distilled T=4 a=0.9, all images", 0.972,
-            setting="all images", role="treated"),
-        row("05_mixed_precision", "mixed precision", "cnn", "float32", 0.985, setting="float32", test_loss=0.050),
-        row("05_mixed_precision", "mixed precision", "cnn", "mixed_float16", 0.9845, setting="mixed_float16",
-            test_loss=0.0502, step_time_ratio=1.8),
-        row("06_dynamic_networks", "early exit", "lenet5", "full network (never exit)", 0.990, 50_000,
-            2_293_000, 0.10, role="reference"),
-        row("06_dynamic_networks", "early exit", "lenet5", "first exit alone (always exit)", 0.95, 20_000,
-            100_000, 0.01),
-        row("06_dynamic_networks", "early exit", "lenet5", "dynamic, max_prob t=0.9", 0.9895, 50_000, 400_000,
-            0.03, role="treated", speedup_mean_latency=3.2),
-        row("07_parallelism", "data_parallel", "lenet_300_100", "gradient_check_2_replicas", None,
-            max_abs_diff=1e-7),
-        row("07_parallelism", "data_parallel", "lenet_300_100", "mirrored_2_replicas", None, samples_per_s=900.0),
-        row("07_parallelism", "multi_worker", "lenet_300_100", "mwms_2_workers", None, workers_weights_max_diff=0.0),
-        row("07_parallelism", "pipeline", "balanced_mlp_2", "gpipe_K2_M4", None, relative_error=0.05),
-        row("07_parallelism", "pipeline", "balanced_mlp_4", "gpipe_K4_M8", None, relative_error=-0.02),
-    ])
+    return pd.DataFrame(
+        [
+            row(
+                "01_sgd_loss_formulation",
+                "baseline",
+                "lenet_300_100",
+                "float32",
+                0.980,
+                900_000,
+                266_200,
+                0.020,
+            ),
+            row("01_sgd_loss_formulation", "baseline", "lenet5", "float32", 0.990, 900_000, 2_293_000, 0.10),
+            row("02_pruning", "pruning", "lenet_300_100", "polynomial 0.92", 0.981, 90_000, nonzero=20_000),
+            row("02_pruning", "pruning", "lenet5", "polynomial 0.90", 0.990, 90_000, nonzero=25_000),
+            row(
+                "02_pruning",
+                "channel pruning",
+                "lenet5",
+                "channels kept: 50%",
+                0.988,
+                300_000,
+                600_000,
+                0.04,
+                dense_latency_ms=0.10,
+            ),
+            row(
+                "03_quantization",
+                "baseline",
+                "lenet_300_100",
+                "float32",
+                0.980,
+                900_000,
+                lat=0.020,
+                setting="float32",
+            ),
+            row(
+                "03_quantization",
+                "post-training quantization",
+                "lenet_300_100",
+                "int8",
+                0.9795,
+                200_000,
+                lat=0.005,
+                setting="int8",
+            ),
+            row(
+                "03_quantization",
+                "post-training quantization",
+                "lenet_300_100",
+                "float16",
+                0.980,
+                450_000,
+                lat=0.03,
+                setting="float16",
+            ),
+            row(
+                "03_quantization",
+                "quantization-aware training",
+                "lenet_300_100",
+                "qat_int8",
+                0.981,
+                210_000,
+                lat=0.005,
+                setting="qat_int8",
+            ),
+            row(nb04, "deep compression", "lenet5", "pruned+clustered+PCQAT int8", 0.9895, 20_000),
+            row(nb04, "deep compression", "lenet_300_100", "pruned+clustered+PCQAT int8", 0.979, 30_000),
+            row(
+                nb04,
+                "distillation",
+                "lenet5",
+                "student alone, 5,000 images",
+                0.95,
+                setting="5,000 images",
+                role="reference",
+            ),
+            row(
+                nb04,
+                "distillation",
+                "lenet5",
+                "student distilled T=4 a=0.9, 5,000 images",
+                0.975,
+                setting="5,000 images",
+                role="treated",
+            ),
+            row(
+                nb04,
+                "distillation",
+                "lenet5",
+                "student alone, all images",
+                0.97,
+                setting="all images",
+                role="reference",
+            ),
+            row(
+                nb04,
+                "distillation",
+                "lenet5",
+                "student distilled T=4 a=0.9, all images",
+                0.972,
+                setting="all images",
+                role="treated",
+            ),
+            row(
+                "05_mixed_precision",
+                "mixed precision",
+                "cnn",
+                "float32",
+                0.985,
+                setting="float32",
+                test_loss=0.050,
+            ),
+            row(
+                "05_mixed_precision",
+                "mixed precision",
+                "cnn",
+                "mixed_float16",
+                0.9845,
+                setting="mixed_float16",
+                test_loss=0.0502,
+                step_time_ratio=1.8,
+            ),
+            row(
+                "06_dynamic_networks",
+                "early exit",
+                "lenet5",
+                "full network (never exit)",
+                0.990,
+                50_000,
+                2_293_000,
+                0.10,
+                role="reference",
+            ),
+            row(
+                "06_dynamic_networks",
+                "early exit",
+                "lenet5",
+                "first exit alone (always exit)",
+                0.95,
+                20_000,
+                100_000,
+                0.01,
+            ),
+            row(
+                "06_dynamic_networks",
+                "early exit",
+                "lenet5",
+                "dynamic, max_prob t=0.9",
+                0.9895,
+                50_000,
+                400_000,
+                0.03,
+                role="treated",
+                speedup_mean_latency=3.2,
+            ),
+            row(
+                "07_parallelism",
+                "data_parallel",
+                "lenet_300_100",
+                "gradient_check_2_replicas",
+                None,
+                max_abs_diff=1e-7,
+            ),
+            row(
+                "07_parallelism",
+                "data_parallel",
+                "lenet_300_100",
+                "mirrored_2_replicas",
+                None,
+                samples_per_s=900.0,
+            ),
+            row(
+                "07_parallelism",
+                "multi_worker",
+                "lenet_300_100",
+                "mwms_2_workers",
+                None,
+                workers_weights_max_diff=0.0,
+            ),
+            row("07_parallelism", "pipeline", "balanced_mlp_2", "gpipe_K2_M4", None, relative_error=0.05),
+            row("07_parallelism", "pipeline", "balanced_mlp_4", "gpipe_K4_M8", None, relative_error=-0.02),
+        ]
+    )
 
 
 def test_targets_read_fields_so_renaming_a_variant_label_changes_nothing():
@@ -145,7 +378,14 @@ def test_targets_read_fields_so_renaming_a_variant_label_changes_nothing():
 def test_rows_from_before_the_fields_are_not_measured_with_a_note():
     table = _full_log().drop(columns=["setting", "role"])  # a log written before the fields existed
     out = report.targets(table).set_index("target")
-    for key, nb in [("int8 (PTQ", "03"), ("distillation", "04"), ("early exit", "06"), ("mixed precision", "05")]:
+    for key, nb in [
+        ("int8 (PTQ", "03"),
+        ("distillation", "04"),
+        ("early exit", "06"),
+        ("mixed precision", "05"),
+    ]:
         r = out.filter(like=key, axis=0).iloc[0]
         assert r["reached"] == "not measured" and f"re-run notebook {nb}" in r["measured here"], (key, r)
-    assert out.filter(like="pruning lenet_300_100", axis=0).iloc[0]["reached"] == "yes"  # no field needed there
+    assert (
+        out.filter(like="pruning lenet_300_100", axis=0).iloc[0]["reached"] == "yes"
+    )  # no field needed there

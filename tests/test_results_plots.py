@@ -8,8 +8,15 @@ from effcourse import plots, results
 
 
 def _row(i, **kw):
-    base = dict(notebook="01_x", technique="baseline", model="m", variant=f"v{i}",
-                accuracy=0.9, size_bytes=1000 + i, dense_fp32_bytes=4000)
+    base = dict(
+        notebook="01_x",
+        technique="baseline",
+        model="m",
+        variant=f"v{i}",
+        accuracy=0.9,
+        size_bytes=1000 + i,
+        dense_fp32_bytes=4000,
+    )
     base.update(kw)
     return base
 
@@ -27,8 +34,9 @@ def test_record_load_and_replace(tmp_root):
 
 
 def test_extra_metrics_round_trip(tmp_root):
-    results.record(notebook="07_p", technique="data_parallel", model="cnn", variant="2 replicas",
-                   samples_per_s=1234.5)
+    results.record(
+        notebook="07_p", technique="data_parallel", model="cnn", variant="2 replicas", samples_per_s=1234.5
+    )
     table = results.load("quick")
     assert results.extra(table, "samples_per_s").iloc[0] == 1234.5
 
@@ -46,27 +54,34 @@ def test_a_log_written_before_the_fields_existed_still_reads_and_appends(tmp_roo
     old_columns = [c for c in results.COLUMNS if c not in results.FIELDS]
     target = results.path("quick")
     target.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([dict(_row(0), profile="quick", timestamp="2026-01-01", versions="tf=x", extra="{}")],
-                 columns=old_columns).to_csv(target, index=False)
+    pd.DataFrame(
+        [dict(_row(0), profile="quick", timestamp="2026-01-01", versions="tf=x", extra="{}")],
+        columns=old_columns,
+    ).to_csv(target, index=False)
     table = results.load("quick")
-    assert table.loc[0, "setting"] is None and table.loc[0, "role"] is None and table.loc[0, "accuracy"] == 0.9
+    assert (
+        table.loc[0, "setting"] is None and table.loc[0, "role"] is None and table.loc[0, "accuracy"] == 0.9
+    )
     results.record(**_row(1, setting="float32", role="reference"))
     table = results.load("quick").set_index("variant")
     assert list(table.index) == ["v0", "v1"] and table.loc["v1", "role"] == "reference"
     assert table.loc["v0", "role"] is None
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(notebook=""), "non-empty"),
-    (dict(model=None), "non-empty"),
-    (dict(accuracy=97.5), "fraction"),
-    (dict(size_bytes=-1), ">= 0"),
-    (dict(latency_ms=float("nan")), "finite"),
-    (dict(accuracy="high"), "number"),
-    (dict(role="baseline"), "role must be one of"),
-    (dict(setting=""), "setting must be non-empty"),
-    (dict(setting=8), "setting must be non-empty"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(notebook=""), "non-empty"),
+        (dict(model=None), "non-empty"),
+        (dict(accuracy=97.5), "fraction"),
+        (dict(size_bytes=-1), ">= 0"),
+        (dict(latency_ms=float("nan")), "finite"),
+        (dict(accuracy="high"), "number"),
+        (dict(role="baseline"), "role must be one of"),
+        (dict(setting=""), "setting must be non-empty"),
+        (dict(setting=8), "setting must be non-empty"),
+    ],
+)
 def test_bad_rows_are_refused_and_nothing_written(tmp_root, bad, match):
     with pytest.raises(results.ResultError, match=match):
         results.record(**_row(1, **bad))
@@ -81,9 +96,11 @@ def test_row_without_any_measurement(tmp_root):
 def _writer(args):
     root, worker = args
     import os
+
     os.environ["EFFCOURSE_ROOT"] = root
     os.environ["EFFCOURSE_PROFILE"] = "quick"
     from effcourse import results as r
+
     for i in range(5):
         r.record(notebook=f"nb{worker}", technique="t", model="m", variant=f"v{i}", accuracy=0.5)
 
@@ -120,20 +137,58 @@ def test_tradeoff_chart_is_labelled_and_saved(tmp_root):
 
 def _course_table():
     rows = [
-        dict(notebook="00_setup_and_tour", technique="narrower model", model="mlp", variant="hidden 8",
-             accuracy=0.67, size_bytes=24_000),
-        dict(notebook="01_sgd_loss_formulation", technique="baseline", model="lenet_300_100", variant="float32",
-             accuracy=0.984, size_bytes=980_000, dense_fp32_bytes=1_066_440),
-        dict(notebook="01_sgd_loss_formulation", technique="baseline", model="lenet5", variant="float32",
-             accuracy=0.992, size_bytes=1_590_000, dense_fp32_bytes=1_724_320),
+        dict(
+            notebook="00_setup_and_tour",
+            technique="narrower model",
+            model="mlp",
+            variant="hidden 8",
+            accuracy=0.67,
+            size_bytes=24_000,
+        ),
+        dict(
+            notebook="01_sgd_loss_formulation",
+            technique="baseline",
+            model="lenet_300_100",
+            variant="float32",
+            accuracy=0.984,
+            size_bytes=980_000,
+            dense_fp32_bytes=1_066_440,
+        ),
+        dict(
+            notebook="01_sgd_loss_formulation",
+            technique="baseline",
+            model="lenet5",
+            variant="float32",
+            accuracy=0.992,
+            size_bytes=1_590_000,
+            dense_fp32_bytes=1_724_320,
+        ),
     ]
-    for i, (acc, size) in enumerate([(0.9815, 240_000), (0.9812, 238_000), (0.9821, 252_000), (0.9808, 61_000)]):
-        rows.append(dict(notebook="03_quantization", technique="post-training quantization",
-                         model="lenet_300_100", variant=f"variant {i}", accuracy=acc, size_bytes=size,
-                         latency_ms=0.01 + i / 1000, latency_p90_ms=0.02))
-    rows.append(dict(notebook="04_clustering_distillation_deep_compression", technique="deep compression",
-                     model="lenet5", variant="pruned + clustered + PCQAT (int8 file)", accuracy=0.991,
-                     size_bytes=45_000))
+    for i, (acc, size) in enumerate(
+        [(0.9815, 240_000), (0.9812, 238_000), (0.9821, 252_000), (0.9808, 61_000)]
+    ):
+        rows.append(
+            dict(
+                notebook="03_quantization",
+                technique="post-training quantization",
+                model="lenet_300_100",
+                variant=f"variant {i}",
+                accuracy=acc,
+                size_bytes=size,
+                latency_ms=0.01 + i / 1000,
+                latency_p90_ms=0.02,
+            )
+        )
+    rows.append(
+        dict(
+            notebook="04_clustering_distillation_deep_compression",
+            technique="deep compression",
+            model="lenet5",
+            variant="pruned + clustered + PCQAT (int8 file)",
+            accuracy=0.991,
+            size_bytes=45_000,
+        )
+    )
     table = pd.DataFrame(rows)
     table["profile"] = "quick"
     return table
@@ -163,10 +218,13 @@ def test_highlighted_notebook_sets_the_axis_limits():
 def test_labels_do_not_overlap():
     ax = plots.tradeoff(_course_table(), highlight="03_quantization", labels="auto")
     renderer = ax.figure.canvas.get_renderer()
-    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text().strip()
-             and "\n" not in t.get_text() or len(t.get_text()) < 40]
+    boxes = [
+        t.get_window_extent(renderer)
+        for t in ax.texts
+        if t.get_text().strip() and "\n" not in t.get_text() or len(t.get_text()) < 40
+    ]
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not a.overlaps(b)
 
 
@@ -221,6 +279,7 @@ def test_latency_chart_and_colours_agree(tmp_root):
     assert ax.get_xscale() == "log" and "ms" in ax.get_xlabel() and ax.get_yscale() == "log"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["pruning"]
     import matplotlib.colors as mcolors
+
     drawn = ax.lines[0].get_color()  # the marker line of the pruning errorbar
     assert mcolors.to_rgba(drawn) == mcolors.to_rgba(plots.FAMILY_COLORS["pruning"])
     panels = plots.latency_chart(table)
@@ -246,8 +305,15 @@ def test_nice_ticks():
 def test_table_formats_for_people():
     import pandas as pd
 
-    df = pd.DataFrame({"model": ["a", "b"], "params": [266610, 1234], "accuracy": [0.98123, 0.97],
-                       "latency (ms)": [0.0207, 0.31], "size (bytes)": [1.2e6, 3.4e3]})
+    df = pd.DataFrame(
+        {
+            "model": ["a", "b"],
+            "params": [266610, 1234],
+            "accuracy": [0.98123, 0.97],
+            "latency (ms)": [0.0207, 0.31],
+            "size (bytes)": [1.2e6, 3.4e3],
+        }
+    )
     text = plots.table(df, percent=["accuracy"]).to_html()
     for shown in ("266,610", "98.12 %", "0.0207", "1,200,000", "3,400"):
         assert shown in text

@@ -39,8 +39,9 @@ def test_search_never_returns_a_model_over_budget():
 def test_search_with_a_trial_budget_still_respects_accuracy():
     space = {"sparsity": list(np.linspace(0, 0.95, 20)), "bits": [2, 4, 8, 32]}
     for seed in range(5):
-        result = search.search(_evaluate, space, 0.99, 0.003, trials=15, seed=seed,
-                               first=[{"sparsity": 0.0, "bits": 32}])
+        result = search.search(
+            _evaluate, space, 0.99, 0.003, trials=15, seed=seed, first=[{"sparsity": 0.0, "bits": 32}]
+        )
         assert result.best.accuracy >= result.floor
 
 

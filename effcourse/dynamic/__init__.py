@@ -14,17 +14,59 @@ One module per concern; every public name is re-exported here (``dynamic.route``
 * ``staged``: ``deploy_stages``, ``StagedTFLite`` (each stage its own .tflite in LiteRT, run
   only when needed) and ``compare_latency`` (per-sample, interleaved on ``effcourse.timing``,
   returning a ``LatencyComparison``);
-* ``skip_gate``: a learned per-input skip gate over a residual block (``train_skip_gate``).
+* ``skip_gate``: a learned per-input skip gate over a residual block (``train_skip_gate``);
+* ``static``: the static rival, LeNet-5 scaled to the same mean MACs (``lenet5_scaled``,
+  ``alpha_for_macs``).
 """
+
 from .build import EarlyExitNet, build_early_exit, default_head, train_batches, train_joint
-from .rules import (ALWAYS_EXIT, NEVER_EXIT, RULES, check_threshold, confidence, dynamic_predict, entropy,
-                    exit_mask, exit_shares, mean_macs, operating_point, route, sweep)
+from .rules import (
+    ALWAYS_EXIT,
+    NEVER_EXIT,
+    RULES,
+    check_threshold,
+    confidence,
+    dynamic_predict,
+    entropy,
+    exit_mask,
+    exit_shares,
+    mean_macs,
+    operating_point,
+    route,
+    sweep,
+)
 from .skip_gate import SkipGateResult, forced_accuracy, gated_net, train_skip_gate
 from .staged import LatencyComparison, StagedTFLite, compare_latency, deploy_stages
+from .static import alpha_for_macs, lenet5_scaled, scaled_widths
 
 __all__ = [
-    "ALWAYS_EXIT", "NEVER_EXIT", "RULES", "EarlyExitNet", "LatencyComparison", "SkipGateResult", "StagedTFLite",
-    "build_early_exit", "check_threshold", "compare_latency", "confidence", "default_head", "deploy_stages",
-    "dynamic_predict", "entropy", "exit_mask", "exit_shares", "forced_accuracy", "gated_net", "mean_macs",
-    "operating_point", "route", "sweep", "train_batches", "train_joint", "train_skip_gate",
+    "ALWAYS_EXIT",
+    "NEVER_EXIT",
+    "RULES",
+    "EarlyExitNet",
+    "LatencyComparison",
+    "SkipGateResult",
+    "StagedTFLite",
+    "build_early_exit",
+    "check_threshold",
+    "compare_latency",
+    "confidence",
+    "default_head",
+    "deploy_stages",
+    "dynamic_predict",
+    "entropy",
+    "exit_mask",
+    "exit_shares",
+    "forced_accuracy",
+    "gated_net",
+    "mean_macs",
+    "operating_point",
+    "route",
+    "sweep",
+    "train_batches",
+    "train_joint",
+    "train_skip_gate",
+    "alpha_for_macs",
+    "lenet5_scaled",
+    "scaled_widths",
 ]

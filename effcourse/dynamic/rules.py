@@ -14,6 +14,7 @@ The exit rules (threshold ``t`` in [0, 1]):
   [0, 1], is ``< t``. ``t = 0`` never exits early; ``t = 1`` exits every input whose head is
   not exactly uniform.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,25 +23,33 @@ RULES = ("confidence", "entropy")
 NEVER_EXIT = {"confidence": 1.0, "entropy": 0.0}  # thresholds at which no input exits early
 ALWAYS_EXIT = {"confidence": 0.0}  # the threshold at which every input leaves at the first exit
 
+
 def _logits2d(logits, what="logits"):
     arr = np.asarray(logits, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] < 2:
-        raise ValueError(f"{what} must have shape (samples, classes) with at least 2 classes; "
-                         f"got {arr.shape}.")
+        raise ValueError(
+            f"{what} must have shape (samples, classes) with at least 2 classes; got {arr.shape}."
+        )
     return arr
 
 
 def confidence(logits) -> np.ndarray:
-    """The maximum softmax probability of each row of logits, computed stably (notebook 06)."""
+    """The maximum softmax probability of each row of logits, computed stably.
+
+    Introduced in notebook 06.
+    """
     z = _logits2d(logits)
     z = z - z.max(axis=1, keepdims=True)
     return 1.0 / np.exp(z).sum(axis=1)
 
 
 def entropy(logits) -> np.ndarray:
-    """The entropy of softmax(logits) per row, divided by log(classes): 0 sure, 1 uniform (notebook 06)."""
+    """The entropy of softmax(logits) per row, divided by log(classes): 0 sure, 1 uniform.
+
+    Introduced in notebook 06.
+    """
     z = _logits2d(logits)
     z = z - z.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -49,7 +58,10 @@ def entropy(logits) -> np.ndarray:
 
 
 def check_threshold(threshold, rule: str = "confidence") -> float:
-    """A valid exit threshold as a float, or a ValueError that says the valid range (notebook 06)."""
+    """A valid exit threshold as a float, or a ValueError that says the valid range.
+
+    Introduced in notebook 06.
+    """
     if rule not in RULES:
         raise ValueError(f"Unknown exit rule {rule!r}; choose one of {RULES}.")
     if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.number)):
@@ -59,16 +71,22 @@ def check_threshold(threshold, rule: str = "confidence") -> float:
         never = NEVER_EXIT[rule]
         raise ValueError(
             f"The {rule} threshold must lie in [0, 1]; got {t}. "
-            + ("Confidence is a probability: exit when max softmax > t (t = 1 never exits early, "
-               "t = 0 always exits at the first exit)."
-               if rule == "confidence" else
-               "Entropy is divided by log(classes): exit when it is < t "
-               f"(t = {never} never exits early, t = 1 exits nearly everything)."))
+            + (
+                "Confidence is a probability: exit when max softmax > t (t = 1 never exits early, "
+                "t = 0 always exits at the first exit)."
+                if rule == "confidence"
+                else "Entropy is divided by log(classes): exit when it is < t "
+                f"(t = {never} never exits early, t = 1 exits nearly everything)."
+            )
+        )
     return t
 
 
 def exit_mask(logits, rule: str, threshold) -> np.ndarray:
-    """True for the inputs whose exit logits pass the rule: confidence > t, or entropy < t (notebook 06)."""
+    """True for the inputs whose exit logits pass the rule: confidence > t, or entropy < t.
+
+    Introduced in notebook 06.
+    """
     t = check_threshold(threshold, rule)
     if rule == "confidence":
         return confidence(logits) > t
@@ -77,32 +95,42 @@ def exit_mask(logits, rule: str, threshold) -> np.ndarray:
 
 def _check_exits(exit_logits):
     if not isinstance(exit_logits, (list, tuple)) or len(exit_logits) < 2:
-        raise ValueError("Give the logits of every exit as a list, earliest first, the final exit "
-                         f"last (at least 2); got {type(exit_logits).__name__}.")
+        raise ValueError(
+            "Give the logits of every exit as a list, earliest first, the final exit "
+            f"last (at least 2); got {type(exit_logits).__name__}."
+        )
     arrays = [_logits2d(z, f"exit {k + 1} logits") for k, z in enumerate(exit_logits)]
     classes = [a.shape[1] for a in arrays]
     if len(set(classes)) != 1:
-        raise ValueError(f"The exits give different numbers of classes {classes}; every exit must "
-                         "predict the same classes (end every head in Dense(num_classes)).")
+        raise ValueError(
+            f"The exits give different numbers of classes {classes}; every exit must "
+            "predict the same classes (end every head in Dense(num_classes))."
+        )
     rows = [a.shape[0] for a in arrays]
     if len(set(rows)) != 1:
-        raise ValueError(f"The exits' logits cover different numbers of samples {rows}; compute "
-                         "all of them on the same inputs.")
+        raise ValueError(
+            f"The exits' logits cover different numbers of samples {rows}; compute "
+            "all of them on the same inputs."
+        )
     return arrays
 
 
 def _thresholds(thresholds, rule, n_early):
     if isinstance(thresholds, (list, tuple, np.ndarray)):
         if len(thresholds) != n_early:
-            raise ValueError(f"Give one threshold per early exit ({n_early}) or a single number; "
-                             f"got {len(thresholds)}.")
+            raise ValueError(
+                f"Give one threshold per early exit ({n_early}) or a single number; got {len(thresholds)}."
+            )
         return [check_threshold(t, rule) for t in thresholds]
     return [check_threshold(thresholds, rule)] * n_early
 
 
 def route(exit_logits, rule: str, thresholds) -> np.ndarray:
     """The exit each input leaves at (0 = first): the first early exit whose logits pass the rule,
-    else the final exit (notebook 06). ``thresholds``: one number, or one per early exit."""
+    else the final exit (notebook 06). ``thresholds``: one number, or one per early exit.
+
+    Introduced in notebook 06.
+    """
     arrays = _check_exits(exit_logits)
     ts = _thresholds(thresholds, rule, len(arrays) - 1)
     n = arrays[0].shape[0]
@@ -116,7 +144,10 @@ def route(exit_logits, rule: str, thresholds) -> np.ndarray:
 
 
 def dynamic_predict(exit_logits, rule: str, thresholds):
-    """Predicted class and exit index per input under an exit rule (notebook 06)."""
+    """Predicted class and exit index per input under an exit rule.
+
+    Introduced in notebook 06.
+    """
     arrays = _check_exits(exit_logits)
     exit_index = route(arrays, rule, thresholds)
     stacked = np.stack(arrays)  # (exits, samples, classes)
@@ -125,32 +156,41 @@ def dynamic_predict(exit_logits, rule: str, thresholds):
 
 
 def mean_macs(exit_index, cumulative_macs) -> float:
-    """Mean MACs per input: each input pays the cumulative MACs of the exit it left at (notebook 06).
+    """Mean MACs per input: each input pays the cumulative MACs of the exit it left at.
 
     ``cumulative_macs[k]`` counts every stage and every head up to and including exit k (an
     input that goes on past an exit has paid for that exit's head too).
+
+    Introduced in notebook 06.
     """
     cum = np.asarray(cumulative_macs, dtype=np.float64)
     idx = np.asarray(exit_index)
     if idx.size == 0:
         raise ValueError("No inputs: mean MACs of an empty set is undefined.")
     if idx.min() < 0 or idx.max() >= len(cum):
-        raise ValueError(f"Exit indices must lie in 0..{len(cum) - 1} (one cumulative MAC count per "
-                         f"exit); got {idx.min()}..{idx.max()}.")
+        raise ValueError(
+            f"Exit indices must lie in 0..{len(cum) - 1} (one cumulative MAC count per "
+            f"exit); got {idx.min()}..{idx.max()}."
+        )
     return float(cum[idx].mean())
 
 
 def exit_shares(exit_index, n_exits: int) -> np.ndarray:
-    """The share of inputs leaving at each exit (sums to 1) (notebook 06)."""
+    """The share of inputs leaving at each exit (sums to 1).
+
+    Introduced in notebook 06.
+    """
     idx = np.asarray(exit_index)
     return np.bincount(idx, minlength=n_exits)[:n_exits] / max(len(idx), 1)
 
 
 def sweep(exit_logits, labels, cumulative_macs, thresholds, rule: str = "confidence"):
-    """Accuracy, mean MACs and exit shares for each threshold, as a DataFrame (notebook 06).
+    """Accuracy, mean MACs and exit shares for each threshold, as a DataFrame.
 
     The same threshold is used at every early exit. ``macs_reduction`` is the MACs of the
     full backbone path (the last cumulative count minus the early heads) over the mean.
+
+    Introduced in notebook 06.
     """
     import pandas as pd
 
@@ -162,8 +202,11 @@ def sweep(exit_logits, labels, cumulative_macs, thresholds, rule: str = "confide
     rows = []
     for t in thresholds:
         pred, idx = dynamic_predict(arrays, rule, t)
-        row = {"threshold": float(t), "accuracy": float(np.mean(pred == labels)),
-               "mean_macs": mean_macs(idx, cum)}
+        row = {
+            "threshold": float(t),
+            "accuracy": float(np.mean(pred == labels)),
+            "mean_macs": mean_macs(idx, cum),
+        }
         for k, share in enumerate(exit_shares(idx, len(arrays))):
             row[f"share_exit{k + 1}" if k < len(arrays) - 1 else "share_final"] = float(share)
         rows.append(row)
@@ -172,12 +215,18 @@ def sweep(exit_logits, labels, cumulative_macs, thresholds, rule: str = "confide
 
 def operating_point(table, reference_accuracy: float, max_drop: float):
     """The sweep row with the fewest mean MACs whose accuracy is at most ``max_drop`` below the
-    reference (fractions, e.g. 0.001 = 0.1 points) (notebook 06); ties go to the more accurate."""
+    reference (fractions, e.g. 0.001 = 0.1 points) (notebook 06); ties go to the more accurate.
+
+    Introduced in notebook 06.
+    """
     if not 0 <= max_drop < 1:
-        raise ValueError(f"max_drop is a fraction of accuracy in [0, 1) (0.001 = 0.1 points); got {max_drop}.")
+        raise ValueError(
+            f"max_drop is a fraction of accuracy in [0, 1) (0.001 = 0.1 points); got {max_drop}."
+        )
     ok = table[table["accuracy"] >= reference_accuracy - max_drop - 1e-12]
     if ok.empty:
-        raise ValueError(f"No threshold keeps accuracy within {max_drop * 100:.2f} points of "
-                         f"{reference_accuracy:.4f}; add thresholds closer to 'never exit'.")
+        raise ValueError(
+            f"No threshold keeps accuracy within {max_drop * 100:.2f} points of "
+            f"{reference_accuracy:.4f}; add thresholds closer to 'never exit'."
+        )
     return ok.sort_values(["mean_macs", "accuracy"], ascending=[True, False]).iloc[0]
-

@@ -6,6 +6,7 @@ in LiteRT, a sample at a time, running the next stage only when the exit rule sa
 ``compare_latency`` times it against the full network per sample, interleaved, on the
 course's timing core (``effcourse.timing``), and returns a ``LatencyComparison``.
 """
+
 from __future__ import annotations
 
 import time
@@ -17,6 +18,7 @@ import numpy as np
 from .. import convert, measure, progress, timing
 from .build import EarlyExitNet
 from .rules import RULES, _thresholds
+
 
 def _score_layer(rule: str, name: str):
     """A Keras layer computing the exit rule's score from logits, so it runs inside the .tflite."""
@@ -36,7 +38,10 @@ def _score_layer(rule: str, name: str):
 def deploy_stages(net: EarlyExitNet, rule: str = "confidence") -> list:
     """The stages as Keras models for deployment (notebook 06): an early stage maps its input to
     ``[features, logits, score]``, where ``score`` is the exit rule's confidence or entropy
-    computed inside the model; the last stage maps to logits. Same layers, same weights."""
+    computed inside the model; the last stage maps to logits. Same layers, same weights.
+
+    Introduced in notebook 06.
+    """
     import tf_keras
 
     if rule not in RULES:
@@ -78,15 +83,18 @@ def _match_outputs(model, interp):
 
 class StagedTFLite:
     """Each stage with its exit head as its own .tflite model in LiteRT, run one after the other
-    per sample; the next stage runs only if the exit rule says so (notebook 06).
+    per sample; the next stage runs only if the exit rule says so.
 
     Each early stage's .tflite computes its features, its logits and the rule's score
     (``deploy_stages``); Python reads the score, compares it with the threshold, and either
     returns the class or copies the features into the next stage's input.
+
+    Introduced in notebook 06.
     """
 
-    def __init__(self, net: EarlyExitNet, rule: str = "confidence", thresholds=0.9,
-                 threads: int = 1, blobs=None):
+    def __init__(
+        self, net: EarlyExitNet, rule: str = "confidence", thresholds=0.9, threads: int = 1, blobs=None
+    ):
         self.rule = rule
         self.thresholds = _thresholds(thresholds, rule, net.n_exits - 1)
         stages = deploy_stages(net, rule)
@@ -100,8 +108,10 @@ class StagedTFLite:
             i_in, outs = _match_outputs(stage, runner.interpreter)
             if k < net.n_exits - 1:
                 if len(outs) != 3:
-                    raise ValueError(f"Stage {k + 1}'s .tflite model should give features, logits and "
-                                     f"the {rule} score; build its blob from deploy_stages(net, {rule!r}).")
+                    raise ValueError(
+                        f"Stage {k + 1}'s .tflite model should give features, logits and "
+                        f"the {rule} score; build its blob from deploy_stages(net, {rule!r})."
+                    )
                 feat, logits, score = outs
             else:
                 feat, logits, score = None, outs[0], None
@@ -114,8 +124,11 @@ class StagedTFLite:
 
     def classify(self, sample):
         """(class, exit index) for one input of shape (1, H, W, C) (or (H, W, C)), float32."""
-        x = sample if sample.shape == self.input_shape else np.asarray(
-            sample, dtype=np.float32).reshape(self.input_shape)
+        x = (
+            sample
+            if sample.shape == self.input_shape
+            else np.asarray(sample, dtype=np.float32).reshape(self.input_shape)
+        )
         confident = self.rule == "confidence"
         last = len(self._plan) - 1
         for k, (interp, i_in, i_feat, i_logits, i_score) in enumerate(self._plan):
@@ -131,8 +144,10 @@ class StagedTFLite:
     def predict(self, x, desc: str = "staged LiteRT, one image at a time"):
         """Classes and exit indices for every input of ``x``, one sample at a time (with a progress bar)."""
         x = np.asarray(x, dtype=np.float32)
-        out = [self.classify(x[i:i + 1]) for i in progress.bar(range(len(x)), desc=desc, unit="image",
-                                                                mininterval=0.5)]
+        out = [
+            self.classify(x[i : i + 1])
+            for i in progress.bar(range(len(x)), desc=desc, unit="image", mininterval=0.5)
+        ]
         return np.array([c for c, _ in out]), np.array([k for _, k in out])
 
 
@@ -158,7 +173,9 @@ class LatencyComparison:
 
     ``dynamic_ms`` and ``full_ms``: each sample's median over the repeats, in milliseconds;
     ``exits``: the exit each sample left at (0 = first). The summaries (``dynamic_mean_ms``,
-    ``full_p90_ms``, ``speedup_mean``, ...) are computed from those arrays.
+    ``full_p90_ms``, ``speedup_mean``, ..) are computed from those arrays.
+
+    Introduced in notebook 06.
     """
 
     dynamic_ms: np.ndarray
@@ -184,16 +201,26 @@ class LatencyComparison:
         import pandas as pd
 
         scale = {"s": 1e-3, "ms": 1.0, "µs": 1e3, "us": 1e3}[unit]
-        rows = [[self.dynamic_mean_ms, self.dynamic_median_ms, self.dynamic_p90_ms],
-                [self.full_mean_ms, self.full_median_ms, self.full_p90_ms]]
-        return scale * pd.DataFrame(rows, index=list(names),
-                                    columns=[f"mean ({unit})", f"median ({unit})", f"p90 ({unit})"])
+        rows = [
+            [self.dynamic_mean_ms, self.dynamic_median_ms, self.dynamic_p90_ms],
+            [self.full_mean_ms, self.full_median_ms, self.full_p90_ms],
+        ]
+        return scale * pd.DataFrame(
+            rows, index=list(names), columns=[f"mean ({unit})", f"median ({unit})", f"p90 ({unit})"]
+        )
 
 
-def compare_latency(staged: StagedTFLite, full_blob, x, repeats: int = 3, warmup: int = 50,
-                    threads: int = 1, desc: str = "latency, early exit vs full",
-                    clock: Callable[[], float] = time.perf_counter) -> LatencyComparison:
-    """Per-sample latency of staged execution against the full network in LiteRT (notebook 06).
+def compare_latency(
+    staged: StagedTFLite,
+    full_blob,
+    x,
+    repeats: int = 3,
+    warmup: int = 50,
+    threads: int = 1,
+    desc: str = "latency, early exit vs full",
+    clock: Callable[[], float] = time.perf_counter,
+) -> LatencyComparison:
+    """Per-sample latency of staged execution against the full network in LiteRT.
 
     For each sample of ``x``, ``timing.interleaved`` times both ``repeats`` times, alternating
     which goes first (rotating order; odd samples start with the full network), so that load
@@ -204,6 +231,8 @@ def compare_latency(staged: StagedTFLite, full_blob, x, repeats: int = 3, warmup
     counts the timed samples; it is updated between samples, never inside a timed call.
     Returns a ``LatencyComparison`` (per-sample milliseconds, the exits taken, mean / median /
     p90 of each, the speed-up of the mean).
+
+    Introduced in notebook 06.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
@@ -231,7 +260,11 @@ def compare_latency(staged: StagedTFLite, full_blob, x, repeats: int = 3, warmup
         def run_full(s=s):
             full.classify(s)
 
-        tasks = {"dynamic": run_dynamic, "full": run_full} if i % 2 == 0 else {"full": run_full, "dynamic": run_dynamic}
+        tasks = (
+            {"dynamic": run_dynamic, "full": run_full}
+            if i % 2 == 0
+            else {"full": run_full, "dynamic": run_dynamic}
+        )
         result = timing.interleaved(tasks, rounds=repeats, runs=1, warmup=0, clock=clock, rotate=True)
         times[0, i] = [r[0] for r in result["dynamic"].times]
         times[1, i] = [r[0] for r in result["full"].times]

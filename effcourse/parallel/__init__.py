@@ -19,26 +19,81 @@ parallel.devices()``):
 * ``pipeline``: GPipe's schedule (``run_gpipe``, ``gpipe_timeline``, ``bubble``) measured
   task by task; the Gantt chart is ``effcourse.plots.pipeline_gantt``.
 """
+
 from __future__ import annotations
 
-from .data_parallel import (_KEY_STRIDE, _per_example_loss, _to_numpy_list, allreduce_bytes,  # noqa: F401
-                            decimals, distribute_batch, equivalence_table, gradient_checks,
-                            gradient_equivalence, mirrored, per_replica_batch, replica_gradients,
-                            scaled_learning_rate, scaling, scaling_frame, scaling_rows, train_step)
+from .data_parallel import (
+    _KEY_STRIDE,
+    _per_example_loss,
+    _to_numpy_list,
+    allreduce_bytes,  # noqa: F401
+    decimals,
+    distribute_batch,
+    equivalence_table,
+    gradient_checks,
+    gradient_equivalence,
+    mirrored,
+    per_replica_batch,
+    replica_gradients,
+    scaled_learning_rate,
+    scaling,
+    scaling_frame,
+    scaling_rows,
+    train_step,
+)
 from .local_devices import devices, hardware, hardware_line  # noqa: F401
-from .plan import (DemoSizes, DevicePlan, DevicePlanError, apply_plan, demo_sizes,  # noqa: F401
-                   device_plan)
+from .plan import (
+    DemoSizes,
+    DevicePlan,
+    DevicePlanError,
+    apply_plan,
+    demo_sizes,  # noqa: F401
+    device_plan,
+)
 from .model_parallel import Stage, balanced_mlp, forward_across, split_sequential  # noqa: F401
-from .multi_worker import (LOOPBACK, RESULT_PREFIX, STEP_PREFIX, WORKER_MODULE, MultiWorkerRun,  # noqa: F401
-                           WorkerError, WorkerRun, _last_step, _launch_once, _read, _stop, _tail,
-                           alive, cluster_commands, cluster_hosts, free_ports, launch_workers, run_multi_worker,
-                           WorkerPlan, tf_config, worker_args, worker_environments)
-from .pipeline import (_sync, bubble, bubble_bottleneck, bubble_formula, compare_gradients,  # noqa: F401
-                       full_batch_gradients, gpipe_sweep, gpipe_table, gpipe_timeline, run_gpipe)
+from .multi_worker import (
+    LOOPBACK,
+    RESULT_PREFIX,
+    STEP_PREFIX,
+    WORKER_MODULE,
+    MultiWorkerRun,  # noqa: F401
+    WorkerError,
+    WorkerRun,
+    _last_step,
+    _launch_once,
+    _read,
+    _stop,
+    _tail,
+    alive,
+    cluster_commands,
+    cluster_hosts,
+    free_ports,
+    launch_workers,
+    run_multi_worker,
+    WorkerPlan,
+    tf_config,
+    worker_args,
+    worker_environments,
+)
+from .pipeline import (
+    _sync,
+    bubble,
+    bubble_bottleneck,
+    bubble_formula,
+    compare_gradients,  # noqa: F401
+    full_batch_gradients,
+    gpipe_sweep,
+    gpipe_table,
+    gpipe_timeline,
+    run_gpipe,
+)
 
 
 def gantt(timeline, ax=None, title: str | None = None, unit: float = 1e3):
-    """Gantt chart of a pipeline timeline: now ``effcourse.plots.pipeline_gantt`` (notebook 07)."""
+    """Gantt chart of a pipeline timeline: now ``effcourse.plots.pipeline_gantt``.
+
+    Introduced in notebook 07.
+    """
     from .. import plots
 
     return plots.pipeline_gantt(timeline, ax=ax, title=title, unit=unit)

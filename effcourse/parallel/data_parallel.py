@@ -5,6 +5,7 @@ single-device gradient of the global batch; ``train_step`` is the custom-loop st
 ``scaling`` measures samples per second against the replica count, on the course's one
 timing core (``effcourse.timing.interleaved``).
 """
+
 from __future__ import annotations
 
 import time
@@ -18,14 +19,16 @@ _KEY_STRIDE = 100_000
 
 
 def mirrored(n_replicas: int | None = None):
-    """A ``MirroredStrategy`` over the first ``n_replicas`` of ``devices()`` (notebook 07).
+    """A ``MirroredStrategy`` over the first ``n_replicas`` of ``devices()``.
 
     TensorFlow's default all-reduce here is a collective (ring on CPUs, NCCL on GPUs), and
     every ``MirroredStrategy`` numbers its collective groups from 1: a second strategy over
-    a different number of devices in the same process then fails with "Device ... is
+    a different number of devices in the same process then fails with "Device .. is
     joining a group with size 4, but that group has size 2". Each strategy made here gets
     its own key range, as TensorFlow's own tests do (``_collective_key_base`` in
     tensorflow/python/distribute/strategy_combinations.py).
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
 
@@ -36,7 +39,10 @@ def mirrored(n_replicas: int | None = None):
 
 
 def per_replica_batch(global_batch: int, replicas: int) -> int:
-    """The batch each replica sees; an error unless the global batch divides evenly (notebook 07)."""
+    """The batch each replica sees; an error unless the global batch divides evenly.
+
+    Introduced in notebook 07.
+    """
     for name, value in (("global_batch", global_batch), ("replicas", replicas)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -45,31 +51,39 @@ def per_replica_batch(global_batch: int, replicas: int) -> int:
         raise ValueError(
             f"The global batch {global_batch} does not split evenly over {replicas} replicas: "
             f"choose a multiple of {replicas}, e.g. {lower or replicas} or {lower + replicas}, so "
-            "that every replica does the same work and the averaged gradient is exact.")
+            "that every replica does the same work and the averaged gradient is exact."
+        )
     return global_batch // replicas
 
 
 def scaled_learning_rate(base_lr: float, base_batch: int, global_batch: int) -> float:
-    """The linear scaling rule: lr = base_lr * global_batch / base_batch (Goyal et al. 2017; notebook 07)."""
+    """The linear scaling rule: lr = base_lr * global_batch / base_batch (Goyal et al. 2017; notebook 07).
+
+    Introduced in notebook 07.
+    """
     if base_lr <= 0 or base_batch < 1 or global_batch < 1:
         raise ValueError("base_lr must be > 0 and the batch sizes >= 1")
     return base_lr * global_batch / base_batch
 
 
 def allreduce_bytes(n_params: int, replicas: int, bytes_per_value: int = 4) -> dict:
-    """Bytes a data-parallel step all-reduces, from the parameter count (notebook 07).
+    """Bytes a data-parallel step all-reduces, from the parameter count.
 
     ``gradient_bytes``: one full gradient (params x 4 bytes in float32), what every replica
     contributes and receives each step. ``ring_bytes_per_replica``: what each replica sends
     with a ring all-reduce, 2 (N-1)/N x gradient_bytes (reduce-scatter, then all-gather).
+
+    Introduced in notebook 07.
     """
     if isinstance(n_params, bool) or not isinstance(n_params, (int, np.integer)) or n_params < 0:
         raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
     per_replica_batch(replicas, 1)  # validates replicas
     grad = int(n_params) * bytes_per_value
-    return {"gradient_bytes": grad,
-            "ring_bytes_per_replica": 2 * (replicas - 1) / replicas * grad,
-            "ring_bytes_total": 2 * (replicas - 1) * grad}
+    return {
+        "gradient_bytes": grad,
+        "ring_bytes_per_replica": 2 * (replicas - 1) / replicas * grad,
+        "ring_bytes_total": 2 * (replicas - 1) * grad,
+    }
 
 
 def _per_example_loss(labels, logits):
@@ -83,10 +97,12 @@ def _to_numpy_list(values):
 
 
 def replica_gradients(model, x, y, global_batch: int, training: bool):
-    """On one replica: the loss sum(per-example losses) / global batch and its gradients (notebook 07).
+    """On one replica: the loss sum(per-example losses) / global batch and its gradients.
 
     Dividing by the *global* batch (``tf.nn.compute_average_loss``), not the replica's
     own, makes the sum of the replicas' gradients the gradient of the global batch's mean.
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
 
@@ -97,13 +113,15 @@ def replica_gradients(model, x, y, global_batch: int, training: bool):
 
 
 def gradient_equivalence(model, x, y, strategy=None) -> dict:
-    """Compare the gradient all-reduced over replicas with the single-device gradient (notebook 07).
+    """Compare the gradient all-reduced over replicas with the single-device gradient.
 
     The global batch ``(x, y)`` is split evenly over the strategy's replicas; each replica
     computes the gradient of ``sum(its per-example losses) / global_batch`` and the
     all-reduce sums them. That must equal the gradient of the mean loss over the whole
     batch on one device. Returns the maximum absolute difference (and the scale of the
     gradient) together with the replica count, batch sizes and all-reduced bytes.
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
 
@@ -131,8 +149,7 @@ def gradient_equivalence(model, x, y, strategy=None) -> dict:
     def distributed_gradient(xb, yb):
         def replica_fn(xr, yr):
             _, grads = replica_gradients(replica_model, xr, yr, global_batch, training=False)
-            return tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, grads)
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
 
         return strategy.run(replica_fn, args=(xb, yb))
 
@@ -142,19 +159,27 @@ def gradient_equivalence(model, x, y, strategy=None) -> dict:
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(averaged, single))
     spread = max(float(np.max(np.abs(c - copies[0]))) for copies in per_replica for c in copies)
     n_params = int(sum(v.size for v in single))
-    return {"replicas": replicas, "global_batch": global_batch, "per_replica_batch": local,
-            "max_abs_diff": diff, "max_abs_grad": max(float(np.max(np.abs(g))) for g in single),
-            "replica_disagreement": spread, "n_params": n_params,
-            **allreduce_bytes(n_params, replicas)}
+    return {
+        "replicas": replicas,
+        "global_batch": global_batch,
+        "per_replica_batch": local,
+        "max_abs_diff": diff,
+        "max_abs_grad": max(float(np.max(np.abs(g))) for g in single),
+        "replica_disagreement": spread,
+        "n_params": n_params,
+        **allreduce_bytes(n_params, replicas),
+    }
 
 
 def train_step(strategy, model, optimizer, global_batch: int):
-    """A ``tf.function`` data-parallel SGD step for a custom loop with ``strategy.run`` (notebook 07).
+    """A ``tf.function`` data-parallel SGD step for a custom loop with ``strategy.run``.
 
     Each replica scales its loss by the *global* batch (``tf.nn.compute_average_loss``);
     ``optimizer.apply_gradients`` inside the replica all-reduces (sums) the gradients, so
     every replica applies the same update. Call it with a distributed batch; it returns the
     mean loss of the global batch.
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
 
@@ -174,12 +199,14 @@ def train_step(strategy, model, optimizer, global_batch: int):
 
 
 def distribute_batch(strategy, x, y):
-    """One global batch ``(x, y)`` split over the strategy's replicas, as ``(x, y)`` per replica (notebook 07).
+    """One global batch ``(x, y)`` split over the strategy's replicas, as ``(x, y)`` per replica.
 
     Replica r gets the r-th contiguous shard, on its own device, as
     ``strategy.experimental_distribute_dataset`` would give it; built directly from the
     arrays (``experimental_distribute_values_from_function``), without a dataset iterator,
     whose clean-up can take seconds on a busy machine.
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
 
@@ -191,17 +218,26 @@ def distribute_batch(strategy, x, y):
         def value_fn(ctx):
             r = ctx.replica_id_in_sync_group
             with tf.device(strategy.extended.worker_devices[r]):
-                return tf.identity(array[r * local:(r + 1) * local])
+                return tf.identity(array[r * local : (r + 1) * local])
 
         return strategy.experimental_distribute_values_from_function(value_fn)
 
     return shard(x), shard(y)
 
 
-def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3,
-            warmup: int = 2, learning_rate: float = 0.05, desc: str = "timing replica counts",
-            clock=time.perf_counter) -> list[dict]:
-    """Training throughput (samples/s) for each replica count, interleaved, medians (notebook 07).
+def scaling(
+    build_model,
+    replica_counts,
+    x,
+    y,
+    steps: int = 10,
+    repeats: int = 3,
+    warmup: int = 2,
+    learning_rate: float = 0.05,
+    desc: str = "timing replica counts",
+    clock=time.perf_counter,
+) -> list[dict]:
+    """Training throughput (samples/s) for each replica count, interleaved, medians.
 
     ``build_model()`` returns a fresh tf_keras model; one copy is built under a
     ``MirroredStrategy`` for each count in ``replica_counts`` and takes ``warmup`` untimed
@@ -213,6 +249,8 @@ def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3
     rounds with the order rotating, because a shared machine's speed drifts. The rows
     (``scaling_rows``) give samples/s from the median chunk time, and the slowest and
     fastest round. A progress bar (``desc``) counts the rounds; ``clock`` is injectable.
+
+    Introduced in notebook 07.
     """
     import tf_keras
 
@@ -237,18 +275,26 @@ def scaling(build_model, replica_counts, x, y, steps: int = 10, repeats: int = 3
                 last_loss["value"] = step(*batch)
 
         tasks[n] = chunk
-    comparison = timing.interleaved(tasks, rounds=repeats, runs=1, warmup=0, clock=clock,
-                                    sync=lambda: (float(last_loss["value"]), timing.gpu_sync()),  # wait for all
-                                    progress_desc=desc)
+    comparison = timing.interleaved(
+        tasks,
+        rounds=repeats,
+        runs=1,
+        warmup=0,
+        clock=clock,
+        sync=lambda: (float(last_loss["value"]), timing.gpu_sync()),  # wait for all
+        progress_desc=desc,
+    )
     return scaling_rows(comparison, replica_counts, global_batch, steps)
 
 
 def scaling_rows(comparison, replica_counts, global_batch: int, steps: int) -> list[dict]:
-    """One row per replica count from a ``timing.Comparison`` of chunks of ``steps`` steps (notebook 07).
+    """One row per replica count from a ``timing.Comparison`` of chunks of ``steps`` steps.
 
     ``samples_per_s`` is steps x global batch / the median chunk time (``samples_per_s_min``
     and ``_max`` from the slowest and fastest round); ``speedup`` is relative to the first
     count, and ``efficiency`` is the speed-up divided by the growth in replicas.
+
+    Introduced in notebook 07.
     """
     replica_counts = list(replica_counts)
     samples = steps * global_batch
@@ -258,26 +304,42 @@ def scaling_rows(comparison, replica_counts, global_batch: int, steps: int) -> l
         t = comparison[n]
         fastest, slowest = t.spread
         med = samples / t.median
-        rows.append({"replicas": n, "global_batch": global_batch,
-                     "per_replica_batch": global_batch // n, "samples_per_s": med,
-                     "samples_per_s_min": samples / slowest,
-                     "samples_per_s_max": samples / fastest,
-                     "speedup": med / base, "efficiency": med / base / (n / replica_counts[0]),
-                     "repeats": len(t.times), "steps": steps})
+        rows.append(
+            {
+                "replicas": n,
+                "global_batch": global_batch,
+                "per_replica_batch": global_batch // n,
+                "samples_per_s": med,
+                "samples_per_s_min": samples / slowest,
+                "samples_per_s_max": samples / fastest,
+                "speedup": med / base,
+                "efficiency": med / base / (n / replica_counts[0]),
+                "repeats": len(t.times),
+                "steps": steps,
+            }
+        )
     return rows
 
 
-SCALING_COLUMNS = {"model": "model", "replicas": "replicas", "per_replica_batch": "per-replica batch",
-                   "samples_per_s": "throughput (samples/s)", "samples_per_s_min": "slowest round (samples/s)",
-                   "samples_per_s_max": "fastest round (samples/s)", "speedup": "speed-up (x)",
-                   "efficiency": "efficiency"}
+SCALING_COLUMNS = {
+    "model": "model",
+    "replicas": "replicas",
+    "per_replica_batch": "per-replica batch",
+    "samples_per_s": "throughput (samples/s)",
+    "samples_per_s_min": "slowest round (samples/s)",
+    "samples_per_s_max": "fastest round (samples/s)",
+    "speedup": "speed-up (x)",
+    "efficiency": "efficiency",
+}
 
 
 def scaling_frame(rows):
-    """``scaling`` rows (each with a ``model`` key) as notebook 07's table, people's column names (notebook 07).
+    """``scaling`` rows (each with a ``model`` key) as notebook 07's table, people's column names.
 
     Returns ``(raw, shown)``: the rows as a DataFrame with every ``scaling_rows`` column,
     and the renamed columns for display. No rows give empty tables with the same columns.
+
+    Introduced in notebook 07.
     """
     import pandas as pd
 
@@ -286,14 +348,19 @@ def scaling_frame(rows):
 
 
 def gradient_checks(model, x, y, replica_counts) -> list[dict]:
-    """``gradient_equivalence`` for each replica count, each on its own ``mirrored(n)`` (notebook 07)."""
+    """``gradient_equivalence`` for each replica count, each on its own ``mirrored(n)``.
+
+    Introduced in notebook 07.
+    """
     return [gradient_equivalence(model, x, y, mirrored(n)) for n in replica_counts]
 
 
 def decimals(value, digits: int = 2) -> str:
-    """A tiny number written out in decimals (``digits`` significant), never in e-notation (notebook 07).
+    """A tiny number written out in decimals (``digits`` significant), never in e-notation.
 
     ``""`` for a missing value (None or NaN).
+
+    Introduced in notebook 07.
     """
     try:
         value = float(value)
@@ -301,21 +368,25 @@ def decimals(value, digits: int = 2) -> str:
         return ""
     if np.isnan(value):
         return ""
-    return np.format_float_positional(value, precision=digits, unique=False, fractional=False,
-                                      trim="-")
+    return np.format_float_positional(value, precision=digits, unique=False, fractional=False, trim="-")
 
 
 def equivalence_table(checks):
-    """The rows of ``gradient_checks`` as the table notebook 07 shows: differences in decimals, bytes in KB."""
+    """The rows of ``gradient_checks`` as the table notebook 07 shows: differences in decimals, bytes in KB.
+
+    Introduced in notebook 07.
+    """
     import pandas as pd
 
-    return pd.DataFrame({
-        "replicas": [r["replicas"] for r in checks],
-        "global batch": [r["global_batch"] for r in checks],
-        "per-replica batch": [r["per_replica_batch"] for r in checks],
-        "largest difference": [decimals(r["max_abs_diff"]) for r in checks],
-        "largest gradient entry": [decimals(r["max_abs_grad"]) for r in checks],
-        "replicas disagree by": [decimals(r["replica_disagreement"]) for r in checks],
-        "gradient (KB)": [r["gradient_bytes"] / 1024 for r in checks],
-        "ring all-reduce, sent per replica (KB)": [r["ring_bytes_per_replica"] / 1024 for r in checks],
-    })
+    return pd.DataFrame(
+        {
+            "replicas": [r["replicas"] for r in checks],
+            "global batch": [r["global_batch"] for r in checks],
+            "per-replica batch": [r["per_replica_batch"] for r in checks],
+            "largest difference": [decimals(r["max_abs_diff"]) for r in checks],
+            "largest gradient entry": [decimals(r["max_abs_grad"]) for r in checks],
+            "replicas disagree by": [decimals(r["replica_disagreement"]) for r in checks],
+            "gradient (KB)": [r["gradient_bytes"] / 1024 for r in checks],
+            "ring all-reduce, sent per replica (KB)": [r["ring_bytes_per_replica"] / 1024 for r in checks],
+        }
+    )

@@ -4,6 +4,7 @@
 device; ``forward_across`` runs a batch through them and reports what crosses between
 devices; ``balanced_mlp`` is the model with identical blocks used for pipelines.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,9 +14,13 @@ import numpy as np
 from .data_parallel import _per_example_loss
 from .local_devices import devices
 
+
 @dataclass
 class Stage:
-    """Consecutive layers of a model placed on one device, their variables there (notebook 07)."""
+    """Consecutive layers of a model placed on one device, their variables there.
+
+    Introduced in notebook 07.
+    """
 
     index: int
     device: str
@@ -36,12 +41,14 @@ class Stage:
         if with_loss not in self._graphs:
             spec = tf.TensorSpec([None, *self.model.input_shape[1:]], tf.float32)
             if with_loss:
+
                 def forward(h, labels, global_batch):
                     logits = self.model(h, training=True)
                     return tf.reduce_sum(_per_example_loss(labels, logits)) / global_batch
 
                 signature = [spec, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32)]
             else:
+
                 def forward(h):
                     return self.model(h, training=True)
 
@@ -51,10 +58,12 @@ class Stage:
 
 
 def balanced_mlp(blocks: int, width: int = 784, name: str = "balanced_mlp"):
-    """An MLP of ``blocks`` identical Dense(width) ReLU blocks and a Dense(10) head (notebook 07).
+    """An MLP of ``blocks`` identical Dense(width) ReLU blocks and a Dense(10) head.
 
     Used for pipelines: with ``width`` 784 every block does the same work (784 x 784 MACs
     per sample), so one block per stage gives balanced stages.
+
+    Introduced in notebook 07.
     """
     import tf_keras
 
@@ -69,12 +78,14 @@ def balanced_mlp(blocks: int, width: int = 784, name: str = "balanced_mlp"):
 
 
 def split_sequential(model, boundaries, device_list=None) -> list:
-    """Split a Sequential model into stages of consecutive layers, each on its own device (notebook 07).
+    """Split a Sequential model into stages of consecutive layers, each on its own device.
 
-    ``boundaries`` are the layer indices (into ``model.layers``) where stages 1, 2, ...
+    ``boundaries`` are the layer indices (into ``model.layers``) where stages 1, 2, ..
     start, e.g. ``[2]`` puts layers 0-1 on the first device and the rest on the second.
     Each stage is a new Sequential whose variables are created on its device and hold
     the model's current weights; the original model is left untouched.
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
     import tf_keras
@@ -87,31 +98,36 @@ def split_sequential(model, boundaries, device_list=None) -> list:
     layers = list(model.layers)
     cuts = [0, *sorted(int(b) for b in boundaries), len(layers)]
     if len(set(cuts)) != len(cuts) or cuts[1] <= 0 or cuts[-2] >= len(layers):
-        raise ValueError(f"boundaries {list(boundaries)} must be distinct layer indices in "
-                         f"1..{len(layers) - 1} (the model has {len(layers)} layers), so that "
-                         "every stage gets at least one layer.")
+        raise ValueError(
+            f"boundaries {list(boundaries)} must be distinct layer indices in "
+            f"1..{len(layers) - 1} (the model has {len(layers)} layers), so that "
+            "every stage gets at least one layer."
+        )
     n_stages = len(cuts) - 1
     device_list = list(device_list) if device_list is not None else devices(n_stages)
     if len(device_list) < n_stages:
         raise ValueError(f"{n_stages} stages need {n_stages} devices, got {len(device_list)}")
     stages = []
     for k in range(n_stages):
-        part = layers[cuts[k]:cuts[k + 1]]
+        part = layers[cuts[k] : cuts[k + 1]]
         with tf.device(device_list[k]):
             seq = tf_keras.Sequential(
                 [tf_keras.layers.Input(part[0].input_shape[1:])]
                 + [type(layer).from_config(layer.get_config()) for layer in part],
-                name=f"stage{k}")
+                name=f"stage{k}",
+            )
         seq.set_weights([w for layer in part for w in layer.get_weights()])
         stages.append(Stage(k, device_list[k], seq, [layer.name for layer in part]))
     return stages
 
 
 def forward_across(stages, x, training: bool = False):
-    """Run ``x`` through the stages in order; return the output and what crossed devices (notebook 07).
+    """Run ``x`` through the stages in order; return the output and what crossed devices.
 
     Each crossing is a dict: from and to device, the activation's shape and its bytes
     (what an interconnect would carry per step).
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
 
@@ -119,8 +135,14 @@ def forward_across(stages, x, training: bool = False):
     crossings = []
     for k, stage in enumerate(stages):
         if k:
-            crossings.append({"from": stages[k - 1].device, "to": stage.device,
-                              "shape": tuple(h.shape), "bytes": int(np.prod(h.shape)) * h.dtype.size,
-                              "bytes_per_sample": int(np.prod(h.shape[1:])) * h.dtype.size})
+            crossings.append(
+                {
+                    "from": stages[k - 1].device,
+                    "to": stage.device,
+                    "shape": tuple(h.shape),
+                    "bytes": int(np.prod(h.shape)) * h.dtype.size,
+                    "bytes_per_sample": int(np.prod(h.shape[1:])) * h.dtype.size,
+                }
+            )
         h = stage(h, training=training)
     return h, crossings

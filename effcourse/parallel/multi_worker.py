@@ -6,6 +6,7 @@ stopped whatever happens, with signals to their process groups); ``run_multi_wor
 the course's worker script, ``python -m effcourse._mw_worker``, the same script a real
 cluster runs with one ``TF_CONFIG`` per host (``cluster_commands``).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -31,8 +32,12 @@ WORKER_MODULE = "effcourse._mw_worker"
 RESULT_PREFIX = "EFFCOURSE_RESULT "
 STEP_PREFIX = "EFFCOURSE_STEP "  # a worker's progress line: steps done so far
 
+
 class WorkerError(EffcourseError, RuntimeError):
-    """A worker process failed or timed out; ``runs`` holds every worker's output (notebook 07)."""
+    """A worker process failed or timed out; ``runs`` holds every worker's output.
+
+    Introduced in notebook 07.
+    """
 
     def __init__(self, message: str, runs=None):
         super().__init__(message)
@@ -41,7 +46,10 @@ class WorkerError(EffcourseError, RuntimeError):
 
 @dataclass
 class WorkerRun:
-    """One worker process: its index, exit code, output and (if it wrote one) its result (notebook 07)."""
+    """One worker process: its index, exit code, output and (if it wrote one) its result.
+
+    Introduced in notebook 07.
+    """
 
     index: int
     pid: int
@@ -53,7 +61,10 @@ class WorkerRun:
 
 @dataclass
 class MultiWorkerRun:
-    """The outcome of ``launch_workers``: every worker's run, the cluster and the time taken (notebook 07)."""
+    """The outcome of ``launch_workers``: every worker's run, the cluster and the time taken.
+
+    Introduced in notebook 07.
+    """
 
     workers: list
     cluster: dict
@@ -79,11 +90,13 @@ class MultiWorkerRun:
 
 
 def free_ports(n: int, host: str = LOOPBACK) -> list[int]:
-    """``n`` distinct free TCP ports, found by binding on the loopback address only (notebook 07).
+    """``n`` distinct free TCP ports, found by binding on the loopback address only.
 
     Each probe binds ``(host, 0)`` so the OS picks a free port; all probes are held open
     until every port is chosen (so they differ), then closed for the workers to take.
     ``host`` must be a loopback address: nothing is ever bound on an outside interface.
+
+    Introduced in notebook 07.
     """
     if not ipaddress.ip_address(host).is_loopback:
         raise ValueError(f"free_ports binds on a loopback address only, got {host!r}; use 127.0.0.1.")
@@ -103,10 +116,12 @@ def free_ports(n: int, host: str = LOOPBACK) -> list[int]:
 
 
 def tf_config(addresses, index: int, task_type: str = "worker") -> dict:
-    """The ``TF_CONFIG`` of worker ``index`` in a cluster of ``host:port`` addresses (notebook 07).
+    """The ``TF_CONFIG`` of worker ``index`` in a cluster of ``host:port`` addresses.
 
     Every worker gets the same cluster and its own task index; worker 0 is the chief
     (it also writes checkpoints and summaries in real jobs).
+
+    Introduced in notebook 07.
     """
     addresses = list(addresses)
     if not addresses:
@@ -121,24 +136,33 @@ def tf_config(addresses, index: int, task_type: str = "worker") -> dict:
 
 
 def cluster_commands(addresses, worker_args=(), python: str = "python") -> list[str]:
-    """The shell command to run on each host of a real cluster: same script, its own TF_CONFIG (notebook 07)."""
+    """The shell command to run on each host of a real cluster: same script, its own TF_CONFIG.
+
+    Introduced in notebook 07.
+    """
     import shlex
 
     args = " ".join(shlex.quote(str(a)) for a in worker_args)
-    return [f"TF_CONFIG={shlex.quote(json.dumps(tf_config(addresses, i)))} "
-            f"{python} -m {WORKER_MODULE} {args}".rstrip() for i in range(len(addresses))]
+    return [
+        f"TF_CONFIG={shlex.quote(json.dumps(tf_config(addresses, i)))} "
+        f"{python} -m {WORKER_MODULE} {args}".rstrip()
+        for i in range(len(addresses))
+    ]
 
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """The environment of each worker process and why (notebook 07): ``envs[i]`` is worker i's additions."""
+    """The environment of each worker process and why (notebook 07): ``envs[i]`` is worker i's additions.
+
+    Introduced in notebook 07.
+    """
 
     envs: list
     reason: str
 
 
 def worker_environments(n_workers: int, gpus: int) -> WorkerPlan:
-    """Each worker's GPU environment for ``n_workers`` local workers on a machine with ``gpus`` GPUs (notebook 07).
+    """Each worker's GPU environment for ``n_workers`` local workers on a machine with ``gpus`` GPUs.
 
     * enough GPUs (``gpus >= n_workers``): worker i sees only its own GPUs through
       ``CUDA_VISIBLE_DEVICES`` (``gpus // n_workers`` each; the rest stay unused);
@@ -148,25 +172,40 @@ def worker_environments(n_workers: int, gpus: int) -> WorkerPlan:
       processes on one GPU (``EFFCOURSE_MW_COMMUNICATION=ring``, read by the worker);
     * no GPU: CPU-only workers (``CUDA_VISIBLE_DEVICES`` set to nothing).
     Pure: ``launch_workers`` applies it.
+
+    Introduced in notebook 07.
     """
     for name, value, least in (("n_workers", n_workers, 1), ("gpus", gpus, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
     if gpus == 0:
-        return WorkerPlan([{"CUDA_VISIBLE_DEVICES": ""} for _ in range(n_workers)],
-                          f"no GPU: {n_workers} CPU-only workers.")
+        return WorkerPlan(
+            [{"CUDA_VISIBLE_DEVICES": ""} for _ in range(n_workers)], f"no GPU: {n_workers} CPU-only workers."
+        )
     if gpus >= n_workers:
         each = gpus // n_workers
-        envs = [{"CUDA_VISIBLE_DEVICES": ",".join(str(i * each + j) for j in range(each)),
-                 "TF_FORCE_GPU_ALLOW_GROWTH": "true"} for i in range(n_workers)]
+        envs = [
+            {
+                "CUDA_VISIBLE_DEVICES": ",".join(str(i * each + j) for j in range(each)),
+                "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            }
+            for i in range(n_workers)
+        ]
         unused = gpus - each * n_workers
-        return WorkerPlan(envs, f"{gpus} GPUs for {n_workers} workers: {each} GPU{'s' if each > 1 else ''} each "
-                                "(CUDA_VISIBLE_DEVICES per worker)" + (f", {unused} unused." if unused else "."))
-    return WorkerPlan([{"TF_FORCE_GPU_ALLOW_GROWTH": "true", "EFFCOURSE_MW_COMMUNICATION": "ring"}
-                       for _ in range(n_workers)],
-                      f"{gpus} GPU{'s' if gpus > 1 else ''} for {n_workers} workers: they share "
-                      f"{'it' if gpus == 1 else 'them'}, with memory growth, and all-reduce over gRPC (ring), "
-                      "as NCCL needs one GPU per process.")
+        return WorkerPlan(
+            envs,
+            f"{gpus} GPUs for {n_workers} workers: {each} GPU{'s' if each > 1 else ''} each "
+            "(CUDA_VISIBLE_DEVICES per worker)" + (f", {unused} unused." if unused else "."),
+        )
+    return WorkerPlan(
+        [
+            {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "EFFCOURSE_MW_COMMUNICATION": "ring"}
+            for _ in range(n_workers)
+        ],
+        f"{gpus} GPU{'s' if gpus > 1 else ''} for {n_workers} workers: they share "
+        f"{'it' if gpus == 1 else 'them'}, with memory growth, and all-reduce over gRPC (ring), "
+        "as NCCL needs one GPU per process.",
+    )
 
 
 def _physical_gpu_count() -> int:
@@ -180,10 +219,12 @@ def _physical_gpu_count() -> int:
 
 
 def cluster_hosts(default=("host-a.example:2222", "host-b.example:2222"), environ=None) -> list[str]:
-    """The cluster's ``host:port`` list: ``$EFFCOURSE_CLUSTER_HOSTS`` (comma-separated), else ``default`` (notebook 07).
+    """The cluster's ``host:port`` list: ``$EFFCOURSE_CLUSTER_HOSTS`` (comma-separated), else ``default``.
 
     A host without a port gets 2222. Set the variable before starting JupyterLab to print
     the launch commands for your own machines.
+
+    Introduced in notebook 07.
     """
     environ = os.environ if environ is None else environ
     raw = environ.get("EFFCOURSE_CLUSTER_HOSTS", "").strip()
@@ -209,7 +250,10 @@ def _tail(text: str, lines: int = 25) -> str:
 
 
 def alive(pid: int) -> bool:
-    """True if process ``pid`` is still running (a zombie, dead but not yet reaped, is not) (notebook 07)."""
+    """True if process ``pid`` is still running (a zombie, dead but not yet reaped, is not).
+
+    Introduced in notebook 07.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -251,14 +295,21 @@ def _stop(procs, grace: float = 3.0) -> None:
         proc.wait()
 
 
-def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=None,
-                   log_dir: os.PathLike | None = None, extra_env: dict | None = None,
-                   port_retries: int = 1, desc: str = "worker processes",
-                   gpus: int | None = None) -> MultiWorkerRun:
-    """Run ``n_workers`` worker processes on 127.0.0.1 with one TF_CONFIG each; collect their output (notebook 07).
+def launch_workers(
+    n_workers: int = 2,
+    args=(),
+    timeout: float = 300,
+    command=None,
+    log_dir: os.PathLike | None = None,
+    extra_env: dict | None = None,
+    port_retries: int = 1,
+    desc: str = "worker processes",
+    gpus: int | None = None,
+) -> MultiWorkerRun:
+    """Run ``n_workers`` worker processes on 127.0.0.1 with one TF_CONFIG each; collect their output.
 
     Default worker: ``python -m effcourse._mw_worker *args`` (``command`` replaces
-    ``["-m", "effcourse._mw_worker"]``, e.g. ``["-c", "..."]`` in tests). Ports come from
+    ``["-m", "effcourse._mw_worker"]``, e.g. ``["-c", ".."]`` in tests). Ports come from
     ``free_ports`` (loopback only). stdout and stderr of worker i go to
     ``log_dir/worker-i.out|err`` and are returned. If a worker exits non-zero, or the
     ``timeout`` (seconds) passes, every worker and its children are stopped and a
@@ -274,13 +325,22 @@ def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=No
     Each worker's GPU environment comes from ``worker_environments(n_workers, gpus)``
     (``gpus`` default: the GPUs TensorFlow sees here); ``extra_env`` is applied after it.
     The returned run's ``worker_plan`` says what each worker got.
+
+    Introduced in notebook 07.
     """
     if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
         raise ValueError(f"n_workers must be a positive int, got {n_workers!r}")
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-    log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(
-        prefix=f"mw-{time.strftime('%H%M%S')}-", dir=env.build_dir("logs", "multiworker")))
+    log_dir = (
+        Path(log_dir)
+        if log_dir
+        else Path(
+            tempfile.mkdtemp(
+                prefix=f"mw-{time.strftime('%H%M%S')}-", dir=env.build_dir("logs", "multiworker")
+            )
+        )
+    )
     log_dir.mkdir(parents=True, exist_ok=True)
     plan = worker_environments(int(n_workers), _physical_gpu_count() if gpus is None else gpus)
     for attempt in range(port_retries + 1):
@@ -289,8 +349,10 @@ def launch_workers(n_workers: int = 2, args=(), timeout: float = 300, command=No
             run.worker_plan = plan
             return run
         except WorkerError as err:
-            port_taken = any("Could not start gRPC server" in r.stderr
-                             or "Address already in use" in r.stderr for r in err.runs)
+            port_taken = any(
+                "Could not start gRPC server" in r.stderr or "Address already in use" in r.stderr
+                for r in err.runs
+            )
             if not port_taken or attempt == port_retries:
                 raise
 
@@ -301,7 +363,7 @@ def _last_step(path: Path) -> int | None:
     for line in _read(path).splitlines():
         if line.startswith(STEP_PREFIX):
             try:
-                found = int(line[len(STEP_PREFIX):])
+                found = int(line[len(STEP_PREFIX) :])
             except ValueError:
                 pass
     return found
@@ -322,9 +384,16 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc, pl
             out = open(log_dir / f"worker-{i}.out", "w")
             err = open(log_dir / f"worker-{i}.err", "w")
             files += [out, err]
-            procs.append(subprocess.Popen([sys.executable, *command, *args], env=worker_env,
-                                          stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                          start_new_session=(os.name == "posix")))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *command, *args],
+                    env=worker_env,
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=(os.name == "posix"),
+                )
+            )
         failed, timed_out = None, False
         shown = progress.bar(total=n_workers, desc=desc, unit="worker")
         done, last_look = 0, 0.0
@@ -343,7 +412,9 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc, pl
             if time.monotonic() - last_look > 1.0:  # elapsed time and worker 0's step, once a second
                 last_look = time.monotonic()
                 step = _last_step(log_dir / "worker-0.out")
-                shown.set_postfix_str(f"worker 0 at step {step}" if step is not None else "starting", refresh=True)
+                shown.set_postfix_str(
+                    f"worker 0 at step {step}" if step is not None else "starting", refresh=True
+                )
             time.sleep(0.1)
         shown.update(sum(c == 0 for c in codes) - done)
         shown.close()
@@ -358,30 +429,43 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc, pl
         result = {}
         for line in stdout.splitlines():
             if line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX):])
-        runs.append(WorkerRun(i, proc.pid, proc.returncode, stdout, _read(log_dir / f"worker-{i}.err"), result))
+                result = json.loads(line[len(RESULT_PREFIX) :])
+        runs.append(
+            WorkerRun(i, proc.pid, proc.returncode, stdout, _read(log_dir / f"worker-{i}.err"), result)
+        )
     cluster = {"worker": addresses}
     if failed is not None:
         bad = runs[failed]
         raise WorkerError(
             f"Worker {failed} of {n_workers} failed (exit code {bad.returncode}); all workers were "
-            f"stopped. Its stderr (last lines; full logs in {log_dir}):\n{_tail(bad.stderr)}", runs)
+            f"stopped. Its stderr (last lines; full logs in {log_dir}):\n{_tail(bad.stderr)}",
+            runs,
+        )
     if timed_out:
         running = [r.index for r in runs if r.returncode is None or r.returncode < 0]
         tails = "\n".join(f"--- worker {r.index} stderr ---\n{_tail(r.stderr, 10)}" for r in runs)
         raise WorkerError(
             f"Timed out after {timeout:g} s with worker(s) {running} still running (a worker that "
             f"waits for a peer that never comes hangs); all workers were stopped. Logs in "
-            f"{log_dir}.\n{tails}", runs)
+            f"{log_dir}.\n{tails}",
+            runs,
+        )
     return MultiWorkerRun(runs, cluster, seconds, log_dir)
 
 
-def worker_args(model: str = "lenet_300_100", steps: int = 20, global_batch: int = 64,
-                learning_rate: float = 0.1, crash_worker: int | None = None,
-                hang_worker: int | None = None) -> list[str]:
-    """Command-line arguments of the course's worker script, ``effcourse._mw_worker`` (notebook 07).
+def worker_args(
+    model: str = "lenet_300_100",
+    steps: int = 20,
+    global_batch: int = 64,
+    learning_rate: float = 0.1,
+    crash_worker: int | None = None,
+    hang_worker: int | None = None,
+) -> list[str]:
+    """Command-line arguments of the course's worker script, ``effcourse._mw_worker``.
 
     ``crash_worker`` / ``hang_worker`` make that worker fail or hang at start (failure demos).
+
+    Introduced in notebook 07.
     """
     from .. import models
 
@@ -389,8 +473,16 @@ def worker_args(model: str = "lenet_300_100", steps: int = 20, global_batch: int
         raise ValueError(f"Unknown model {model!r}; choose from {sorted(models.BUILDERS)}.")
     if steps < 1 or global_batch < 1 or learning_rate <= 0:
         raise ValueError("steps and global_batch must be >= 1 and learning_rate > 0")
-    args = ["--model", model, "--steps", str(steps), "--global-batch", str(global_batch),
-            "--learning-rate", str(learning_rate)]
+    args = [
+        "--model",
+        model,
+        "--steps",
+        str(steps),
+        "--global-batch",
+        str(global_batch),
+        "--learning-rate",
+        str(learning_rate),
+    ]
     if crash_worker is not None:
         args += ["--crash-worker", str(int(crash_worker))]
     if hang_worker is not None:
@@ -399,11 +491,13 @@ def worker_args(model: str = "lenet_300_100", steps: int = 20, global_batch: int
 
 
 def run_multi_worker(n_workers: int = 2, timeout: float = 300, **kwargs) -> MultiWorkerRun:
-    """Train with ``MultiWorkerMirroredStrategy`` in ``n_workers`` local processes (notebook 07).
+    """Train with ``MultiWorkerMirroredStrategy`` in ``n_workers`` local processes.
 
     Each worker runs ``python -m effcourse._mw_worker`` with ``worker_args(**kwargs)``:
     the same model, the same global batches, ``model.fit``; each saves its final weights.
     Returns the ``MultiWorkerRun``; ``.weights_max_diff()`` compares the workers' weights.
+
+    Introduced in notebook 07.
     """
     per_replica_batch(kwargs.get("global_batch", 64), n_workers)
     return launch_workers(n_workers, worker_args(**kwargs), timeout=timeout)

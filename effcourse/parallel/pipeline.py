@@ -6,6 +6,7 @@ them, which gives the bubble to compare with (K-1)/(M+K-1) (``bubble_formula``) 
 the slowest stage's pace (``bubble_bottleneck``). The Gantt chart of a timeline is
 ``effcourse.plots.pipeline_gantt``.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,19 +16,25 @@ import numpy as np
 from .data_parallel import _per_example_loss, per_replica_batch
 from .model_parallel import forward_across
 
+
 def bubble_formula(stages: int, micro_batches: int) -> float:
-    """GPipe's idle fraction (K-1)/(M+K-1) for K balanced stages and M micro-batches (notebook 07)."""
+    """GPipe's idle fraction (K-1)/(M+K-1) for K balanced stages and M micro-batches.
+
+    Introduced in notebook 07.
+    """
     if stages < 1 or micro_batches < 1:
         raise ValueError("stages and micro_batches must be >= 1")
     return (stages - 1) / (micro_batches + stages - 1)
 
 
 def bubble_bottleneck(stage_times, micro_batches: int) -> float:
-    """The bubble predicted when stages differ: the slowest stage sets the pace (notebook 07).
+    """The bubble predicted when stages differ: the slowest stage sets the pace.
 
     With t_k the time of stage k per micro-batch (forward + backward), a GPipe step takes
     about sum(t) + (M-1) max(t), while the devices are busy M sum(t) in total, so the
     bubble is 1 - M sum(t) / (K (sum(t) + (M-1) max(t))). Equal stages give (K-1)/(M+K-1).
+
+    Introduced in notebook 07.
     """
     t = np.asarray(stage_times, dtype=float)
     if t.ndim != 1 or not len(t) or np.any(t <= 0) or micro_batches < 1:
@@ -37,7 +44,7 @@ def bubble_bottleneck(stage_times, micro_batches: int) -> float:
 
 
 def gpipe_timeline(forward, backward=None) -> list[dict]:
-    """Lay out GPipe tasks on K devices given each task's duration; return the timeline (notebook 07).
+    """Lay out GPipe tasks on K devices given each task's duration; return the timeline.
 
     ``forward[k][m]`` (and ``backward[k][m]``) are the seconds stage k takes for
     micro-batch m. Each device runs one task at a time: all forwards in micro-batch order,
@@ -45,6 +52,8 @@ def gpipe_timeline(forward, backward=None) -> list[dict]:
     same micro-batch; a backward needs the next stage's backward of it (the last stage's
     backward needs its own forward). Tasks start as soon as both their device and their
     input are ready. Each entry: stage, phase ("F"/"B"), micro_batch, start, end.
+
+    Introduced in notebook 07.
     """
     forward = [list(row) for row in forward]
     n_stages, n_micro = len(forward), len(forward[0]) if forward else 0
@@ -70,7 +79,10 @@ def gpipe_timeline(forward, backward=None) -> list[dict]:
 
 
 def bubble(timeline) -> float:
-    """Idle fraction of a timeline: 1 - busy time / (devices x makespan) (notebook 07)."""
+    """Idle fraction of a timeline: 1 - busy time / (devices x makespan).
+
+    Introduced in notebook 07.
+    """
     if not timeline:
         raise ValueError("empty timeline")
     n_stages = 1 + max(t["stage"] for t in timeline)
@@ -86,9 +98,10 @@ def _sync():
     timing.gpu_sync()
 
 
-def run_gpipe(stages, x, y, micro_batches: int, repeats: int = 3, input_gradient: bool = True,
-              clock: str | None = None) -> dict:
-    """One GPipe training step through the stages, every task timed; bubble from the timeline (notebook 07).
+def run_gpipe(
+    stages, x, y, micro_batches: int, repeats: int = 3, input_gradient: bool = True, clock: str | None = None
+) -> dict:
+    """One GPipe training step through the stages, every task timed; bubble from the timeline.
 
     The global batch ``(x, y)`` is cut into ``micro_batches`` equal micro-batches. Every
     forward task (stage k, micro-batch m) runs stage k's layers (a ``tf.function``) on its
@@ -110,6 +123,8 @@ def run_gpipe(stages, x, y, micro_batches: int, repeats: int = 3, input_gradient
     GPUs, whose kernels the process does not spend CPU on) uses wall-clock time after a
     device sync. Returns the timeline, bubble, formula, the bottleneck prediction
     (``bubble_bottleneck``), median task times and the gradients.
+
+    Introduced in notebook 07.
     """
     import tensorflow as tf
 
@@ -132,8 +147,8 @@ def run_gpipe(stages, x, y, micro_batches: int, repeats: int = 3, input_gradient
         grads = [[None] * len(s.model.trainable_variables) for s in stages]
         saved, loss_total = {}, 0.0
         for m in range(micro_batches):
-            h = tf.constant(x[m * micro:(m + 1) * micro])
-            labels = tf.constant(y[m * micro:(m + 1) * micro])
+            h = tf.constant(x[m * micro : (m + 1) * micro])
+            labels = tf.constant(y[m * micro : (m + 1) * micro])
             for k, stage in enumerate(stages):
                 last = k == n_stages - 1
                 with tf.device(stage.device):
@@ -167,26 +182,39 @@ def run_gpipe(stages, x, y, micro_batches: int, repeats: int = 3, input_gradient
     measured = bubble(timeline)
     formula = bubble_formula(n_stages, micro_batches)
     stage_times = (fwd_med + bwd_med).mean(axis=1)
-    return {"stages": n_stages, "micro_batches": micro_batches, "micro_batch_size": micro,
-            "global_batch": len(x), "bubble": measured, "bubble_formula": formula,
-            "bubble_bottleneck": bubble_bottleneck(stage_times, micro_batches),
-            "stage_times_s": stage_times, "clock": clock_name,
-            "relative_error": abs(measured - formula) / formula if formula else abs(measured),
-            "makespan_s": max(t["end"] for t in timeline),
-            "sequential_s": float(fwd_med.sum() + bwd_med.sum()),
-            "forward_s": fwd_med, "backward_s": bwd_med, "timeline": timeline,
-            "loss": loss_total, "gradients": [[np.asarray(g) for g in gs] for gs in grads],
-            "repeats": repeats}
+    return {
+        "stages": n_stages,
+        "micro_batches": micro_batches,
+        "micro_batch_size": micro,
+        "global_batch": len(x),
+        "bubble": measured,
+        "bubble_formula": formula,
+        "bubble_bottleneck": bubble_bottleneck(stage_times, micro_batches),
+        "stage_times_s": stage_times,
+        "clock": clock_name,
+        "relative_error": abs(measured - formula) / formula if formula else abs(measured),
+        "makespan_s": max(t["end"] for t in timeline),
+        "sequential_s": float(fwd_med.sum() + bwd_med.sum()),
+        "forward_s": fwd_med,
+        "backward_s": bwd_med,
+        "timeline": timeline,
+        "loss": loss_total,
+        "gradients": [[np.asarray(g) for g in gs] for gs in grads],
+        "repeats": repeats,
+    }
 
 
 def compare_gradients(got, expected, atol: float = 1e-6) -> dict:
-    """How far two lists of gradient arrays (or lists of lists, per stage) differ (notebook 07).
+    """How far two lists of gradient arrays (or lists of lists, per stage) differ.
 
     Returns the largest absolute difference, the largest gradient, and how many of all the
     entries differ by more than ``atol``: in a ReLU network a pre-activation within
     round-off of zero can switch on in one computation and not in the other, which changes
     that unit's gradient entries by a real amount while every other entry agrees.
+
+    Introduced in notebook 07.
     """
+
     def flat(arrays):
         out = []
         for a in arrays:
@@ -197,14 +225,19 @@ def compare_gradients(got, expected, atol: float = 1e-6) -> dict:
     if [a.shape for a in got] != [b.shape for b in expected]:
         raise ValueError("the two gradient lists have different shapes")
     diffs = [np.abs(a - b) for a, b in zip(got, expected)]
-    return {"max_abs_diff": float(max(d.max() for d in diffs)),
-            "max_abs_grad": float(max(np.abs(b).max() for b in expected)),
-            "entries": int(sum(d.size for d in diffs)),
-            "entries_off": int(sum(int((d > atol).sum()) for d in diffs))}
+    return {
+        "max_abs_diff": float(max(d.max() for d in diffs)),
+        "max_abs_grad": float(max(np.abs(b).max() for b in expected)),
+        "entries": int(sum(d.size for d in diffs)),
+        "entries_off": int(sum(int((d > atol).sum()) for d in diffs)),
+    }
 
 
 def full_batch_gradients(stages, x, y) -> list:
-    """The gradient of the mean loss over the whole batch, per stage, without micro-batches (notebook 07)."""
+    """The gradient of the mean loss over the whole batch, per stage, without micro-batches.
+
+    Introduced in notebook 07.
+    """
     import tensorflow as tf
 
     variables = [s.model.trainable_variables for s in stages]
@@ -214,20 +247,30 @@ def full_batch_gradients(stages, x, y) -> list:
     flat = tape.gradient(loss, [v for vs in variables for v in vs])
     out, i = [], 0
     for vs in variables:
-        out.append([np.asarray(g) for g in flat[i:i + len(vs)]])
+        out.append([np.asarray(g) for g in flat[i : i + len(vs)]])
         i += len(vs)
     return out
 
 
-def gpipe_sweep(x, y, stage_counts, micro_batches, repeats: int = 3, device_list=None,
-                atol: float = 1e-6, desc: str = "GPipe (K, M) runs") -> dict:
-    """``run_gpipe`` for every (K stages, M micro-batches), each checked against the full batch (notebook 07).
+def gpipe_sweep(
+    x,
+    y,
+    stage_counts,
+    micro_batches,
+    repeats: int = 3,
+    device_list=None,
+    atol: float = 1e-6,
+    desc: str = "GPipe (K, M) runs",
+) -> dict:
+    """``run_gpipe`` for every (K stages, M micro-batches), each checked against the full batch.
 
     For each K a ``balanced_mlp(K)`` (seeded with K) is split one block per stage over the
     first K of ``device_list`` (default ``devices(K)``); its full-batch gradient is the
     reference for every M. Returns ``{(K, M): run}``, each ``run_gpipe`` result with
     ``"agreement"``: ``compare_gradients(run gradients, reference, atol)`` and its ``atol``. A progress bar
     (``desc``) counts the runs.
+
+    Introduced in notebook 07.
     """
     from .. import env, progress
     from .local_devices import devices
@@ -254,19 +297,37 @@ def gpipe_sweep(x, y, stage_counts, micro_batches, repeats: int = 3, device_list
 def gpipe_table(runs):
     """The runs of ``gpipe_sweep`` as the table notebook 07 shows: bubbles, balance, speed-up, gradients.
 
-    No runs give an empty table with the same columns (never a KeyError downstream)."""
+    No runs give an empty table with the same columns (never a KeyError downstream).
+
+    Introduced in notebook 07.
+    """
     import pandas as pd
 
     rows = []
-    columns = ["K stages", "M micro-batches", "rows per micro-batch", "bubble measured", "(K-1)/(M+K-1)",
-               "bottleneck prediction", "slowest / mean stage (x)", "speed-up over 1 device (x)"]
+    columns = [
+        "K stages",
+        "M micro-batches",
+        "rows per micro-batch",
+        "bubble measured",
+        "(K-1)/(M+K-1)",
+        "bottleneck prediction",
+        "slowest / mean stage (x)",
+        "speed-up over 1 device (x)",
+    ]
     for (k, m), run in runs.items():
         agree = run["agreement"]
         off = f"gradient entries off by > {np.format_float_positional(agree['atol'], trim='-')}"
-        rows.append({"K stages": k, "M micro-batches": m, "rows per micro-batch": run["micro_batch_size"],
-                     "bubble measured": run["bubble"], "(K-1)/(M+K-1)": run["bubble_formula"],
-                     "bottleneck prediction": run["bubble_bottleneck"],
-                     "slowest / mean stage (x)": run["stage_times_s"].max() / run["stage_times_s"].mean(),
-                     "speed-up over 1 device (x)": run["sequential_s"] / run["makespan_s"],
-                     off: f"{agree['entries_off']:,} of {agree['entries']:,}"})
+        rows.append(
+            {
+                "K stages": k,
+                "M micro-batches": m,
+                "rows per micro-batch": run["micro_batch_size"],
+                "bubble measured": run["bubble"],
+                "(K-1)/(M+K-1)": run["bubble_formula"],
+                "bottleneck prediction": run["bubble_bottleneck"],
+                "slowest / mean stage (x)": run["stage_times_s"].max() / run["stage_times_s"].mean(),
+                "speed-up over 1 device (x)": run["sequential_s"] / run["makespan_s"],
+                off: f"{agree['entries_off']:,} of {agree['entries']:,}",
+            }
+        )
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)  # no runs: the columns, no KeyError

@@ -22,7 +22,10 @@ def _check_format(name: str, allowed=FORMATS) -> str:
 
 
 def dtype_of(name: str):
-    """The NumPy dtype of a format name (bfloat16 comes from ml_dtypes). Notebook 05."""
+    """The NumPy dtype of a format name (bfloat16 comes from ml_dtypes).
+
+    Introduced in notebook 05.
+    """
     import ml_dtypes
 
     _check_format(name)
@@ -30,7 +33,10 @@ def dtype_of(name: str):
 
 
 def finfo(name: str):
-    """``finfo`` of a float format (ml_dtypes for bfloat16) or ``iinfo`` for int8. Notebook 05."""
+    """``finfo`` of a float format (ml_dtypes for bfloat16) or ``iinfo`` for int8.
+
+    Introduced in notebook 05.
+    """
     import ml_dtypes
 
     dt = dtype_of(name)
@@ -40,13 +46,15 @@ def finfo(name: str):
 
 
 def format_table(formats=FORMATS):
-    """The formats side by side, every number read from finfo/iinfo: bits, epsilon, limits. Notebook 05.
+    """The formats side by side, every number read from finfo/iinfo: bits, epsilon, limits.
 
     Columns: total bits, sign / exponent / mantissa bits (stored mantissa, without the
     implicit leading 1), machine epsilon (the gap between 1 and the next value), largest
     value, smallest normal and subnormal positive values, decimal digits. For int8 (a plain
     signed integer, no scale) the "epsilon" is the step 1, the smallest positive value is 1
     and there is no exponent or subnormal.
+
+    Introduced in notebook 05.
     """
     import pandas as pd
 
@@ -88,10 +96,12 @@ def format_table(formats=FORMATS):
 
 
 def bit_fields(value: float, fmt: str) -> dict:
-    """How ``value`` is stored in ``fmt``: its sign, exponent and mantissa bits as strings. Notebook 05.
+    """How ``value`` is stored in ``fmt``: its sign, exponent and mantissa bits as strings.
 
     Also returns the value actually stored. int8 is two's complement of round(value),
     clipped to [-128, 127]: its bits are all "mantissa" (value bits) after the sign.
+
+    Introduced in notebook 05.
     """
     _check_format(fmt)
     dt = dtype_of(fmt)
@@ -112,12 +122,14 @@ def bit_fields(value: float, fmt: str) -> dict:
 
 
 def round_trip(values, fmt: str, scale: float | None = None) -> np.ndarray:
-    """``values`` after being stored in ``fmt`` and read back, as float64. Notebook 05.
+    """``values`` after being stored in ``fmt`` and read back, as float64.
 
     Float formats round to nearest (overflow gives inf, tiny values flush to 0). int8 needs
     a scale: ``q = clip(round(v / scale), -127, 127)``, read back as ``q * scale``; by default
     the symmetric scale max|v| / 127 of the values given (one scale for all of them, as
     per-tensor quantization does).
+
+    Introduced in notebook 05.
     """
     _check_format(fmt)
     v = np.asarray(values, dtype=np.float64)
@@ -133,7 +145,10 @@ def round_trip(values, fmt: str, scale: float | None = None) -> np.ndarray:
 
 
 def rounding_table(values, formats=FORMATS):
-    """The same values stored in each format: stored value and relative error, as a DataFrame. Notebook 05."""
+    """The same values stored in each format: stored value and relative error, as a DataFrame.
+
+    Introduced in notebook 05.
+    """
     import pandas as pd
 
     v = np.asarray(values, dtype=np.float64)

@@ -16,11 +16,13 @@ from ..models import check_model
 
 
 def activation_memory(model, x, training: bool = False):
-    """Bytes of each layer's output tensor for the batch ``x``, measured from the tensors. Notebook 05.
+    """Bytes of each layer's output tensor for the batch ``x``, measured from the tensors.
 
     Runs one forward pass through a probe model that returns every layer's output and
     reads each tensor's dtype and shape: these are the activations a training step keeps
     for the backward pass. Sum the ``bytes`` column for the total per batch.
+
+    Introduced in notebook 05.
     """
     import pandas as pd
     import tf_keras
@@ -44,7 +46,10 @@ def activation_memory(model, x, training: bool = False):
 
 @dataclass
 class SideBySide:
-    """Per-step losses and per-chunk timings of models trained in interleaved chunks."""
+    """Per-step losses and per-chunk timings of models trained in interleaved chunks.
+
+    Introduced in notebook 05.
+    """
 
     names: list
     chunk: int
@@ -100,7 +105,7 @@ def train_side_by_side(
     desc: str = "training side by side",
     clock=time.perf_counter,
 ) -> SideBySide:
-    """Train compiled models on the same batches, interleaving chunks of steps for fair timing. Notebook 05.
+    """Train compiled models on the same batches, interleaving chunks of steps for fair timing.
 
     Every model sees the same sequence of batches (a fixed shuffle of (x, y), repeated as
     needed). Training goes in rounds (``effcourse.timing.interleaved``, one timed run per
@@ -112,6 +117,8 @@ def train_side_by_side(
     ``on_chunk(name, model, step)`` is called after each chunk (e.g. to collect gradients);
     its time is kept off the clock. A progress bar (``desc``) counts the training steps of
     all the models together. ``clock`` is injectable for tests.
+
+    Introduced in notebook 05.
     """
     from .. import progress, timing
 
@@ -163,12 +170,14 @@ def probe_step_times(
     desc: str | None = None,
     clock=time.perf_counter,
 ):
-    """Time one training step of each compiled model, interleaved: a probe before a long run. Notebook 05.
+    """Time one training step of each compiled model, interleaved: a probe before a long run.
 
     Each model runs ``warmup`` untimed steps (tracing), then one timed ``train_on_batch`` on
     the first batch of (x, y) per round, the order rotating (``effcourse.timing.interleaved``).
     The models are trained by it: pass copies you can throw away. Returns the
     ``timing.Comparison``; ``[name].median`` is the seconds per step.
+
+    Introduced in notebook 05.
     """
     from .. import timing
 
@@ -180,7 +189,10 @@ def probe_step_times(
 
 @dataclass
 class SideBySidePlan:
-    """How many steps every model trains side by side, and why (``plan_side_by_side``)."""
+    """How many steps every model trains side by side, and why (``plan_side_by_side``).
+
+    Introduced in notebook 05.
+    """
 
     steps: int  # steps every model trains
     chunk: int  # steps per timed chunk
@@ -239,7 +251,7 @@ def plan_side_by_side(
     min_rounds: int = 2,
     reference: str = "float32",
 ) -> SideBySidePlan:
-    """The number of steps every model can train side by side within ``budget_s`` seconds. Notebook 05.
+    """The number of steps every model can train side by side within ``budget_s`` seconds.
 
     ``step_seconds`` maps each model to its probed seconds per step (``probe_step_times``).
     All models train the same number of steps K: the most that fit the budget with every
@@ -247,6 +259,8 @@ def plan_side_by_side(
     ``train_steps`` and never fewer than ``min_steps`` (nor than ``train_steps`` if that is
     smaller). The chunk shrinks so that there are at least ``min_rounds`` rounds (round 0
     traces, and is left out of the timings).
+
+    Introduced in notebook 05.
     """
     for what, v in (
         ("train_steps", train_steps),
@@ -278,13 +292,15 @@ def plan_side_by_side(
 
 
 def op_functions(dtype: str, batch_size: int = 128) -> dict:
-    """The CNN's second convolution and its dense layer, forward and backward, in one dtype. Notebook 05.
+    """The CNN's second convolution and its dense layer, forward and backward, in one dtype.
 
     The convolution's two gradients are separate operations (each has its own kernel per
     dtype, and on some CPUs only one of them is slow in float16).
 
     Zero-argument callables (not yet ``tf.function``) on random tensors shaped like the
     course CNN's activations: conv2d 3x3 32->64 on 13x13 maps and dense 1600->64.
+
+    Introduced in notebook 05.
     """
     import tensorflow as tf
 
@@ -313,10 +329,12 @@ def op_functions(dtype: str, batch_size: int = 128) -> dict:
 
 
 def op_table(timed, reference: str = "float32"):
-    """A ``timing.Comparison`` over (operation, dtype) tasks as a table against ``reference``. Notebook 05.
+    """A ``timing.Comparison`` over (operation, dtype) tasks as a table against ``reference``.
 
     Per row: the median time in ms, and "time / float32", the median over rounds of the
     ratio of the two round medians (the same round, so the same machine load).
+
+    Introduced in notebook 05.
     """
     import pandas as pd
 
@@ -342,11 +360,13 @@ def time_ops(
     desc: str | None = "timing rounds",
     clock=time.perf_counter,
 ):
-    """Time the CNN's heaviest operations, forward and backward, in each dtype, interleaved. Notebook 05.
+    """Time the CNN's heaviest operations, forward and backward, in each dtype, interleaved.
 
     Every (operation, dtype) of ``op_functions`` is a ``tf.function``, warmed up once, then
     timed ``runs`` times per round for ``rounds`` rounds in rotating order
     (``effcourse.timing.interleaved``). Returns ``op_table`` of the result.
+
+    Introduced in notebook 05.
     """
     import tensorflow as tf
 

@@ -20,7 +20,10 @@ OUTPUT_LAYER = "float32_logits"  # the identity layer with_policy adds so that l
 
 
 def get_policy(policy):
-    """A Keras ``Policy`` from one of ``POLICIES`` (or a Policy); clear error otherwise. Notebook 05."""
+    """A Keras ``Policy`` from one of ``POLICIES`` (or a Policy); clear error otherwise.
+
+    Introduced in notebook 05.
+    """
     import tf_keras
 
     mp = tf_keras.mixed_precision
@@ -37,7 +40,10 @@ def get_policy(policy):
 
 
 def global_policy_name() -> str:
-    """The name of Keras' current global dtype policy. Notebook 05."""
+    """The name of Keras' current global dtype policy.
+
+    Introduced in notebook 05.
+    """
     import tf_keras
 
     return tf_keras.mixed_precision.global_policy().name
@@ -45,13 +51,15 @@ def global_policy_name() -> str:
 
 @contextlib.contextmanager
 def use_policy(policy):
-    """Set Keras' global dtype policy inside a ``with`` block, and restore the old one after. Notebook 05.
+    """Set Keras' global dtype policy inside a ``with`` block, and restore the old one after.
 
     The old policy comes back even when the body raises, so a failed cell never leaves
     the rest of the notebook building float16 layers by surprise::
 
         with precision.use_policy("mixed_float16"):
             model = models.cnn()        # its layers compute in float16
+
+    Introduced in notebook 05.
     """
     import tf_keras
 
@@ -82,10 +90,12 @@ def _policy_layers(model):
 
 
 def layer_dtypes(model, sample=None):
-    """Per layer: its policy, compute dtype, variable dtype and the dtype of its output. Notebook 05.
+    """Per layer: its policy, compute dtype, variable dtype and the dtype of its output.
 
     The output dtypes are measured by running ``sample`` (default: a batch of two zero
     images shaped like the model's input) through the model.
+
+    Introduced in notebook 05.
     """
     import pandas as pd
     import tf_keras
@@ -113,13 +123,16 @@ def layer_dtypes(model, sample=None):
 
 
 def model_policy(model) -> str | None:
-    """The policy the model's computing layers were built under (None if they disagree). Notebook 05."""
+    """The policy the model's computing layers were built under (None if they disagree).
+
+    Introduced in notebook 05.
+    """
     names = {_layer_policy_name(layer) for layer in _policy_layers(model)}
     return names.pop() if len(names) == 1 else None
 
 
 def with_policy(model, policy, name: str | None = None):
-    """A copy of ``model`` rebuilt under ``policy``, with the same weights; logits stay float32. Notebook 05.
+    """A copy of ``model`` rebuilt under ``policy``, with the same weights; logits stay float32.
 
     A Keras layer reads the dtype policy once, when it is created, so a model built before
     ``set_global_policy`` keeps computing in float32. This rebuilds every layer from its
@@ -127,6 +140,8 @@ def with_policy(model, policy, name: str | None = None):
     an identity layer computing in float32 (``OUTPUT_LAYER``), so the logits, the loss and
     the loss scaling are float32; under ``float32`` that layer is dropped again (the result
     is what tfmot's quantization-aware training needs).
+
+    Introduced in notebook 05.
     """
     import tf_keras
 
@@ -161,7 +176,10 @@ def with_policy(model, policy, name: str | None = None):
 
 
 def build(model_name: str, policy):
-    """A fresh course model (``models.build`` name) under ``policy``, with float32 logits. Notebook 05."""
+    """A fresh course model (``models.build`` name) under ``policy``, with float32 logits.
+
+    Introduced in notebook 05.
+    """
     from .. import models
 
     get_policy(policy)
@@ -169,10 +187,12 @@ def build(model_name: str, policy):
 
 
 def check_policy(model, policy=None):
-    """Raise a clear ValueError unless ``model`` computes under ``policy`` with float32 logits. Notebook 05.
+    """Raise a clear ValueError unless ``model`` computes under ``policy`` with float32 logits.
 
     ``policy`` defaults to the current global policy: that is the case of a policy set
     after the model was created, which silently trains in float32 without this check.
+
+    Introduced in notebook 05.
     """
     import tf_keras
 

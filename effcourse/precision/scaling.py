@@ -36,12 +36,14 @@ def _check_scale(scale, what: str = "loss scale") -> float:
 def loss_scale_optimizer(
     optimizer=None, initial_scale: float = DEFAULT_LOSS_SCALE, dynamic: bool = True, growth_steps: int = 2000
 ):
-    """Wrap an optimizer in Keras' ``LossScaleOptimizer`` after checking the scale. Notebook 05.
+    """Wrap an optimizer in Keras' ``LossScaleOptimizer`` after checking the scale.
 
     Dynamic loss scaling (Micikevicius et al. 2018): multiply the loss by S before the
     backward pass, divide the gradients by S after; if any gradient is inf/NaN skip the
     step and halve S (never below 1), and after ``growth_steps`` finite steps in a row
     double S. Keras itself accepts a scale of 0 or below without complaint; this does not.
+
+    Introduced in notebook 05.
     """
     import tf_keras
 
@@ -66,12 +68,14 @@ def compile_mixed(
     initial_scale: float = DEFAULT_LOSS_SCALE,
     growth_steps: int = 2000,
 ):
-    """Compile a classifier for training under ``policy`` (default: the global one). Notebook 05.
+    """Compile a classifier for training under ``policy`` (default: the global one).
 
     Checks first that the model was built under that policy with float32 logits
     (``check_policy``). Under ``mixed_float16`` the Adam optimizer is wrapped in a dynamic
     ``LossScaleOptimizer`` (Keras' ``compile`` would do this too; doing it here makes the
     scale explicit and checked). bfloat16 has float32's exponent range: no loss scaling.
+
+    Introduced in notebook 05.
     """
     from .. import models
 
@@ -91,13 +95,15 @@ def _loss_fn():
 
 
 def gradients(model, x, y, loss_scale: float = 1.0, activations: bool = False, training: bool = True) -> dict:
-    """Gradients of the mean cross-entropy on (x, y), computed with the loss scaled by ``loss_scale``. Notebook 05.
+    """Gradients of the mean cross-entropy on (x, y), computed with the loss scaled by ``loss_scale``.
 
     Returns ``{"loss": float, "weights": [arrays], "activations": [arrays] or None}``, all
     float32 and divided by the scale again, so they are comparable across scales: a value
     the low-precision backward pass flushed to zero stays zero. ``activations=True`` also
     returns the gradient with respect to each layer's output (what Micikevicius et al.
     plot). The model itself is not changed.
+
+    Introduced in notebook 05.
     """
     import tensorflow as tf
     import tf_keras
@@ -132,7 +138,10 @@ def gradients(model, x, y, loss_scale: float = 1.0, activations: bool = False, t
 
 
 def magnitudes(arrays) -> np.ndarray:
-    """All absolute values of a list of arrays, flattened into one float64 array. Notebook 05."""
+    """All absolute values of a list of arrays, flattened into one float64 array.
+
+    Introduced in notebook 05.
+    """
     if arrays is None:
         return np.zeros(0)
     parts = [np.abs(np.asarray(a, dtype=np.float64)).ravel() for a in arrays]
@@ -140,10 +149,12 @@ def magnitudes(arrays) -> np.ndarray:
 
 
 def gradient_magnitudes(model, x, y, activations: bool = True) -> dict:
-    """Absolute float32 gradient values of weights (and activations) on one batch. Notebook 05.
+    """Absolute float32 gradient values of weights (and activations) on one batch.
 
     ``{"weights": flat array, "activations": flat array, "loss": float}``: the raw material for
     the histogram against float16's limits and for ``underflow_stats``.
+
+    Introduced in notebook 05.
     """
     got = gradients(model, x, y, activations=activations)
     out = {"loss": got["loss"], "weights": magnitudes(got["weights"])}
@@ -153,10 +164,12 @@ def gradient_magnitudes(model, x, y, activations: bool = True) -> dict:
 
 
 def underflow_stats(values, fmt: str = "float16", scale: float = 1.0) -> dict:
-    """What happens to non-zero values multiplied by ``scale`` and stored in ``fmt``. Notebook 05.
+    """What happens to non-zero values multiplied by ``scale`` and stored in ``fmt``.
 
     Fractions of the non-zero values that flush to zero, that land among the subnormals
     (below the smallest normal: fewer significant bits), and that overflow to inf.
+
+    Introduced in notebook 05.
     """
     _check_format(fmt, FLOAT_FORMATS)
     scale = _check_scale(scale)
@@ -179,12 +192,14 @@ def underflow_stats(values, fmt: str = "float16", scale: float = 1.0) -> dict:
 
 
 def underflow_table(snapshots: dict, scale: float = DEFAULT_LOSS_SCALE, fmt: str = "float16"):
-    """Per snapshot and gradient kind: what storing the gradients in ``fmt`` does, unscaled and scaled. Notebook 05.
+    """Per snapshot and gradient kind: what storing the gradients in ``fmt`` does, unscaled and scaled.
 
     ``snapshots`` maps a label (e.g. "step 30") to a ``gradient_magnitudes`` dict. One row per
     (label, "weights" / "activations"): the loss, the median log2 of the non-zero magnitudes,
     the share below 2^-24 (float16's smallest subnormal), and ``underflow_stats`` at scale 1
     (flushed, subnormal) and at ``scale`` (flushed, overflow). Fractions of the non-zero values.
+
+    Introduced in notebook 05.
     """
     import pandas as pd
 
@@ -215,7 +230,10 @@ def underflow_table(snapshots: dict, scale: float = DEFAULT_LOSS_SCALE, fmt: str
 
 
 def suggest_loss_scale(values, fmt: str = "float16") -> float:
-    """The largest power of two by which ``values`` can be multiplied without overflowing ``fmt``. Notebook 05."""
+    """The largest power of two by which ``values`` can be multiplied without overflowing ``fmt``.
+
+    Introduced in notebook 05.
+    """
     _check_format(fmt, FLOAT_FORMATS)
     v = np.abs(np.asarray(values, dtype=np.float64)).ravel()
     v = v[np.isfinite(v) & (v > 0)]
@@ -226,13 +244,15 @@ def suggest_loss_scale(values, fmt: str = "float16") -> float:
 
 
 def lso_step(model, optimizer, x, y, force_overflow: bool = False) -> dict:
-    """One training step with a ``LossScaleOptimizer``, reporting the loss scale and if the step ran. Notebook 05.
+    """One training step with a ``LossScaleOptimizer``, reporting the loss scale and if the step ran.
 
     The loss is scaled (``get_scaled_loss``), differentiated, unscaled
     (``get_unscaled_gradients``) and applied: Keras skips the update when any gradient is
     inf/NaN and halves the scale. ``force_overflow`` multiplies the loss by 2**16 before
     scaling, so the float16 backward pass really overflows (a float32 model does not).
     Returns ``{"loss", "scale_before", "scale_after", "applied", "finite"}``.
+
+    Introduced in notebook 05.
     """
     import tensorflow as tf
     import tf_keras

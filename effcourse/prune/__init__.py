@@ -27,19 +27,58 @@ One module per concern; every public name is re-exported here (``prune.wrap``, .
   (``train.cosine_schedule``, alpha 0.05);
 * ``evaluation``: ``measure_variant`` (a variant's .tflite measured and recorded).
 """
-from .channels import (CHANNEL_MERGE, CHANNEL_PASS_THROUGH, channel_mask, channel_norms, channel_prune,
-                       kept_channels)
+
+from .channels import (
+    CHANNEL_MERGE,
+    CHANNEL_PASS_THROUGH,
+    channel_mask,
+    channel_norms,
+    channel_prune,
+    kept_channels,
+)
 from .evaluation import measure_variant
 from .kernels import prunable_layers
-from .magnitude import (SCHEDULES, callbacks, check_schedule, kernel_sparsity, m_by_n_fraction,
-                        m_by_n_report, make_schedule, pruning_summaries, strip, to_sparse_tflite, wrap)
+from .magnitude import (
+    SCHEDULES,
+    callbacks,
+    check_schedule,
+    kernel_sparsity,
+    m_by_n_fraction,
+    m_by_n_report,
+    make_schedule,
+    pruning_summaries,
+    strip,
+    to_sparse_tflite,
+    wrap,
+)
 from .sensitivity import allocate_sparsity, magnitude_mask, overall_sparsity, sensitivity_scan
 from .training import PRUNE_FRACTION, finetune, prune_and_finetune
 
 __all__ = [
-    "CHANNEL_MERGE", "CHANNEL_PASS_THROUGH", "PRUNE_FRACTION", "SCHEDULES", "allocate_sparsity", "callbacks",
-    "channel_mask", "channel_norms", "channel_prune", "check_schedule", "finetune", "kept_channels",
-    "kernel_sparsity", "m_by_n_fraction", "m_by_n_report", "magnitude_mask", "make_schedule", "measure_variant",
-    "overall_sparsity", "prunable_layers", "prune_and_finetune", "pruning_summaries", "sensitivity_scan", "strip",
-    "to_sparse_tflite", "wrap",
+    "CHANNEL_MERGE",
+    "CHANNEL_PASS_THROUGH",
+    "PRUNE_FRACTION",
+    "SCHEDULES",
+    "allocate_sparsity",
+    "callbacks",
+    "channel_mask",
+    "channel_norms",
+    "channel_prune",
+    "check_schedule",
+    "finetune",
+    "kept_channels",
+    "kernel_sparsity",
+    "m_by_n_fraction",
+    "m_by_n_report",
+    "magnitude_mask",
+    "make_schedule",
+    "measure_variant",
+    "overall_sparsity",
+    "prunable_layers",
+    "prune_and_finetune",
+    "pruning_summaries",
+    "sensitivity_scan",
+    "strip",
+    "to_sparse_tflite",
+    "wrap",
 ]

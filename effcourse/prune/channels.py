@@ -9,10 +9,23 @@ import numpy as np
 
 from ..models import check_model
 
-CHANNEL_PASS_THROUGH = ("InputLayer", "Activation", "ReLU", "LeakyReLU", "ELU",
-                        "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
-                        "GlobalMaxPooling2D", "Dropout", "SpatialDropout2D", "ZeroPadding2D",
-                        "Cropping2D", "GaussianNoise", "GaussianDropout")
+CHANNEL_PASS_THROUGH = (
+    "InputLayer",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "Dropout",
+    "SpatialDropout2D",
+    "ZeroPadding2D",
+    "Cropping2D",
+    "GaussianNoise",
+    "GaussianDropout",
+)
 CHANNEL_MERGE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
 
@@ -27,6 +40,8 @@ def channel_norms(model, ord: int = 2) -> dict:
 
     The L1 (``ord=1``) or L2 norm of the weights feeding each output channel (Li et al. 2017
     rank filters by L1); small-norm channels contribute least and are removed first.
+
+    Introduced in notebook 02.
     """
     check_model(model, what="prune.channel_norms")
     if ord not in (1, 2):
@@ -36,7 +51,7 @@ def channel_norms(model, ord: int = 2) -> dict:
         if _prunable_unit_layer(layer):
             k = layer.kernel.numpy()
             flat = k.reshape(-1, k.shape[-1])
-            out[layer.name] = np.abs(flat).sum(0) if ord == 1 else np.sqrt((flat ** 2).sum(0))
+            out[layer.name] = np.abs(flat).sum(0) if ord == 1 else np.sqrt((flat**2).sum(0))
     return out
 
 
@@ -49,10 +64,14 @@ def kept_channels(model, keep: dict, ord: int = 2) -> dict:
 
     ``keep`` maps a Conv2D/Dense layer name to a number of channels (int >= 1) or a
     fraction (float in (0, 1]). Output layers cannot lose units (the classes).
+
+    Introduced in notebook 02.
     """
     check_model(model, what="prune.kept_channels")
     if not isinstance(keep, dict) or not keep:
-        raise TypeError("keep must be a non-empty dict {layer name: channels to keep (int) or fraction (float)}.")
+        raise TypeError(
+            "keep must be a non-empty dict {layer name: channels to keep (int) or fraction (float)}."
+        )
     norms = channel_norms(model, ord)
     outputs = _output_layer_names(model)
     names = [layer.name for layer in model.layers]
@@ -62,14 +81,22 @@ def kept_channels(model, keep: dict, ord: int = 2) -> dict:
             raise ValueError(f"keep names {name!r}, which is not a layer of this model; layers: {names}.")
         layer = model.get_layer(name)
         if not _prunable_unit_layer(layer):
-            raise ValueError(f"channel pruning removes filters of Conv2D and units of Dense layers; "
-                             f"{name!r} is a {type(layer).__name__}.")
+            raise ValueError(
+                f"channel pruning removes filters of Conv2D and units of Dense layers; "
+                f"{name!r} is a {type(layer).__name__}."
+            )
         if name in outputs:
-            raise ValueError(f"{name!r} produces the model's output: its units are the classes and "
-                             "cannot be removed. Prune the hidden layers.")
+            raise ValueError(
+                f"{name!r} produces the model's output: its units are the classes and "
+                "cannot be removed. Prune the hidden layers."
+            )
         width = len(norms[name])
-        if isinstance(amount, (bool, np.bool_)) or not isinstance(amount, (int, float, np.integer, np.floating)):
-            raise TypeError(f"keep[{name!r}] must be an int (channels) or a float (fraction), got {amount!r}.")
+        if isinstance(amount, (bool, np.bool_)) or not isinstance(
+            amount, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(
+                f"keep[{name!r}] must be an int (channels) or a float (fraction), got {amount!r}."
+            )
         if isinstance(amount, (float, np.floating)):
             if not 0 < amount <= 1:
                 raise ValueError(f"keep[{name!r}] = {amount}: a fraction must be in (0, 1].")
@@ -77,7 +104,9 @@ def kept_channels(model, keep: dict, ord: int = 2) -> dict:
         else:
             count = int(amount)
             if not 1 <= count <= width:
-                raise ValueError(f"keep[{name!r}] = {count}: must be between 1 and the layer's {width} channels.")
+                raise ValueError(
+                    f"keep[{name!r}] = {count}: must be between 1 and the layer's {width} channels."
+                )
         plan[name] = np.sort(np.argsort(-norms[name], kind="stable")[:count])
     return plan
 
@@ -93,14 +122,21 @@ def _feature_flow(model, kept: dict) -> dict:
         if kind == "InputLayer":
             continue
         if len(layer._inbound_nodes) != 1:
-            raise ValueError(f"layer {layer.name!r} is used {len(layer._inbound_nodes)} times; channel "
-                             "pruning needs each layer called once (rebuild the model from its config).")
+            raise ValueError(
+                f"layer {layer.name!r} is used {len(layer._inbound_nodes)} times; channel "
+                "pruning needs each layer called once (rebuild the model from its config)."
+            )
         inputs = tf.nest.flatten(layer.input)
         ins = [feat[t.ref()] for t in inputs]
         idx = ins[0]
         if _prunable_unit_layer(layer):
-            if getattr(layer, "groups", 1) != 1 or getattr(layer, "data_format", "channels_last") != "channels_last":
-                raise ValueError(f"{layer.name!r}: channel pruning handles channels_last, ungrouped Conv2D only.")
+            if (
+                getattr(layer, "groups", 1) != 1
+                or getattr(layer, "data_format", "channels_last") != "channels_last"
+            ):
+                raise ValueError(
+                    f"{layer.name!r}: channel pruning handles channels_last, ungrouped Conv2D only."
+                )
             out = kept.get(layer.name)
         elif kind == "Flatten":
             if idx is None:
@@ -109,14 +145,20 @@ def _feature_flow(model, kept: dict) -> dict:
                 shape = inputs[0].shape
                 positions, channels = int(np.prod(shape[1:-1])), int(shape[-1])
                 out = (np.arange(positions)[:, None] * channels + idx[None, :]).ravel()
-        elif kind in CHANNEL_PASS_THROUGH or (kind == "BatchNormalization" and layer.axis in ([-1], [3], -1, 3)):
+        elif kind in CHANNEL_PASS_THROUGH or (
+            kind == "BatchNormalization" and layer.axis in ([-1], [3], -1, 3)
+        ):
             out = idx
         elif kind in CHANNEL_MERGE:
-            same = all((a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
-                       for a, b in zip(ins, ins[1:]))
+            same = all(
+                (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+                for a, b in zip(ins, ins[1:])
+            )
             if not same:
-                raise ValueError(f"{layer.name!r} ({kind}) merges tensors whose kept channels differ; "
-                                 "keep the same channels in every branch feeding it, or do not prune them.")
+                raise ValueError(
+                    f"{layer.name!r} ({kind}) merges tensors whose kept channels differ; "
+                    "keep the same channels in every branch feeding it, or do not prune them."
+                )
             out = idx
         elif all(i is None for i in ins):
             out = None  # no pruned channels reach this layer: it is copied unchanged
@@ -125,7 +167,8 @@ def _feature_flow(model, kept: dict) -> dict:
                 f"channel pruning cannot pass pruned channels through layer {layer.name!r} ({kind}). "
                 f"It handles Conv2D, Dense, Flatten, BatchNormalization, {', '.join(CHANNEL_MERGE)} and "
                 f"the pass-through layers {', '.join(CHANNEL_PASS_THROUGH)}. "
-                "Do not prune the layers that feed it.")
+                "Do not prune the layers that feed it."
+            )
         flow[layer.name] = (idx, out)
         feat[layer.output.ref()] = out
     return flow
@@ -136,6 +179,8 @@ def channel_mask(model, keep: dict, ord: int = 2):
 
     The removed filters (and their biases) and the weights that read them in the next
     layer are set to zero, so this wide model computes exactly what the narrow model does.
+
+    Introduced in notebook 02.
     """
     from .. import models
 
@@ -168,6 +213,8 @@ def channel_prune(model, keep: dict, ord: int = 2):
     kept filter keeps its weights; the next layer keeps only the input weights of kept
     channels. Before fine-tuning, the result computes what ``channel_mask`` computes.
     Returns a compiled model with fewer parameters and MACs; fine-tune it with ``finetune``.
+
+    Introduced in notebook 02.
     """
     import tf_keras
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 from ..models import check_model
 
 
-def measure_variant(model, baseline, name: str, variant: str, data, notebook: str,
-                    technique: str = "pruning", profile=None, **extra) -> dict:
+def measure_variant(
+    model,
+    baseline,
+    name: str,
+    variant: str,
+    data,
+    notebook: str,
+    technique: str = "pruning",
+    profile=None,
+    **extra,
+) -> dict:
     """Convert ``model`` to a float32 .tflite, measure it, append it to the results log; return its row.
 
     Introduced in notebook 02. The row (a dict for the notebook's tables) holds ``model``
@@ -26,11 +35,30 @@ def measure_variant(model, baseline, name: str, variant: str, data, notebook: st
     blob = convert.to_tflite(model)
     rep = measure.tflite_report(blob, data.x_test, data.y_test, profile)
     nonzero = measure.count_nonzero(model)
-    row = dict(model=name, variant=variant, accuracy=rep["accuracy"], size_bytes=rep["size_bytes"],
-               tflite_bytes=rep["raw_bytes"], nonzero=nonzero,
-               nonzero_ratio=measure.count_params(baseline) / nonzero, macs=measure.macs(model),
-               latency_ms=rep["latency_ms"], **extra)
-    results.record(notebook, technique, name, variant, accuracy=rep["accuracy"], size_bytes=rep["size_bytes"],
-                   dense_fp32_bytes=measure.dense_fp32_bytes(baseline), latency_ms=rep["latency_ms"],
-                   latency_p90_ms=rep["latency_p90_ms"], macs=row["macs"], nonzero=nonzero, **extra)
+    row = dict(
+        model=name,
+        variant=variant,
+        accuracy=rep["accuracy"],
+        size_bytes=rep["size_bytes"],
+        tflite_bytes=rep["raw_bytes"],
+        nonzero=nonzero,
+        nonzero_ratio=measure.count_params(baseline) / nonzero,
+        macs=measure.macs(model),
+        latency_ms=rep["latency_ms"],
+        **extra,
+    )
+    results.record(
+        notebook,
+        technique,
+        name,
+        variant,
+        accuracy=rep["accuracy"],
+        size_bytes=rep["size_bytes"],
+        dense_fp32_bytes=measure.dense_fp32_bytes(baseline),
+        latency_ms=rep["latency_ms"],
+        latency_p90_ms=rep["latency_p90_ms"],
+        macs=row["macs"],
+        nonzero=nonzero,
+        **extra,
+    )
     return row

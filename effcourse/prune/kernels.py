@@ -19,8 +19,10 @@ def _check_sparsity(value, what: str = "sparsity") -> float:
     except (TypeError, ValueError) as err:
         raise TypeError(f"{what} must be a number in [0, 1), got {value!r}") from err
     if not (0.0 <= value < 1.0) or math.isnan(value):
-        raise ValueError(f"{what} must be in [0, 1) (the fraction of weights set to zero), got "
-                         f"{value}. Use e.g. 0.9 to keep 10% of the weights; 1.0 would remove all.")
+        raise ValueError(
+            f"{what} must be in [0, 1) (the fraction of weights set to zero), got "
+            f"{value}. Use e.g. 0.9 to keep 10% of the weights; 1.0 would remove all."
+        )
     return value
 
 
@@ -35,6 +37,9 @@ def _kernel_of(layer):
 
 
 def prunable_layers(model) -> list[str]:
-    """Names of the layers whose kernel magnitude pruning acts on (Dense, Conv*), in order, notebook 02."""
+    """Names of the layers whose kernel magnitude pruning acts on (Dense, Conv*), in order, notebook 02.
+
+    Introduced in notebook 02.
+    """
     check_model(model, what="prune.prunable_layers")
     return [layer.name for layer in model.layers if _kernel_of(layer) is not None]

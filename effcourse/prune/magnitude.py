@@ -16,8 +16,7 @@ SCHEDULES = ("polynomial", "constant")
 
 
 def _is_wrapped(model) -> bool:
-    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
-        PruneLowMagnitude)
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
     return any(isinstance(layer, PruneLowMagnitude) for layer in model.layers)
 
@@ -28,10 +27,13 @@ def _per_layer_sparsities(model, sparsity, per_layer) -> dict:
     per_layer = dict(per_layer or {})
     unknown = sorted(set(per_layer) - set(names))
     if unknown:
-        raise ValueError(f"per_layer names layers that are not prunable layers of this model: "
-                         f"{unknown}. Prunable layers: {names}.")
-    return {name: _check_sparsity(per_layer.get(name, sparsity), f"sparsity of layer {name!r}")
-            for name in names}
+        raise ValueError(
+            f"per_layer names layers that are not prunable layers of this model: "
+            f"{unknown}. Prunable layers: {names}."
+        )
+    return {
+        name: _check_sparsity(per_layer.get(name, sparsity), f"sparsity of layer {name!r}") for name in names
+    }
 
 
 def _check_m_by_n(m_by_n):
@@ -50,14 +52,22 @@ def _in_channels(layer) -> int:
     return int(_kernel_of(layer).shape[-2])
 
 
-def make_schedule(sparsity: float, schedule: str = "polynomial", begin_step: int = 0,
-                  end_step: int = 1000, frequency: int = 100, initial_sparsity: float = 0.0):
+def make_schedule(
+    sparsity: float,
+    schedule: str = "polynomial",
+    begin_step: int = 0,
+    end_step: int = 1000,
+    frequency: int = 100,
+    initial_sparsity: float = 0.0,
+):
     """A tfmot pruning schedule, ``PolynomialDecay`` from ``initial_sparsity`` or ``ConstantSparsity``, notebook 02.
 
     Masks are recomputed every ``frequency`` steps from
     ``begin_step`` to ``end_step``; ``polynomial`` raises the sparsity gradually
     (s_t = s_f + (s_i - s_f)(1 - t/T)^3, Zhu & Gupta 2017), ``constant`` prunes to the
     target at once and keeps re-selecting the smallest weights.
+
+    Introduced in notebook 02.
     """
     sp = _tfmot_sparsity()
     sparsity = _check_sparsity(sparsity)
@@ -68,17 +78,28 @@ def make_schedule(sparsity: float, schedule: str = "polynomial", begin_step: int
     if end_step < begin_step and not (schedule == "constant" and end_step == -1):
         raise ValueError(f"end_step ({end_step}) must be >= begin_step ({begin_step}).")
     if schedule == "constant":
-        return sp.ConstantSparsity(sparsity, begin_step=begin_step, end_step=end_step,
-                                   frequency=frequency)
+        return sp.ConstantSparsity(sparsity, begin_step=begin_step, end_step=end_step, frequency=frequency)
     if end_step == begin_step:
         raise ValueError("a polynomial schedule needs end_step > begin_step to ramp the sparsity up.")
-    return sp.PolynomialDecay(initial_sparsity=_check_sparsity(initial_sparsity, "initial_sparsity"),
-                              final_sparsity=sparsity, begin_step=begin_step, end_step=end_step,
-                              frequency=frequency)
+    return sp.PolynomialDecay(
+        initial_sparsity=_check_sparsity(initial_sparsity, "initial_sparsity"),
+        final_sparsity=sparsity,
+        begin_step=begin_step,
+        end_step=end_step,
+        frequency=frequency,
+    )
 
 
-def wrap(model, sparsity: float, schedule="polynomial", begin_step: int = 0, end_step: int = 1000,
-         per_layer: dict | None = None, m_by_n=None, frequency: int = 100):
+def wrap(
+    model,
+    sparsity: float,
+    schedule="polynomial",
+    begin_step: int = 0,
+    end_step: int = 1000,
+    per_layer: dict | None = None,
+    m_by_n=None,
+    frequency: int = 100,
+):
     """Wrap a copy of ``model`` for magnitude pruning with tfmot (``prune_low_magnitude``), notebook 02.
 
     Every Dense/Conv layer is wrapped with a schedule towards ``sparsity``; ``per_layer``
@@ -91,16 +112,21 @@ def wrap(model, sparsity: float, schedule="polynomial", begin_step: int = 0, end
     The caller's model is cloned first and never changed. Train the result with the
     ``tfmot.sparsity.keras.UpdatePruningStep()`` callback (``callbacks()`` gives it), then
     ``strip`` it.
+
+    Introduced in notebook 02.
     """
     check_model(model, what="prune.wrap")
     if _is_wrapped(model):
-        raise ValueError("this model already holds pruning wrappers; pass the original model, or "
-                         "prune.strip(model) first.")
+        raise ValueError(
+            "this model already holds pruning wrappers; pass the original model, or prune.strip(model) first."
+        )
     targets = _per_layer_sparsities(model, sparsity, per_layer)
     m_by_n = _check_m_by_n(m_by_n)
     if not isinstance(schedule, str) and not hasattr(schedule, "get_config"):
-        raise TypeError(f"schedule must be 'polynomial', 'constant' or a tfmot PruningSchedule, "
-                        f"got {type(schedule).__name__}.")
+        raise TypeError(
+            f"schedule must be 'polynomial', 'constant' or a tfmot PruningSchedule, "
+            f"got {type(schedule).__name__}."
+        )
     sp = _tfmot_sparsity()
     import tf_keras
 
@@ -119,8 +145,11 @@ def wrap(model, sparsity: float, schedule="polynomial", begin_step: int = 0, end
         target = targets[layer.name]
         if target == 0:
             return layer
-        sched = schedule if not isinstance(schedule, str) else make_schedule(
-            target, schedule, begin_step, end_step, frequency)
+        sched = (
+            schedule
+            if not isinstance(schedule, str)
+            else make_schedule(target, schedule, begin_step, end_step, frequency)
+        )
         return sp.prune_low_magnitude(layer, pruning_schedule=sched)
 
     wrapped = tf_keras.models.clone_model(base, clone_function=wrap_layer)
@@ -164,13 +193,18 @@ def pruning_summaries(log_dir, every: int | None = None):
 
     tfmot's ``PruningSummaries`` logs at the start of each epoch; with ``every`` it also logs
     every ``every`` steps and when training ends, so the schedule is visible step by step.
+
+    Introduced in notebook 02.
     """
     every = None if every is None else positive_int(every, "every (steps between summaries)")
     return _summaries_class()(log_dir, every=every)
 
 
 def callbacks(log_dir=None, every: int | None = None) -> list:
-    """The callbacks pruning needs: ``UpdatePruningStep`` (+ pruning summaries to ``log_dir``), notebook 02."""
+    """The callbacks pruning needs: ``UpdatePruningStep`` (+ pruning summaries to ``log_dir``), notebook 02.
+
+    Introduced in notebook 02.
+    """
     out = [_tfmot_sparsity().UpdatePruningStep()]
     if log_dir is not None:
         out.append(pruning_summaries(log_dir, every))
@@ -181,6 +215,8 @@ def strip(model):
     """Remove the pruning wrappers (``strip_pruning``): a plain model with the sparse kernels, notebook 02.
 
     The stripped model shares its layers with the wrapped one; its kernels hold the zeros.
+
+    Introduced in notebook 02.
     """
     check_model(model, what="prune.strip")
     return _tfmot_sparsity().strip_pruning(model)
@@ -191,6 +227,8 @@ def kernel_sparsity(model) -> dict:
 
     Works on stripped and on wrapped models (it reads the kernel inside a wrapper).
     Biases are not counted; ``measure.count_nonzero`` counts everything.
+
+    Introduced in notebook 02.
     """
     check_model(model, need_graph=False, what="prune.kernel_sparsity")
     out = {}
@@ -204,17 +242,24 @@ def kernel_sparsity(model) -> dict:
 
 
 def check_schedule(schedule, total_steps: int) -> None:
-    """Raise ValueError if a pruning schedule starts or ends after training ends, notebook 02."""
+    """Raise ValueError if a pruning schedule starts or ends after training ends, notebook 02.
+
+    Introduced in notebook 02.
+    """
     begin = int(getattr(schedule, "begin_step", 0))
     end = int(getattr(schedule, "end_step", -1))
     if begin >= total_steps:
-        raise ValueError(f"the pruning schedule begins at step {begin} but training has only "
-                         f"{total_steps} steps: nothing would be pruned. Start earlier or train longer.")
+        raise ValueError(
+            f"the pruning schedule begins at step {begin} but training has only "
+            f"{total_steps} steps: nothing would be pruned. Start earlier or train longer."
+        )
     if end >= total_steps:
-        raise ValueError(f"the pruning schedule ends at step {end} but training ends after "
-                         f"{total_steps} steps: the target sparsity would never be reached. "
-                         f"End the schedule before step {total_steps} (leave some steps to fine-tune) "
-                         "or train for more epochs.")
+        raise ValueError(
+            f"the pruning schedule ends at step {end} but training ends after "
+            f"{total_steps} steps: the target sparsity would never be reached. "
+            f"End the schedule before step {total_steps} (leave some steps to fine-tune) "
+            "or train for more epochs."
+        )
 
 
 def m_by_n_fraction(kernel, m_by_n=(2, 4)) -> float:
@@ -226,6 +271,8 @@ def m_by_n_fraction(kernel, m_by_n=(2, 4)) -> float:
     Groups run along the input-channel axis, as tfmot and TFLite lay them out: for a Dense
     kernel (in, out) along ``in`` for each output; for a Conv2D kernel (h, w, in, out) along
     ``in`` for each output and position. ``in`` must be a multiple of n.
+
+    Introduced in notebook 02.
     """
     m, n = _check_m_by_n(m_by_n)
     kernel = np.asarray(kernel)
@@ -233,15 +280,19 @@ def m_by_n_fraction(kernel, m_by_n=(2, 4)) -> float:
         raise ValueError(f"need a kernel of rank >= 2 (Dense or Conv), got shape {kernel.shape}.")
     cin = kernel.shape[-2]
     if cin % n:
-        raise ValueError(f"the kernel has {cin} input channels, not a multiple of {n}: "
-                         f"{m}:{n} groups cannot tile it.")
+        raise ValueError(
+            f"the kernel has {cin} input channels, not a multiple of {n}: {m}:{n} groups cannot tile it."
+        )
     rows = np.moveaxis(kernel, -1, 0).reshape(-1, cin)  # (out * positions, in)
     groups = rows.reshape(rows.shape[0], cin // n, n)
     return float(np.mean(np.sum(groups != 0, axis=-1) <= m))
 
 
 def m_by_n_report(model, m_by_n=(2, 4)) -> dict:
-    """For every Dense/Conv layer whose input channels n divides: the fraction of its groups that hold the m:n pattern, notebook 02."""
+    """For every Dense/Conv layer whose input channels n divides: the fraction of its groups that hold the m:n pattern, notebook 02.
+
+    Introduced in notebook 02.
+    """
     check_model(model, need_graph=False, what="prune.m_by_n_report")
     n = _check_m_by_n(m_by_n)[1]
     out = {}
@@ -258,6 +309,8 @@ def to_sparse_tflite(model) -> bytes:
     The file is smaller before compression; the runtime inserts ``DENSIFY`` ops that
     rebuild dense kernels when the model is loaded, so inference runs the usual dense
     kernels (XNNPACK's sparse path needs the conditions listed in notebook 02).
+
+    Introduced in notebook 02.
     """
     import tensorflow as tf
 

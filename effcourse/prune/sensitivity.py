@@ -9,7 +9,10 @@ from .kernels import _check_sparsity, _kernel_of, prunable_layers
 
 
 def magnitude_mask(weights, sparsity: float) -> np.ndarray:
-    """Boolean keep-mask that zeroes the ``sparsity`` fraction of smallest-magnitude entries (exact count), notebook 02."""
+    """Boolean keep-mask that zeroes the ``sparsity`` fraction of smallest-magnitude entries (exact count), notebook 02.
+
+    Introduced in notebook 02.
+    """
     sparsity = _check_sparsity(sparsity)
     weights = np.asarray(weights)
     n_zero = int(round(sparsity * weights.size))
@@ -27,6 +30,8 @@ def sensitivity_scan(model, x, y, sparsities, layers=None, desc: str | None = No
     the caller's model is not changed (a clone is pruned and restored between points).
     Sparsity 0 rows give the dense accuracy. A progress bar (caption ``desc``, default
     "sensitivity scan of <model>") counts the evaluated (layer, sparsity) points.
+
+    Introduced in notebook 02.
     """
     import pandas as pd
 
@@ -42,8 +47,11 @@ def sensitivity_scan(model, x, y, sparsities, layers=None, desc: str | None = No
     work = models.clone(model, compile_like=False)
     rows = []
     dense_acc = measure.accuracy(work, x, y)
-    bar = progress.bar(total=len(layers) * sum(s > 0 for s in sparsities), unit="point",
-                       desc=desc or f"sensitivity scan of {model.name}")
+    bar = progress.bar(
+        total=len(layers) * sum(s > 0 for s in sparsities),
+        unit="point",
+        desc=desc or f"sensitivity scan of {model.name}",
+    )
     for name in layers:
         kernel = _kernel_of(work.get_layer(name))
         original = kernel.numpy()
@@ -64,10 +72,15 @@ def overall_sparsity(model, per_layer: dict) -> float:
     """Fraction of all Dense/Conv kernel weights removed by per-layer sparsities {layer: s} (others 0), notebook 02.
 
     The uniform sparsity with the same number of kept kernel weights.
+
+    Introduced in notebook 02.
     """
     check_model(model, need_graph=False, what="prune.overall_sparsity")
-    sizes = {layer.name: int(np.prod(_kernel_of(layer).shape)) for layer in model.layers
-             if _kernel_of(layer) is not None}
+    sizes = {
+        layer.name: int(np.prod(_kernel_of(layer).shape))
+        for layer in model.layers
+        if _kernel_of(layer) is not None
+    }
     unknown = sorted(set(per_layer) - set(sizes))
     if unknown:
         raise ValueError(f"{unknown} are not Dense/Conv layers of this model; layers: {sorted(sizes)}.")
@@ -81,12 +94,15 @@ def allocate_sparsity(scan, model, target: float, max_sparsity: float | None = N
     Greedy: starting from dense, repeatedly move the layer whose next scanned sparsity costs
     the least accuracy per removed weight, until ``overall_sparsity`` >= ``target``. Big,
     insensitive layers end up pruned hardest (Han et al. 2015 chose by hand the same way).
+
+    Introduced in notebook 02.
     """
     target = _check_sparsity(target, "target")
     grid = {name: grp.sort_values("sparsity") for name, grp in scan.groupby("layer")}
     sizes = {name: int(grp["params"].iloc[0]) for name, grp in grid.items()}
-    total = sum(int(np.prod(_kernel_of(layer).shape)) for layer in model.layers
-                if _kernel_of(layer) is not None)
+    total = sum(
+        int(np.prod(_kernel_of(layer).shape)) for layer in model.layers if _kernel_of(layer) is not None
+    )
     pos = {name: 0 for name in grid}
     choice = {name: 0.0 for name in grid}
 
@@ -107,8 +123,10 @@ def allocate_sparsity(scan, model, target: float, max_sparsity: float | None = N
             if best_cost is None or cost < best_cost - 1e-12:
                 best, best_cost = name, cost
         if best is None:
-            raise ValueError(f"the scan's sparsities cannot reach an overall sparsity of {target}; "
-                             "scan higher sparsities (or more layers), or lower the target.")
+            raise ValueError(
+                f"the scan's sparsities cannot reach an overall sparsity of {target}; "
+                "scan higher sparsities (or more layers), or lower the target."
+            )
         pos[best] += 1
         choice[best] = float(grid[best].iloc[pos[best]]["sparsity"])
     return choice

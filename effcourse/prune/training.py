@@ -12,8 +12,10 @@ PRUNE_FRACTION = 0.5  # prune_and_finetune: masks reach their target in the firs
 
 def _plan_steps(n_train: int, epochs: int, batch_size: int, prune_fraction: float = PRUNE_FRACTION):
     if not 0 < prune_fraction < 1:
-        raise ValueError(f"prune_fraction must be in (0, 1) (the share of steps spent raising the "
-                         f"sparsity; the rest fine-tunes), got {prune_fraction}.")
+        raise ValueError(
+            f"prune_fraction must be in (0, 1) (the share of steps spent raising the "
+            f"sparsity; the rest fine-tunes), got {prune_fraction}."
+        )
     total = train.steps_for(n_train, batch_size, epochs)
     end = max(1, int(total * prune_fraction))
     frequency = max(1, min(100, end // 10))
@@ -26,19 +28,33 @@ def _optimizer(learning_rate: float, n_train: int, batch_size: int, epochs: int,
     import tf_keras
 
     if learning_rate <= 0 or weight_decay < 0:
-        raise ValueError(f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}.")
+        raise ValueError(
+            f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}."
+        )
     lr = train.cosine_schedule(learning_rate, n_train, batch_size, epochs, alpha=0.05)
     if weight_decay:
         return tf_keras.optimizers.AdamW(lr, weight_decay=weight_decay)
     return tf_keras.optimizers.Adam(lr)
 
 
-def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: int = 128,
-                       per_layer: dict | None = None, schedule="polynomial", m_by_n=None,
-                       log_dir=None, learning_rate: float = 1e-3, weight_decay: float = 0.0,
-                       prune_fraction: float = PRUNE_FRACTION, verbose: int = 0, seed: int = 0,
-                       desc: str | None = None):
-    """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled (notebook 02).
+def prune_and_finetune(
+    model,
+    data,
+    sparsity: float,
+    epochs: int,
+    batch_size: int = 128,
+    per_layer: dict | None = None,
+    schedule="polynomial",
+    m_by_n=None,
+    log_dir=None,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    prune_fraction: float = PRUNE_FRACTION,
+    verbose: int = 0,
+    seed: int = 0,
+    desc: str | None = None,
+):
+    """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled.
 
     ``data`` is an ``effcourse.data.MNIST``. The masks are raised
     to their target over the first ``prune_fraction`` of the training steps
@@ -48,6 +64,8 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     passed instead; it must end before training does. ``log_dir`` writes TensorBoard
     pruning summaries. The input model is never changed. With ``verbose=0`` a progress bar shows the fine-tuning;
     ``desc`` is its caption (default: the model and its target, e.g. "prune lenet5 to 90%").
+
+    Introduced in notebook 02.
     """
     from .. import env, models
 
@@ -58,28 +76,66 @@ def prune_and_finetune(model, data, sparsity: float, epochs: int, batch_size: in
     total, end, frequency = _plan_steps(len(data.x_train), epochs, batch_size, prune_fraction)
     if isinstance(schedule, str):
         if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES} or a tfmot PruningSchedule, got {schedule!r}.")
+            raise ValueError(
+                f"schedule must be one of {SCHEDULES} or a tfmot PruningSchedule, got {schedule!r}."
+            )
     else:
         check_schedule(schedule, total)
     env.seed_everything(seed)
-    wrapped = wrap(model, sparsity, schedule=schedule, begin_step=0, end_step=end,
-                   per_layer=per_layer, m_by_n=m_by_n, frequency=frequency)
-    models.compile_classifier(wrapped, optimizer=_optimizer(learning_rate, len(data.x_train), batch_size, epochs,
-                                                            weight_decay))
+    wrapped = wrap(
+        model,
+        sparsity,
+        schedule=schedule,
+        begin_step=0,
+        end_step=end,
+        per_layer=per_layer,
+        m_by_n=m_by_n,
+        frequency=frequency,
+    )
+    models.compile_classifier(
+        wrapped, optimizer=_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
+    )
     if desc is None:
-        target = (f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else "per-layer sparsities" if per_layer
-                  else f"{float(sparsity):.0%}" if isinstance(sparsity, (int, float)) else "its schedule")
+        target = (
+            f"{m_by_n[0]}:{m_by_n[1]}"
+            if m_by_n
+            else "per-layer sparsities"
+            if per_layer
+            else f"{float(sparsity):.0%}"
+            if isinstance(sparsity, (int, float))
+            else "its schedule"
+        )
         desc = f"prune {model.name} to {target}"
-    train.fit(wrapped, data, epochs=epochs, batch_size=batch_size,
-              callbacks=callbacks(log_dir, every=frequency), verbose=verbose, seed=seed, desc=desc)
+    train.fit(
+        wrapped,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=callbacks(log_dir, every=frequency),
+        verbose=verbose,
+        seed=seed,
+        desc=desc,
+    )
     return models.compile_classifier(strip(wrapped))
 
 
-def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: float = 1e-3,
-             weight_decay: float = 0.0, verbose: int = 0, seed: int = 0, desc: str | None = None):
+def finetune(
+    model,
+    data,
+    epochs: int,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    verbose: int = 0,
+    seed: int = 0,
+    desc: str | None = None,
+):
     """Fine-tune a copy of ``model`` on ``data`` (Adam/AdamW, cosine-decayed rate); return it compiled, notebook 02.
 
-    With ``verbose=0`` a progress bar captioned ``desc`` (default "fine-tune <model>") shows it."""
+    With ``verbose=0`` a progress bar captioned ``desc`` (default "fine-tune <model>") shows it.
+
+    Introduced in notebook 02.
+    """
     from .. import env, models
 
     check_model(model, what="prune.finetune")
@@ -87,8 +143,16 @@ def finetune(model, data, epochs: int, batch_size: int = 128, learning_rate: flo
     epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
     env.seed_everything(seed)
     copy = models.clone(model, compile_like=False)
-    models.compile_classifier(copy, optimizer=_optimizer(learning_rate, len(data.x_train), batch_size, epochs,
-                                                         weight_decay))
-    train.fit(copy, data, epochs=epochs, batch_size=batch_size, verbose=verbose, seed=seed,
-              desc=desc or f"fine-tune {model.name}")
+    models.compile_classifier(
+        copy, optimizer=_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
+    )
+    train.fit(
+        copy,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=verbose,
+        seed=seed,
+        desc=desc or f"fine-tune {model.name}",
+    )
     return copy
