@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -362,11 +361,3 @@ def clone(model, compile_like: bool = True):
     if compile_like and model.optimizer is not None:
         compile_classifier(copy)
     return copy
-
-
-def clear_cache(profile=None) -> None:
-    """Delete the cached baselines of a profile (they retrain on next use).
-
-    Introduced in notebook 01.
-    """
-    shutil.rmtree(cache_dir(profile), ignore_errors=True)

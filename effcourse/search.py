@@ -169,3 +169,61 @@ def search(
         )
     best = min(within, key=lambda t: (t.size_bytes, -t.accuracy))
     return SearchResult(done, baseline_accuracy, max_drop, best)
+
+
+def prune_cluster_objective(
+    base_model, data, prune_epochs: int, cluster_epochs: int, batch_size: int, representative_samples: int
+):
+    """The course's ``evaluate(config)`` for ``search``: prune, cluster, convert, measure on validation.
+
+    Introduced in notebook 08. A configuration is ``{"sparsity", "clusters", "mode"}``:
+    ``prune.prune_and_finetune`` to the sparsity, then (when ``clusters`` is not 0)
+    ``cluster.cluster_and_finetune`` with sparsity preserved, then ``convert.to_tflite`` in the
+    mode. Pruned and clustered models are cached by their settings, so trials that share a
+    sparsity train it once. Returns the function; the validation split chooses, never the test.
+    """
+    from . import cluster, convert, measure, prune
+    from .validate import mnist_like
+
+    mnist_like(data, "prune_cluster_objective")
+    pruned, clustered = {}, {}
+
+    def build(sparsity, clusters):
+        if sparsity not in pruned:
+            pruned[sparsity] = prune.prune_and_finetune(
+                base_model, data, sparsity, epochs=prune_epochs, batch_size=batch_size
+            )
+        if not clusters:
+            return pruned[sparsity]
+        if (sparsity, clusters) not in clustered:
+            clustered[(sparsity, clusters)] = cluster.cluster_and_finetune(
+                pruned[sparsity],
+                data,
+                clusters,
+                epochs=cluster_epochs,
+                batch_size=batch_size,
+                preserve_sparsity=True,
+            )
+        return clustered[(sparsity, clusters)]
+
+    def evaluate(config):
+        model = build(config["sparsity"], config["clusters"])
+        blob = convert.to_tflite(model, config["mode"], representative=data.x_train[:representative_samples])
+        return {
+            "accuracy": measure.accuracy(blob, data.x_val, data.y_val),
+            "size_bytes": measure.compressed_size(blob),
+            "artifact": blob,
+        }
+
+    return evaluate
+
+
+def print_trial(i: int, n: int, trial: Trial) -> None:
+    """One line per finished trial, for ``search(..., progress=print_trial)``.
+
+    Introduced in notebook 08.
+    """
+    print(
+        f"trial {i:2d}/{n}: {trial.config}  val acc {trial.accuracy:.4f}  {trial.size_bytes:7,d} B  "
+        f"{'meets' if trial.meets_budget else 'misses'} the budget  ({trial.seconds:.0f} s)"
+    )

@@ -57,3 +57,45 @@ def test_bad_arguments():
         search.search(_evaluate, {"sparsity": [0.5], "bits": [8]}, 0.99, 0.01, trials=0)
     with pytest.raises(KeyError, match="size_bytes"):
         search.search(lambda c: {"accuracy": 1.0}, {"s": [1]}, 0.99, 0.01, trials=1)
+
+
+def test_objective_trains_each_setting_once_and_measures_on_validation(monkeypatch, mnist):
+    from effcourse import cluster, convert, measure, prune
+
+    calls = {"prune": 0, "cluster": 0}
+
+    def fake_prune(model, data, sparsity, epochs, batch_size):
+        calls["prune"] += 1
+        return ("pruned", sparsity)
+
+    def fake_cluster(model, data, clusters, epochs, batch_size, preserve_sparsity):
+        assert preserve_sparsity and model[0] == "pruned"
+        calls["cluster"] += 1
+        return ("clustered", model[1], clusters)
+
+    seen = {}
+    monkeypatch.setattr(prune, "prune_and_finetune", fake_prune)
+    monkeypatch.setattr(cluster, "cluster_and_finetune", fake_cluster)
+    monkeypatch.setattr(
+        convert, "to_tflite", lambda model, mode, representative: repr((model, mode)).encode()
+    )
+    monkeypatch.setattr(measure, "compressed_size", len)
+
+    def fake_accuracy(blob, x, y):
+        seen["n"] = len(x)
+        return 0.5
+
+    monkeypatch.setattr(measure, "accuracy", fake_accuracy)
+    evaluate = search.prune_cluster_objective("base", mnist, 1, 1, 32, 10)
+    for config in (
+        {"sparsity": 0.5, "clusters": 0, "mode": "int8"},
+        {"sparsity": 0.5, "clusters": 16, "mode": "int8"},
+        {"sparsity": 0.5, "clusters": 16, "mode": "float16"},
+        {"sparsity": 0.8, "clusters": 16, "mode": "int8"},
+    ):
+        out = evaluate(config)
+        assert out["size_bytes"] == len(out["artifact"]) and out["accuracy"] == 0.5
+    assert calls == {"prune": 2, "cluster": 2}
+    assert seen["n"] == len(mnist.x_val)  # chosen on validation, never on test
+    with pytest.raises(TypeError, match="effcourse.data.load"):
+        search.prune_cluster_objective("base", (1, 2), 1, 1, 32, 10)
