@@ -54,21 +54,24 @@ def _model_name(cpuinfo_text: str | None) -> str | None:
     return None
 
 
+def _flags_present(cpuinfo_text: str | None, wanted) -> dict:
+    """{flag: True/False} for each wanted flag of a /proc/cpuinfo text; {flag: None} if unreadable."""
+    found: set[str] = set()
+    for line in (cpuinfo_text or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            found.update(value.split())
+    if not found:
+        return {flag: None for flag in wanted}
+    return {flag: flag in found for flag in wanted}
+
+
 def cpu_flags(cpuinfo_text: str | None) -> dict:
     """Which of ``CPU_FLAGS`` the CPU reports: {flag: True/False}, or {flag: None} if unknown.
 
     Introduced in notebook 05.
     """
-    if cpuinfo_text is None:
-        return {flag: None for flag in CPU_FLAGS}
-    found: set[str] = set()
-    for line in cpuinfo_text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            found.update(value.split())
-    if not found:
-        return {flag: None for flag in CPU_FLAGS}
-    return {flag: flag in found for flag in CPU_FLAGS}
+    return _flags_present(cpuinfo_text, CPU_FLAGS)
 
 
 def gpu_devices() -> list[dict]:
@@ -214,16 +217,7 @@ def cpu_features(cpuinfo_text: str | None) -> dict:
 
     Introduced in notebook 00.
     """
-    if cpuinfo_text is None:
-        return {flag: None for flag in CPU_FEATURES}
-    found: set[str] = set()
-    for line in cpuinfo_text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            found.update(value.split())
-    if not found:
-        return {flag: None for flag in CPU_FEATURES}
-    return {flag: flag in found for flag in CPU_FEATURES}
+    return _flags_present(cpuinfo_text, CPU_FEATURES)
 
 
 def nvidia_smi_gpus(run=None) -> list[dict] | None:
