@@ -260,17 +260,20 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 #: notebooks' own "Run time" lines, the README's syllabus and ``make course``'s estimate of
 #: what is left (a test checks that the three agree). Full: a fresh clone's ``make course``
 #: on a quiet 2-core machine (AMD EPYC, no GPU), notebook 01 training the three baselines
-#: the first time; quick: the same machine executing each notebook as nbval does.
+#: the first time. Quick: a fresh clone's ``python -m effcourse.course`` under the quick
+#: profile on a quiet 2-core Intel Xeon (Sapphire Rapids, no GPU), 8.2 minutes in all,
+#: baselines trained by 01. On that CPU notebook 05's float16 training falls back to slow
+#: reference kernels; 05 bounds it by ``side_by_side_budget_s`` and says so.
 RUN_MINUTES = {
     "00_setup_and_tour": {"quick": 0.3, "full": 1.0},
-    "01_sgd_loss_formulation": {"quick": 1.0, "full": 8.1},
-    "02_pruning": {"quick": 2.0, "full": 10.7},
-    "03_quantization": {"quick": 1.5, "full": 1.3},
-    "04_clustering_distillation_deep_compression": {"quick": 2.0, "full": 8.6},
-    "05_mixed_precision": {"quick": 1.5, "full": 2.7},
-    "06_dynamic_networks": {"quick": 1.2, "full": 4.2},
-    "07_parallelism": {"quick": 1.4, "full": 2.5},
-    "08_automated_compression": {"quick": 1.0, "full": 2.7},
+    "01_sgd_loss_formulation": {"quick": 0.6, "full": 8.1},
+    "02_pruning": {"quick": 1.6, "full": 10.7},
+    "03_quantization": {"quick": 0.6, "full": 1.3},
+    "04_clustering_distillation_deep_compression": {"quick": 1.6, "full": 8.6},
+    "05_mixed_precision": {"quick": 1.7, "full": 2.7},
+    "06_dynamic_networks": {"quick": 0.6, "full": 4.2},
+    "07_parallelism": {"quick": 0.8, "full": 2.5},
+    "08_automated_compression": {"quick": 0.4, "full": 2.7},
 }
 
 

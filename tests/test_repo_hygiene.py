@@ -168,3 +168,12 @@ def test_every_public_name_says_which_notebook_introduces_it_one_way():
     for name, doc in _public_definitions():
         first = doc.splitlines()[0] if doc else ""
         assert not re.search(r"\(notebooks? \d\d\)\.?$|Notebook \d\d\.$", first), f"{name}: old tag form"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_cell_has_prerequisites_and_the_run_time_from_the_one_source(path):
+    from effcourse import profile
+
+    first = nbformat.read(path, as_version=4).cells[0].source
+    assert profile.run_time_line(path.stem) in first
+    assert "Prerequisites" in first and "learn" in first.lower()
