@@ -176,9 +176,23 @@ def gpu_sync() -> None:
     queued, not done, so a clock read right after it measures the launch. Pass
     ``sync=timing.gpu_sync`` to ``interleaved`` when timing TensorFlow ops on a GPU.
 
-    Introduced in notebook 02.
+    Introduced in notebook 05.
     """
     import tensorflow as tf
 
     if tf.config.list_logical_devices("GPU"):
         tf.test.experimental.sync_devices()
+
+
+def device_sync(list_gpus=None):
+    """The ``sync`` hook for timing TensorFlow ops on this machine, decided once: None where
+    TensorFlow has no GPU (nothing to wait for, and no cost inside the timed region), else
+    TensorFlow's wait for all devices.
+
+    Introduced in notebook 05. ``list_gpus`` (default: TensorFlow's logical GPUs) lets the
+    tests decide for a fake machine.
+    """
+    import tensorflow as tf
+
+    gpus = (list_gpus or (lambda: tf.config.list_logical_devices("GPU")))()
+    return tf.test.experimental.sync_devices if gpus else None

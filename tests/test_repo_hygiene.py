@@ -130,11 +130,11 @@ def test_readme_syllabus_run_times_come_from_the_one_source():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_long_cells_are_the_exception_with_a_reason(path):
-    """Logic belongs in the tested package; a code cell over 40 lines must say why it is long."""
+    """Logic belongs in the tested package; a code cell over 25 lines must say why it is long."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         lines = cell.source.splitlines()
-        if cell.cell_type == "code" and len(lines) > 40:
+        if cell.cell_type == "code" and len(lines) > 25:
             assert lines[0].startswith("# Long cell:"), (
                 f"{path.name}: cell {cell.id} has {len(lines)} lines; move its logic into effcourse "
                 "(a tested function) or start it with '# Long cell: <why>'"

@@ -109,3 +109,10 @@ def test_bad_arguments_say_what_is_wrong(kwargs, match):
         timing.interleaved({})
     with pytest.raises(TypeError, match="callable"):
         timing.interleaved({"a": 3})
+
+
+def test_device_sync_is_decided_once_per_machine():
+    import tensorflow as tf
+
+    assert timing.device_sync(list_gpus=lambda: []) is None  # CPU only: nothing inside the timed region
+    assert timing.device_sync(list_gpus=lambda: ["GPU:0"]) is tf.test.experimental.sync_devices

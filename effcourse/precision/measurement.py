@@ -364,7 +364,8 @@ def time_ops(
 
     Every (operation, dtype) of ``op_functions`` is a ``tf.function``, warmed up once, then
     timed ``runs`` times per round for ``rounds`` rounds in rotating order
-    (``effcourse.timing.interleaved``). Returns ``op_table`` of the result.
+    (``effcourse.timing.interleaved``); on a GPU the clock waits for the device
+    (``timing.device_sync``). Returns ``op_table`` of the result.
 
     Introduced in notebook 05.
     """
@@ -373,5 +374,7 @@ def time_ops(
     from .. import timing
 
     tasks = {(op, d): tf.function(f) for d in dtypes for op, f in op_functions(d, batch_size).items()}
-    timed = timing.interleaved(tasks, rounds=rounds, runs=runs, warmup=1, clock=clock, progress_desc=desc)
+    timed = timing.interleaved(
+        tasks, rounds=rounds, runs=runs, warmup=1, clock=clock, progress_desc=desc, sync=timing.device_sync()
+    )  # on a GPU, wait for the op, not its launch
     return op_table(timed, reference=dtypes[0])
