@@ -75,11 +75,12 @@ def lenet_300_100(name: str = "lenet_300_100"):
     )
 
 
-def lenet5(name: str = "lenet5"):
+def lenet5(name: str = "lenet5", widths=(20, 50, 500)):
     """LeNet-5, Caffe variant used by Han et al.: conv 20 and 50 5x5, dense 500; 431,080 parameters.
 
     Caffe's prototxt has no activation after its convolutions; we add ReLU there (a common
     modern choice that trains faster); the layer sizes and parameter count are the paper's.
+    ``widths`` (conv1 filters, conv2 filters, fc1 units) builds a narrower or wider variant.
 
     Introduced in notebook 01.
     """
@@ -88,12 +89,12 @@ def lenet5(name: str = "lenet5"):
     return Sequential(
         [
             layers.Input(INPUT_SHAPE),
-            layers.Conv2D(20, 5, activation="relu", name="conv1"),
+            layers.Conv2D(widths[0], 5, activation="relu", name="conv1"),
             layers.MaxPooling2D(2, name="pool1"),
-            layers.Conv2D(50, 5, activation="relu", name="conv2"),
+            layers.Conv2D(widths[1], 5, activation="relu", name="conv2"),
             layers.MaxPooling2D(2, name="pool2"),
             layers.Flatten(name="flatten"),
-            layers.Dense(500, activation="relu", name="fc1"),
+            layers.Dense(widths[2], activation="relu", name="fc1"),
             layers.Dense(NUM_CLASSES, name="logits"),
         ],
         name=name,

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import one_pass_line_each, call, fail, passed
-
-
-def _agree(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
-    """Like ``checks.close`` without its PASS line: each check prints one PASS line at its end."""
-    got_a, exp_a = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
-    if got_a.shape != exp_a.shape:
-        fail(f"{what}: expected shape {exp_a.shape}, got {got_a.shape}. {hint}".strip())
-    err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
-    if not np.isfinite(err) or err > atol:
-        fail(f"{what} is off by {err:.3g} (allowed {atol:g}). {hint}".strip())
+from . import call, close, fail, one_pass_line_each, passed
 
 
 def clustering_rate(fn) -> None:
@@ -78,7 +68,7 @@ def distillation_loss(fn) -> None:
             )
         if np.isclose(got, np.sum((1 - alpha) * hard + alpha * T**2 * kl)):
             fail("average over the batch, do not sum.")
-        _agree(
+        close(
             got,
             expected,
             f"distillation loss at T = {T:g}, alpha = {alpha:g}",
@@ -111,7 +101,7 @@ def compression_ratio(fn, tflite_bytes: bytes, baseline_params: int) -> None:
         )
     if np.isclose(got, baseline_params / gz):
         fail("the numerator is bytes, not parameters: a float32 parameter takes 4 bytes.")
-    _agree(
+    close(
         got,
         expected,
         "compression ratio",
@@ -139,7 +129,7 @@ def kernel_stats(fn, tflite_bytes: bytes) -> None:
         fail(
             f"on [[0, 1, 2, 0], [3, 4, 5, 0]] the rows hold 3 and 4 distinct values: expected 4, got {per_channel}."
         )
-    _agree(zeros, 3 / 8, "share of zeros of the toy kernel")
+    close(zeros, 3 / 8, "share of zeros of the toy kernel")
     checked = 0
     for t in convert.constant_tensors(tflite_bytes):
         if len(t["shape"]) not in (2, 4) or t["values"] is None:

@@ -7,17 +7,7 @@ import json
 
 import numpy as np
 
-from . import one_pass_line_each, call, fail, passed
-
-
-def _agree(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
-    """Like ``checks.close`` without its PASS line: each check prints one PASS line at its end."""
-    got_a, exp_a = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
-    if got_a.shape != exp_a.shape:
-        fail(f"{what}: expected shape {exp_a.shape}, got {got_a.shape}. {hint}".strip())
-    err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
-    if not np.isfinite(err) or err > atol:
-        fail(f"{what} is off by {err:.3g} (allowed {atol:g}). {hint}".strip())
+from . import call, close, fail, one_pass_line_each, passed
 
 
 def replica_loss(fn) -> None:
@@ -41,7 +31,7 @@ def replica_loss(fn) -> None:
                 f"up to the mean loss of the global batch, {losses.mean():.4f}: return "
                 "sum(per_example_losses) / global_batch_size."
             )
-        _agree(
+        close(
             got,
             [p.sum() / global_batch for p in parts],
             f"replica losses with {replicas} replicas",

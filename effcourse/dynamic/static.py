@@ -28,24 +28,9 @@ def lenet5_scaled(alpha: float):
 
     Introduced in notebook 06.
     """
-    import tf_keras as keras
-
     from .. import models
 
-    width = scaled_widths(alpha)
-    return keras.Sequential(
-        [
-            keras.Input(models.INPUT_SHAPE),
-            keras.layers.Conv2D(width[0], 5, activation="relu", name="conv1"),
-            keras.layers.MaxPooling2D(2, name="pool1"),
-            keras.layers.Conv2D(width[1], 5, activation="relu", name="conv2"),
-            keras.layers.MaxPooling2D(2, name="pool2"),
-            keras.layers.Flatten(name="flatten"),
-            keras.layers.Dense(width[2], activation="relu", name="fc1"),
-            keras.layers.Dense(models.NUM_CLASSES, name="logits"),
-        ],
-        name=f"lenet5_x{alpha:.2f}",
-    )
+    return models.lenet5(name=f"lenet5_x{alpha:.2f}", widths=scaled_widths(alpha))
 
 
 def alpha_for_macs(
