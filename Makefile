@@ -5,15 +5,31 @@ VENV ?= .venv
 PROFILE ?= full
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.effcourse-installed
+# Offline rooms: `make wheelhouse` fills WHEELHOUSE with every wheel the course needs; when it
+# holds wheels, `make venv` installs from it alone (no network). WHEEL_PLATFORM (one or more
+# pip platform tags) and PY (e.g. 311) download for another machine than this one.
+WHEELHOUSE ?= wheelhouse
+WHEEL_PLATFORM ?=
+PY ?=
+OFFLINE = $(if $(wildcard $(WHEELHOUSE)/*.whl), --no-index --find-links $(WHEELHOUSE))
+WHEEL_TARGET = $(if $(WHEEL_PLATFORM), --only-binary=:all: $(foreach p,$(WHEEL_PLATFORM),--platform $(p)))$(if $(PY), --python-version $(PY))
 
-.PHONY: venv course test unit notebooks lint format lab student nbfix nbcheck clean
+.PHONY: venv wheelhouse course test unit notebooks lint format lab student nbfix nbcheck clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' && touch $(STAMP)
+	$(BIN)/python -m pip install --quiet$(OFFLINE) --upgrade pip
+	$(BIN)/python -m pip install --quiet$(OFFLINE) -e '.[dev]' && touch $(STAMP)
+
+# Every wheel `make venv` installs (the course, its dev tools, pip and the build backend),
+# for this machine or for WHEEL_PLATFORM/PY, e.g. WHEEL_PLATFORM=manylinux_2_28_x86_64 PY=311,
+# WHEEL_PLATFORM=win_amd64, WHEEL_PLATFORM=macosx_12_0_arm64. About 1 GB; copy the course
+# folder with wheelhouse/ to each machine and run make venv there without the internet.
+wheelhouse:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip download --dest $(WHEELHOUSE)$(WHEEL_TARGET) '.[dev]' pip 'setuptools>=77' wheel
 
 # Execute every notebook in order under EFFCOURSE_PROFILE (default full): HTML in build/html/.
 course: $(STAMP)
