@@ -4,25 +4,83 @@ A code cell tagged ``solution`` holds a reference answer. In the student copy th
 between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
 ``raise NotImplementedError(...)`` at the same indentation (so the surrounding ``def``
 line and signature stay as a scaffold); a tagged cell without markers is replaced whole.
-Outputs are cleared. Usage: ``python -m effcourse.student [out_dir]``.
+The placeholder names its exercise ("Exercise 3 is not solved yet ..."), so a student copy
+run top to bottom stops at the first unsolved exercise with that exercise's own message:
+in the exercise cell itself when the answer is a value, or in the check right after it
+when the answer is a function (the check says the function is not written yet).
+Outputs are cleared.
+
+``python -m effcourse.student [out_dir]`` writes the copies to ``out_dir`` (default
+``build/student``) and a zip beside it, ``<out_dir>.zip``: a course folder for students
+(the student notebooks, the ``effcourse`` package with its checks, the install files and a
+short README), which runs with the same ``make venv`` / ``make lab`` as the course.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your code here, then run the check below.")'
+# Files of the course that go into the students' zip besides the notebooks (no tests, no solutions).
+ZIP_FILES = ("pyproject.toml", "Makefile", "environment.yml", "data/README.md", "docs/TROUBLESHOOTING.md")
+ZIP_ROOT = "effcourse-student"
+
+STUDENT_README = """\
+# effcourse: the student copy
+
+The notebooks of the course on making neural networks smaller, faster and cheaper to train,
+with the exercise answers removed. Each exercise is a cell to complete followed by a check
+cell that prints `PASS` or a hint about what is off (never the answer).
+
+## Set up (once, before the day)
+
+You need Python 3.10, 3.11 or 3.12. In this folder:
+
+```bash
+make venv                     # creates .venv and installs the course (about 1 GB download)
+make doctor                   # checks versions, Keras 2 mode, the data; says what to fix
+```
+
+If your instructor gave you a `wheelhouse/` folder, put it here first: `make venv` then
+installs from it without the internet. Without `make` (Windows), see TROUBLESHOOTING.md.
+MNIST is downloaded on first use into `data/`, or read from the folder named by
+`EFFCOURSE_DATA_DIR` (your instructor may give you one).
+
+## Work
+
+```bash
+EFFCOURSE_PROFILE=quick make lab    # short runs (small data, few epochs): for the workshop
+make lab                            # the full course (longer; the real results)
+```
+
+Open the notebooks in order (`00_` first). Run a notebook top to bottom ("Run All"): it
+runs until the first exercise you have not solved and stops there with that exercise's
+message. Write your answer in place of the `raise NotImplementedError(...)` line, run that
+cell, then the check below it; when it prints `PASS`, run the rest. Some exercises ask for a
+prediction before a measurement: write your honest guess first, then run and compare.
+
+Problems and their fixes: TROUBLESHOOTING.md.
+"""
 
 
-def strip_solution(source: str) -> str:
-    """The student version of one solution cell's source."""
+def placeholder(label: str | None = None) -> str:
+    """The line that replaces a solution: names its exercise when the label is known."""
+    if not label:
+        return PLACEHOLDER
+    return f'raise NotImplementedError("{label} is not solved yet: write your answer here, then run the check below.")'
+
+
+def strip_solution(source: str, label: str | None = None) -> str:
+    """The student version of one solution cell's source (``label`` names the exercise in the placeholder)."""
+    line_to_raise = placeholder(label)
     if BEGIN not in source:
         keep = [ln for ln in source.splitlines() if ln.lstrip().startswith("#")]
-        return "\n".join(keep + [PLACEHOLDER])
+        return "\n".join(keep + [line_to_raise])
     out, inside = [], False
     for line in source.splitlines():
         stripped = line.strip()
@@ -31,7 +89,7 @@ def strip_solution(source: str) -> str:
                 raise ValueError("nested '### BEGIN SOLUTION' markers")
             inside = True
             indent = re.match(r"\s*", line).group(0)
-            out.append(indent + PLACEHOLDER)
+            out.append(indent + line_to_raise)
         elif stripped.startswith(END):
             if not inside:
                 raise ValueError("'### END SOLUTION' without a BEGIN")
@@ -43,20 +101,49 @@ def strip_solution(source: str) -> str:
     return "\n".join(out)
 
 
+def exercise_label(markdown: str) -> str | None:
+    """'Exercise N' from the last **Exercise N.** (or **Exercise N (...).**) in a markdown cell."""
+    found = re.findall(r"\*\*Exercise (\d+)\b", markdown)
+    return f"Exercise {found[-1]}" if found else None
+
+
 def student_notebook(nb):
     """A copy of a notebook (nbformat node) with solutions stripped and outputs cleared."""
     import copy
 
     nb = copy.deepcopy(nb)
+    label = None
     for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            label = exercise_label(cell.source) or label
+            continue
         if cell.cell_type != "code":
             continue
         cell.outputs = []
         cell.execution_count = None
         if "solution" in cell.get("metadata", {}).get("tags", []):
-            cell.source = strip_solution(cell.source)
+            cell.source = strip_solution(cell.source, label)
             cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["exercise"]
     return nb
+
+
+def write_zip(zip_path: Path, notebooks: dict[str, bytes], root: Path) -> Path:
+    """The students' course folder as one zip: notebooks, the package, install files, a README."""
+    import io
+
+    from .env import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{ZIP_ROOT}/README.md", STUDENT_README)
+        for name, body in notebooks.items():
+            zf.writestr(f"{ZIP_ROOT}/notebooks/{name}", body)
+        for rel in ZIP_FILES:
+            if (root / rel).exists():
+                zf.write(root / rel, f"{ZIP_ROOT}/{Path(rel).name if rel.startswith('docs/') else rel}")
+        for path in sorted((root / "effcourse").rglob("*.py")):
+            zf.write(path, f"{ZIP_ROOT}/{path.relative_to(root).as_posix()}")
+    return atomic_write_bytes(zip_path, buffer.getvalue())
 
 
 def main(argv=None) -> int:
@@ -65,12 +152,16 @@ def main(argv=None) -> int:
     from .env import atomic_write_bytes, project_root
 
     args = list(sys.argv[1:] if argv is None else argv)
-    out_dir = Path(args[0]) if args else project_root() / "build" / "student"
-    notebooks = sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    for path in notebooks:
-        nb = student_notebook(nbformat.read(path, as_version=4))
-        atomic_write_bytes(out_dir / path.name, nbformat.writes(nb).encode())
+    root = project_root()
+    out_dir = Path(args[0]) if args else root / "build" / "student"
+    written = {}
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        body = nbformat.writes(student_notebook(nbformat.read(path, as_version=4))).encode()
+        atomic_write_bytes(out_dir / path.name, body)
+        written[path.name] = body
         print(f"student copy: {out_dir / path.name}")
+    zip_path = write_zip(out_dir.parent / f"{out_dir.name}.zip", written, root)
+    print(f"for students: {zip_path} ({len(written)} notebooks, the effcourse package, README.md)")
     return 0
 
 

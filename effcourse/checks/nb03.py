@@ -137,4 +137,22 @@ def quantize_input(fn) -> None:
     return passed("float images quantized with the input tensor's scale and zero point, saturating.")
 
 
+def int8_ratio_prediction(predicted, float_blob: bytes, int8_blob: bytes) -> None:
+    """Exercise 03.5: how many times smaller a model's gzip int8 file is than its float32 one, predicted."""
+    from .. import measure
+    from .nb00 import prediction_range, score_range
+
+    low, high = prediction_range(
+        predicted, "the float32 / int8 size ratio (gzip)", 1.25, name="predicted_ratio"
+    )
+    ratio = measure.compressed_size(float_blob) / measure.compressed_size(int8_blob)
+    if low <= 4.0 <= high and not low <= ratio <= high:
+        fail(
+            "your range is built around 4 (4 bytes per float32 weight, 1 per int8): the files are compared "
+            "after gzip, which shrinks one of them more than the other, and both hold more than the weights."
+        )
+    score_range(low, high, ratio, "size ratio")
+    return passed(f"measured ratio {ratio:.2f}, inside your range [{low:.2f}, {high:.2f}].")
+
+
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line
