@@ -94,6 +94,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "learning_rates": {"quick": (0.01, 0.1, 0.5, 2.0), "full": (0.001, 0.01, 0.1, 0.5, 2.0)},
         "lr_steps": {"quick": 90, "full": 600},
         "lr_batch_size": {"quick": 64, "full": 64},
+        "transfer_steps": {"quick": 90, "full": 200},  # exercise 4: the same sweep on the small CNN
     },
     # Notebooks 02-08 add their own blocks below, one block per notebook.
     "08_automated_compression": {

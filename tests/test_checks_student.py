@@ -129,3 +129,39 @@ def test_every_check_prints_exactly_one_pass_line(capsys):
     assert out.count("PASS") == 1 and out.startswith("PASS: scale = range / 255")
     checks.close(1.0, 1.0, "outside a check")  # a helper used on its own still prints its line
     assert capsys.readouterr().out.count("PASS") == 1
+
+
+def sweep(finals, steps=90, noise=0.02, seed=0):
+    """Loss curves per learning rate that end near the given final losses (None: diverged)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for lr, final in finals.items():
+        if final is None:
+            out[lr] = np.concatenate([np.linspace(2.3, 40.0, steps - 5), [np.nan] * 5])
+        else:
+            out[lr] = final + (2.3 - final) * np.exp(-np.arange(steps) / 15) + rng.normal(0, noise, steps)
+    return out
+
+
+def test_nb01_learning_rate_choice(capsys):
+    curves = sweep({0.01: 2.0, 0.1: 0.45, 0.5: 0.30, 2.0: None})
+    checks.nb01.learning_rate_choice(0.5, curves)  # the best
+    assert capsys.readouterr().out.count("PASS") == 1
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb01.learning_rate_choice(None, curves)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb01.learning_rate_choice(..., curves)
+    with pytest.raises(checks.CheckFailed, match="one rate, not several"):  # hedging on a tie of choices
+        checks.nb01.learning_rate_choice([0.1, 0.5], curves)
+    with pytest.raises(checks.CheckFailed, match="one of the rates"):  # a number the sweep does not measure
+        checks.nb01.learning_rate_choice(0.3, curves)
+    with pytest.raises(checks.CheckFailed, match="diverged"):
+        checks.nb01.learning_rate_choice(2.0, curves)
+    with pytest.raises(checks.CheckFailed, match="larger step"):
+        checks.nb01.learning_rate_choice(0.1, curves)
+    tied = sweep({0.01: 2.0, 0.1: 0.300, 0.5: 0.302, 2.0: None})
+    for right in (0.1, 0.5):  # two rates within noise of each other: both right answers
+        checks.nb01.learning_rate_choice(right, tied)
+    assert capsys.readouterr().out.count("PASS") == 2
+    with pytest.raises(checks.CheckFailed, match="every rate diverged"):
+        checks.nb01.learning_rate_choice(0.1, {0.1: [np.inf] * 20, 0.5: [np.nan] * 20})

@@ -71,4 +71,58 @@ def macs_dense(fn) -> None:
     return passed("MACs of an MLP = sum over layers of n_in * n_out.")
 
 
+def final_loss(losses) -> tuple[float, float]:
+    """Mean and standard error of a loss curve's last tenth (at least 10 steps); inf when it diverged."""
+    losses = np.asarray(losses, dtype=float)
+    tail = losses[-max(10, len(losses) // 10) :]
+    if not np.all(np.isfinite(tail)) or tail.mean() > 2 * np.log(10):  # above twice chance: diverged
+        return float("inf"), 0.0
+    return float(tail.mean()), float(tail.std(ddof=1) / np.sqrt(len(tail)))
+
+
+def learning_rate_choice(choice, curves: dict) -> None:
+    """Exercise 01.4: the learning rate predicted for a model the sweep did not use, scored on its curves.
+
+    ``curves`` maps each swept rate to its training losses per step. A choice passes when its
+    final loss is the lowest or within noise of it (twice the standard error of the difference,
+    at least 5 %): every rate tied with the best is a right answer.
+    """
+    if choice is None or choice is Ellipsis:
+        fail("predicted_lr is not written yet: choose one of the swept rates before running the sweep.")
+    if isinstance(choice, (list, tuple, set, dict, np.ndarray)):
+        fail("choose one rate, not several: a prediction commits to one answer.")
+    try:
+        choice = float(choice)
+    except (TypeError, ValueError):
+        fail(f"predicted_lr should be a number, one of the swept rates; got {choice!r}.")
+    rates = sorted(float(r) for r in curves)
+    matches = [r for r in rates if np.isclose(r, choice, rtol=1e-9, atol=0)]
+    if not matches:
+        fail(f"choose one of the rates the sweep measures: {', '.join(f'{r:g}' for r in rates)}.")
+    finals = {r: final_loss(curves[r]) for r in curves}
+    finals = {float(r): v for r, v in finals.items()}
+    best_rate = min(finals, key=lambda r: finals[r][0])
+    best, best_se = finals[best_rate]
+    if not np.isfinite(best):
+        fail("every rate diverged: the curves given to the check are not a real sweep.")
+    mine, mine_se = finals[matches[0]]
+    if not np.isfinite(mine):
+        fail(
+            f"at eta = {choice:g} the loss diverged (non-finite, or above twice the untrained loss): "
+            "the steps overshoot. A rate that is safe for one model can be too large for another."
+        )
+    tolerance = max(0.05 * best, 2 * np.hypot(mine_se, best_se))
+    if mine - best > tolerance:
+        side = "larger" if choice < best_rate else "smaller"
+        fail(
+            f"at eta = {choice:g} the final loss is {mine:.3f}, clearly above the lowest of the sweep "
+            f"(a {side} step would have made more progress in this many steps). Look at the table below "
+            "and ask why this model's best rate differs from LeNet-300-100's, or why it does not."
+        )
+    return passed(
+        f"eta = {choice:g} ends at a loss of {mine:.3f}, the lowest of the sweep or within noise of it "
+        f"(lowest {best:.3f}, at eta = {best_rate:g})."
+    )
+
+
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line
