@@ -78,7 +78,8 @@ nbfix: $(STAMP)
 nbcheck: $(STAMP)
 	$(BIN)/python -m effcourse.nbsource --check
 
-# Solution-free copies for a workshop, in build/student/.
+# Solution-free copies for a workshop, in build/student/, and build/student.zip to hand out
+# (the student notebooks, the package and a README for students).
 student: $(STAMP)
 	$(BIN)/python -m effcourse.student build/student
 
