@@ -150,8 +150,9 @@ def _load(model):
     return bytes(model)
 
 
-def proto(model):
-    """The ``onnx.ModelProto`` of ONNX bytes, a path or an ``OnnxModel`` (checked by ``onnx.checker``).
+def proto(model, check: bool = True):
+    """The ``onnx.ModelProto`` of ONNX bytes, a path or an ``OnnxModel`` (checked by ``onnx.checker``
+    unless ``check=False``: ONNX Runtime's optimised graphs hold its own contrib ops).
 
     Introduced in notebook 09.
     """
@@ -160,7 +161,8 @@ def proto(model):
     blob = _load(model)
     try:
         parsed = onnx.load_from_string(blob)
-        onnx.checker.check_model(parsed)
+        if check:
+            onnx.checker.check_model(parsed)
     except Exception as err:
         raise DeployError(f"not a valid ONNX model: {type(err).__name__}: {err}") from err
     return parsed
@@ -182,7 +184,9 @@ def op_counts(model):
     import pandas as pd
 
     return (
-        pd.Series([n.op_type for n in proto(model).graph.node], dtype=object).value_counts().rename("nodes")
+        pd.Series([n.op_type for n in proto(model, check=False).graph.node], dtype=object)
+        .value_counts()
+        .rename("nodes")
     )
 
 
@@ -541,3 +545,56 @@ def faster(latency_ms: dict) -> tuple[str, float]:
     if not (ta > 0 and tb > 0):
         raise DeployError(f"latencies must be positive, got {latency_ms}.")
     return (a, tb / ta) if ta <= tb else (b, ta / tb)
+
+
+def accuracy(model, x, y, batch_size: int = 512) -> float:
+    """Top-1 accuracy of a .tflite or ONNX model (bytes, ``TFLiteModel`` or ``OnnxModel``) on (x, y).
+
+    Introduced in notebook 09.
+    """
+    pred = runner(model).predict(np.asarray(x, dtype=np.float32), batch_size).argmax(-1)
+    return float(np.mean(pred == np.asarray(y)))
+
+
+def litert_file(model, name: str, mode: str, profile=None, representative=None) -> tuple[bytes, str]:
+    """The .tflite file of a baseline in a conversion mode, and where it came from.
+
+    Notebooks 01 and 03 save ``build/models/<profile>/<name>_<mode>.tflite``; the file is
+    reused when it is newer than the cached baseline it was converted from, otherwise the
+    model is converted here (``convert.to_tflite``) and the file written. Returns (bytes,
+    ``"reused"`` or ``"converted"``).
+
+    Introduced in notebook 09.
+    """
+    from . import env, models
+    from . import profile as _profile
+
+    prof = profile or _profile.active()
+    path = env.build_dir("models", prof.name) / f"{name}_{mode}.tflite"
+    trained = models.cache_dir(prof) / f"{name}.keras"
+    if path.is_file() and convert.is_tflite(path) and trained.is_file():
+        if path.stat().st_mtime >= trained.stat().st_mtime:
+            return path.read_bytes(), "reused"
+    blob = convert.to_tflite(model, mode, representative=representative if mode.startswith("int8") else None)
+    convert.save(blob, path)
+    return blob, "converted"
+
+
+def optimized_ops(model, optimization: str = "all"):
+    """Op counts of the graph ONNX Runtime actually runs at an optimisation level (fusions, int8
+    kernels), from the optimised model it writes (``SessionOptions.optimized_model_filepath``).
+
+    Introduced in notebook 09.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "optimized.onnx"
+        OnnxModel(model, optimization=optimization, optimized_path=path)
+        return op_counts(path.read_bytes())
+
+
+def versions() -> dict:
+    """The installed versions of the ONNX tool chain: tf2onnx, onnx, onnxruntime.
+
+    Introduced in notebook 09.
+    """
+    return {package: _version(package) for package in ("tf2onnx", "onnx", "onnxruntime")}

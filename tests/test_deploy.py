@@ -188,3 +188,23 @@ def test_runtime_of_and_runner(tiny_model, blob):
         deploy.runner(blob), deploy.OnnxModel
     )
     assert measure.compressed_size(blob) < len(blob)
+
+
+def test_runtime_latency_chart_and_the_runtimes_family():
+    import pandas as pd
+
+    from effcourse import plots
+
+    rows = [
+        {"model": m, "mode": mode, "runtime": rt, "latency_ms": t, "latency_p90_ms": 1.5 * t}
+        for m in ("lenet_300_100", "cnn")
+        for mode, t in (("float32", 0.02), ("int8", 0.004))
+        for rt in deploy.RUNTIMES
+    ]
+    fig = plots.runtime_latency(pd.DataFrame(rows))
+    axes = fig.axes
+    assert len(axes) == 2 and axes[0].get_yscale() == "log"
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["float32", "int8"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(deploy.RUNTIMES)
+    assert all(len(ax.patches) == 4 for ax in axes)  # two modes x two runtimes
+    assert plots.family("ONNX Runtime") == plots.family("LiteRT") == "deployment runtime"
