@@ -816,8 +816,11 @@ def runtime_latency(table, title: str | None = None, runtimes=("LiteRT", "ONNX R
         ax.set_xticks(x, modes)
         ax.set(xlabel="mode", ylabel="latency per image (µs, log scale)", title=MODEL_NAMES.get(name, name))
         ax.set_yscale("log")  # a slow p90 would flatten every other bar on a linear axis
+        values = part[["latency_ms", "latency_p90_ms"]].to_numpy(dtype=float) * 1e3
+        ax.set_ylim(
+            np.nanmin(values) / 3, np.nanmax(values) * 2.5
+        )  # room below the shortest bar, above the labels
         plain_log(ax, "y")
-        ax.margins(y=0.15)
     fig.suptitle(
         _wrap(
             title

@@ -266,6 +266,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "qat_learning_rate": {"quick": 1e-4, "full": 1e-4},
         "latency_rounds": {"quick": 3, "full": 7},  # interleaved rounds of profile.latency_runs each
         "threads": {"quick": (1, 2), "full": (1, 2)},  # session options compared
+        "options_rounds": {"quick": 2, "full": 3},  # interleaved rounds of the session-options sweep
         "levels": {"quick": ("disabled", "basic", "all"), "full": ("disabled", "basic", "extended", "all")},
     },
 }
