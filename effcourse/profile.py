@@ -254,6 +254,22 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "pipe_repeats": {"quick": 3, "full": 5},  # timed steps per (K, M); task medians
         "gantt": {"quick": (4, 8), "full": (4, 8)},  # (K, M) drawn as a timeline
     },
+    "09_deploy_onnx": {
+        "models": {"quick": ("lenet_300_100", "cnn"), "full": ("lenet_300_100", "cnn")},  # dense-heavy, conv
+        "opset": {"quick": 17, "full": 17},  # the ONNX operator set exported (deploy.DEFAULT_OPSET)
+        "agree_atol": {"quick": 1e-4, "full": 1e-4},  # largest logit difference allowed, float32 vs float32
+        "finetune_size": {"quick": 1000, "full": 10000},  # training images for the rebuilt compressed models
+        "sparsity": {"quick": 0.8, "full": 0.9},
+        "prune_epochs": {"quick": 1, "full": 2},
+        "clusters": {"quick": 16, "full": 16},
+        "cluster_epochs": {"quick": 1, "full": 1},
+        "qat_epochs": {"quick": 1, "full": 1},
+        "qat_learning_rate": {"quick": 1e-4, "full": 1e-4},
+        "latency_rounds": {"quick": 3, "full": 7},  # interleaved rounds of profile.latency_runs each
+        "threads": {"quick": (1, 2), "full": (1, 2)},  # session options compared
+        "options_rounds": {"quick": 2, "full": 3},  # interleaved rounds of the session-options sweep
+        "levels": {"quick": ("disabled", "basic", "all"), "full": ("disabled", "basic", "extended", "all")},
+    },
 }
 
 
@@ -275,6 +291,7 @@ RUN_MINUTES = {
     "06_dynamic_networks": {"quick": 0.6, "full": 4.2},
     "07_parallelism": {"quick": 0.8, "full": 2.5},
     "08_automated_compression": {"quick": 0.4, "full": 2.7},
+    "09_deploy_onnx": {"quick": 4.8, "full": 11.0},  # measured alone on a busy 2-core Xeon (load ~21)
 }
 
 
