@@ -252,6 +252,11 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "pipe_global_batch": {"quick": 512, "full": 1024},  # 64 rows per micro-batch at the largest M
         "pipe_repeats": {"quick": 3, "full": 5},  # timed steps per (K, M); task medians
         "gantt": {"quick": (4, 8), "full": (4, 8)},  # (K, M) drawn as a timeline
+        "size_widths": {"quick": (64, 512, 1024), "full": (64, 256, 512, 1024)},  # balanced MLP widths
+        "size_blocks": {"quick": 4, "full": 4},  # hidden blocks: 5 weighted layers, so K up to 4 splits
+        "size_epochs": {"quick": 1, "full": 2},
+        "memory_splits": {"quick": (2, 4), "full": (2, 4)},  # K-way splits measured per device
+        "device_budget_mb": {"quick": 13, "full": 13},  # stated per-device budget: 512 needs K=2, 1024 K=4
     },
 }
 
