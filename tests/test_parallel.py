@@ -844,7 +844,9 @@ def test_memory_per_device_is_measured_from_the_placed_variables(multi_device):
         assert [r["optimizer_bytes"] for r in rows] == [2 * w + 8 for w in want]
         assert all(r["bytes"] == r["weights_bytes"] + r["optimizer_bytes"] for r in rows)
         assert all(r["allocator_bytes"] is None for r in rows)  # CPUs share one allocator
-    assert [r["optimizer_bytes"] for r in multi_device["memory_sgd"]] == [8, 8]  # plain SGD: the counter only
+    sgd = multi_device["memory_sgd"]  # tf_keras' SGD: a momentum buffer per weight, measured as it is made
+    assert [r["weights_bytes"] for r in sgd] == [layer[1], sum(layer[2:])]
+    assert [r["optimizer_bytes"] for r in sgd] == [w + 8 for w in (layer[1], sum(layer[2:]))]
     assert multi_device["memory"]["4"][0]["layers"] == ["flatten", "block0"]
     assert "needs 5 devices" in multi_device["memory_too_many"]
 

@@ -80,7 +80,8 @@ def memory_per_device(model, k: int, device_list, optimizer: str = "adam", memor
     """Split ``model`` over the first ``k`` devices and measure what each device holds.
 
     The stages come from ``split_sequential(model, split_by_bytes(model, k), ...)``; each
-    stage's optimizer (Adam: two moments per weight; "sgd": none; None: no optimizer) is
+    stage's optimizer ("adam": two moments per weight; "sgd": tf_keras' SGD, which makes a
+    momentum buffer per weight; None: no optimizer) is
     built under its device, as a model-parallel trainer would. Per device: the layers,
     ``weights_bytes`` and ``optimizer_bytes`` summed from the variables whose placement
     (``variable.device``) is that device, ``bytes`` their total, and ``allocator_bytes``:
