@@ -791,7 +791,8 @@ def test_check_schedule_rejects_broken_timelines():
     good = parallel.gpipe_timeline(np.ones((3, 4)), 2 * np.ones((3, 4)))
     parallel.check_schedule(good, 3, 4)
     _dependencies_hold(good, 3, 4)
-    slow_first = parallel.gpipe_timeline([[2] * 4, [1] * 4, [1] * 4], 2 * np.ones((3, 4)))  # stage 1 has slack
+    # stage 0 is slow, so stage 1 has slack: moving one of its starts earlier breaks only a dependency
+    slow_first = parallel.gpipe_timeline([[2] * 4, [1] * 4, [1] * 4], 2 * np.ones((3, 4)))
     early = [dict(t) for t in slow_first]
     task = next(t for t in early if (t["stage"], t["phase"], t["micro_batch"]) == (1, "F", 2))
     task["start"] -= 0.5  # stage 1 starts micro-batch 2 before stage 0 handed it on
