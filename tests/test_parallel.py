@@ -541,8 +541,58 @@ def test_nb07_checks_print_one_pass_line_each(capsys):
         return list(min(itertools.combinations(range(1, len(costs)), k - 1), key=worst))
 
     checks.nb07.stage_split(best)
+    checks.nb07.choose_width(_choose_width)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
-    assert len(lines) == 4 and all(ln.startswith("PASS") for ln in lines), lines
+    assert len(lines) == 5 and all(ln.startswith("PASS") for ln in lines), lines
+
+
+def _choose_width(widths, budget_bytes, devices, tie=True, budget=True, limit=True):
+    """Exercise 5's reference answer; the flags make the typical mistakes."""
+
+    def fewest(w):
+        fits = [
+            k
+            for k, b in w["largest"].items()
+            if (k <= devices or not limit) and (b <= budget_bytes or not budget)
+        ]
+        return min(fits) if fits else None
+
+    fitting = [w for w in widths if fewest(w) is not None]
+    if not fitting:
+        return None
+    key = (
+        (lambda w: (w["accuracy"], -fewest(w), -w["width"]))
+        if tie
+        else (lambda w: (w["accuracy"], w["width"]))
+    )
+    return max(fitting, key=key)["width"]
+
+
+def test_nb07_choose_width():
+    checks.nb07.choose_width(_choose_width)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb07.choose_width(todo)
+    with pytest.raises(checks.CheckFailed, match="not typed in"):  # the notebook's answer, hard-coded
+        checks.nb07.choose_width(lambda widths, budget, devices: 1024)
+    with pytest.raises(checks.CheckFailed, match="not typed in"):
+        checks.nb07.choose_width(lambda widths, budget, devices: None)
+    with pytest.raises(checks.CheckFailed, match="break the tie by the fewest devices"):
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d, tie=False))
+    with pytest.raises(checks.CheckFailed, match="does not fit"):  # the most accurate, budget ignored
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d, budget=False))
+    with pytest.raises(checks.CheckFailed, match="does not fit"):  # every split, devices ignored
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d, limit=False))
+    with pytest.raises(checks.CheckFailed, match="ONE width"):
+        checks.nb07.choose_width(lambda w, b, d: [x["width"] for x in w])
+    with pytest.raises(checks.CheckFailed, match="return None when nothing fits"):
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d) or min(x["width"] for x in w))
+    with pytest.raises(checks.CheckFailed, match="more accurate width fits"):  # the smallest that fits
+        checks.nb07.choose_width(
+            lambda w, b, d: min(
+                (x["width"] for x in w if any(k <= d and v <= b for k, v in x["largest"].items())),
+                default=None,
+            )
+        )
 
 
 # --- device plans: 0, 1, 2, 8 GPUs, explicit requests, bad input (issue 16) -----------------------
