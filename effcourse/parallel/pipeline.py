@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import EffcourseError
 from .data_parallel import _per_example_loss, per_replica_batch
 from .model_parallel import forward_across
 
@@ -484,7 +485,7 @@ def _concurrent_step(stages, x, y, micro_batches, input_gradient, clock, wait):
     return timeline, grads, float(sum(losses))
 
 
-class _Stopped(Exception):
+class _Stopped(EffcourseError, RuntimeError):
     """Another stage failed: stop this one quietly (the caller raises the first error)."""
 
 
