@@ -281,7 +281,12 @@ def _notebook_findings(facts) -> list[Finding]:
             visible=facts.get("cuda_visible_devices"),
             driver_gpus=facts.get("driver_gpus"),
         )
-        out.append(Finding(OK, "notebook 07", f"up to {plan.count} replicas: {plan.reason}"))
+        pipe = parallel.pipeline_mode(plan)
+        out.append(
+            Finding(
+                OK, "notebook 07", f"up to {plan.count} replicas: {plan.reason} Pipelines run {pipe.name}."
+            )
+        )
     except parallel.DevicePlanError as err:
         out.append(Finding(WARN, "notebook 07", str(err), "see the README's GPU section"))
     x = facts.get("xnnpack")

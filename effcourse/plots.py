@@ -125,14 +125,15 @@ MODEL_NAMES = {
     "lenet5": "LeNet-5",
     "cnn": "small CNN",
     "mlp": "one-hidden-layer MLP (00)",
+    "balanced_mlp": "balanced MLP (07)",
 }
 # Course-map panels: the one-hidden-layer MLPs of notebook 00 share LeNet-300-100's panel.
 PANELS = {
-    "lenet_300_100": "MLPs: LeNet-300-100 and 00's narrow MLPs",
+    "lenet_300_100": "MLPs: LeNet-300-100, 00's narrow and 07's wide MLPs",
     "lenet5": "LeNet-5",
     "cnn": "small CNN",
 }
-_PANEL_OF = {"mlp": "lenet_300_100"}
+_PANEL_OF = {"mlp": "lenet_300_100", "balanced_mlp": "lenet_300_100"}
 
 
 def family(technique: str) -> str:
@@ -976,6 +977,98 @@ def pipeline_gantt(timeline, ax=None, title: str | None = None, unit: float = 1e
     ax.set_title(
         title or f"GPipe schedule: {n_stages} stages, {n_micro} micro-batches (bubble {bubble(timeline):.1%})"
     )
+    return ax
+
+
+def memory_tradeoff(rows, budget_bytes: float, ax=None, title: str | None = None):
+    """Test error (%, log) against the memory the fullest device holds (MB, log), per K-way split.
+
+    ``rows`` are ``parallel.memory_sweep``'s (one per model width, ``largest``: {K: bytes});
+    each width is drawn at K=1 (one device, filled) and at every measured K (its fullest
+    device, open markers), joined at the same error: splitting moves memory, not accuracy.
+    The dashed line is ``budget_bytes`` per device; right of it (shaded) a device cannot
+    hold the model, so a width whose K=1 point lies there is reached only by splitting.
+    The course's error axis (``tradeoff``), legend outside the data. No rows: an empty,
+    labelled chart.
+
+    Introduced in notebook 07.
+    """
+    from matplotlib.lines import Line2D
+
+    plt = style()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8.6, 4.6))
+        fig.subplots_adjust(left=0.09, right=0.64, bottom=0.13, top=0.86)
+    xlabel = "memory on the fullest device: weights + Adam moments (MB, log scale)"
+    ax.set_title(_wrap(title or "Test error against memory per device: which widths need a K-way split", 70))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ERROR_LABEL)
+    budget = float(budget_bytes) / (1024 * 1024)
+    if not rows:
+        ax.text(0.5, 0.5, "no widths measured", transform=ax.transAxes, ha="center")
+        return ax
+    ks = sorted({k for r in rows for k in r["largest"]})
+    xs = [r["largest"][k] / (1024 * 1024) for r in rows for k in r["largest"]] + [budget]
+    errs = _error_pct([r["accuracy"] for r in rows])
+    lo, hi = _limits(xs)
+    _log_axis(ax, "x", lo, hi)
+    _log_axis(ax, "y", *_limits(errs))
+    ax.axvspan(budget, hi, color="tab:red", alpha=0.08, zorder=0, linewidth=0)
+    ax.axvline(budget, color="tab:red", linestyle="--", linewidth=1.2, zorder=2)
+    palette = {k: c for k, c in zip(ks, ["black", "tab:blue", "tab:orange", "tab:green", "tab:purple"])}
+    markers = {k: m for k, m in zip(ks, ["o", "s", "^", "D", "v"])}
+    label_x, label_y, texts, lines, points = [], [], [], [], []
+    for r, err in zip(rows, errs):
+        got = sorted(r["largest"].items())
+        mb = [b / (1024 * 1024) for _, b in got]
+        ax.plot(mb, [err] * len(mb), "-", color="0.55", linewidth=1, zorder=2)
+        lines.append([(x, err) for x in mb])
+        points += [(x, err) for x in mb]
+        for (k, _), x in zip(got, mb):
+            ax.scatter(
+                [x],
+                [err],
+                s=52,
+                marker=markers[k],
+                facecolor=palette[k] if k == 1 else "white",
+                edgecolor=palette[k],
+                linewidth=1.4,
+                zorder=4,
+            )
+        fits = [k for k, b in got if b <= budget_bytes]
+        need = "fits 1 device" if 1 in fits else (f"needs K={min(fits)}" if fits else f"needs K>{got[-1][0]}")
+        label_x.append(min(mb))  # the left end: the free side of the chart
+        label_y.append(err)
+        texts.append(f"width {r['width']}: {need}")
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker=markers[k],
+            linestyle="",
+            markersize=7,
+            markeredgewidth=1.4,
+            color=palette[k],
+            markerfacecolor=palette[k] if k == 1 else "white",
+        )
+        for k in ks
+    ]
+    names = ["one device (K=1)"] + [f"fullest of {k} devices (K={k})" for k in ks if k > 1]
+    handles.append(Line2D([], [], linestyle="--", color="tab:red", linewidth=1.2))
+    names.append(f"budget per device: {budget:,.3g} MB")
+    _legend_right(ax, handles, names, title="where the model's\nvariables live")
+    ax.text(
+        0.98,
+        0.97,
+        "over budget:\nmore than one\ndevice holds",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=9,
+        color="tab:red",
+    )
+    lines.append([(budget, y) for y in ax.get_ylim()])
+    _place_labels(ax, label_x, label_y, texts, lines=lines, force=True, obstacles=points)
     return ax
 
 

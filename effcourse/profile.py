@@ -253,6 +253,11 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "pipe_global_batch": {"quick": 512, "full": 1024},  # 64 rows per micro-batch at the largest M
         "pipe_repeats": {"quick": 3, "full": 5},  # timed steps per (K, M); task medians
         "gantt": {"quick": (4, 8), "full": (4, 8)},  # (K, M) drawn as a timeline
+        "size_widths": {"quick": (64, 512, 1024), "full": (64, 256, 512, 1024)},  # balanced MLP widths
+        "size_blocks": {"quick": 4, "full": 4},  # hidden blocks: 5 weighted layers, so K up to 4 splits
+        "size_epochs": {"quick": 1, "full": 2},
+        "memory_splits": {"quick": (2, 4), "full": (2, 4)},  # K-way splits measured per device
+        "device_budget_mb": {"quick": 13, "full": 13},  # stated per-device budget: 512 needs K=2, 1024 K=4
     },
     "09_deploy_onnx": {
         "models": {"quick": ("lenet_300_100", "cnn"), "full": ("lenet_300_100", "cnn")},  # dense-heavy, conv
@@ -289,7 +294,7 @@ RUN_MINUTES = {
     "04_clustering_distillation_deep_compression": {"quick": 1.6, "full": 8.6},
     "05_mixed_precision": {"quick": 1.7, "full": 2.7},
     "06_dynamic_networks": {"quick": 0.6, "full": 4.2},
-    "07_parallelism": {"quick": 0.8, "full": 2.5},
+    "07_parallelism": {"quick": 1.1, "full": 4.0},  # section 7 added: estimated (loaded machine), re-measure
     "08_automated_compression": {"quick": 0.4, "full": 2.7},
     "09_deploy_onnx": {"quick": 4.8, "full": 11.0},  # measured alone on a busy 2-core Xeon (load ~21)
 }

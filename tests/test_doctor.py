@@ -100,10 +100,12 @@ def test_fake_gpu_lists(healthy):
     )
     nb = {f.what: f.found for f in findings}
     assert "tensor cores" in nb["notebook 05"] and "2 real GPUs" in nb["notebook 07"]
+    assert nb["notebook 07"].endswith("Pipelines run concurrent.")
     one_old = [dict(gpus[0], name="Tesla P100", compute_capability=(6, 0), memory_mb=16384)]
     findings = doctor.diagnose(dict(facts, gpus=one_old, support=hardware.support(None, gpus=one_old)))
     assert any(f.level == doctor.WARN and "no tensor cores" in f.found for f in findings)
     assert "split into 4 logical GPUs" in {f.what: f.found for f in findings}["notebook 07"]
+    assert {f.what: f.found for f in findings}["notebook 07"].endswith("Pipelines run simulated.")
     assert doctor.exit_status(findings) == 0  # a warning does not stop the course
     hidden = doctor.diagnose(dict(healthy, gpus=[], cuda_visible_devices="", driver_gpus=1))
     assert any("CUDA_VISIBLE_DEVICES" in f.found and f.level == doctor.WARN for f in hidden)

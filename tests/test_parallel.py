@@ -58,6 +58,38 @@ MULTI_DEVICE = textwrap.dedent("""
     out["sweep"] = [[list(key), r["agreement"]["entries_off"], r["agreement"]["entries"], len(r["timeline"])]
                     for key, r in sweep.items()]
     out["sweep_table"] = list(parallel.gpipe_table(sweep).columns)
+    four = parallel.split_sequential(parallel.balanced_mlp(4, width=32), [2, 3, 4])
+    for name, stages_ in (("concurrent_2", pipe), ("concurrent_4", four)):
+        live = parallel.run_gpipe_concurrent(stages_, x, y, micro_batches=4, repeats=1)
+        solo = parallel.run_gpipe(stages_, x, y, micro_batches=4, repeats=1)
+        out[name] = {
+            "timeline": live["timeline"], "mode": live["mode"], "clock": live["clock"],
+            "bubble": live["bubble"], "loss": [live["loss"], solo["loss"]],
+            "grad_diff": max(float(np.max(np.abs(a - b))) for ga, gb in zip(live["gradients"], solo["gradients"])
+                             for a, b in zip(ga, gb)),
+            "full_diff": max(float(np.max(np.abs(a - b))) for ga, gb in
+                             zip(live["gradients"], parallel.full_batch_gradients(stages_, x, y)) for a, b in zip(ga, gb)),
+        }
+    conc = parallel.gpipe_sweep(x, y, [2], [2], repeats=1, concurrent=True)
+    out["concurrent_sweep"] = [conc[2, 2]["mode"], conc[2, 2]["agreement"]["entries_off"]]
+    try:
+        parallel.run_gpipe_concurrent(pipe, x[:, :14], y, micro_batches=4, repeats=1)  # wrong input shape
+    except RuntimeError as err:
+        out["stage_failure"] = str(err)
+    wide = parallel.balanced_mlp(4, width=64)
+    out["memory"] = {k: parallel.memory_per_device(wide, k, parallel.devices()) for k in (1, 2, 4)}
+    out["memory_sgd"] = parallel.memory_per_device(wide, 2, parallel.devices(), optimizer="sgd")
+    out["split_by_bytes"] = [parallel.split_by_bytes(wide, k) for k in (1, 2, 4)]
+    out["expected_layer_bytes"] = [4 * layer.count_params() for layer in wide.layers]
+    try:
+        parallel.memory_per_device(wide, 5, parallel.devices())
+    except parallel.DevicePlanError as err:
+        out["memory_too_many"] = str(err)
+    tiny = type("Tiny", (), dict(x_train=x, y_train=y, x_test=x[:32], y_test=y[:32]))
+    swept = parallel.memory_sweep([8, 16], tiny, 1, (2, 4, 8), parallel.devices(), blocks=2, batch_size=32)
+    out["memory_sweep"] = [{"width": r["width"], "params": r["params"], "largest": {str(k): b for k, b in r["largest"].items()},
+                            "accuracy": r["accuracy"], "file_bytes": r["file_bytes"]} for r in swept]
+    out["memory_frame"] = parallel.memory_frame(swept, 10**9).to_dict("list")
     rows = parallel.scaling(models.lenet_300_100, [1, 2], x, y, steps=1, repeats=1, warmup=1)
     out["scaling"] = [r["replicas"] for r in rows if r["samples_per_s"] > 0]
     ticks = iter([0.0, 0.5, 1.0, 1.25, 2.0, 2.125, 3.0, 3.375])  # chunk times: round 0 [1, 2], round 1 [2, 1]
@@ -81,7 +113,7 @@ def multi_device():
         [sys.executable, "-c", MULTI_DEVICE],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,
         env=dict(os.environ, EFFCOURSE_PROFILE="quick"),
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -509,8 +541,58 @@ def test_nb07_checks_print_one_pass_line_each(capsys):
         return list(min(itertools.combinations(range(1, len(costs)), k - 1), key=worst))
 
     checks.nb07.stage_split(best)
+    checks.nb07.choose_width(_choose_width)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
-    assert len(lines) == 4 and all(ln.startswith("PASS") for ln in lines), lines
+    assert len(lines) == 5 and all(ln.startswith("PASS") for ln in lines), lines
+
+
+def _choose_width(widths, budget_bytes, devices, tie=True, budget=True, limit=True):
+    """Exercise 5's reference answer; the flags make the typical mistakes."""
+
+    def fewest(w):
+        fits = [
+            k
+            for k, b in w["largest"].items()
+            if (k <= devices or not limit) and (b <= budget_bytes or not budget)
+        ]
+        return min(fits) if fits else None
+
+    fitting = [w for w in widths if fewest(w) is not None]
+    if not fitting:
+        return None
+    key = (
+        (lambda w: (w["accuracy"], -fewest(w), -w["width"]))
+        if tie
+        else (lambda w: (w["accuracy"], w["width"]))
+    )
+    return max(fitting, key=key)["width"]
+
+
+def test_nb07_choose_width():
+    checks.nb07.choose_width(_choose_width)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb07.choose_width(todo)
+    with pytest.raises(checks.CheckFailed, match="not typed in"):  # the notebook's answer, hard-coded
+        checks.nb07.choose_width(lambda widths, budget, devices: 1024)
+    with pytest.raises(checks.CheckFailed, match="not typed in"):
+        checks.nb07.choose_width(lambda widths, budget, devices: None)
+    with pytest.raises(checks.CheckFailed, match="break the tie by the fewest devices"):
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d, tie=False))
+    with pytest.raises(checks.CheckFailed, match="does not fit"):  # the most accurate, budget ignored
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d, budget=False))
+    with pytest.raises(checks.CheckFailed, match="does not fit"):  # every split, devices ignored
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d, limit=False))
+    with pytest.raises(checks.CheckFailed, match="ONE width"):
+        checks.nb07.choose_width(lambda w, b, d: [x["width"] for x in w])
+    with pytest.raises(checks.CheckFailed, match="return None when nothing fits"):
+        checks.nb07.choose_width(lambda w, b, d: _choose_width(w, b, d) or min(x["width"] for x in w))
+    with pytest.raises(checks.CheckFailed, match="more accurate width fits"):  # the smallest that fits
+        checks.nb07.choose_width(
+            lambda w, b, d: min(
+                (x["width"] for x in w if any(k <= d and v <= b for k, v in x["largest"].items())),
+                default=None,
+            )
+        )
 
 
 # --- device plans: 0, 1, 2, 8 GPUs, explicit requests, bad input (issue 16) -----------------------
@@ -715,3 +797,281 @@ def test_worker_communication_option(monkeypatch):
 def test_one_cpu_device_asked_for_is_not_called_logical():
     plan = _plan([], requested=1)
     assert plan.count == 1 and not plan.logical and "nothing to replicate over" in plan.reason
+
+
+# --- the concurrent pipeline runner and which runner a plan gets (issue 16) ----------------------
+
+
+def _dependencies_hold(timeline, n_stages, n_micro):
+    """Written out independently of check_schedule: every ordering constraint of GPipe's schedule."""
+    t = {(d["stage"], d["phase"], d["micro_batch"]): d for d in timeline}
+    assert len(t) == len(timeline) == 2 * n_stages * n_micro
+    for k in range(n_stages):
+        for m in range(n_micro):
+            f, b = t[k, "F", m], t[k, "B", m]
+            assert f["start"] < f["end"] and b["start"] < b["end"]
+            if k:  # stage k of micro-batch m after stage k-1 of m
+                assert f["start"] >= t[k - 1, "F", m]["end"]
+            if m:  # ... and after stage k of m-1
+                assert f["start"] >= t[k, "F", m - 1]["end"]
+            assert b["start"] >= (t[k + 1, "B", m] if k < n_stages - 1 else f)["end"]
+            assert b["start"] >= t[k, "F", n_micro - 1]["end"]
+            if m < n_micro - 1:
+                assert b["start"] >= t[k, "B", m + 1]["end"]
+
+
+@pytest.mark.parametrize("name, n_stages", [("concurrent_2", 2), ("concurrent_4", 4)])
+def test_concurrent_pipeline_keeps_the_schedule_and_the_results(multi_device, name, n_stages):
+    run = multi_device[name]
+    assert run["mode"] == "concurrent" and run["clock"] == "wall"
+    _dependencies_hold(run["timeline"], n_stages, 4)
+    parallel.check_schedule(run["timeline"], n_stages, 4)
+    assert run["grad_diff"] <= 1e-7  # the same sums, in the same order, as the task-by-task run
+    assert run["full_diff"] < 1e-6
+    assert run["loss"][0] == pytest.approx(run["loss"][1], rel=1e-6)
+    assert 0 <= run["bubble"] < 1
+
+
+def test_concurrent_sweep_and_a_failing_stage(multi_device):
+    assert multi_device["concurrent_sweep"] == ["concurrent", 0]
+    assert "pipeline stage 0" in multi_device["stage_failure"]  # raised, not a hang
+
+
+def test_check_schedule_rejects_broken_timelines():
+    good = parallel.gpipe_timeline(np.ones((3, 4)), 2 * np.ones((3, 4)))
+    parallel.check_schedule(good, 3, 4)
+    _dependencies_hold(good, 3, 4)
+    # stage 0 is slow, so stage 1 has slack: moving one of its starts earlier breaks only a dependency
+    slow_first = parallel.gpipe_timeline([[2] * 4, [1] * 4, [1] * 4], 2 * np.ones((3, 4)))
+    early = [dict(t) for t in slow_first]
+    task = next(t for t in early if (t["stage"], t["phase"], t["micro_batch"]) == (1, "F", 2))
+    task["start"] -= 0.5  # stage 1 starts micro-batch 2 before stage 0 handed it on
+    with pytest.raises(ValueError, match="F of micro-batch 2 on stage 1 started"):
+        parallel.check_schedule(early, 3, 4)
+    with pytest.raises(ValueError, match="each of the 24"):
+        parallel.check_schedule(good[:-1], 3, 4)
+    overlap = [dict(t) for t in good]
+    overlap.append(dict(overlap[0]))
+    with pytest.raises(ValueError):
+        parallel.check_schedule(overlap, 3, 4)
+
+
+@pytest.mark.parametrize(
+    "n_gpus, kwargs, concurrent",
+    [
+        (0, {}, False),
+        (1, {}, False),
+        (2, {}, True),
+        (8, {}, True),
+        (8, {"kind": "cpu"}, False),
+        (8, {"requested": 1}, False),
+        (0, {"requested": 1}, False),
+    ],
+)
+def test_pipeline_mode_for_each_device_plan(n_gpus, kwargs, concurrent):
+    mode = parallel.pipeline_mode(_plan(FAKE_MACHINES[n_gpus], **kwargs))
+    assert mode.concurrent is concurrent and mode.name == ("concurrent" if concurrent else "simulated")
+    if concurrent:
+        assert "real GPUs" in mode.reason and "wall-clock" in mode.reason
+    else:
+        assert "simulation" in mode.reason
+
+
+# --- memory per device, the budget and section 7's tables and chart (issue 16) -------------------
+
+
+def test_memory_per_device_is_measured_from_the_placed_variables(multi_device):
+    layer = multi_device["expected_layer_bytes"]  # flatten, block0..block3, logits
+    assert multi_device["split_by_bytes"] == [[], [2], [2, 3, 4]]
+    for k, want in (
+        ("1", [sum(layer)]),
+        ("2", [layer[1], sum(layer[2:])]),
+        ("4", [layer[1], layer[2], layer[3], layer[4] + layer[5]]),
+    ):
+        rows = multi_device["memory"][k]
+        assert [r["device"] for r in rows] == [f"/device:CPU:{i}" for i in range(int(k))]
+        assert [r["weights_bytes"] for r in rows] == want
+        # Adam: two moments per weight, and its step counter (int64) on each stage's device
+        assert [r["optimizer_bytes"] for r in rows] == [2 * w + 8 for w in want]
+        assert all(r["bytes"] == r["weights_bytes"] + r["optimizer_bytes"] for r in rows)
+        assert all(r["allocator_bytes"] is None for r in rows)  # CPUs share one allocator
+    sgd = multi_device["memory_sgd"]  # tf_keras' SGD: a momentum buffer per weight, measured as it is made
+    assert [r["weights_bytes"] for r in sgd] == [layer[1], sum(layer[2:])]
+    assert [r["optimizer_bytes"] for r in sgd] == [w + 8 for w in (layer[1], sum(layer[2:]))]
+    assert multi_device["memory"]["4"][0]["layers"] == ["flatten", "block0"]
+    assert "needs 5 devices" in multi_device["memory_too_many"]
+
+
+def test_memory_sweep_trains_and_fits_splits_to_the_devices(multi_device):
+    swept = multi_device["memory_sweep"]
+    assert [r["width"] for r in swept] == [8, 16]
+    for r in swept:
+        assert list(r["largest"]) == [
+            "1",
+            "2",
+        ]  # K=4: 2 blocks give 3 weighted layers; K=8: 4 devices
+        assert r["largest"]["2"] < r["largest"]["1"] and 0 <= r["accuracy"] <= 1 and r["file_bytes"] > 0
+    assert swept[0]["params"] == 784 * 8 + 8 + 8 * 8 + 8 + 8 * 10 + 10
+    frame = multi_device["memory_frame"]
+    assert frame["fewest devices that fit"] == ["1", "1"] and "K=2 (MB)" in frame
+
+
+def test_split_by_bytes_bad_input():
+    mlp = parallel.balanced_mlp(2, width=8)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="positive whole number"):
+            parallel.split_by_bytes(mlp, bad)
+    with pytest.raises(ValueError, match="4 stages need 4 layers with weights"):
+        parallel.split_by_bytes(mlp, 4)
+
+
+def test_allocator_reading_on_gpus_only():
+    from effcourse.parallel import memory
+
+    calls = []
+
+    def fake(name):
+        calls.append(name)
+        return {"current": 4096, "peak": 8192}
+
+    assert memory._allocated("/device:GPU:1", fake) == 4096 and calls == ["GPU:1"]
+    assert memory._allocated("/device:CPU:0", fake) is None and calls == ["GPU:1"]
+
+    def broken(name):
+        raise ValueError("no such device")
+
+    assert memory._allocated("/device:GPU:0", broken) is None
+
+
+@pytest.mark.parametrize("n_gpus", [0, 1, 2, 8])
+def test_device_budget_for_each_plan(n_gpus):
+    plan = _plan(FAKE_MACHINES[n_gpus], split=4)
+    budget = parallel.device_budget(plan, 13)
+    assert budget.bytes == 13 * 2**20 and budget.mb == 13
+    if n_gpus == 0:
+        assert budget.device_mb is None and "no memory of their own" in budget.reason
+    elif n_gpus == 1:
+        assert budget.device_mb == parallel.plan.LOGICAL_GPU_MB and "logical GPU" in budget.reason
+    else:
+        assert budget.device_mb == FAKE_MACHINES[n_gpus][0]["memory_mb"] == plan.device_memory_mb
+    tight = parallel.device_budget(plan, 10**6)  # more than any device has: the device's own memory
+    if n_gpus:
+        assert tight.bytes == tight.device_mb * 2**20 and "less than a stated budget" in tight.reason
+    unknown = parallel.device_budget(_plan([{"name": "x"}, {"name": "y"}]), 13)
+    assert unknown.device_mb is None and "unknown" in unknown.reason
+    for bad in (0, -1, "13", None, True):
+        with pytest.raises(ValueError, match="positive number"):
+            parallel.device_budget(plan, bad)
+
+
+def _fake_memory_rows(splits, widths=(64, 512, 1024)):
+    rows = []
+    for w in widths:
+        params = 784 * w + 3 * w * w + 10 * w
+        rows.append(
+            {
+                "width": w,
+                "blocks": 4,
+                "params": params,
+                "accuracy": 0.9 + w / 1e5,
+                "file_bytes": 4 * params,
+                "largest": {k: 12 * params // k for k in splits},
+                "per_device": {
+                    k: [
+                        {
+                            "device": f"/device:GPU:{i}",
+                            "layers": [f"block{i}"],
+                            "weights_bytes": 4 * params // k,
+                            "optimizer_bytes": 8 * params // k,
+                            "bytes": 12 * params // k,
+                            "allocator_bytes": None,
+                        }
+                        for i in range(k)
+                    ]
+                    for k in splits
+                },
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("n_gpus", [0, 1, 2, 8])
+def test_notebook07_section7_tables_and_charts_from_every_device_plan(n_gpus):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from effcourse import plots
+
+    plan = _plan(FAKE_MACHINES[n_gpus], split=4)
+    sizes = parallel.demo_sizes(plan.count, (1, 2, 4), (2, 4), (1, 2, 4, 8), (4, 8), memory_splits=(2, 4))
+    assert sizes.memory_splits[0] == 1 and max(sizes.memory_splits) <= plan.count
+    budget = parallel.device_budget(plan, 13)
+    rows = _fake_memory_rows(sizes.memory_splits)
+    frame = parallel.memory_frame(rows, budget.bytes)
+    assert list(frame["width"]) == [64, 512, 1024]
+    assert [c for c in frame.columns if c.startswith("K=")] == [f"K={k} (MB)" for k in sizes.memory_splits]
+    assert frame["fewest devices that fit"].iloc[0] == "1"
+    widest = rows[-1]["per_device"][max(sizes.memory_splits)]
+    placed = parallel.placement_frame(widest)
+    assert len(placed) == max(sizes.memory_splits) and placed["total (MB)"].sum() > 0
+    ax = plots.memory_tradeoff(rows, budget.bytes)
+    assert len(ax.collections) >= len(rows) * len(sizes.memory_splits)  # one marker per width and split
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0] == "one device (K=1)" and legend[-1] == "budget per device: 13 MB"
+    labels = [t.get_text() for t in ax.texts if t.get_text().startswith("width")]
+    assert len(labels) == 3 and "width 64: fits 1 device" in labels
+    runs = _fake_gpipe_runs(sizes.pipe_stages, sizes.micro_batches)
+    gantt = plots.pipeline_gantt(runs[sizes.gantt]["timeline"])
+    assert len(gantt.patches) == 2 * sizes.gantt[0] * sizes.gantt[1]
+    plt.close("all")
+
+
+def test_section7_on_one_device_and_with_no_rows():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from effcourse import plots
+
+    one = parallel.demo_sizes(1, (1, 2), (2,), (1, 2), memory_splits=(2, 4))
+    assert one.memory_splits == [1] and any("memory splits K=[2, 4] left out" in n for n in one.notes)
+    frame = parallel.memory_frame(_fake_memory_rows([1]), 13 * 2**20)
+    assert list(frame["fewest devices that fit"]) == ["1", "more than 1", "more than 1"]
+    empty = parallel.memory_frame([], 1)
+    assert empty.empty and "fewest devices that fit" in empty.columns
+    assert parallel.placement_frame([]).columns[0] == "device"
+    ax = plots.memory_tradeoff([], 13 * 2**20)
+    assert "no widths measured" in [t.get_text() for t in ax.texts]
+    plt.close("all")
+
+
+def test_apply_plan_refuses_what_tensorflow_cannot_do(monkeypatch):
+    import tensorflow as tf
+
+    two = _plan(FAKE_MACHINES[2])
+    with pytest.raises(parallel.DevicePlanError, match="TensorFlow sees 0"):  # no GPU here
+        parallel.apply_plan(two)
+    fake = [
+        tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"),
+        tf.config.PhysicalDevice("/physical_device:GPU:1", "GPU"),
+    ]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: fake)
+
+    def too_late(*args):
+        raise RuntimeError("Visible devices cannot be modified after being initialized")
+
+    monkeypatch.setattr(tf.config, "set_visible_devices", too_late)
+    with pytest.raises(parallel.DevicePlanError, match="Restart the kernel"):
+        parallel.apply_plan(two)
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda *args: None)
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda *args: None)
+
+    def cuda_fails(kind=None):
+        raise tf.errors.InternalError(None, None, "CUDA_ERROR_NO_DEVICE")
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", cuda_fails)
+    with pytest.raises(parallel.DevicePlanError, match="could not initialise the GPU"):
+        parallel.apply_plan(two)

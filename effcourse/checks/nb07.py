@@ -147,4 +147,86 @@ def stage_split(fn) -> None:
     return passed("the split minimises the slowest stage's cost, the pace of the whole pipeline.")
 
 
+_MB = 1024 * 1024
+
+
+def _width(width, accuracy, one, two, four):
+    """A made-up row of ``parallel.memory_sweep``: the fullest device's MB for K = 1, 2, 4."""
+    return {"width": width, "accuracy": accuracy, "largest": {1: one * _MB, 2: two * _MB, 4: four * _MB}}
+
+
+def _fewest(row, budget, devices):
+    fits = [k for k, b in row["largest"].items() if k <= devices and b <= budget]
+    return min(fits) if fits else None
+
+
+def choose_width(fn) -> None:
+    """Exercise 07.5 (a judgement): which width to train on ``devices`` devices of ``budget_bytes`` each.
+
+    The best test accuracy among the widths whose fullest device fits the budget with at
+    most ``devices`` devices; among equally accurate ones, the one needing fewer devices
+    (then the smaller); None when nothing fits. Made-up tables, so that an answer read off
+    the notebook's own table (a hard-coded width) cannot pass.
+    """
+    table = [_width(64, 0.90, 1, 0.6, 0.6), _width(512, 0.95, 14, 8, 5), _width(1024, 0.96, 45, 24, 12)]
+    tie = [_width(128, 0.93, 2, 1.2, 1), _width(256, 0.95, 4, 2.5, 2), _width(512, 0.95, 14, 8, 5)]
+    cases = [  # (widths, budget in MB, devices, what the case is about)
+        (table, 10, 1, "one device"),
+        (table, 10, 2, "two devices"),
+        (table, 10, 4, "four devices, the widest still too big"),
+        (table, 13, 4, "a larger budget"),
+        (table, 0.5, 4, "a budget nothing fits"),
+        (tie, 10, 4, "two equally accurate widths"),
+        (list(reversed(table)), 10, 2, "the same widths in another order"),
+    ]
+    answers = []
+    for widths, budget, devices, _ in cases:
+        got = call(fn, [dict(w) for w in widths], budget * _MB, devices, name="choose_width")
+        if isinstance(got, (list, tuple, set, dict)):
+            fail(f"return ONE width (an int), or None when nothing fits; got {got!r}.")
+        answers.append(got)
+    if len({repr(a) for a in answers}) == 1:
+        fail(
+            f"choose_width returned {answers[0]!r} for every table, budget and device count: the choice "
+            "has to be computed from its arguments, not typed in."
+        )
+    for (widths, budget, devices, about), got in zip(cases, answers):
+        by_width = {w["width"]: w for w in widths}
+        fitting = [w for w in widths if _fewest(w, budget * _MB, devices) is not None]
+        if not fitting:
+            if got is not None:
+                fail(
+                    f"with {devices} devices of {budget:g} MB ({about}) no width fits, yet you chose {got!r}: "
+                    "return None when nothing fits."
+                )
+            continue
+        if got is None or got not in by_width:
+            fail(f"({about}) return one of the widths in the table, got {got!r}.")
+        need = _fewest(by_width[got], budget * _MB, devices)
+        if need is None:
+            fail(
+                f"with {devices} device(s) of {budget:g} MB ({about}) width {got} does not fit: its fullest "
+                "device holds more than the budget under every split with at most that many devices."
+            )
+        best = max(w["accuracy"] for w in fitting)
+        if by_width[got]["accuracy"] < best:
+            fail(
+                f"({about}) width {got} fits, but a more accurate width fits too: among the widths that fit, "
+                "take the most accurate."
+            )
+        rivals = [w for w in fitting if w["accuracy"] == best]
+        if len(rivals) > 1:
+            cheapest = min((_fewest(w, budget * _MB, devices), w["width"]) for w in rivals)
+            if (need, got) != cheapest:
+                fail(
+                    f"({about}) several widths are equally accurate and you chose {got}, which needs {need} "
+                    "device(s): break the tie by the fewest devices (a split costs a pipeline bubble and "
+                    "transfers), then the smaller width."
+                )
+    return passed(
+        "the most accurate width that fits the budget on the devices you have: more devices, "
+        "a wider model, and no more devices than it needs."
+    )
+
+
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line

@@ -17,7 +17,12 @@ parallel.devices()``):
   ``python -m effcourse._mw_worker`` in each worker.
 * ``model_parallel``: ``split_sequential`` places consecutive layers on different devices.
 * ``pipeline``: GPipe's schedule (``run_gpipe``, ``gpipe_timeline``, ``bubble``) measured
-  task by task; the Gantt chart is ``effcourse.plots.pipeline_gantt``.
+  task by task, or run for real with one thread per device (``run_gpipe_concurrent``) where
+  ``pipeline_mode`` says the devices are real; the Gantt chart is
+  ``effcourse.plots.pipeline_gantt``.
+* ``memory``: which models one device can hold: ``memory_sweep`` trains widths of the
+  balanced MLP and measures the bytes of the variables placed on each device under K-way
+  splitting (``memory_per_device``), against a stated per-device budget (``device_budget``).
 """
 
 from __future__ import annotations
@@ -76,16 +81,30 @@ from .multi_worker import (
     worker_environments,
 )
 from .pipeline import (
+    PipelineMode,
     _sync,
     bubble,
     bubble_bottleneck,
     bubble_formula,
+    check_schedule,
     compare_gradients,  # noqa: F401
     full_batch_gradients,
     gpipe_sweep,
     gpipe_table,
     gpipe_timeline,
+    pipeline_mode,
     run_gpipe,
+    run_gpipe_concurrent,
+)
+from .memory import (
+    DeviceBudget,
+    device_budget,
+    memory_frame,  # noqa: F401
+    memory_per_device,
+    memory_sweep,
+    placement_frame,
+    split_by_bytes,
+    variable_bytes,
 )
 
 

@@ -10,9 +10,11 @@ the slowest stage's pace (``bubble_bottleneck``). The Gantt chart of a timeline 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import EffcourseError
 from .data_parallel import _per_example_loss, per_replica_batch
 from .model_parallel import forward_across
 
@@ -192,6 +194,7 @@ def run_gpipe(
         "bubble_bottleneck": bubble_bottleneck(stage_times, micro_batches),
         "stage_times_s": stage_times,
         "clock": clock_name,
+        "mode": "simulated",
         "relative_error": abs(measured - formula) / formula if formula else abs(measured),
         "makespan_s": max(t["end"] for t in timeline),
         "sequential_s": float(fwd_med.sum() + bwd_med.sum()),
@@ -261,6 +264,7 @@ def gpipe_sweep(
     device_list=None,
     atol: float = 1e-6,
     desc: str = "GPipe (K, M) runs",
+    concurrent: bool = False,
 ) -> dict:
     """``run_gpipe`` for every (K stages, M micro-batches), each checked against the full batch.
 
@@ -268,7 +272,9 @@ def gpipe_sweep(
     first K of ``device_list`` (default ``devices(K)``); its full-batch gradient is the
     reference for every M. Returns ``{(K, M): run}``, each ``run_gpipe`` result with
     ``"agreement"``: ``compare_gradients(run gradients, reference, atol)`` and its ``atol``. A progress bar
-    (``desc``) counts the runs.
+    (``desc``) counts the runs. ``concurrent`` (``pipeline_mode(plan).concurrent``) runs each
+    step with one thread per device (``run_gpipe_concurrent``) instead of ``run_gpipe``'s
+    task-by-task measurement.
 
     Introduced in notebook 07.
     """
@@ -286,7 +292,8 @@ def gpipe_sweep(
         stages = split_sequential(mlp, boundaries=list(range(2, k + 1)), device_list=placed)
         reference = full_batch_gradients(stages, x, y)
         for m in micro_batches:
-            run = run_gpipe(stages, x, y, micro_batches=m, repeats=repeats)
+            runner = run_gpipe_concurrent if concurrent else run_gpipe
+            run = runner(stages, x, y, micro_batches=m, repeats=repeats)
             run["agreement"] = {**compare_gradients(run["gradients"], reference, atol=atol), "atol": atol}
             runs[k, m] = run
             shown.update(1)
@@ -331,3 +338,259 @@ def gpipe_table(runs):
             }
         )
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)  # no runs: the columns, no KeyError
+
+
+# --- the same schedule run for real, one thread per device -----------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineMode:
+    """How notebook 07 runs its pipelines on a device plan: ``concurrent`` or not, and why.
+
+    Introduced in notebook 07.
+    """
+
+    concurrent: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "concurrent" if self.concurrent else "simulated"
+
+
+def pipeline_mode(plan) -> PipelineMode:
+    """Run the stages at once (two or more real devices) or lay measured tasks out (logical devices).
+
+    ``plan`` is a ``device_plan``: with two or more real GPUs every stage gets its own thread
+    and device (``run_gpipe_concurrent``) and the bubble is the wall-clock one of that run;
+    logical devices (a CPU or one GPU split up) share the same compute, so running them at once
+    would measure their contention: there ``run_gpipe`` times every task alone and
+    ``gpipe_timeline`` lays the tasks out as independent devices would run them.
+
+    Introduced in notebook 07.
+    """
+    if plan.kind == "gpu" and not plan.logical and plan.count >= 2:
+        return PipelineMode(
+            True,
+            f"{plan.count} real GPUs: the stages run at the same time, one thread per GPU, micro-batches "
+            "handed on through queues; the bubble is measured in wall-clock time on that run.",
+        )
+    if plan.count < 2:
+        why = "1 device: nothing runs side by side"
+    elif plan.kind == "gpu":
+        why = f"{plan.count} logical GPUs share one GPU's compute"
+    else:
+        why = f"{plan.count} logical CPU devices share the same cores"
+    return PipelineMode(
+        False,
+        f"{why}, so running the stages at once would measure contention: this is a simulation. Every task "
+        "runs for real and is timed alone, then the measured tasks are laid out as independent devices "
+        "would run them.",
+    )
+
+
+_STOP = object()  # put on every queue when a stage fails, so no other stage waits for ever
+
+
+def _wait_for(tensor):
+    """Wait for the device that computed ``tensor`` (fetch one number of it), not for every device."""
+    import tensorflow as tf
+
+    return tf.reshape(tensor, [-1])[:1].numpy()
+
+
+def _concurrent_step(stages, x, y, micro_batches, input_gradient, clock, wait):
+    """One GPipe step with one thread per stage; returns (tasks, per-stage gradients, loss, t0)."""
+    import queue
+    import threading
+
+    import tensorflow as tf
+
+    n, micro = len(stages), len(x) // micro_batches
+    scale = tf.constant(float(len(x)))
+    forward_in = [queue.Queue() for _ in range(n)]  # activations into stage k
+    backward_in = [queue.Queue() for _ in range(n)]  # gradients of stage k's output
+    tasks, grads, losses, errors = [[] for _ in range(n)], [None] * n, [0.0] * micro_batches, []
+    labels = [tf.constant(y[m * micro : (m + 1) * micro]) for m in range(micro_batches)]
+    for m in range(micro_batches):
+        forward_in[0].put(tf.constant(x[m * micro : (m + 1) * micro]))
+
+    def get(q):
+        item = q.get()
+        if item is _STOP:
+            raise _Stopped
+        return item
+
+    def run(k):
+        stage, last = stages[k], k == n - 1
+        saved, acc = {}, None
+        try:
+            with tf.device(stage.device):
+                for m in range(micro_batches):
+                    h = get(forward_in[k])
+                    start = clock()
+                    with tf.GradientTape() as tape:
+                        if k or input_gradient:
+                            tape.watch(h)
+                        out = stage.graph(True)(h, labels[m], scale) if last else stage.graph(False)(h)
+                    wait(out)
+                    tasks[k].append(
+                        {"stage": k, "phase": "F", "micro_batch": m, "start": start, "end": clock()}
+                    )
+                    saved[m] = (tape, h, out)
+                    if last:
+                        losses[m] = float(out)
+                    else:
+                        forward_in[k + 1].put(out)
+                for m in reversed(range(micro_batches)):
+                    upstream = None if last else get(backward_in[k])
+                    tape, inp, out = saved.pop(m)
+                    sources = list(stage.model.trainable_variables)
+                    if k or input_gradient:
+                        sources = [inp] + sources
+                    start = clock()
+                    got = tape.gradient(out, sources, output_gradients=upstream)
+                    wait(got[-1])
+                    tasks[k].append(
+                        {"stage": k, "phase": "B", "micro_batch": m, "start": start, "end": clock()}
+                    )
+                    if k or input_gradient:
+                        down, got = got[0], got[1:]
+                        if k:
+                            backward_in[k - 1].put(down)
+                    acc = list(got) if acc is None else [a + g for a, g in zip(acc, got)]
+            grads[k] = acc
+        except _Stopped:
+            return
+        except BaseException as err:  # noqa: BLE001  (handed to the caller, after freeing the others)
+            errors.append((k, err))
+            for q in forward_in + backward_in:
+                q.put(_STOP)
+
+    threads = [
+        threading.Thread(target=run, args=(k,), name=f"pipeline-stage-{k}", daemon=True) for k in range(n)
+    ]
+    t0 = clock()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        k, err = errors[0]
+        raise RuntimeError(f"pipeline stage {k} on {stages[k].device} failed: {err}") from err
+    timeline = sorted((t for ts in tasks for t in ts), key=lambda t: (t["start"], t["stage"]))
+    for t in timeline:
+        t["start"] -= t0
+        t["end"] -= t0
+    return timeline, grads, float(sum(losses))
+
+
+class _Stopped(EffcourseError, RuntimeError):
+    """Another stage failed: stop this one quietly (the caller raises the first error)."""
+
+
+def check_schedule(timeline, stages: int, micro_batches: int) -> None:
+    """Raise ``ValueError`` unless ``timeline`` is a GPipe schedule that respects every dependency.
+
+    Every micro-batch passes every stage forward and backward exactly once; a device runs
+    one task at a time; forward (k, m) starts after forward (k-1, m) and forward (k, m-1)
+    ended; backward (k, m) after backward (k+1, m) (the last stage: after its own forward
+    of m) and after backward (k, m+1), and after stage k's last forward.
+
+    Introduced in notebook 07.
+    """
+    got = {(t["stage"], t["phase"], t["micro_batch"]): t for t in timeline}
+    want = {(k, p, m) for k in range(stages) for p in "FB" for m in range(micro_batches)}
+    if len(got) != len(timeline) or set(got) != want:
+        raise ValueError(
+            f"the timeline should hold each of the {len(want)} (stage, phase, micro-batch) tasks once; "
+            f"missing {sorted(want - set(got))[:4]}, extra {sorted(set(got) - want)[:4]}"
+        )
+    eps = 1e-9
+    for k in range(stages):
+        mine = sorted((t for t in timeline if t["stage"] == k), key=lambda t: t["start"])
+        for a, b in zip(mine, mine[1:]):
+            if b["start"] < a["end"] - eps:
+                raise ValueError(f"stage {k} ran two tasks at once: {a} and {b}")
+    for (k, phase, m), t in got.items():
+        before = []
+        if phase == "F":
+            before += [(k - 1, "F", m)] if k else []
+            before += [(k, "F", m - 1)] if m else []
+        else:
+            before.append((k + 1, "B", m) if k < stages - 1 else (k, "F", m))
+            before += [(k, "B", m + 1)] if m < micro_batches - 1 else [(k, "F", micro_batches - 1)]
+        for need in before:
+            if t["start"] < got[need]["end"] - eps:
+                raise ValueError(
+                    f"{phase} of micro-batch {m} on stage {k} started at {t['start']:.6f} s, before "
+                    f"{need[1]} of micro-batch {need[2]} on stage {need[0]} ended ({got[need]['end']:.6f} s)"
+                )
+
+
+def run_gpipe_concurrent(
+    stages, x, y, micro_batches: int, repeats: int = 3, input_gradient: bool = True, clock=None, wait=None
+) -> dict:
+    """One GPipe step with the stages running at the same time, one thread per stage's device.
+
+    Stage k's thread takes micro-batches from a queue, runs its forward pass (on its
+    device, under a GradientTape), hands the activation to stage k+1's queue, and after its
+    last forward runs the backward passes in reverse order as the gradients arrive from
+    stage k+1. Every task's start and end are read from one wall clock (``clock``, default
+    ``time.perf_counter``) after its own device has finished it (``wait``, default: fetch one
+    number of the result, which waits for that device only). The step runs ``repeats``
+    times after an untimed warm-up; the Gantt timeline is the step of median makespan, the
+    bubble the median over steps. Weight gradients are summed over micro-batches in the
+    same order as ``run_gpipe``, so they equal its (and the full batch's) gradients.
+
+    Device-agnostic: on logical devices (the tests, or this notebook's demonstration) it
+    runs and keeps the schedule, but the devices share the same compute, so the times
+    include their contention. Returns the keys of ``run_gpipe`` plus ``"mode": "concurrent"``.
+
+    Introduced in notebook 07.
+    """
+    if len(stages) < 1:
+        raise ValueError("give at least one stage")
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int32)
+    micro = per_replica_batch(len(x), micro_batches)
+    clock = clock or time.perf_counter
+    wait = wait or _wait_for
+    n_stages = len(stages)
+    steps = [
+        _concurrent_step(stages, x, y, micro_batches, input_gradient, clock, wait) for _ in range(repeats + 1)
+    ]
+    steps = steps[1:]  # the first traced the graphs
+    spans = [max(t["end"] for t in tl) for tl, _, _ in steps]
+    timeline, grads, loss = steps[int(np.argsort(spans)[len(spans) // 2])]
+    durations = np.zeros((len(steps), 2, n_stages, micro_batches))
+    for i, (tl, _, _) in enumerate(steps):
+        for t in tl:
+            durations[i, "FB".index(t["phase"]), t["stage"], t["micro_batch"]] = t["end"] - t["start"]
+    fwd_med, bwd_med = np.median(durations[:, 0], axis=0), np.median(durations[:, 1], axis=0)
+    stage_times = (fwd_med + bwd_med).mean(axis=1)
+    measured = float(np.median([bubble(tl) for tl, _, _ in steps]))
+    formula = bubble_formula(n_stages, micro_batches)
+    return {
+        "stages": n_stages,
+        "micro_batches": micro_batches,
+        "micro_batch_size": micro,
+        "global_batch": len(x),
+        "bubble": measured,
+        "bubble_formula": formula,
+        "bubble_bottleneck": bubble_bottleneck(np.maximum(stage_times, 1e-12), micro_batches),
+        "stage_times_s": stage_times,
+        "clock": "wall",
+        "mode": "concurrent",
+        "relative_error": abs(measured - formula) / formula if formula else abs(measured),
+        "makespan_s": float(np.median(spans)),
+        "sequential_s": float(fwd_med.sum() + bwd_med.sum()),
+        "forward_s": fwd_med,
+        "backward_s": bwd_med,
+        "timeline": timeline,
+        "loss": loss,
+        "gradients": [[np.asarray(g) for g in gs] for gs in grads],
+        "repeats": repeats,
+    }

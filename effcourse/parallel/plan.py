@@ -17,7 +17,7 @@ chart notebook 07 runs, so that no part of it ever gets an empty list:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import EffcourseError
 
@@ -41,6 +41,7 @@ class DevicePlan:
     ``kind`` "gpu" or "cpu"; ``devices`` the logical device names TensorFlow will list;
     ``logical`` True when they are slices of fewer physical devices (they share compute);
     ``memory_limit_mb`` each logical GPU's limit; ``memory_growth`` for real GPUs;
+    ``device_memory_mb`` the smallest real GPU's memory where the driver reported it;
     ``physical_gpus`` how many physical GPUs the plan uses; ``warnings`` what the learner
     should know (a fallback, an unknown memory size, GPUs left unused).
 
@@ -55,6 +56,7 @@ class DevicePlan:
     physical_gpus: int = 0
     memory_limit_mb: int | None = None
     memory_growth: bool = False
+    device_memory_mb: int | None = None
 
     @property
     def count(self) -> int:
@@ -187,12 +189,14 @@ def device_plan(
         warnings = (
             [f"{len(gpus) - n} of the {len(gpus)} GPUs left unused (requested={n})."] if n < len(gpus) else []
         )
+        memories = [g.get("memory_mb") for g in gpus[:n]]
         return DevicePlan(
             "gpu",
             _names("gpu", n),
             logical=False,
             physical_gpus=n,
             memory_growth=True,
+            device_memory_mb=min(memories) if all(memories) else None,
             warnings=tuple(warnings),
             reason=f"{n} real GPUs, one replica each ({_gpu_names(gpus[:n])}): real parallel "
             "compute; memory grows as needed so other processes can share them.",
@@ -207,6 +211,7 @@ def device_plan(
             logical=False,
             physical_gpus=1,
             memory_growth=True,
+            device_memory_mb=gpu.get("memory_mb"),
             reason=f"1 GPU ({_gpu_names(gpus)}), as asked: one device, nothing to replicate over.",
         )
     memory = gpu.get("memory_mb")
@@ -352,7 +357,8 @@ class DemoSizes:
     ``notes`` says so); ``scaling_replicas``: counts for the throughput sweep (at least
     [1]); ``fit_replicas``: the replicas of the ``model.fit`` demo; ``pipe_stages``: K for
     the GPipe sweep (at least [1]); ``gantt``: the (K, M) drawn; ``model_devices``: device
-    indices for the 3-stage model-parallel split; ``notes``: what was left out and why.
+    indices for the 3-stage model-parallel split; ``memory_splits``: the K-way splits whose
+    bytes per device section 7 measures (always 1, one device); ``notes``: what was left out and why.
 
     Introduced in notebook 07.
     """
@@ -366,14 +372,18 @@ class DemoSizes:
     gantt: tuple
     model_devices: list
     notes: list
+    memory_splits: list = field(default_factory=lambda: [1])
 
 
-def demo_sizes(n_devices: int, replicas, pipe_stages, micro_batches, gantt=None) -> DemoSizes:
+def demo_sizes(
+    n_devices: int, replicas, pipe_stages, micro_batches, gantt=None, memory_splits=()
+) -> DemoSizes:
     """The replica counts, pipeline stages and Gantt chart for ``n_devices`` devices.
 
     ``replicas``, ``pipe_stages``, ``micro_batches`` and ``gantt`` are the profile's wishes
     (e.g. (1, 2, 4), (2, 4), (1, 2, 4, 8), (4, 8)); counts above ``n_devices`` are left out
     and said so. With one device the demos still run: one replica, a one-stage pipeline.
+    ``memory_splits`` (e.g. (2, 4)): the K-way splits of section 7, fitted the same way.
 
     Introduced in notebook 07.
     """
@@ -399,7 +409,12 @@ def demo_sizes(n_devices: int, replicas, pipe_stages, micro_batches, gantt=None)
     chosen = want if want[0] in k and want[1] in micro else (max(k), max(micro))
     if chosen != want:
         notes.append(f"Gantt chart for K={chosen[0]}, M={chosen[1]} instead of K={want[0]}, M={want[1]}.")
+    splits = sorted(set(int(s) for s in memory_splits) | {1})
+    fitted = [s for s in splits if s <= n]
+    if len(fitted) < len(splits):
+        notes.append(f"memory splits K={[s for s in splits if s > n]} left out: {_devices(n)}.")
     return DemoSizes(
+        memory_splits=fitted,
         devices=n,
         gradient_replicas=grad,
         scaling_replicas=fit,
