@@ -246,6 +246,13 @@ def _tail(text: str, lines: int = 25) -> str:
     """The last lines of a worker's stderr, TensorFlow's native log chatter left out
     (the lines ``effcourse.quiet`` hides in the notebook itself)."""
     keep = [ln for ln in text.splitlines() if not quiet.is_noise(ln)]
+    if "Traceback (most recent call last):" in keep:
+        # A Python traceback's frames are for the log file; the message keeps what was said
+        # before it and the exception itself, so a learner reads the cause, not a stack.
+        start = len(keep) - 1 - keep[::-1].index("Traceback (most recent call last):")
+        before = keep[:start]
+        exc = [ln for ln in keep[start + 1 :] if ln and not ln.startswith((" ", "\t"))]
+        keep = before + ["(the worker's Python traceback is in its log file)"] + exc
     return "\n".join(keep[-lines:]) if keep else "(no output)"
 
 
