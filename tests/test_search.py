@@ -257,3 +257,50 @@ def test_bad_budgets_and_objectives():
         Budget("accuracy", "min", float("nan"))
     with pytest.raises(ValueError, match="minimize"):
         search.open_study("x", {"size_bytes": "smallest"})
+
+
+def test_the_targets_compare_the_search_with_the_hand_tuned_rows():
+    import json
+
+    import pandas as pd
+
+    from effcourse import report
+
+    def row(nb, tech, model, acc, size=None, lat=None, setting=None, role=None):
+        return dict(
+            notebook=nb,
+            technique=tech,
+            model=model,
+            variant="x",
+            setting=setting,
+            role=role,
+            accuracy=acc,
+            size_bytes=size,
+            dense_fp32_bytes=1_066_160.0,
+            latency_ms=lat,
+            timestamp="2026",
+            extra=json.dumps({}),
+        )
+
+    nb08, nb04 = "08_automated_compression", "04_clustering_distillation_deep_compression"
+    table = pd.DataFrame(
+        [
+            row("01_sgd_loss_formulation", "baseline", "lenet_300_100", 0.9820, 900_000),
+            row(nb04, "deep compression", "lenet_300_100", 0.9815, 25_570),
+            row(nb08, "automated search", "lenet_300_100", 0.9812, 21_000, setting="size", role="treated"),
+            row(nb08, "automated search", "lenet5", 0.990, lat=0.05, setting="latency", role="reference"),
+            row(nb08, "automated search", "lenet5", 0.989, lat=0.03, setting="latency", role="treated"),
+        ]
+    )
+    table["compression"] = table["dense_fp32_bytes"] / table["size_bytes"]
+    rows = pd.DataFrame(report._search_targets(table)).set_index("notebook")
+    size300 = rows[rows["target"].str.contains("lenet_300_100")].iloc[0]
+    assert (
+        size300["reached"] == "yes"
+        and "21,000 B" in size300["measured here"]
+        and "25,570 B" in size300["measured here"]
+    )
+    assert rows[rows["target"].str.contains("automated search, lenet5")].iloc[0]["reached"] == "not measured"
+    assert (
+        rows[rows["target"].str.startswith("latency")].iloc[0]["reached"] == "no"
+    )  # faster but less accurate
