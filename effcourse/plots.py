@@ -1162,6 +1162,7 @@ def search_progress(studies: dict, metric: str, ylabel: str, title: str | None =
         axes[0].step(rows["trial"], y, where="post", marker="o", label=label)
         axes[1].step(rows["elapsed_s"] / 60, y, where="post", marker="o", label=label)
     axes[0].set(xlabel="trial", ylabel=ylabel, title="against trials")
+    axes[0].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     axes[1].set(xlabel="search wall time (min)", title="against wall time")
     axes[0].set_yscale("log")
     plain_log(axes[0], "y")
