@@ -98,14 +98,58 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
     },
     # Notebooks 02-08 add their own blocks below, one block per notebook.
     "08_automated_compression": {
-        "model": {"quick": "lenet_300_100", "full": "lenet_300_100"},
-        "max_drop": {"quick": 0.01, "full": 0.003},  # accuracy budget: fraction below the baseline
-        "sparsities": {"quick": (0.5, 0.8, 0.9), "full": (0.8, 0.9, 0.95, 0.97)},
-        "clusters": {"quick": (0, 16), "full": (0, 8, 16, 32)},  # 0: no clustering
-        "modes": {"quick": ("dynamic", "int8"), "full": ("float16", "dynamic", "int8")},
-        "trials": {"quick": 4, "full": 14},
-        "prune_epochs": {"quick": 1, "full": 4},
-        "cluster_epochs": {"quick": 1, "full": 2},
+        # accuracy budget: fraction below the baseline's validation accuracy (0.1 points in full)
+        "max_drop": {"quick": 0.01, "full": 0.001},
+        "seed": {"quick": 0, "full": 0},
+        # size search (TPE, one objective: gzip bytes; notebook 04's hand-tuned plan tried first)
+        "size_models": {"quick": ("lenet_300_100", "lenet5"), "full": ("lenet_300_100", "lenet5")},
+        "size_trials": {
+            "quick": {"lenet_300_100": 3, "lenet5": 2},
+            "full": {"lenet_300_100": 8, "lenet5": 4},
+        },
+        "size_timeout_s": {
+            "quick": {"lenet_300_100": 120, "lenet5": 120},
+            "full": {"lenet_300_100": 360, "lenet5": 200},
+        },
+        "startup_trials": {"quick": 1, "full": 3},  # random trials before TPE models the results
+        "sparsity_ranges": {  # per layer: (low, high) fraction of the weights set to zero
+            "quick": {
+                "lenet_300_100": {"fc1": (0.7, 0.95), "fc2": (0.6, 0.9), "logits": (0.3, 0.7)},
+                "lenet5": {
+                    "conv1": (0.2, 0.5),
+                    "conv2": (0.5, 0.8),
+                    "fc1": (0.7, 0.95),
+                    "logits": (0.3, 0.7),
+                },
+            },
+            "full": {
+                "lenet_300_100": {"fc1": (0.94, 0.98), "fc2": (0.8, 0.94), "logits": (0.4, 0.8)},
+                "lenet5": {
+                    "conv1": (0.3, 0.6),
+                    "conv2": (0.85, 0.94),
+                    "fc1": (0.94, 0.98),
+                    "logits": (0.7, 0.9),
+                },
+            },
+        },
+        "cluster_choices": {"quick": (4, 8, 16), "full": (4, 8, 16)},  # per clustered layer (04's layers)
+        "quantization": {"quick": ("pcqat_int8", "ptq_int8"), "full": ("pcqat_int8", "ptq_int8")},
+        "prune_epochs": {  # (low, high, step) of the fine-tuning length while pruning
+            "quick": {"lenet_300_100": (1, 2, 1), "lenet5": (1, 1, 1)},
+            "full": {"lenet_300_100": (10, 18, 4), "lenet5": (3, 5, 1)},
+        },
+        "prune_slack": {"quick": 0.05, "full": 0.01},  # pruner: stop below budget floor - slack
+        "prune_warmup": {"quick": 0, "full": 2},  # epochs before the pruner may stop a trial
+        # latency search (NSGA-II: latency and accuracy; notebook 02's hand-chosen widths tried first)
+        "latency_model": {"quick": "lenet5", "full": "lenet5"},
+        "latency_trials": {"quick": 3, "full": 10},
+        "latency_timeout_s": {"quick": 120, "full": 300},
+        "keep_range": {"quick": (0.2, 0.6, 0.05), "full": (0.15, 0.6, 0.05)},  # channels kept per layer
+        "latency_epochs": {"quick": (1, 2), "full": (2, 4)},
+        "latency_modes": {"quick": ("float32", "int8"), "full": ("float32", "dynamic", "int8")},
+        "latency_budget": {"quick": 0.8, "full": 0.5},  # x the dense model's latency, measured here
+        "latency_rounds": {"quick": 1, "full": 2},  # timing rounds per trial
+        "final_rounds": {"quick": 3, "full": 7},  # interleaved rounds: winner, hand point, dense
     },
     "02_pruning": {
         "demo_sparsity": {"quick": 0.8, "full": 0.9},  # sections 1-2: one sparsity, two schedules
@@ -295,7 +339,7 @@ RUN_MINUTES = {
     "05_mixed_precision": {"quick": 1.7, "full": 2.7},
     "06_dynamic_networks": {"quick": 0.6, "full": 4.2},
     "07_parallelism": {"quick": 1.1, "full": 4.0},  # section 7 added: estimated (loaded machine), re-measure
-    "08_automated_compression": {"quick": 0.4, "full": 2.7},
+    "08_automated_compression": {"quick": 9.2, "full": 25.6},
     "09_deploy_onnx": {"quick": 4.8, "full": 11.0},  # measured alone on a busy 2-core Xeon (load ~21)
 }
 

@@ -40,7 +40,77 @@ def test_choose_check():
         checks.nb08.choose(todo)
 
 
-def test_ratio_check():
-    checks.nb08.compression_ratio(40.0, 4000, 100)
-    with pytest.raises(checks.CheckFailed, match="wrong way round"):
-        checks.nb08.compression_ratio(100 / 4000, 4000, 100)
+def _deploy_ok(rows, floor, n_val):
+    import numpy as np
+
+    done = rows[rows["state"] == "complete"]
+    safe = done[done["accuracy"] >= floor + np.sqrt(done["accuracy"] * (1 - done["accuracy"]) / n_val)]
+    if safe.empty:
+        return None
+    return int(safe.sort_values(["size_bytes", "accuracy"], ascending=[True, False]).iloc[0]["trial"])
+
+
+def _study_rows():
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "trial": [0, 1, 2, 3],
+            "state": ["complete", "pruned", "complete", "complete"],
+            "size_bytes": [900, 100, 400, 300],
+            "accuracy": [0.99, 0.5, 0.985, 0.9801],
+        }
+    )
+
+
+def test_deploy_choice_check():
+    rows = _study_rows()
+    checks.nb08.deploy_choice(_deploy_ok, rows, 0.98, 5000)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb08.deploy_choice(todo, rows, 0.98, 5000)
+    with pytest.raises(checks.CheckFailed, match="only just"):  # the plain budget filter, no margin
+        checks.nb08.deploy_choice(
+            lambda r, f, n: int(
+                r[(r.state == "complete") & (r.accuracy >= f)].sort_values("size_bytes").iloc[0].trial
+            ),
+            rows,
+            0.98,
+            5000,
+        )
+    for constant in (0, 1, 2, 3, None):  # a hard-coded answer fails on some constructed table
+        with pytest.raises(checks.CheckFailed):
+            checks.nb08.deploy_choice(lambda r, f, n, c=constant: c, rows, 0.98, 5000)
+    with pytest.raises(checks.CheckFailed, match="an int"):
+        checks.nb08.deploy_choice(lambda r, f, n: "trial 2", rows, 0.98, 5000)
+    with pytest.raises(checks.CheckFailed, match="higher accuracy"):  # ties broken the wrong way
+
+        def no_tie(r, f, n):
+            d = r[r.state == "complete"]
+            d = d[d.accuracy >= f + (d.accuracy * (1 - d.accuracy) / n) ** 0.5]
+            return None if d.empty else int(d.sort_values(["size_bytes", "accuracy"]).iloc[0].trial)
+
+        checks.nb08.deploy_choice(no_tie, rows, 0.98, 5000)
+    with pytest.raises(checks.CheckFailed, match="pruned"):  # pruned trials counted
+
+        def with_pruned(r, f, n):
+            d = r[r.accuracy >= f + (r.accuracy * (1 - r.accuracy) / n) ** 0.5]
+            return (
+                None
+                if d.empty
+                else int(d.sort_values(["size_bytes", "accuracy"], ascending=[True, False]).iloc[0].trial)
+            )
+
+        checks.nb08.deploy_choice(with_pruned, rows, 0.98, 5000)
+    with pytest.raises(checks.CheckFailed, match="n_val"):  # a fixed standard error
+
+        def fixed_se(r, f, n):
+            d = r[(r.state == "complete") & (r.accuracy >= f + 0.0044)]
+            return (
+                None
+                if d.empty
+                else int(d.sort_values(["size_bytes", "accuracy"], ascending=[True, False]).iloc[0].trial)
+            )
+
+        checks.nb08.deploy_choice(fixed_se, rows, 0.98, 5000)
+    with pytest.raises(checks.CheckFailed, match="constructed table .* not the smallest"):
+        checks.nb08.deploy_choice(lambda r, f, n: 0, rows, 0.98, 5000)

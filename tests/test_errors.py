@@ -32,7 +32,10 @@ BUILTIN_BASE = {
     "effcourse.models.ModelError": TypeError,
     "effcourse.quantize.QuantizeError": ValueError,
     "effcourse.results.ResultError": ValueError,
-    "effcourse.search.BudgetError": RuntimeError,
+    "effcourse.search.study.BudgetError": RuntimeError,
+    "effcourse.search.study.StudyFileError": RuntimeError,
+    "effcourse.search.space.SpaceError": ValueError,
+    "effcourse.search.objectives.LatencyBudgetError": ValueError,
 }
 
 

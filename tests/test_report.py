@@ -173,7 +173,7 @@ def _full_log():
             extra=json.dumps(extra),
         )
 
-    nb04 = "04_clustering_distillation_deep_compression"
+    nb04, NB08 = "04_clustering_distillation_deep_compression", "08_automated_compression"
     return pd.DataFrame(
         [
             row(
@@ -242,6 +242,46 @@ def _full_log():
             ),
             row(nb04, "deep compression", "lenet5", "pruned+clustered+PCQAT int8", 0.9895, 20_000),
             row(nb04, "deep compression", "lenet_300_100", "pruned+clustered+PCQAT int8", 0.979, 30_000),
+            row(
+                NB08,
+                "automated search",
+                "lenet_300_100",
+                "size search",
+                0.9795,
+                25_000,
+                setting="size",
+                role="treated",
+            ),
+            row(
+                NB08,
+                "automated search",
+                "lenet5",
+                "size search",
+                0.9895,
+                19_000,
+                setting="size",
+                role="treated",
+            ),
+            row(
+                NB08,
+                "automated search",
+                "lenet5",
+                "02's widths",
+                0.988,
+                lat=0.04,
+                setting="latency",
+                role="reference",
+            ),
+            row(
+                NB08,
+                "automated search",
+                "lenet5",
+                "searched",
+                0.989,
+                lat=0.03,
+                setting="latency",
+                role="treated",
+            ),
             row(
                 nb04,
                 "distillation",

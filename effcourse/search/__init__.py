@@ -1,0 +1,71 @@
+"""Automated, hardware-aware compression with Optuna (notebook 08).
+
+A thin layer over Optuna (``optuna.org``): the space (``space``: ``Float``, ``Int``,
+``Choice``), the study stored in SQLite under ``build/search/`` so that a re-run resumes
+(``study``: ``open_study``, ``run``, ``best``, ``table``, ``importances``; TPE for one
+objective with a pruner, NSGA-II for several, both seeded, budgets as constraints), and the
+objectives built from the course's own helpers (``objectives``: ``compression_objective``,
+``channel_objective``, the latency floor). Every trial can be logged to TensorBoard's
+HParams dashboard (``effcourse.tracking``). ``__init__`` re-exports every public name.
+"""
+
+from .objectives import (
+    QUANTIZATION,
+    LatencyBudgetError,
+    channel_objective,
+    check_latency_budget,
+    compression_objective,
+    latency_floor_ms,
+    prune_reporting,
+)
+from .space import Choice, Float, Int, SpaceError, check, check_layers, per_layer, suggest
+from .study import (
+    Budget,
+    BudgetError,
+    Reporter,
+    StudyFileError,
+    artifact,
+    artifact_dir,
+    best,
+    best_so_far,
+    budgets_of,
+    importances,
+    objectives_of,
+    open_study,
+    run,
+    study_path,
+    table,
+)
+
+__all__ = [
+    "QUANTIZATION",
+    "Budget",
+    "BudgetError",
+    "Choice",
+    "Float",
+    "Int",
+    "LatencyBudgetError",
+    "Reporter",
+    "SpaceError",
+    "StudyFileError",
+    "artifact",
+    "artifact_dir",
+    "best",
+    "best_so_far",
+    "budgets_of",
+    "channel_objective",
+    "check",
+    "check_latency_budget",
+    "check_layers",
+    "compression_objective",
+    "importances",
+    "latency_floor_ms",
+    "objectives_of",
+    "open_study",
+    "per_layer",
+    "prune_reporting",
+    "run",
+    "study_path",
+    "suggest",
+    "table",
+]

@@ -1,0 +1,257 @@
+"""The objectives notebook 08 searches with, built from the course's own helpers.
+
+``compression_objective``: per-layer magnitude pruning (notebook 02), sparsity-preserving
+clustering with per-layer cluster counts (notebook 04), then one of PCQAT + full int8
+(notebook 04's collaborative QAT), post-training int8, dynamic-range or float16
+conversion (notebook 03); measured as a file: gzip bytes and validation accuracy.
+
+``channel_objective``: per-layer channel widths (notebook 02's ``prune.channel_prune``),
+fine-tuning, a conversion mode, and the single-sample LiteRT latency measured inside the
+trial on this machine (``measure.latency`` on ``effcourse.timing``): the search is
+hardware-aware because it times the hardware it runs on.
+
+Both choose on the validation split and never look at the test set; both report the
+validation accuracy after each fine-tuning epoch, so the study's pruner can stop a trial
+that cannot reach the accuracy budget.
+"""
+
+from __future__ import annotations
+
+from ..errors import EffcourseError
+from . import space as _space
+
+QUANTIZATION = ("pcqat_int8", "ptq_int8", "dynamic", "float16", "float32")
+
+
+class LatencyBudgetError(EffcourseError, ValueError):
+    """A latency budget below what LiteRT can run on this machine (the floor, and what to do).
+
+    Introduced in notebook 08.
+    """
+
+
+def latency_floor_ms(runs: int = 200, warmup: int = 20, threads: int = 1) -> float:
+    """Median single-sample latency (ms) of the smallest model LiteRT can run here: the invoke overhead.
+
+    A model that does one multiply-add per pixel (Flatten, Dense(1)) on a 28 x 28 input; no
+    model can be timed faster than this on this machine.
+
+    Introduced in notebook 08.
+    """
+    import tf_keras
+
+    from .. import convert, measure
+
+    tiny = tf_keras.Sequential(
+        [tf_keras.layers.Input((28, 28, 1)), tf_keras.layers.Flatten(), tf_keras.layers.Dense(1)]
+    )
+    return measure.latency(convert.to_tflite(tiny), runs=runs, warmup=warmup, threads=threads)["latency_ms"]
+
+
+def check_latency_budget(budget_ms: float, floor_ms: float) -> float:
+    """``budget_ms`` if it is above ``floor_ms`` (``latency_floor_ms``); else a ``LatencyBudgetError``.
+
+    Introduced in notebook 08.
+    """
+    if not isinstance(budget_ms, (int, float)) or not budget_ms > 0:
+        raise LatencyBudgetError(
+            f"The latency budget must be a positive number of milliseconds, got {budget_ms!r}."
+        )
+    if budget_ms <= floor_ms:
+        raise LatencyBudgetError(
+            f"A latency budget of {budget_ms * 1000:.1f} µs is below what this machine can measure: the "
+            f"smallest possible model (one Dense unit) already takes {floor_ms * 1000:.1f} µs per "
+            f"single-sample LiteRT invoke here. Set a budget above {floor_ms * 1000:.1f} µs."
+        )
+    return float(budget_ms)
+
+
+def _accuracy_callback(reporter, offset: int = 0):
+    """A Keras callback reporting validation accuracy per epoch; stops training when the pruner says so."""
+    import tf_keras
+
+    class Report(tf_keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            acc = (logs or {}).get("val_accuracy")
+            if acc is not None and reporter.should_stop(acc, offset + epoch):
+                self.model.stop_training = True
+
+    return Report()
+
+
+def prune_reporting(model, data, per_layer: dict, epochs: int, reporter, batch_size: int = 128, **options):
+    """``prune.prune_and_finetune`` with the validation accuracy reported to ``reporter`` after each epoch.
+
+    The same recipe as notebook 02 (per-layer sparsities ramped over the first half of the
+    steps, Adam/AdamW on the cosine schedule); returns the stripped model, or raises
+    ``optuna.TrialPruned`` when the pruner stopped the trial.
+
+    Introduced in notebook 08.
+    """
+    from .. import env, models, prune, train
+    from ..prune import training as _training
+
+    learning_rate = options.pop("learning_rate", 1e-3)
+    weight_decay = options.pop("weight_decay", 0.0)
+    seed = options.pop("seed", 0)
+    if options:
+        raise TypeError(f"prune_reporting: unknown options {sorted(options)}.")
+    total, end, frequency = _training._plan_steps(len(data.x_train), epochs, batch_size)
+    env.seed_everything(seed)
+    wrapped = prune.wrap(model, 0.0, begin_step=0, end_step=end, per_layer=per_layer, frequency=frequency)
+    models.compile_classifier(
+        wrapped,
+        optimizer=_training._optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay),
+    )
+    train.fit(
+        wrapped,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=prune.callbacks() + [_accuracy_callback(reporter)],
+        seed=seed,
+        desc=f"trial {reporter.number}: prune {model.name}",
+    )
+    reporter.stop_if_pruned()
+    return models.compile_classifier(prune.strip(wrapped))
+
+
+def compression_objective(
+    base_model, data, tune_data=None, representative=None, batch_size: int = 128, **options
+):
+    """``evaluate(config, reporter)`` for ``search.run``: prune per layer, cluster per layer, quantize, measure.
+
+    A configuration holds ``sparsity.<layer>`` (fraction of the layer's weights set to
+    zero), ``clusters.<layer>`` (shared values per kernel, 0: not clustered), ``prune_epochs``
+    (fine-tuning length while pruning, on ``data``), ``quantization`` (one of
+    ``QUANTIZATION``: ``pcqat_int8`` = notebook 04's sparsity- and cluster-preserving QAT for
+    ``qat_epochs`` (default 1) then full int8; ``ptq_int8`` = int8 after training;
+    ``dynamic``, ``float16``, ``float32`` = those conversions). Clustering (density-based
+    centroids around a zero centroid, ``cluster_epochs`` of centroid fine-tuning, default 0)
+    and QAT use ``tune_data`` (default ``data``). ``options`` go to the pruning
+    (``learning_rate``, ``weight_decay``). Returns a dict: ``accuracy`` (the .tflite file on
+    the validation split), ``size_bytes`` (gzip), ``raw_bytes``, ``artifact``.
+
+    Introduced in notebook 08.
+    """
+    from .. import cluster, convert, measure, prune
+    from ..validate import mnist_like
+
+    mnist_like(data, "compression_objective")
+    tune = tune_data if tune_data is not None else data
+    rep = representative if representative is not None else data.x_train[:200]
+    qat_epochs = options.pop("qat_epochs", 1)
+    cluster_epochs = options.pop("cluster_epochs", 0)
+    layers = prune.prunable_layers(base_model)
+
+    def evaluate(config, reporter):
+        sparsity = _space.per_layer(config, "sparsity")
+        clusters = {k: int(v) for k, v in _space.per_layer(config, "clusters").items() if v}
+        _space.check_layers(config, "sparsity", layers)
+        _space.check_layers(config, "clusters", layers)
+        mode = config.get("quantization", "pcqat_int8")
+        if mode not in QUANTIZATION:
+            raise _space.SpaceError(f"quantization must be one of {QUANTIZATION}, got {mode!r}.")
+        epochs = int(config.get("prune_epochs", 1))
+        model = prune_reporting(
+            base_model, data, sparsity, epochs, reporter, batch_size=batch_size, **dict(options)
+        )
+        if clusters:
+            model = cluster.cluster_and_finetune(
+                model,
+                tune,
+                0,
+                cluster_epochs,
+                batch_size=batch_size,
+                init="density",
+                preserve_sparsity=True,
+                per_layer=clusters,
+            )
+        if mode == "pcqat_int8":
+            q = cluster.collaborative_qat(
+                model, tune, qat_epochs, preserve="both" if clusters else "sparsity", batch_size=batch_size
+            )
+            blob = convert.to_tflite(q, "int8", representative=rep)
+        else:
+            blob = convert.to_tflite(model, "int8" if mode == "ptq_int8" else mode, representative=rep)
+        return {
+            "accuracy": measure.accuracy(blob, data.x_val, data.y_val),
+            "size_bytes": measure.compressed_size(blob),
+            "raw_bytes": len(blob),
+            "artifact": blob,
+        }
+
+    return evaluate
+
+
+def channel_objective(
+    base_model, data, profile, representative=None, batch_size: int = 128, rounds: int = 1, **options
+):
+    """``evaluate(config, reporter)`` for ``search.run``: channel widths, fine-tuning, a mode, latency measured here.
+
+    A configuration holds ``keep.<layer>`` (fraction of the layer's channels or units kept,
+    notebook 02's ``prune.channel_prune``), ``epochs`` (fine-tuning on ``data``) and ``mode``
+    (a ``convert.to_tflite`` mode). Returns ``accuracy`` (the .tflite file on the validation
+    split), ``latency_ms`` (median single-sample LiteRT latency, ``profile``'s runs, warm-up
+    and threads, ``rounds`` rounds), ``latency_p90_ms``, ``size_bytes``, ``macs``, ``artifact``.
+    ``options`` go to ``prune.finetune`` (``learning_rate``, ``weight_decay``).
+
+    Introduced in notebook 08.
+    """
+    from .. import convert, measure, prune, train
+    from ..validate import mnist_like
+
+    mnist_like(data, "channel_objective")
+    rep = representative if representative is not None else data.x_train[:200]
+    layers = list(prune.channel_norms(base_model))
+
+    def evaluate(config, reporter):
+        keep = _space.per_layer(config, "keep")
+        _space.check_layers(config, "keep", layers)
+        narrow = prune.channel_prune(base_model, keep)
+        epochs = int(config.get("epochs", 1))
+        seed = options.get("seed", 0)
+        from .. import env, models
+        from ..prune import training as _training
+
+        env.seed_everything(seed)
+        copy = models.clone(narrow, compile_like=False)
+        models.compile_classifier(
+            copy,
+            optimizer=_training._optimizer(
+                options.get("learning_rate", 1e-3),
+                len(data.x_train),
+                batch_size,
+                epochs,
+                options.get("weight_decay", 0.0),
+            ),
+        )
+        train.fit(
+            copy,
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            callbacks=[_accuracy_callback(reporter)],
+            seed=seed,
+            desc=f"trial {reporter.number}: fine-tune {narrow.name}",
+        )
+        reporter.stop_if_pruned()
+        blob = convert.to_tflite(copy, config.get("mode", "float32"), representative=rep)
+        lat = measure.latency(
+            blob,
+            data.x_val[:1],
+            runs=profile.latency_runs,
+            warmup=profile.latency_warmup,
+            threads=profile.latency_threads,
+            rounds=rounds,
+        )
+        return {
+            "accuracy": measure.accuracy(blob, data.x_val, data.y_val),
+            "latency_ms": lat["latency_ms"],
+            "latency_p90_ms": lat["latency_p90_ms"],
+            "size_bytes": measure.compressed_size(blob),
+            "macs": measure.macs(copy),
+            "artifact": blob,
+        }
+
+    return evaluate

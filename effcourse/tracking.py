@@ -1,0 +1,168 @@
+"""Experiment tracking: runs and their settings in TensorBoard's HParams dashboard (notebook 08).
+
+``log_runs(rows, log_dir, metrics=[...])`` writes one TensorBoard run per row (a dict of
+parameters and metrics): the parameters as hyperparameters, the metrics as scalars, and
+the experiment's configuration (every parameter's values, every metric) at the top of
+``log_dir``. Any sweep can be logged this way: notebook 08's study trials
+(``log_study``), notebook 02's sparsity sweep, notebook 04's cluster counts. Look at it
+with ``tensorboard --logdir build/tensorboard`` (or ``%tensorboard`` in Jupyter); the
+HPARAMS tab compares the runs in a table, parallel coordinates and scatter plots.
+``read_runs`` reads a log back (for tests, and to check what was written).
+
+A log directory is rewritten as a whole (written beside it, then swapped in), so logging
+the same sweep twice leaves one run per row, not two.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import shutil
+from pathlib import Path
+
+
+def _value(v):
+    """A value TensorBoard HParams accepts (bool, int, float, str), or None to leave it out."""
+    import numpy as np
+
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    if isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    return str(v)
+
+
+def _domain(values):
+    from tensorboard.plugins.hparams import api as hp
+
+    values = [v for v in values if v is not None]
+    if values and all(isinstance(v, bool) for v in values):
+        return hp.Discrete([False, True])
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        distinct = sorted(set(values))
+        if len(distinct) <= 12:
+            return hp.Discrete([float(v) for v in distinct])
+        return hp.RealInterval(float(min(values)), float(max(values)))
+    return hp.Discrete(sorted({str(v) for v in values}))
+
+
+def log_runs(rows, log_dir, metrics, params=None, run_name: str = "run", names=None) -> Path:
+    """Log ``rows`` (dicts of parameters and metrics) to TensorBoard HParams under ``log_dir``, one run each.
+
+    ``metrics`` lists the keys that are measurements (logged as scalars, e.g.
+    ``["accuracy", "size_bytes"]``); ``params`` the keys that are settings (default: every
+    other key). Values may be numbers, strings or bools; None and NaN are left out of that
+    run. Runs are named ``names[i]`` if given, else ``f"{run_name}-{i:03d}"``. The folder is
+    replaced as a whole, so a re-run leaves one run per row. Returns ``log_dir``. Example
+    (notebook 02's sweep)::
+
+        tracking.log_runs([{"sparsity": 0.9, "model": "lenet5", "accuracy": 0.991, "size_bytes": 61000}, ...],
+                          effcourse.env.build_dir("tensorboard") / "02_sparsity_sweep",
+                          metrics=["accuracy", "size_bytes"])
+
+    Introduced in notebook 08.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    rows = [dict(r) for r in rows]
+    metrics = list(metrics)
+    if not rows:
+        raise ValueError("log_runs needs at least one row (a dict of parameters and metrics).")
+    if not metrics:
+        raise ValueError("log_runs needs the names of the metrics, e.g. metrics=['accuracy', 'size_bytes'].")
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    unknown = [m for m in metrics if m not in keys]
+    if unknown:
+        raise KeyError(f"No row has the metrics {unknown}; the rows hold {keys}.")
+    params = [k for k in (params if params is not None else keys) if k not in metrics]
+    if names is not None and len(names) != len(rows):
+        raise ValueError(f"names has {len(names)} entries for {len(rows)} rows.")
+    names = (
+        [str(n) for n in names] if names is not None else [f"{run_name}-{i:03d}" for i in range(len(rows))]
+    )
+    if len(set(names)) != len(names):
+        raise ValueError("Run names must be distinct (one run per row).")
+    target = Path(log_dir)
+    staging = target.with_name(target.name + ".writing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    hparams = {p: hp.HParam(p, _domain([_value(r.get(p)) for r in rows])) for p in params}
+    with tf.summary.create_file_writer(str(staging)).as_default():
+        hp.hparams_config(
+            hparams=list(hparams.values()), metrics=[hp.Metric(m, display_name=m) for m in metrics]
+        )
+    for name, row in zip(names, rows):
+        with tf.summary.create_file_writer(str(staging / name)).as_default():
+            values = {hparams[p]: _value(row.get(p)) for p in params}
+            hp.hparams({k: v for k, v in values.items() if v is not None}, trial_id=name)
+            for m in metrics:
+                v = _value(row.get(m))
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    tf.summary.scalar(m, float(v), step=0)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def log_study(study, log_dir) -> Path:
+    """Every finished trial of an Optuna ``study`` (``effcourse.search``) as one HParams run.
+
+    Parameters are the trial's suggested values plus its state (complete / pruned / fail);
+    metrics are what the objective measured, ``feasible`` (1 if every budget was met) and
+    ``seconds``. Runs are named ``trial-NNNN``.
+
+    Introduced in notebook 08.
+    """
+    from . import search
+
+    rows = search.table(study)
+    if rows.empty:
+        raise ValueError(f"The study {study.study_name!r} has no finished trial to log.")
+    params = [p for p in rows.columns if p in {k for t in study.trials for k in t.params}] + ["state"]
+    metrics = [
+        c for c in rows.columns if c not in params and c not in ("trial", "pruned_at_step", "elapsed_s")
+    ]
+    records = rows.assign(feasible=rows["feasible"].astype(int)).to_dict("records")
+    return log_runs(
+        records, log_dir, metrics, params=params, names=[f"trial-{int(t):04d}" for t in rows["trial"]]
+    )
+
+
+def read_runs(log_dir) -> dict:
+    """{run name: {"params": {...}, "metrics": {...}}} read back from a ``log_runs`` folder.
+
+    Introduced in notebook 08.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    root = Path(log_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"No TensorBoard log folder at {root}.")
+    runs = {}
+    for run in sorted(p for p in root.iterdir() if p.is_dir()):
+        out = {"params": {}, "metrics": {}}
+        for event_file in sorted(run.glob("events.out.tfevents.*")):
+            for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+                for value in event.summary.value:
+                    plugin = value.metadata.plugin_data
+                    if plugin.plugin_name == "hparams":
+                        data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+                        for k, v in data.session_start_info.hparams.items():
+                            kind = v.WhichOneof("kind")
+                            out["params"][k] = getattr(v, kind)
+                    else:
+                        out["metrics"][value.tag] = float(tf.make_ndarray(value.tensor))
+        runs[run.name] = out
+    return runs
