@@ -189,7 +189,12 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "small_seeds": {"quick": 1, "full": 3},  # initialisations of that pair, errors averaged
         "temperatures": {"quick": (10.0,), "full": (2.0, 5.0, 10.0, 20.0)},
         "alphas": {"quick": (0.9,), "full": (0.5, 0.9)},
-        "distill_epochs": {"quick": 1, "full": 3},  # student alone / distilled on all the images
+        # Hinton et al.'s experiment on all the images: an unregularised MLP student, alone and distilled
+        "mlp_hidden": {"quick": (300, 100), "full": (300, 100)},
+        "all_seeds": {"quick": 1, "full": 3},
+        "all_temperature": {"quick": 20.0, "full": 20.0},
+        "all_alpha": {"quick": 0.9, "full": 0.9},
+        "distill_epochs": {"quick": 2, "full": 8},  # student alone / distilled on all the images
         "student_prune_epochs": {"quick": 1, "full": 2},
     },
     "05_mixed_precision": {
