@@ -231,7 +231,9 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
             "full": (0.0,) + tuple(round(1 - 10 ** (-k / 16), 8) for k in range(4, 97)) + (1.0,),
         },
         "max_accuracy_drop": {"quick": 0.001, "full": 0.0005},  # the target's limit: 0.05 points (full)
-        "select_drop": {"quick": 0.0005, "full": 0.0002},  # stricter, for choosing on validation: a margin
+        # stricter, for choosing on validation: a margin for the test writers (0.02 points on
+        # validation, one image, became 0.12 points on the test set in a full run)
+        "select_drop": {"quick": 0.0005, "full": 0.0},
         "latency_samples": {"quick": 300, "full": 10000},  # test images timed one at a time
         "latency_repeats": {"quick": 3, "full": 5},  # interleaved passes; median per sample
         "timing_runs": {"quick": 1, "full": 3},  # separate timing runs; the worst is kept
