@@ -441,13 +441,14 @@ def targets(table) -> pd.DataFrame:
         distilled = dist[(dist["role"] == "treated") & (dist["setting"] == setting)]
         if alone.empty or distilled.empty or teacher is None:
             continue
-        e_a, e_d, e_t = (
-            1 - alone["accuracy"].iloc[-1],
-            1 - distilled["accuracy"].iloc[-1],
-            1 - teacher["accuracy"],
-        )
+        a, d = alone.iloc[-1], distilled.iloc[-1]
+        # a row may carry every seed's test accuracy (mean over seeds); else its own accuracy
+        e_a = 1 - float(np.mean(_extra(a, "seed_accuracies", None) or [a["accuracy"]]))
+        e_d = 1 - float(np.mean(_extra(d, "seed_accuracies", None) or [d["accuracy"]]))
+        e_t = 1 - teacher["accuracy"]
         shares[setting] = (ratio(e_a - e_d, e_a - e_t), e_a, e_d, e_t)
-    name = "distillation recovers >= 75% of the student-teacher error gap"
+    goal = {"all images": 0.5}  # Hinton et al.'s setting; a small transfer set: 75%
+    name = "distillation recovers the student-teacher error gap: >= 50% on all images, >= 75% on a small set"
     source = "Hinton et al. 2015: 146 -> 74 errors, teacher 67 (91%)"
     if not shares:
         why = (
@@ -457,7 +458,7 @@ def targets(table) -> pd.DataFrame:
         )
         out.append(_target(name, source, None, why, None, "04"))
     else:
-        met = [share >= 0.75 for share, *_ in shares.values()]
+        met = [share >= goal.get(setting, 0.75) for setting, (share, *_) in shares.items()]
         text = "; ".join(
             f"{setting}: {share:.0%} (errors {e_a:.2%} alone, {e_d:.2%} distilled, teacher {e_t:.2%})"
             for setting, (share, e_a, e_d, e_t) in shares.items()
@@ -472,7 +473,7 @@ def targets(table) -> pd.DataFrame:
         why = _refresh("06_dynamic_networks", "role") if _lacks(ee, "role") else "run notebook 06"
         out.append(
             _target(
-                "early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
+                "early exit: >= 5x fewer mean MACs, >= 3.3x lower mean latency, <= 0.05 points lost",
                 "BranchyNet 2016: 5.4x CPU speedup",
                 None,
                 why,
@@ -486,11 +487,11 @@ def targets(table) -> pd.DataFrame:
         loss = (f["accuracy"] - d["accuracy"]) * 100
         out.append(
             _target(
-                "early exit: >= 5x fewer mean MACs, >= 3x lower mean latency, <= 0.1 points lost",
+                "early exit: >= 5x fewer mean MACs, >= 3.3x lower mean latency, <= 0.05 points lost",
                 "BranchyNet 2016: 5.4x CPU speedup, 99.25% vs 99.20%",
                 None,
                 f"{mac_x:.1f}x fewer MACs, {float(lat_x):.1f}x lower latency, {loss:+.2f} points ({d['variant']})",
-                bool(mac_x >= 5 and float(lat_x) >= 3 and loss <= 0.1 + 1e-9),
+                bool(mac_x >= 5 and float(lat_x) >= 3.3 and loss <= 0.05 + 1e-9),
                 "06",
             )
         )

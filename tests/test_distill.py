@@ -151,3 +151,34 @@ def test_check_distillation_loss_exercise(capsys):
         checks.nb04.distillation_loss(no_t_squared)
     with pytest.raises(checks.CheckFailed, match="swapped"):
         checks.nb04.distillation_loss(lambda l, z, v, T, a: answer(l, z, v, T, 1 - a))
+
+
+def test_student_mlp_is_an_unregularised_mlp():
+    keras = effcourse.keras
+    m = distill.student_mlp((30, 20))
+    assert m.output_shape == (None, 10)
+    dense = [layer for layer in m.layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.units for d in dense] == [30, 20, 10]
+    assert all(d.kernel_regularizer is None for d in dense)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in m.layers)
+    assert m.count_params() == 784 * 30 + 30 + 30 * 20 + 20 + 20 * 10 + 10
+    for bad in ((), (0, 10), (-5,)):
+        with pytest.raises(ValueError, match="positive layer widths"):
+            distill.student_mlp(bad)
+
+
+def test_seed_summary_means_spreads_and_gap():
+    s = distill.seed_summary([150, 140, 148], [80, 76, 72], 67)
+    assert s["alone_mean"] == pytest.approx(146) and s["distilled_mean"] == pytest.approx(76)
+    assert s["alone_std"] == pytest.approx(np.std([150, 140, 148], ddof=1))
+    assert s["distilled_std"] == pytest.approx(4.0)
+    assert s["gap_recovered"] == pytest.approx(70 / 79)  # of the means, not the mean of the shares
+    assert s["per_seed_gap"] == pytest.approx([70 / 83, 64 / 73, 76 / 81])
+    one = distill.seed_summary([146], [74], 67)
+    assert one["alone_std"] == 0.0 and one["gap_recovered"] == pytest.approx(72 / 79)
+    hurt = distill.seed_summary([102, 102], [128, 128], 64)  # distillation that hurts: negative share
+    assert hurt["gap_recovered"] == pytest.approx(-26 / 38)
+    with pytest.raises(ValueError, match="same number"):
+        distill.seed_summary([1, 2], [1], 0)
+    with pytest.raises(ValueError, match="no gap"):
+        distill.seed_summary([60, 62], [61, 60], 67)

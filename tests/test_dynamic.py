@@ -402,3 +402,36 @@ def test_static_rival_widths_and_bisection_on_macs():
         dynamic.alpha_for_macs(1.0, build=lambda a: a, macs=lambda a: 1000 * a)
     model = dynamic.lenet5_scaled(0.5)
     assert [layer.filters for layer in model.layers if hasattr(layer, "filters")] == [10, 25]
+
+
+def test_check_threshold_under_budget():
+    def good(table, stage_ms, budget_ms):
+        cum = np.cumsum(stage_ms)
+        pred = table[["share_exit1", "share_exit2", "share_final"]].to_numpy() @ cum
+        ok = table[pred <= budget_ms].assign(pred=pred[pred <= budget_ms])
+        return ok.sort_values(["accuracy", "pred"], ascending=[False, True]).iloc[0]["threshold"]
+
+    checks.nb06.threshold_under_budget(good)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb06.threshold_under_budget(todo)
+    with pytest.raises(checks.CheckFailed, match="never exit"):
+        checks.nb06.threshold_under_budget(lambda t, s, b: t.sort_values("accuracy").iloc[-1]["threshold"])
+    with pytest.raises(checks.CheckFailed, match="most accurate"):
+        checks.nb06.threshold_under_budget(lambda t, s, b: 0.5)
+
+    def own_stage_only(table, stage_ms, budget_ms):  # charges the exit's own stage, not the cumulative sum
+        pred = table[["share_exit1", "share_exit2", "share_final"]].to_numpy() @ np.asarray(stage_ms)
+        return table[pred <= budget_ms].sort_values("accuracy").iloc[-1]["threshold"]
+
+    with pytest.raises(checks.CheckFailed, match="cumulative"):
+        checks.nb06.threshold_under_budget(own_stage_only)
+
+    def ties_to_the_dearer(table, stage_ms, budget_ms):
+        pred = table[["share_exit1", "share_exit2", "share_final"]].to_numpy() @ np.cumsum(stage_ms)
+        ok = table[pred <= budget_ms]
+        return ok[ok["accuracy"] == ok["accuracy"].max()]["threshold"].max()
+
+    with pytest.raises(checks.CheckFailed, match="tie"):
+        checks.nb06.threshold_under_budget(ties_to_the_dearer)
+    with pytest.raises(checks.CheckFailed, match="tie|fixed"):
+        checks.nb06.threshold_under_budget(lambda t, s, b: 0.95)  # hard-coded

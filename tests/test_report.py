@@ -132,11 +132,11 @@ def test_targets_use_the_newest_run_and_tolerate_float_round_off():
         [
             row("dynamic, old", "treated", 0.90, 100, "2026-01-02"),
             row("full network (never exit)", "reference", 0.9951, 2_293_000, "2026-01-01"),
-            row("dynamic, new", "treated", 0.9941, 432_198, "2026-01-03", speedup_mean_latency=3.3),
+            row("dynamic, new", "treated", 0.9946, 432_198, "2026-01-03", speedup_mean_latency=3.3),
         ]
     )
     early = report.targets(table).set_index("target").filter(like="early exit", axis=0).iloc[0]
-    assert "dynamic, new" in early["measured here"] and early["reached"] == "yes"  # 0.10 points is allowed
+    assert "dynamic, new" in early["measured here"] and early["reached"] == "yes"  # 0.05 points is allowed
 
 
 def _full_log():
@@ -429,3 +429,56 @@ def test_rows_from_before_the_fields_are_not_measured_with_a_note():
     assert (
         out.filter(like="pruning lenet_300_100", axis=0).iloc[0]["reached"] == "yes"
     )  # no field needed there
+
+
+def test_distillation_target_uses_the_mean_over_seeds_and_a_goal_per_setting():
+    import json
+
+    nb04 = "04_clustering_distillation_deep_compression"
+
+    def row(technique, model, variant, acc, **extra):
+        fields = {k: extra.pop(k) for k in ("setting", "role") if k in extra}
+        return dict(
+            notebook=nb04 if technique == "distillation" else "01_sgd_loss_formulation",
+            technique=technique,
+            model=model,
+            variant=variant,
+            accuracy=acc,
+            size_bytes=1.0,
+            dense_fp32_bytes=4.0,
+            extra=json.dumps(extra),
+            **fields,
+        )
+
+    def table(distilled_seeds):
+        return pd.DataFrame(
+            [
+                row("baseline", "lenet5", "float32", 0.9936),  # teacher: 64 errors in 10,000
+                row(
+                    "distillation",
+                    "lenet5",
+                    "alone",
+                    0.9850,
+                    setting="all images",
+                    role="reference",
+                    seed_accuracies=[0.9850, 0.9840, 0.9860],
+                ),  # 150 errors on average
+                row(
+                    "distillation",
+                    "lenet5",
+                    "distilled",
+                    distilled_seeds[0],
+                    setting="all images",
+                    role="treated",
+                    seed_accuracies=distilled_seeds,
+                ),
+            ]
+        )
+
+    def target(t):
+        return report.targets(t).set_index("target").filter(like="distillation", axis=0).iloc[0]
+
+    # seed 0 alone would close 100%, the mean over seeds (150 -> 110 errors of a gap of 86) only 47%
+    assert target(table([0.9936, 0.9860, 0.9874]))["reached"] == "no"
+    assert "47%" in target(table([0.9936, 0.9860, 0.9874]))["measured here"]
+    assert target(table([0.9895, 0.9893, 0.9897]))["reached"] == "yes"  # 105 errors: 52% >= 50%

@@ -124,4 +124,67 @@ def pick_operating_point(fn) -> None:
     )
 
 
+def _budget_table():
+    return pd.DataFrame(
+        {
+            "threshold": [0.5, 0.8, 0.9, 0.95, 0.99, 1.0],
+            "accuracy": [0.9700, 0.9890, 0.9915, 0.9921, 0.9923, 0.9925],
+            "share_exit1": [1.0, 0.95, 0.90, 0.85, 0.80, 0.0],
+            "share_exit2": [0.0, 0.03, 0.06, 0.09, 0.10, 0.0],
+            "share_final": [0.0, 0.02, 0.04, 0.06, 0.10, 1.0],
+        }
+    )
+
+
+def _predicted_ms(table, stage_ms):
+    cum = np.cumsum(stage_ms)
+    shares = table[["share_exit1", "share_exit2", "share_final"]].to_numpy()
+    return shares @ cum
+
+
+def threshold_under_budget(fn) -> None:
+    """Exercise 06.4: the most accurate threshold whose predicted mean latency fits a budget (ties: the cheaper)."""
+    table, stage_ms, budget = _budget_table(), [0.030, 0.100, 0.020], 0.047
+    pred = _predicted_ms(table, stage_ms)
+    got = call(fn, table.copy(), list(stage_ms), budget, name="threshold_under_budget")
+    try:
+        got = float(got)
+    except (TypeError, ValueError):
+        fail(f"return the chosen threshold (a number), got {type(got).__name__}.")
+    if np.isclose(got, 1.0):
+        fail(
+            "1.0 (never exit) is the most accurate, but every input then runs every stage: its "
+            "predicted latency is the cumulative sum of all the stage latencies, over the budget. "
+            "Keep only the thresholds whose predicted mean latency is within the budget."
+        )
+    if np.isclose(got, 0.5):
+        fail(
+            "0.5 fits the budget, but so do more accurate thresholds: among those that fit, take "
+            "the most accurate."
+        )
+    if np.isclose(got, 0.99):
+        fail(
+            "0.99 only fits if an input is charged the stage it leaves at alone. An input that "
+            "leaves at exit 2 also ran stage 1: its latency is the cumulative sum of the stage "
+            "latencies up to its exit, weighted by the share leaving there."
+        )
+    if not np.isclose(got, 0.95):
+        fail(
+            f"expected 0.95 (predicted {pred[3] * 1e3:.1f} µs within the {budget * 1e3:.0f} µs budget, "
+            f"the most accurate that fits); got {got}."
+        )
+    second = table.copy()
+    second.loc[1, "accuracy"] = second.loc[2, "accuracy"]  # 0.8 and 0.9 now tie on accuracy
+    got2 = call(fn, second, list(stage_ms), 0.042, name="threshold_under_budget")
+    if not np.isclose(float(got2), 0.8):
+        fail(
+            f"on a second table (budget 42 µs: 0.5, 0.8 and 0.9 fit; 0.8 and 0.9 equally accurate) "
+            f"the answer is 0.8, got {got2}: on a tie in accuracy take the cheaper threshold, and "
+            "read the table and budget you are given rather than fixed values."
+        )
+    return passed(
+        f"threshold 0.95: predicted {pred[3] * 1e3:.1f} µs per input, within the budget, the most accurate that fits."
+    )
+
+
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line
