@@ -625,3 +625,72 @@ def test_train_seeds_same_batches_per_seed_and_one_row_per_run(mnist):
         # same start, same first batch: the first losses agree to bfloat16's precision
         assert side.losses["float32"][0] == pytest.approx(side.losses["mixed_bfloat16"][0], rel=0.02)
     assert sides[0].losses["float32"][0] != sides[1].losses["float32"][0]  # another seed, another start
+
+
+def test_targets_row_reads_the_seed_parity_rows(tmp_root):
+    """notebook 08's mixed-precision target: the parity test on the logged per-seed results."""
+    from effcourse import report, results
+
+    seeds = {
+        "float32": ([0.10, 0.12, 0.14], [0.980, 0.982, 0.984]),
+        "mixed_float16": ([0.14, 0.16], [0.979, 0.981]),  # within 2 sd on both
+        "mixed_bfloat16": ([0.159, 0.159], [0.977, 0.977]),  # accuracy 0.5 points off, limit 0.4
+    }
+    for policy, (loss, acc) in seeds.items():
+        results.record(
+            "05_mixed_precision",
+            "mixed precision",
+            "cnn",
+            policy,
+            setting=policy,
+            accuracy=0.98,
+            test_loss=0.1,
+            profile="quick",
+        )  # the CNN timing rows: one seed, ignored by the test
+        results.record(
+            "05_mixed_precision",
+            "mixed precision",
+            "lenet_300_100",
+            f"{policy} seeds",
+            setting=policy,
+            accuracy=float(np.mean(acc)),
+            test_loss=float(np.mean(loss)),
+            seed_test_loss=loss,
+            seed_accuracy=acc,
+            profile="quick",
+        )
+    row = (
+        report.targets(results.load("quick"))
+        .set_index("target")
+        .filter(like="mixed precision", axis=0)
+        .iloc[0]
+    )
+    assert row["reached"] == "no"
+    assert "float32 loss 0.1200 (sd 0.0200), accuracy 98.20% (sd 0.20)" in row["measured here"]
+    assert (
+        "mixed_float16: loss +0.0300 (limit 0.0400), accuracy -0.20 points (limit 0.40);"
+        in row["measured here"]
+    )
+    assert (
+        "mixed_bfloat16: loss +0.0390 (limit 0.0400), accuracy -0.50 points (limit 0.40), outside"
+        in row["measured here"]
+    )
+    results.record(
+        "05_mixed_precision",
+        "mixed precision",
+        "lenet_300_100",
+        "mixed_bfloat16 seeds",
+        setting="mixed_bfloat16",
+        accuracy=0.981,
+        test_loss=0.13,
+        seed_test_loss=[0.12, 0.14],
+        seed_accuracy=[0.981, 0.981],
+        profile="quick",
+    )  # a re-run replaces the row
+    row = (
+        report.targets(results.load("quick"))
+        .set_index("target")
+        .filter(like="mixed precision", axis=0)
+        .iloc[0]
+    )
+    assert row["reached"] == "yes", row["measured here"]
