@@ -460,16 +460,22 @@ def test_iterative_prune_reaches_every_stage_and_the_final_kernels_hold_it(small
 
 
 def test_iterative_prune_keeps_earlier_zeros_and_uniform_default(small_data):
-    """A weight pruned in one stage stays zero: the masks are nested."""
+    """A weight pruned in one stage stays zero: the next stage's schedule starts at the sparsity already there."""
     model = _mlp()
     first = prune.iterative_prune(model, small_data, 0.6, epochs_per_stage=1, stages=(1.0,)).model
-    both = prune.iterative_prune(first, small_data, 0.9, epochs_per_stage=1, stages=(0.7, 1.0))
+    start = dict.fromkeys(("fc1", "fc2", "logits"), 0.6)
+    second = prune.prune_and_finetune(first, small_data, 0.9, epochs=2, initial_sparsity=start)
     for layer in ("fc1", "fc2", "logits"):
         before = first.get_layer(layer).kernel.numpy() == 0
-        after = both.model.get_layer(layer).kernel.numpy() == 0
+        after = second.get_layer(layer).kernel.numpy() == 0
+        assert np.mean(before) == pytest.approx(0.6, abs=2e-3)
         assert np.all(after[before]), layer  # every earlier zero is still zero
         assert np.mean(after) == pytest.approx(0.9, abs=2e-3)
+    both = prune.iterative_prune(model, small_data, 0.9, epochs_per_stage=(1, 2), stages=(0.7, 1.0))
     assert both.stages["overall target"].tolist() == pytest.approx([0.63, 0.9])
+    assert both.stages["epochs"].tolist() == [1, 2]
+    with pytest.raises(ValueError, match="one epoch count per stage"):
+        prune.iterative_prune(model, small_data, 0.9, epochs_per_stage=(1, 2, 3), stages=(0.7, 1.0))
 
 
 def test_stage_targets_and_han_dropout():

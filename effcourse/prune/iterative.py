@@ -4,8 +4,9 @@ Han, Pool, Tran & Dally, "Learning both Weights and Connections for Efficient Ne
 Networks" (NIPS 2015): prune the smallest weights, retrain the survivors with the pruned
 ones held at zero, and repeat with a higher threshold; retrain with L2 regularisation, and
 lower each dropout rate in proportion to the square root of the connections kept (their
-Eq. 2). Here each stage is one tfmot ``ConstantSparsity`` run (the mask is chosen at the
-stage's first step and held), the weights are carried from stage to stage, and L2 becomes
+Eq. 2). Here each stage is one tfmot run whose ``PolynomialDecay`` raises every layer from
+the previous stage's sparsity to this stage's over the first half of the stage's steps and
+holds it for the second half (retraining), the weights are carried from stage to stage, and L2 becomes
 AdamW's decoupled weight decay (for Adam, an L2 term in the loss is rescaled by the
 adaptive step; decoupled decay is what shrinks weights the way L2 does under SGD,
 Loshchilov & Hutter 2019).
@@ -85,7 +86,7 @@ def iterative_prune(
     model,
     data,
     sparsity: float = 0.0,
-    epochs_per_stage: int = 1,
+    epochs_per_stage=1,
     stages=(0.5, 0.75, 0.9, 1.0),
     per_layer: dict | None = None,
     batch_size: int = 128,
@@ -96,12 +97,13 @@ def iterative_prune(
 ) -> IterativeResult:
     """Han et al. 2015's recipe: prune, retrain, repeat, each stage pruning more, weights carried, notebook 02.
 
-    Stage k prunes every layer to ``stage_targets(final, stages)[k]`` (``final`` is
-    ``sparsity`` for every Dense/Conv layer, ``per_layer`` overriding named layers) with a
-    tfmot ``ConstantSparsity`` mask chosen at the stage's first step, retrains
-    ``epochs_per_stage`` epochs (AdamW with ``weight_decay`` as Han's L2, the course's
-    cosine-decayed rate restarted each stage), strips, and hands the weights to the next
-    stage; weights pruned once stay zero (they are the smallest when the next mask is chosen).
+    Stage k raises every layer from stage k-1's sparsity to ``stage_targets(final, stages)[k]``
+    (``final`` is ``sparsity`` for every Dense/Conv layer, ``per_layer`` overriding named
+    layers) with a tfmot ``PolynomialDecay`` over the first half of its steps, then retrains
+    at that sparsity; ``epochs_per_stage`` is one count for every stage or one per stage
+    (the last stage usually gets the most). Each stage trains with AdamW (``weight_decay`` as
+    Han's L2; the course's cosine-decayed rate, restarted each stage), is stripped, and hands
+    its weights to the next stage; weights pruned once stay zero (they are the smallest when the next mask is chosen).
     Dropout layers get Han's lower rate (``han_dropout_rate``) from the kept fraction of the
     next pruned layer. The input model is never changed.
 
@@ -114,11 +116,16 @@ def iterative_prune(
 
     check_model(model, what="prune.iterative_prune")
     mnist_like(data, "prune.iterative_prune")
-    epochs_per_stage = positive_int(epochs_per_stage, "epochs_per_stage")
     final = _per_layer_sparsities(model, sparsity, per_layer)
     plan = stage_targets(final, stages)
+    if isinstance(epochs_per_stage, (list, tuple)):
+        if len(epochs_per_stage) != len(plan):
+            raise ValueError(f"give one epoch count per stage ({len(plan)}), got {tuple(epochs_per_stage)}.")
+        epochs = [positive_int(e, "epochs of a stage") for e in epochs_per_stage]
+    else:
+        epochs = [positive_int(epochs_per_stage, "epochs_per_stage")] * len(plan)
     sizes = _kernel_sizes(model)
-    rows, current = [], model
+    rows, current, previous = [], model, {}
     bar = progress.bar(
         total=len(plan), unit="stage", desc=desc or f"prune {model.name} in {len(plan)} stages"
     )
@@ -128,18 +135,20 @@ def iterative_prune(
             current,
             data,
             0.0,
-            epochs=epochs_per_stage,
+            epochs=epochs[k - 1],
             batch_size=batch_size,
             per_layer=target,
-            schedule="constant",
+            schedule="polynomial",
+            initial_sparsity=previous,
             learning_rate=learning_rate,
             weight_decay=weight_decay,
             seed=seed + k,
             dropout_rates=dropout,
             desc=f"stage {k}/{len(plan)}: retrain at {_overall(sizes, target):.1%}",
         )
+        previous = target
         got = kernel_sparsity(current)
-        row = {"stage": k, "epochs": epochs_per_stage}
+        row = {"stage": k, "epochs": epochs[k - 1]}
         for name in final:
             row[f"{name} target"] = target[name]
             row[f"{name} sparsity"] = got[name]

@@ -54,6 +54,7 @@ def prune_and_finetune(
     seed: int = 0,
     desc: str | None = None,
     dropout_rates: dict | None = None,
+    initial_sparsity: dict | None = None,
 ):
     """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled.
 
@@ -66,7 +67,8 @@ def prune_and_finetune(
     pruning summaries. The input model is never changed. With ``verbose=0`` a progress bar shows the fine-tuning;
     ``desc`` is its caption (default: the model and its target, e.g. "prune lenet5 to 90%").
     ``dropout_rates`` ({Dropout layer name: rate}) sets those layers' rates while training
-    (``iterative_prune`` passes Han et al.'s lower rates).
+    (``iterative_prune`` passes Han et al.'s lower rates); ``initial_sparsity`` ({layer: s})
+    starts those layers' polynomial schedules at s (the sparsity their kernels already hold).
 
     Introduced in notebook 02.
     """
@@ -94,6 +96,7 @@ def prune_and_finetune(
         per_layer=per_layer,
         m_by_n=m_by_n,
         frequency=frequency,
+        initial_sparsity=initial_sparsity,
     )
     for name, rate in (dropout_rates or {}).items():
         wrapped.get_layer(name).rate = float(rate)
