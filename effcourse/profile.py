@@ -164,12 +164,31 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
             "full": (0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98),
         },
         "scan_samples": {"quick": 500, "full": 2000},  # validation images per scan point
-        "target_sparsity": {"quick": 0.9, "full": 0.922},  # overall kernel sparsity: ~12.5x fewer non-zeros
         "max_layer_sparsity": {"quick": 0.98, "full": 0.95},
-        "final_epochs": {
-            "quick": {"lenet_300_100": 2, "lenet5": 1},
-            "full": {"lenet_300_100": 20, "lenet5": 8},
+        # Section 4: Han et al. 2015's per-layer rates (kept 8/9/26% and 66/12/8/19%), the overall
+        # sparsity every allocation is compared at (uniform, from the scan, Han's)
+        "han_sparsity": {
+            "quick": {
+                "lenet_300_100": {"fc1": 0.92, "fc2": 0.91, "logits": 0.74},
+                "lenet5": {"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "logits": 0.81},
+            },
+            "full": {
+                "lenet_300_100": {"fc1": 0.92, "fc2": 0.91, "logits": 0.74},
+                "lenet5": {"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "logits": 0.81},
+            },
         },
+        "allocations": {  # fine-tuned with the iterative recipe, per model
+            "quick": {"lenet_300_100": ("uniform", "scan", "han"), "lenet5": ("uniform", "han")},
+            "full": {"lenet_300_100": ("uniform", "scan", "han"), "lenet5": ("uniform", "han")},
+        },
+        "stages": {"quick": (0.5, 1.0), "full": (0.5, 0.8, 1.0)},  # fractions of the final sparsities
+        "stage_epochs": {  # per stage; the last stage retrains longest
+            "quick": {"lenet_300_100": (1, 1), "lenet5": (1, 1)},
+            "full": {"lenet_300_100": (4, 4, 12), "lenet5": (2, 2, 4)},
+        },
+        "allocation_margin": {"quick": 0.001, "full": 0.001},  # "beats uniform": by 0.1 points or more
+        "target_sparsity": {"quick": 0.9, "full": 0.918},  # exercise 2: at least this overall kernel sparsity
+        "check_train_size": {"quick": 2000, "full": 10000},  # exercise 2's fine-tuning: images, one epoch
         "learning_rate": {"quick": 1e-3, "full": 1e-3},
         "weight_decay": {"quick": 0.004, "full": 0.004},  # AdamW, sections 3-6
         "m_by_n_epochs": {"quick": 1, "full": 2},
@@ -260,6 +279,12 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "op_rounds": {"quick": 3, "full": 5},  # interleaved single-op timing
         "op_reps": {"quick": 1, "full": 2},  # a float16 backward convolution can take seconds
         "qat_steps": {"quick": 5, "full": 60},
+        # Parity over seeds (Micikevicius et al.): a small MLP, every policy from the same weights on the
+        # same batches per seed; the same number of steps for every policy (float16 steps are slow on some CPUs).
+        "parity_model": {"quick": "lenet_300_100", "full": "lenet_300_100"},
+        "parity_seeds": {"quick": (0, 1, 2), "full": (0, 1, 2)},
+        "parity_steps": {"quick": 40, "full": 40},  # a mixed_float16 MLP step can take ~1 s on this CPU
+        "parity_chunk": {"quick": 10, "full": 10},
     },
     "06_dynamic_networks": {
         "backbone": {"quick": "lenet5", "full": "lenet5"},  # B-LeNet style, from the trained baseline

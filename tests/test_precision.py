@@ -558,3 +558,139 @@ def test_underflow_table_rows_from_snapshots():
     assert a["subnormal in float16"] == pytest.approx(0.5) and a["flush to 0 in float16"] == pytest.approx(
         0.5
     )
+
+
+# --- parity over seeds ------------------------------------------------------------------------
+
+
+def test_parity_table_arithmetic_on_constructed_numbers():
+    """float32 losses 0.10, 0.12, 0.14: mean 0.12, sd 0.02 (ddof=1), limit 0.04; accuracies
+    98.0, 98.2, 98.4 %: mean 98.2, sd 0.2 points, limit 0.4 points."""
+    runs = [
+        {"policy": "float32", "test_loss": 0.10, "accuracy": 0.980},
+        {"policy": "float32", "test_loss": 0.12, "accuracy": 0.982},
+        {"policy": "float32", "test_loss": 0.14, "accuracy": 0.984},
+        # inside on both: loss mean 0.15 (+0.03), accuracy mean 98.0 (-0.2)
+        {"policy": "mixed_float16", "test_loss": 0.14, "accuracy": 0.979},
+        {"policy": "mixed_float16", "test_loss": 0.16, "accuracy": 0.981},
+        # loss inside (+0.039) but accuracy outside (-0.5 points)
+        {"policy": "mixed_bfloat16", "test_loss": 0.159, "accuracy": 0.977},
+        {"policy": "mixed_bfloat16", "test_loss": 0.159, "accuracy": 0.977},
+        # accuracy equal, loss just outside (+0.041)
+        {"policy": "other", "test_loss": 0.161, "accuracy": 0.982},
+        {"policy": "other", "test_loss": 0.161, "accuracy": 0.982},
+    ]
+    par = precision.parity_table(runs)
+    ref = par.loc["float32"]
+    assert ref["seeds"] == 3
+    assert ref["test loss"] == pytest.approx(0.12) and ref["test loss sd"] == pytest.approx(0.02)
+    assert ref["accuracy (%)"] == pytest.approx(98.2) and ref["accuracy sd (points)"] == pytest.approx(0.2)
+    assert par["loss limit"].tolist() == pytest.approx([0.04] * 4)
+    assert par["accuracy limit (points)"].tolist() == pytest.approx([0.4] * 4)
+    f16 = par.loc["mixed_float16"]
+    assert f16["test loss - float32"] == pytest.approx(0.03)
+    assert f16["accuracy - float32 (points)"] == pytest.approx(-0.2)
+    assert par["at parity"].to_dict() == {
+        "float32": True,
+        "mixed_float16": True,
+        "mixed_bfloat16": False,
+        "other": False,
+    }
+    assert bool(precision.parity_table(runs, k=3.0).loc["mixed_bfloat16", "at parity"])  # 0.5 <= 3 x 0.2
+    with pytest.raises(ValueError, match="at least two"):
+        precision.parity_table([r for r in runs if r["policy"] != "float32"][:2] + runs[:1])
+    with pytest.raises(ValueError, match="missing"):
+        precision.parity_table([{"policy": "float32", "test_loss": 0.1}])
+
+
+def test_train_seeds_same_batches_per_seed_and_one_row_per_run(mnist):
+    runs, sides = precision.train_seeds(
+        models.lenet_300_100,
+        ("float32", "mixed_bfloat16"),
+        mnist,
+        seeds=(0, 1),
+        steps=4,
+        chunk=2,
+        batch_size=32,
+    )
+    assert runs[["seed", "policy"]].values.tolist() == [
+        [0, "float32"],
+        [0, "mixed_bfloat16"],
+        [1, "float32"],
+        [1, "mixed_bfloat16"],
+    ]
+    assert runs["accuracy"].between(0, 1).all() and (runs["test_loss"] > 0).all()
+    for side in sides.values():
+        assert {n: len(v) for n, v in side.losses.items()} == {"float32": 4, "mixed_bfloat16": 4}
+        # same start, same first batch: the first losses agree to bfloat16's precision
+        assert side.losses["float32"][0] == pytest.approx(side.losses["mixed_bfloat16"][0], rel=0.02)
+    assert sides[0].losses["float32"][0] != sides[1].losses["float32"][0]  # another seed, another start
+
+
+def test_targets_row_reads_the_seed_parity_rows(tmp_root):
+    """notebook 08's mixed-precision target: the parity test on the logged per-seed results."""
+    from effcourse import report, results
+
+    seeds = {
+        "float32": ([0.10, 0.12, 0.14], [0.980, 0.982, 0.984]),
+        "mixed_float16": ([0.14, 0.16], [0.979, 0.981]),  # within 2 sd on both
+        "mixed_bfloat16": ([0.159, 0.159], [0.977, 0.977]),  # accuracy 0.5 points off, limit 0.4
+    }
+    for policy, (loss, acc) in seeds.items():
+        results.record(
+            "05_mixed_precision",
+            "mixed precision",
+            "cnn",
+            policy,
+            setting=policy,
+            accuracy=0.98,
+            test_loss=0.1,
+            profile="quick",
+        )  # the CNN timing rows: one seed, ignored by the test
+        results.record(
+            "05_mixed_precision",
+            "mixed precision",
+            "lenet_300_100",
+            f"{policy} seeds",
+            setting=policy,
+            accuracy=float(np.mean(acc)),
+            test_loss=float(np.mean(loss)),
+            seed_test_loss=loss,
+            seed_accuracy=acc,
+            profile="quick",
+        )
+    row = (
+        report.targets(results.load("quick"))
+        .set_index("target")
+        .filter(like="mixed precision", axis=0)
+        .iloc[0]
+    )
+    assert row["reached"] == "no"
+    assert "float32 loss 0.1200 (sd 0.0200), accuracy 98.20% (sd 0.20)" in row["measured here"]
+    assert (
+        "mixed_float16: loss +0.0300 (limit 0.0400), accuracy -0.20 points (limit 0.40);"
+        in row["measured here"]
+    )
+    assert (
+        "mixed_bfloat16: loss +0.0390 (limit 0.0400), accuracy -0.50 points (limit 0.40), outside"
+        in row["measured here"]
+    )
+    results.record(
+        "05_mixed_precision",
+        "mixed precision",
+        "lenet_300_100",
+        "mixed_bfloat16 seeds",
+        setting="mixed_bfloat16",
+        accuracy=0.981,
+        test_loss=0.13,
+        seed_test_loss=[0.12, 0.14],
+        seed_accuracy=[0.981, 0.981],
+        profile="quick",
+    )  # a re-run replaces the row
+    row = (
+        report.targets(results.load("quick"))
+        .set_index("target")
+        .filter(like="mixed precision", axis=0)
+        .iloc[0]
+    )
+    assert row["reached"] == "yes", row["measured here"]

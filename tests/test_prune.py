@@ -274,7 +274,7 @@ def test_package_reexports_every_public_name():
     import importlib
     import inspect
 
-    for mod in ("kernels", "magnitude", "sensitivity", "channels", "training", "evaluation"):
+    for mod in ("kernels", "magnitude", "sensitivity", "channels", "training", "evaluation", "iterative"):
         module = importlib.import_module(f"effcourse.prune.{mod}")
         own = [
             n
@@ -388,17 +388,124 @@ def test_nb02_filters_check():
         )
 
 
-def test_nb02_per_layer_check(mnist):
+def test_nb02_per_layer_check(small_data, monkeypatch):
+    """The check fine-tunes both allocations and asks for at least the margin: a tie or a loss fails."""
     model = models.lenet_300_100()
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in model.get_weights()])
-    x, y = mnist.x_val[:200], mnist.y_val[:200]
-    # a trained-looking ordering is not needed: equal to uniform passes, too little sparsity fails
+    args = (model, small_data, 0.9, 0.001)
     with pytest.raises(checks.CheckFailed, match="at least"):
-        checks.nb02.per_layer_beats_uniform({"fc1": 0.5, "fc2": 0.5, "logits": 0.5}, model, x, y, 0.9)
+        checks.nb02.per_layer_beats_uniform({"fc1": 0.5, "fc2": 0.5, "logits": 0.5}, *args)
     with pytest.raises(checks.CheckFailed, match="missing"):
-        checks.nb02.per_layer_beats_uniform({"fc1": 0.95}, model, x, y, 0.9)
-    checks.nb02.per_layer_beats_uniform({"fc1": 0.9, "fc2": 0.9, "logits": 0.9}, model, x, y, 0.9)
+        checks.nb02.per_layer_beats_uniform({"fc1": 0.95}, *args)
+    with pytest.raises(checks.CheckFailed, match="IS uniform"):
+        checks.nb02.per_layer_beats_uniform({"fc1": 0.9, "fc2": 0.9, "logits": 0.9}, *args)
+    # The measured accuracies decide: replace the fine-tuning by fixed outcomes.
+    outcome = {}
+
+    class Fake:
+        def __init__(self, acc):
+            self.acc = acc
+
+        def evaluate(self, *a, **k):
+            return [0.0, self.acc]
+
+    def fake_finetune(model, data, sparsity, epochs, per_layer=None, **kw):
+        return Fake(outcome["per_layer" if per_layer else "uniform"])
+
+    monkeypatch.setattr(prune, "prune_and_finetune", fake_finetune)
+    good = {"fc1": 0.93, "fc2": 0.9, "logits": 0.7}
+    for ours, uniform, verdict in [
+        (0.95, 0.95, "ties with"),
+        (0.9505, 0.95, "too little"),
+        (0.94, 0.95, "loses"),
+    ]:
+        outcome.update(per_layer=ours, uniform=uniform)
+        with pytest.raises(checks.CheckFailed, match=verdict):
+            checks.nb02.per_layer_beats_uniform(good, *args)
+    outcome.update(per_layer=0.952, uniform=0.95)
+    checks.nb02.per_layer_beats_uniform(good, *args)  # 0.2 points >= 0.1
+
+
+# --- Han et al.'s iterative recipe ----------------------------------------------------------
+
+
+def test_iterative_prune_reaches_every_stage_and_the_final_kernels_hold_it(small_data):
+    model = _mlp()
+    before = _weights(model)
+    final = {"fc1": 0.9, "fc2": 0.8, "logits": 0.5}
+    res = prune.iterative_prune(
+        model, small_data, per_layer=final, epochs_per_stage=1, stages=(0.5, 0.8, 1.0)
+    )
+    stages = res.stages
+    assert stages["stage"].tolist() == [1, 2, 3]
+    for layer, s in final.items():
+        assert stages[f"{layer} target"].tolist() == pytest.approx([s * 0.5, s * 0.8, s])
+        # each stage reached its sparsity: zeros counted in the stripped kernels of that stage
+        assert stages[f"{layer} sparsity"].tolist() == pytest.approx(
+            stages[f"{layer} target"].tolist(), abs=2e-3
+        )
+    # the final kernels hold it: count the zeros directly
+    for layer, s in final.items():
+        kernel = res.model.get_layer(layer).kernel.numpy()
+        assert np.mean(kernel == 0) == pytest.approx(s, abs=2e-3), layer
+    sizes = {"fc1": 784 * 300, "fc2": 300 * 100, "logits": 100 * 10}
+    want = sum(final[n] * sizes[n] for n in sizes) / sum(sizes.values())
+    assert stages["overall sparsity"].iloc[-1] == pytest.approx(want, abs=1e-3)
+    assert stages["non-zero weights"].is_monotonic_decreasing
+    assert stages["non-zero weights"].iloc[-1] == measure.count_nonzero(res.model)
+    assert stages["val accuracy"].between(0, 1).all()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # input untouched
+    assert not any("prune_low_magnitude" in layer.name for layer in res.model.layers)
+
+
+def test_iterative_prune_keeps_earlier_zeros_and_uniform_default(small_data):
+    """A weight pruned in one stage stays zero: the next stage's schedule starts at the sparsity already there."""
+    model = _mlp()
+    first = prune.iterative_prune(model, small_data, 0.6, epochs_per_stage=1, stages=(1.0,)).model
+    start = dict.fromkeys(("fc1", "fc2", "logits"), 0.6)
+    second = prune.prune_and_finetune(first, small_data, 0.9, epochs=2, initial_sparsity=start)
+    for layer in ("fc1", "fc2", "logits"):
+        before = first.get_layer(layer).kernel.numpy() == 0
+        after = second.get_layer(layer).kernel.numpy() == 0
+        assert np.mean(before) == pytest.approx(0.6, abs=2e-3)
+        assert np.all(after[before]), layer  # every earlier zero is still zero
+        assert np.mean(after) == pytest.approx(0.9, abs=2e-3)
+    both = prune.iterative_prune(model, small_data, 0.9, epochs_per_stage=(1, 2), stages=(0.7, 1.0))
+    assert both.stages["overall target"].tolist() == pytest.approx([0.63, 0.9])
+    assert both.stages["epochs"].tolist() == [1, 2]
+    with pytest.raises(ValueError, match="one epoch count per stage"):
+        prune.iterative_prune(model, small_data, 0.9, epochs_per_stage=(1, 2, 3), stages=(0.7, 1.0))
+
+
+def test_stage_targets_and_han_dropout():
+    assert prune.stage_targets({"a": 0.8, "b": 0.4}, (0.5, 1.0)) == [
+        {"a": 0.4, "b": 0.2},
+        {"a": 0.8, "b": 0.4},
+    ]
+    for bad in [(), (0.5, 0.9), (0.6, 0.5, 1.0), (0.0, 1.0), (0.5, 1.2)]:
+        with pytest.raises(ValueError, match="stage"):
+            prune.stage_targets({"a": 0.8}, bad)
+    assert prune.han_dropout_rate(0.5, 0.25) == pytest.approx(0.25)  # D_r = D_o sqrt(C_r / C_o)
+    assert prune.han_dropout_rate(0.5, 1.0) == 0.5
+    with pytest.raises(ValueError):
+        prune.han_dropout_rate(1.2, 0.5)
+    from effcourse.prune.iterative import _adjusted_dropout
+
+    cnn = models.cnn()  # dropout 0.5 before the logits
+    assert _adjusted_dropout(cnn, {"logits": 0.75}) == {"dropout": pytest.approx(0.25)}
+    assert _adjusted_dropout(models.lenet_300_100(), {"fc1": 0.9}) == {}
+
+
+def test_accuracy_without_finetuning_leaves_the_model_alone(mnist):
+    model = _mlp()
+    before = _weights(model)
+    x, y = mnist.x_val[:100], mnist.y_val[:100]
+    assert prune.accuracy_without_finetuning(model, {}, x, y) == measure.accuracy(model, x, y)
+    assert 0 <= prune.accuracy_without_finetuning(model, {"fc1": 0.99}, x, y) <= 1
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    with pytest.raises(ValueError, match="not a prunable"):
+        prune.accuracy_without_finetuning(model, {"nope": 0.5}, x, y)
 
 
 def test_m_by_n_counts_kept_weights_not_zeros():

@@ -16,6 +16,9 @@ as before:
   interleaved chunks, ``probe_step_times`` and ``plan_side_by_side`` bound that training by
   a time budget, ``time_ops`` times single operations per dtype, ``activation_memory`` sums
   the bytes of the activations of a forward pass (timing through ``effcourse.timing``).
+* ``parity``: ``train_seeds`` trains every policy from the same weights on the same
+  batches for several seeds; ``parity_table`` tests each policy's mean against float32's
+  seed-to-seed spread (within ``PARITY_K`` standard deviations).
 * Hardware: ``hardware_support`` and friends live in ``effcourse.hardware`` (one place for
   hardware detection) and are re-exported here.
 
@@ -48,6 +51,7 @@ from .measurement import (
     time_ops,
     train_side_by_side,
 )
+from .parity import PARITY_K, parity_table, train_seeds
 from .policies import (
     OUTPUT_LAYER,
     POLICIES,
@@ -74,6 +78,9 @@ from .scaling import (
 )
 
 __all__ = [
+    "PARITY_K",
+    "parity_table",
+    "train_seeds",
     "CPU_FLAGS",
     "DEFAULT_LOSS_SCALE",
     "FLOAT_FORMATS",

@@ -19,12 +19,14 @@ One module per concern; every public name is re-exported here (``prune.wrap``, .
 * ``magnitude``: the tfmot side: ``make_schedule``, ``wrap``, ``callbacks`` /
   ``pruning_summaries``, ``strip``, ``kernel_sparsity``, ``check_schedule``, m:n sparsity
   (``m_by_n_fraction``, ``m_by_n_report``) and ``to_sparse_tflite``;
-* ``sensitivity``: ``magnitude_mask``, ``sensitivity_scan``, ``overall_sparsity``,
+* ``sensitivity``: ``magnitude_mask``, ``sensitivity_scan``, ``accuracy_without_finetuning``, ``overall_sparsity``,
   ``allocate_sparsity``;
 * ``channels``: channel surgery (``channel_norms``, ``kept_channels``, ``channel_mask``,
   ``channel_prune``: a physically narrower model);
 * ``training``: ``prune_and_finetune`` and ``finetune`` on the course's fine-tuning recipe
   (``train.cosine_schedule``, alpha 0.05);
+* ``iterative``: Han et al. 2015's prune-retrain-repeat (``iterative_prune``, its
+  ``stage_targets``, ``han_dropout_rate``);
 * ``evaluation``: ``measure_variant`` (a variant's .tflite measured and recorded).
 """
 
@@ -37,6 +39,7 @@ from .channels import (
     kept_channels,
 )
 from .evaluation import measure_variant
+from .iterative import IterativeResult, han_dropout_rate, iterative_prune, stage_targets
 from .kernels import prunable_layers
 from .magnitude import (
     SCHEDULES,
@@ -51,14 +54,22 @@ from .magnitude import (
     to_sparse_tflite,
     wrap,
 )
-from .sensitivity import allocate_sparsity, magnitude_mask, overall_sparsity, sensitivity_scan
+from .sensitivity import (
+    accuracy_without_finetuning,
+    allocate_sparsity,
+    magnitude_mask,
+    overall_sparsity,
+    sensitivity_scan,
+)
 from .training import PRUNE_FRACTION, finetune, prune_and_finetune
 
 __all__ = [
     "CHANNEL_MERGE",
     "CHANNEL_PASS_THROUGH",
+    "IterativeResult",
     "PRUNE_FRACTION",
     "SCHEDULES",
+    "accuracy_without_finetuning",
     "allocate_sparsity",
     "callbacks",
     "channel_mask",
@@ -66,6 +77,8 @@ __all__ = [
     "channel_prune",
     "check_schedule",
     "finetune",
+    "han_dropout_rate",
+    "iterative_prune",
     "kept_channels",
     "kernel_sparsity",
     "m_by_n_fraction",
@@ -78,6 +91,7 @@ __all__ = [
     "prune_and_finetune",
     "pruning_summaries",
     "sensitivity_scan",
+    "stage_targets",
     "strip",
     "to_sparse_tflite",
     "wrap",

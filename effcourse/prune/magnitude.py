@@ -99,6 +99,7 @@ def wrap(
     per_layer: dict | None = None,
     m_by_n=None,
     frequency: int = 100,
+    initial_sparsity: dict | None = None,
 ):
     """Wrap a copy of ``model`` for magnitude pruning with tfmot (``prune_low_magnitude``), notebook 02.
 
@@ -111,7 +112,8 @@ def wrap(
 
     The caller's model is cloned first and never changed. Train the result with the
     ``tfmot.sparsity.keras.UpdatePruningStep()`` callback (``callbacks()`` gives it), then
-    ``strip`` it.
+    ``strip`` it. ``initial_sparsity`` ({layer: s}) starts a named layer's polynomial schedule
+    there instead of at 0 (a later stage of ``iterative_prune``, whose zeros are already in place).
 
     Introduced in notebook 02.
     """
@@ -148,7 +150,14 @@ def wrap(
         sched = (
             schedule
             if not isinstance(schedule, str)
-            else make_schedule(target, schedule, begin_step, end_step, frequency)
+            else make_schedule(
+                target,
+                schedule,
+                begin_step,
+                end_step,
+                frequency,
+                initial_sparsity=min(target, (initial_sparsity or {}).get(layer.name, 0.0)),
+            )
         )
         return sp.prune_low_magnitude(layer, pruning_schedule=sched)
 

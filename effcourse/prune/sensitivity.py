@@ -68,6 +68,26 @@ def sensitivity_scan(model, x, y, sparsities, layers=None, desc: str | None = No
     return pd.DataFrame(rows, columns=["layer", "sparsity", "accuracy", "params"])
 
 
+def accuracy_without_finetuning(model, per_layer: dict, x, y) -> float:
+    """Accuracy on (x, y) of a copy of ``model`` magnitude-pruned to ``per_layer`` sparsities, no training, notebook 02.
+
+    The cheap proxy a sensitivity scan relies on; the caller's model is not changed.
+
+    Introduced in notebook 02.
+    """
+    from .. import measure, models
+
+    check_model(model, what="prune.accuracy_without_finetuning")
+    work = models.clone(model, compile_like=False)
+    names = prunable_layers(model)
+    for name, s in per_layer.items():
+        if name not in names:
+            raise ValueError(f"{name!r} is not a prunable layer of this model; choose from {names}.")
+        kernel = _kernel_of(work.get_layer(name))
+        kernel.assign(kernel.numpy() * magnitude_mask(kernel.numpy(), s))
+    return measure.accuracy(work, x, y)
+
+
 def overall_sparsity(model, per_layer: dict) -> float:
     """Fraction of all Dense/Conv kernel weights removed by per-layer sparsities {layer: s} (others 0), notebook 02.
 

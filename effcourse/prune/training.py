@@ -53,6 +53,8 @@ def prune_and_finetune(
     verbose: int = 0,
     seed: int = 0,
     desc: str | None = None,
+    dropout_rates: dict | None = None,
+    initial_sparsity: dict | None = None,
 ):
     """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled.
 
@@ -64,6 +66,9 @@ def prune_and_finetune(
     passed instead; it must end before training does. ``log_dir`` writes TensorBoard
     pruning summaries. The input model is never changed. With ``verbose=0`` a progress bar shows the fine-tuning;
     ``desc`` is its caption (default: the model and its target, e.g. "prune lenet5 to 90%").
+    ``dropout_rates`` ({Dropout layer name: rate}) sets those layers' rates while training
+    (``iterative_prune`` passes Han et al.'s lower rates); ``initial_sparsity`` ({layer: s})
+    starts those layers' polynomial schedules at s (the sparsity their kernels already hold).
 
     Introduced in notebook 02.
     """
@@ -91,7 +96,10 @@ def prune_and_finetune(
         per_layer=per_layer,
         m_by_n=m_by_n,
         frequency=frequency,
+        initial_sparsity=initial_sparsity,
     )
+    for name, rate in (dropout_rates or {}).items():
+        wrapped.get_layer(name).rate = float(rate)
     models.compile_classifier(
         wrapped, optimizer=_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
     )
