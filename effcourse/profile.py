@@ -363,20 +363,32 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 #: what is left (a test checks that the three agree). Full: a fresh clone's ``make course``
 #: on a quiet 2-core machine (AMD EPYC, no GPU), notebook 01 training the three baselines
 #: the first time. Quick: a fresh clone's ``python -m effcourse.course`` under the quick
-#: profile on a quiet 2-core Intel Xeon (Sapphire Rapids, no GPU), 8.2 minutes in all,
-#: baselines trained by 01. On that CPU notebook 05's float16 training falls back to slow
+#: profile on a quiet 2-core Intel Xeon (Sapphire Rapids, no GPU), baselines trained by 01;
+#: re-measured per notebook with nbclient on 2026-12-02 after the session that added 09 and
+#: changed 02 and 04-08 (about 15 minutes in all). Full figures marked "estimate" were not yet
+#: measured on a quiet machine after that session: the runs then shared two cores with five
+#: other jobs. On that CPU notebook 05's float16 training falls back to slow
 #: reference kernels; 05 bounds it by ``side_by_side_budget_s`` and says so.
 RUN_MINUTES = {
-    "00_setup_and_tour": {"quick": 0.3, "full": 1.0},
+    "00_setup_and_tour": {"quick": 0.4, "full": 1},
     "01_sgd_loss_formulation": {"quick": 0.6, "full": 8.1},
-    "02_pruning": {"quick": 1.6, "full": 10.7},
-    "03_quantization": {"quick": 0.6, "full": 1.3},
-    "04_clustering_distillation_deep_compression": {"quick": 1.6, "full": 8.6},
-    "05_mixed_precision": {"quick": 1.7, "full": 2.7},
-    "06_dynamic_networks": {"quick": 0.6, "full": 4.2},
-    "07_parallelism": {"quick": 1.1, "full": 4.0},  # section 7 added: estimated (loaded machine), re-measure
-    "08_automated_compression": {"quick": 9.2, "full": 25.6},
-    "09_deploy_onnx": {"quick": 4.8, "full": 11.0},  # measured alone on a busy 2-core Xeon (load ~21)
+    "02_pruning": {"quick": 2.4, "full": 12},  # full: estimate (iterative recipe, three allocations)
+    "03_quantization": {"quick": 0.8, "full": 1.3},
+    "04_clustering_distillation_deep_compression": {
+        "quick": 2.3,
+        "full": 10,
+    },  # full: estimate (all-images distillation, 3 seeds)
+    "05_mixed_precision": {"quick": 4.1, "full": 5},  # full: estimate (parity, 3 seeds x 3 policies)
+    "06_dynamic_networks": {"quick": 0.8, "full": 5},  # full: estimate (three timing runs)
+    "07_parallelism": {"quick": 1.4, "full": 4},  # full: estimate (section 7's width sweep)
+    "08_automated_compression": {
+        "quick": 1.7,
+        "full": 18,
+    },  # full: the studies stop at their time limits (860 s) plus the trial then running
+    "09_deploy_onnx": {
+        "quick": 0.7,
+        "full": 3,
+    },  # full: 11 min measured under load ~21; quick was 6.7x slower under that load
 }
 
 
