@@ -372,23 +372,18 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 RUN_MINUTES = {
     "00_setup_and_tour": {"quick": 0.4, "full": 1},
     "01_sgd_loss_formulation": {"quick": 0.6, "full": 8.1},
-    "02_pruning": {"quick": 2.4, "full": 12},  # full: estimate (iterative recipe, three allocations)
+    # Full estimates, not yet measured quietly: 02 (iterative recipe, three allocations), 04
+    # (all-images distillation, 3 seeds), 05 (parity, 3 seeds x 3 policies), 06 (three timing
+    # runs), 07 (section 7's width sweep), 08 (the studies stop at their time limits, 860 s,
+    # plus the trial then running), 09 (11 min under load ~21, where quick was 6.7x slower).
+    "02_pruning": {"quick": 2.4, "full": 12},
     "03_quantization": {"quick": 0.8, "full": 1.3},
-    "04_clustering_distillation_deep_compression": {
-        "quick": 2.3,
-        "full": 10,
-    },  # full: estimate (all-images distillation, 3 seeds)
-    "05_mixed_precision": {"quick": 4.1, "full": 5},  # full: estimate (parity, 3 seeds x 3 policies)
-    "06_dynamic_networks": {"quick": 0.8, "full": 5},  # full: estimate (three timing runs)
-    "07_parallelism": {"quick": 1.4, "full": 4},  # full: estimate (section 7's width sweep)
-    "08_automated_compression": {
-        "quick": 1.7,
-        "full": 18,
-    },  # full: the studies stop at their time limits (860 s) plus the trial then running
-    "09_deploy_onnx": {
-        "quick": 0.7,
-        "full": 3,
-    },  # full: 11 min measured under load ~21; quick was 6.7x slower under that load
+    "04_clustering_distillation_deep_compression": {"quick": 2.3, "full": 10},
+    "05_mixed_precision": {"quick": 4.1, "full": 5},
+    "06_dynamic_networks": {"quick": 0.8, "full": 5},
+    "07_parallelism": {"quick": 1.4, "full": 4},
+    "08_automated_compression": {"quick": 1.7, "full": 18},
+    "09_deploy_onnx": {"quick": 0.7, "full": 3},
 }
 
 
