@@ -60,3 +60,23 @@ def tiny_model():
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
     return model
+
+
+@pytest.fixture
+def foreign_models():
+    """Models the course's tfmot helpers must refuse: a Keras 3 model and a subclassed tf_keras one."""
+    import keras as keras3
+
+    k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+
+    class Sub(effcourse.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = effcourse.keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    sub = Sub()
+    sub(np.zeros((1, 3), "float32"))
+    return {"keras3": k3, "subclassed": sub}

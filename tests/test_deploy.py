@@ -53,25 +53,11 @@ def test_export_writes_the_file_atomically(tmp_path, tiny_model):
     assert path.read_bytes() == blob and deploy.opset_of(path) == 15
 
 
-def test_export_refuses_keras3_and_subclassed_models():
-    import keras as keras3
-
-    k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+def test_export_refuses_keras3_and_subclassed_models(foreign_models):
     with pytest.raises(models.ModelError, match="Keras 3"):
-        deploy.export(k3)
-
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = keras.layers.Dense(2)
-
-        def call(self, x):
-            return self.d(x)
-
-    sub = Sub()
-    sub(np.zeros((1, 3), "float32"))
+        deploy.export(foreign_models["keras3"])
     with pytest.raises(models.ModelError, match="subclassed"):
-        deploy.export(sub)
+        deploy.export(foreign_models["subclassed"])
 
 
 @pytest.mark.parametrize("opset", [99, 12, 0, True, 17.0, "17"])

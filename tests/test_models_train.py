@@ -69,25 +69,11 @@ def test_train_record_round_trips_through_the_sidecar_dict():
     assert models.TrainRecord.from_dict(dict(rec.to_dict(), unknown_key=1)) == rec
 
 
-def test_check_model_rejects_keras3_subclassed_and_non_models():
-    import keras as keras3
-
-    k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+def test_check_model_rejects_keras3_subclassed_and_non_models(foreign_models):
     with pytest.raises(models.ModelError, match="Keras 3"):
-        models.check_model(k3)
-
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = keras.layers.Dense(2)
-
-        def call(self, x):
-            return self.d(x)
-
-    sub = Sub()
-    sub(np.zeros((1, 3), "float32"))
+        models.check_model(foreign_models["keras3"])
     with pytest.raises(models.ModelError, match="subclassed"):
-        models.check_model(sub)
+        models.check_model(foreign_models["subclassed"])
     with pytest.raises(models.ModelError, match="tf_keras Model"):
         models.check_model("model.h5")
 
