@@ -221,3 +221,31 @@ def test_pcqat_does_not_warn_about_layers_left_unclustered():
         warnings.simplefilter("always")
         cluster.collaborative_qat(clustered, tiny_data(), 1, preserve="both", batch_size=32)
     assert not [w for w in caught if "No clustering performed" in str(w.message)]
+
+
+def test_check_clustered_size_ratio(capsys):
+    """Exercise 04.5: the reference range passes; placeholder, tie, copy, reversed, too wide fail."""
+    from effcourse import checks
+
+    sizes = {4: 68_364.0, 16: 168_872.0}  # a quick run's float32 gzip bytes (ratio 2.47)
+    measured = sizes[16] / sizes[4]
+    ideal = 2.0  # the notebook's reference: log2(16) / log2(4) index bits, from Exercise 1's formula
+    checks.nb04.clustered_size_ratio((0.9 * ideal, 1.35 * ideal), sizes)
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 1 and "2.47" in out
+    for guess, hint in [
+        (..., "not written yet"),
+        ((2.4, 2.4), "single value"),  # a tie
+        ((measured, measured), "single value"),  # the measured value, zero width
+        ((2.6, 2.2), "reversed"),
+        ((1.0, 4.0), "not a prediction"),  # too wide to miss
+        ((measured, 1.3 * measured), "not predicted"),  # copied from the table
+        ((0.8 * measured, measured + 1e-9), "not predicted"),
+        ((0.35, 0.5), "other way round"),  # k=4 over k=16
+        ((1.2, 1.7), "above your whole range"),
+        ((3.0, 4.0), "below your whole range"),
+    ]:
+        with pytest.raises(checks.CheckFailed, match=hint):
+            checks.nb04.clustered_size_ratio(guess, sizes)
+    with pytest.raises(checks.CheckFailed, match="k=4 and k=16"):
+        checks.nb04.clustered_size_ratio((2.0, 2.5), {8: 1.0, 16: 2.0})

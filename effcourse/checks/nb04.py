@@ -144,4 +144,31 @@ def kernel_stats(fn, tflite_bytes: bytes) -> None:
     return passed(f"zeros and distinct codes per channel agree with the file on {checked} kernels.")
 
 
+def clustered_size_ratio(predicted, sizes: dict) -> None:
+    """Exercise 04.5: predicted range for the gzip bytes of the k=16 float32 file over the k=4 one, within 1.5x."""
+    from .nb00 import prediction_range, score_range
+
+    what = "gzip size ratio of the k=16 file to the k=4 file"
+    low, high = prediction_range(predicted, what, 1.5, name="predicted_ratio")
+    if 4 not in sizes or 16 not in sizes:
+        fail("pass the sweep's float32 gzip bytes by cluster count; they must include k=4 and k=16.")
+    measured = float(sizes[16]) / float(sizes[4])
+    if any(np.isclose(end, measured, rtol=1e-6, atol=0) for end in (low, high)):
+        fail(
+            f"an end of your range is the measured {what} itself: that was computed from the sweep's table, "
+            "not predicted. Reason from bits per weight and what gzip does with float32 bytes."
+        )
+    if low <= 1 / measured <= high and not low <= measured <= high:
+        fail(
+            "your range holds the ratio the other way round (the k=4 file over the k=16 one): more clusters "
+            "means more bits per index, so the k=16 file is the larger one and the ratio is above 1."
+        )
+    score_range(low, high, measured, what)
+    return passed(
+        f"measured ratio {measured:.2f} ({sizes[16]:,.0f} / {sizes[4]:,.0f} gzip bytes), inside your range "
+        f"[{low:.2f}, {high:.2f}]: log2(16) / log2(4) = 2 index bits is the formula's ratio; gzip codes bytes, "
+        "not indices, and is further from that ideal the more distinct values a float32 kernel holds."
+    )
+
+
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line
