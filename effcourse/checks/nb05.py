@@ -196,4 +196,59 @@ def mixed_model(fn) -> None:
     )
 
 
+_DIRECTIONS = ("faster", "slower")
+
+
+def speed_direction(predicted, ratios, noise: tuple = (0.9, 1.1)) -> None:
+    """Exercise 05.5: predicted direction ("faster"/"slower" than float32) of each mixed policy's training step.
+
+    ``ratios`` maps each policy to the step-time ratio this run measured (policy / float32).
+    A ratio inside ``noise`` is within timing noise of 1, and either answer is right there.
+    """
+    policies = ("mixed_float16", "mixed_bfloat16")
+    if predicted is None or predicted is Ellipsis:
+        fail(
+            "prediction is not written yet: replace the placeholder with a dict "
+            '{"mixed_float16": "faster" or "slower", "mixed_bfloat16": ...}, written from the hardware '
+            "report before you look at the measured step times."
+        )
+    if not isinstance(predicted, dict):
+        fail(
+            f"prediction should be a dict mapping each mixed policy to 'faster' or 'slower'; got {predicted!r}."
+        )
+    low, high = noise
+    for policy in policies:
+        if policy not in predicted:
+            fail(f"prediction has no entry for {policy!r}: predict a direction for both mixed policies.")
+        word = predicted[policy]
+        if word is None or word is Ellipsis:
+            fail(f"prediction[{policy!r}] is not written yet: write 'faster' or 'slower'.")
+        if not isinstance(word, str) or word.strip().lower() not in _DIRECTIONS:
+            fail(f"prediction[{policy!r}] should be 'faster' or 'slower' (than float32); got {word!r}.")
+    measured = {policy: float(ratios[policy]) for policy in policies}
+    for policy in policies:
+        r, word = measured[policy], predicted[policy].strip().lower()
+        if low <= r <= high:
+            continue  # within noise of float32: either direction is right
+        if word != ("faster" if r < 1 else "slower"):
+            dtype = policy.split("_")[1]
+            fail(
+                f"your direction for {policy} is not what this run measured. Read the hardware report at "
+                f"the top (does this machine have native {dtype} units, and does TensorFlow reach them?) and "
+                f"the per-operation table of section 5: a training step is the forward pass plus both "
+                f"backward convolutions, so one slow {dtype} kernel can outweigh several fast ones."
+            )
+
+    def said(policy):
+        r = measured[policy]
+        where = (
+            "within noise of float32, either answer counts"
+            if low <= r <= high
+            else ("faster" if r < 1 else "slower")
+        )
+        return f"{policy} {r:.2f}x float32 ({where})"
+
+    return passed(f"measured {said('mixed_float16')}, {said('mixed_bfloat16')}: your predictions agree.")
+
+
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line
