@@ -1,5 +1,6 @@
 """The workshop kit: predict-then-measure checks (00, 03), the students' zip, the offline install targets."""
 
+import os
 import shutil
 import subprocess
 import zipfile
@@ -170,7 +171,11 @@ make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not inst
 
 
 def dry_run(*args):
-    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # `make test` runs this test inside make: without the parent's MAKELEVEL/MAKEFLAGS the
+    # child prints only the recipe (no "Entering directory" lines, no inherited flags).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    cmd = ["make", "--no-print-directory", "-n", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
 
 
 @make
