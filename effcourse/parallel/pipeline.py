@@ -181,7 +181,29 @@ def run_gpipe(
                 grads[k] = [g if acc is None else acc + g for acc, g in zip(grads[k], got)]
     fwd_med, bwd_med = np.median(fwd[1:], axis=0), np.median(bwd[1:], axis=0)
     timeline = gpipe_timeline(fwd_med, bwd_med)
-    measured = bubble(timeline)
+    return _run_summary(
+        x,
+        micro,
+        fwd_med,
+        bwd_med,
+        timeline,
+        grads,
+        loss_total,
+        repeats,
+        measured=bubble(timeline),
+        makespan=max(t["end"] for t in timeline),
+        clock=clock_name,
+        mode="simulated",
+        floor=0.0,
+    )
+
+
+def _run_summary(
+    x, micro, fwd_med, bwd_med, timeline, grads, loss, repeats, *, measured, makespan, clock, mode, floor
+):
+    """The result dictionary both GPipe runners return (one layout, so the sweep and the
+    charts read either); ``floor`` keeps stage times positive for the bottleneck bound."""
+    n_stages, micro_batches = fwd_med.shape
     formula = bubble_formula(n_stages, micro_batches)
     stage_times = (fwd_med + bwd_med).mean(axis=1)
     return {
@@ -191,17 +213,19 @@ def run_gpipe(
         "global_batch": len(x),
         "bubble": measured,
         "bubble_formula": formula,
-        "bubble_bottleneck": bubble_bottleneck(stage_times, micro_batches),
+        "bubble_bottleneck": bubble_bottleneck(
+            np.maximum(stage_times, floor) if floor else stage_times, micro_batches
+        ),
         "stage_times_s": stage_times,
-        "clock": clock_name,
-        "mode": "simulated",
+        "clock": clock,
+        "mode": mode,
         "relative_error": abs(measured - formula) / formula if formula else abs(measured),
-        "makespan_s": max(t["end"] for t in timeline),
+        "makespan_s": makespan,
         "sequential_s": float(fwd_med.sum() + bwd_med.sum()),
         "forward_s": fwd_med,
         "backward_s": bwd_med,
         "timeline": timeline,
-        "loss": loss_total,
+        "loss": loss,
         "gradients": [[np.asarray(g) for g in gs] for gs in grads],
         "repeats": repeats,
     }
@@ -570,27 +594,18 @@ def run_gpipe_concurrent(
         for t in tl:
             durations[i, "FB".index(t["phase"]), t["stage"], t["micro_batch"]] = t["end"] - t["start"]
     fwd_med, bwd_med = np.median(durations[:, 0], axis=0), np.median(durations[:, 1], axis=0)
-    stage_times = (fwd_med + bwd_med).mean(axis=1)
-    measured = float(np.median([bubble(tl) for tl, _, _ in steps]))
-    formula = bubble_formula(n_stages, micro_batches)
-    return {
-        "stages": n_stages,
-        "micro_batches": micro_batches,
-        "micro_batch_size": micro,
-        "global_batch": len(x),
-        "bubble": measured,
-        "bubble_formula": formula,
-        "bubble_bottleneck": bubble_bottleneck(np.maximum(stage_times, 1e-12), micro_batches),
-        "stage_times_s": stage_times,
-        "clock": "wall",
-        "mode": "concurrent",
-        "relative_error": abs(measured - formula) / formula if formula else abs(measured),
-        "makespan_s": float(np.median(spans)),
-        "sequential_s": float(fwd_med.sum() + bwd_med.sum()),
-        "forward_s": fwd_med,
-        "backward_s": bwd_med,
-        "timeline": timeline,
-        "loss": loss,
-        "gradients": [[np.asarray(g) for g in gs] for gs in grads],
-        "repeats": repeats,
-    }
+    return _run_summary(
+        x,
+        micro,
+        fwd_med,
+        bwd_med,
+        timeline,
+        grads,
+        loss,
+        repeats,
+        measured=float(np.median([bubble(tl) for tl, _, _ in steps])),
+        makespan=float(np.median(spans)),
+        clock="wall",
+        mode="concurrent",
+        floor=1e-12,
+    )
