@@ -306,6 +306,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "select_drop": {"quick": 0.0005, "full": 0.0},
         "latency_samples": {"quick": 300, "full": 10000},  # test images timed one at a time
         "latency_repeats": {"quick": 3, "full": 5},  # interleaved passes; median per sample
+        "latency_block": {"quick": 50, "full": 50},  # images per block: each model runs a block, then the other
+        "cold_samples": {"quick": 300, "full": 2000},  # the same timed taking turns on every image (block=1)
         "timing_runs": {"quick": 1, "full": 3},  # separate timing runs; the worst is kept
         "static_epochs": {"quick": 2, "full": 10},  # the static small network, same recipe
         "gate_train_size": {"quick": 3000, "full": 20000},  # the skip-gate section

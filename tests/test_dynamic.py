@@ -141,7 +141,7 @@ class FakeClock:
 
 def test_compare_latency_arithmetic_with_a_fake_clock(monkeypatch):
     """Per-sample medians over repeats, mean / median / p90 across samples, the speed-up, the
-    rotating order (odd samples start with the full network) and the exits, exactly."""
+    block order (blocks alternate which model goes first, and so do passes) and the exits, exactly."""
     from effcourse.dynamic import staged as staged_module
 
     clock, calls = FakeClock(), []
@@ -180,7 +180,7 @@ def test_compare_latency_arithmetic_with_a_fake_clock(monkeypatch):
 
     monkeypatch.setattr(staged_module, "_SingleTFLite", FakeFull)
     x = np.repeat(np.arange(4, dtype=np.float32)[:, None], 2, axis=1)
-    out = dynamic.compare_latency(FakeStaged(), b"full", x, repeats=3, warmup=warm, clock=clock)
+    out = dynamic.compare_latency(FakeStaged(), b"full", x, repeats=3, warmup=warm, clock=clock, block=2)
     assert isinstance(out, dynamic.LatencyComparison)
     np.testing.assert_allclose(out.dynamic_ms, [2.0, 4.0, 1.0, 5.0])
     np.testing.assert_allclose(out.full_ms, [6.0, 6.0, 5.0, 5.0])
@@ -191,16 +191,18 @@ def test_compare_latency_arithmetic_with_a_fake_clock(monkeypatch):
     assert out.dynamic_p90_ms == pytest.approx(np.percentile([2, 4, 1, 5], 90))
     assert out.full_p90_ms == pytest.approx(6.0)
     assert out.speedup_mean == pytest.approx(5.5 / 3.0)
-    # sample by sample, the rounds rotate: D F, F D, D F for even samples; F D, D F, F D for odd ones
-    order = [name[0].upper() for name, _ in calls]
-    assert "".join(order) == "DFFDDF" + "FDDFFD" + "DFFDDF" + "FDDFFD"
-    assert [i for _, i in calls] == [0] * 6 + [1] * 6 + [2] * 6 + [3] * 6
+    # blocks of two samples; pass 1: block 1 early exit first, block 2 full first; pass 2 the reverse
+    order = "".join(name[0].upper() for name, _ in calls)
+    assert order == "DDFF" + "FFDD" + "FFDD" + "DDFF" + "DDFF" + "FFDD"
+    assert [i for _, i in calls][:8] == [0, 1, 0, 1, 2, 3, 2, 3]
     table = out.table(unit="ms", names=("early", "full"))
     assert table.loc["early", "mean (ms)"] == pytest.approx(3.0)
     assert table.loc["full", "p90 (ms)"] == pytest.approx(6.0)
     assert out.table().loc["full network (LiteRT)", "median (µs)"] == pytest.approx(5500.0)
     with pytest.raises(ValueError, match="repeats"):
         dynamic.compare_latency(FakeStaged(), b"full", x, repeats=0)
+    with pytest.raises(ValueError, match="block"):
+        dynamic.compare_latency(FakeStaged(), b"full", x, block=0)
 
 
 def test_joint_training_runs_and_checks_weights():
