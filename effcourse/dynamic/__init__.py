@@ -12,7 +12,7 @@ One module per concern; every public name is re-exported here (``dynamic.route``
 * ``rules``: the exit rules ``confidence`` / ``entropy``, ``check_threshold``, ``route``,
   ``dynamic_predict``, ``mean_macs``, ``exit_shares``, ``sweep``, ``operating_point``;
 * ``staged``: ``deploy_stages``, ``StagedTFLite`` (each stage its own .tflite in LiteRT, run
-  only when needed) and ``compare_latency`` (per-sample, interleaved on ``effcourse.timing``,
+  only when needed) and ``compare_latency`` (per image, interleaved in blocks of images,
   returning a ``LatencyComparison``);
 * ``skip_gate``: a learned per-input skip gate over a residual block (``train_skip_gate``);
 * ``static``: the static rival, LeNet-5 scaled to the same mean MACs (``lenet5_scaled``,
