@@ -72,6 +72,34 @@ def test_mean_macs_on_constructed_logits():
     assert list(table["mean_macs"]) == [100.0, 375.0, 1000.0]
     assert dynamic.operating_point(table, reference_accuracy=0.25, max_drop=0.001)["threshold"] == 0.0
     assert dynamic.operating_point(table, reference_accuracy=1.0, max_drop=0.001)["threshold"] == 0.9
+    # against the final exit (right only on the last input): t=0 harms 1 and helps 3 inputs
+    assert list(table["harm"]) == [1, 0, 0] and list(table["help"]) == [3, 3, 0]
+    assert list(table["samples"]) == [4, 4, 4]
+
+
+def test_operating_point_margin_of_standard_errors():
+    """The drop plus z * sqrt(harm + help) / samples must stay within max_drop."""
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "threshold": [0.5, 0.8, 0.9, 1.0],
+        "accuracy": [0.990, 0.995, 0.995, 0.995],
+        "mean_macs": [100.0, 200.0, 300.0, 1000.0],
+        "harm": [60, 50, 2, 0],
+        "help": [10, 50, 2, 0],
+        "samples": [10000] * 4,
+    })
+    # no margin: 0.8 is as accurate as never exiting and cheaper than 0.9
+    assert dynamic.operating_point(table, 0.995, 0.0005)["threshold"] == 0.8
+    # one standard error: 0.8 changed 100 answers (sqrt(100)/10000 = 0.1 points), 0.9 only 4 (0.02)
+    assert dynamic.operating_point(table, 0.995, 0.0005, z=1.0)["threshold"] == 0.9
+    assert dynamic.operating_point(table, 0.995, 0.0001, z=1.0)["threshold"] == 1.0
+    with pytest.raises(ValueError, match="change counts"):
+        dynamic.operating_point(table.drop(columns=["harm"]), 0.995, 0.0005, z=1.0)
+    with pytest.raises(ValueError, match="z"):
+        dynamic.operating_point(table, 0.995, 0.0005, z=-1.0)
+    with pytest.raises(ValueError, match="margin of 3 standard errors"):
+        dynamic.operating_point(table.iloc[:3], 0.995, 0.0001, z=3.0)
 
 
 def test_never_exit_equals_full_model_and_always_exit_the_first_head(net3, images):

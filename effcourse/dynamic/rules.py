@@ -187,8 +187,11 @@ def exit_shares(exit_index, n_exits: int) -> np.ndarray:
 def sweep(exit_logits, labels, cumulative_macs, thresholds, rule: str = "confidence"):
     """Accuracy, mean MACs and exit shares for each threshold, as a DataFrame.
 
-    The same threshold is used at every early exit. ``macs_reduction`` is the MACs of the
-    full backbone path (the last cumulative count minus the early heads) over the mean.
+    The same threshold is used at every early exit. Besides ``accuracy`` and ``mean_macs``,
+    each row counts the inputs whose answer changed against the final exit's (never exiting):
+    ``harm``, right at the final exit and wrong when exiting early; ``help``, the reverse; and
+    ``samples``, the number of inputs. The accuracy difference from the final exit is
+    ``(help - harm) / samples``; ``operating_point`` reads its uncertainty from those counts.
 
     Introduced in notebook 06.
     """
@@ -199,13 +202,18 @@ def sweep(exit_logits, labels, cumulative_macs, thresholds, rule: str = "confide
     if len(cum) != len(arrays):
         raise ValueError(f"Give one cumulative MAC count per exit ({len(arrays)}); got {len(cum)}.")
     labels = np.asarray(labels)
+    final_right = arrays[-1].argmax(axis=1) == labels
     rows = []
     for t in thresholds:
         pred, idx = dynamic_predict(arrays, rule, t)
+        right = pred == labels
         row = {
             "threshold": float(t),
-            "accuracy": float(np.mean(pred == labels)),
+            "accuracy": float(np.mean(right)),
             "mean_macs": mean_macs(idx, cum),
+            "harm": int(np.sum(final_right & ~right)),
+            "help": int(np.sum(~final_right & right)),
+            "samples": int(len(labels)),
         }
         for k, share in enumerate(exit_shares(idx, len(arrays))):
             row[f"share_exit{k + 1}" if k < len(arrays) - 1 else "share_final"] = float(share)
@@ -213,9 +221,16 @@ def sweep(exit_logits, labels, cumulative_macs, thresholds, rule: str = "confide
     return pd.DataFrame(rows)
 
 
-def operating_point(table, reference_accuracy: float, max_drop: float):
+def operating_point(table, reference_accuracy: float, max_drop: float, z: float = 0.0):
     """The sweep row with the fewest mean MACs whose accuracy is at most ``max_drop`` below the
     reference (fractions, e.g. 0.001 = 0.1 points) (notebook 06); ties go to the more accurate.
+
+    With ``z`` > 0 the drop must hold with a margin for the uncertainty of a finite
+    validation set: the measured drop plus ``z`` standard errors. The drop comes from the
+    inputs whose answer changed (``sweep``'s ``harm`` and ``help`` counts); treating each
+    change as an independent +-1 of a count, its standard error is ``sqrt(harm + help) /
+    samples``. A threshold that changed many answers, half for the better, is less certain
+    than one that changed none, though both measure no drop.
 
     Introduced in notebook 06.
     """
@@ -223,10 +238,22 @@ def operating_point(table, reference_accuracy: float, max_drop: float):
         raise ValueError(
             f"max_drop is a fraction of accuracy in [0, 1) (0.001 = 0.1 points); got {max_drop}."
         )
-    ok = table[table["accuracy"] >= reference_accuracy - max_drop - 1e-12]
+    if not (np.isfinite(z) and z >= 0):
+        raise ValueError(f"z (standard errors of margin) must be a number >= 0; got {z!r}.")
+    drop = reference_accuracy - table["accuracy"]
+    if z > 0:
+        missing = {"harm", "help", "samples"} - set(table.columns)
+        if missing:
+            raise ValueError(
+                f"A margin of z standard errors needs the sweep's change counts; the table lacks "
+                f"{sorted(missing)}. Build it with dynamic.sweep."
+            )
+        drop = drop + z * np.sqrt(table["harm"] + table["help"]) / table["samples"]
+    ok = table[drop <= max_drop + 1e-12]
     if ok.empty:
+        margin = f" with a margin of {z:g} standard errors" if z > 0 else ""
         raise ValueError(
             f"No threshold keeps accuracy within {max_drop * 100:.2f} points of "
-            f"{reference_accuracy:.4f}; add thresholds closer to 'never exit'."
+            f"{reference_accuracy:.4f}{margin}; add thresholds closer to 'never exit'."
         )
     return ok.sort_values(["mean_macs", "accuracy"], ascending=[True, False]).iloc[0]
