@@ -182,3 +182,19 @@ def test_seed_summary_means_spreads_and_gap():
         distill.seed_summary([1, 2], [1], 0)
     with pytest.raises(ValueError, match="no gap"):
         distill.seed_summary([60, 62], [61, 60], 67)
+
+
+def test_alone_and_distilled_differ_only_in_the_loss(mnist):
+    # With alpha = 0 the distillation loss is plain cross-entropy, so a run "distilled" at alpha 0
+    # must end with exactly the weights of the run alone: same initial weights, optimizer,
+    # batches (order included) and seed. Any other difference between the two runs breaks this.
+    subset = small_mnist(mnist, 256)
+    teacher = effcourse.models.pretrained("lenet5")
+    effcourse.env.seed_everything(5)
+    student = distill.student_mlp((16, 8))
+    alone = distill.train_student(student, subset, 2, seed=3, learning_rate=3e-3)
+    same = distill.train_student(student, subset, 2, teacher=teacher, alpha=0.0, seed=3, learning_rate=3e-3)
+    for a, b in zip(alone.get_weights(), same.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other_seed = distill.train_student(student, subset, 2, teacher=teacher, alpha=0.0, seed=4, learning_rate=3e-3)
+    assert any(not np.array_equal(a, b) for a, b in zip(alone.get_weights(), other_seed.get_weights()))
