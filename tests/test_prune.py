@@ -204,7 +204,9 @@ def test_sparsity_for_ratio_counts_biases_as_nonzeros():
     model = models.lenet_300_100()  # 266,200 kernel weights, 410 biases
     s = prune.sparsity_for_ratio(model, 12)
     kept = (1 - s) * 266_200 + 410
-    assert kept == pytest.approx(266_610 / 12)
+    assert 266_610 / 12 - 5 <= kept <= 266_610 / 12 - 3  # rounded down, one weight of slack per layer
+    for layer_rounding in (0.5, -0.5):  # each of the 3 masks may round its kept count either way
+        assert 266_610 / (kept + 3 * layer_rounding) >= 12
     assert s > 1 - 1 / 12  # the dense biases cost a little extra kernel sparsity
     for bad in (1, 0.5, float("nan"), 266_610 / 400):
         with pytest.raises(ValueError, match="ratio"):

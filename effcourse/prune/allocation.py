@@ -25,10 +25,12 @@ def _sizes(model) -> dict:
 
 
 def sparsity_for_ratio(model, ratio: float) -> float:
-    """Overall kernel sparsity that leaves ``count_params(model) / ratio`` non-zero weights, biases kept, notebook 02.
+    """Overall kernel sparsity that leaves at most ``count_params(model) / ratio`` non-zero weights, biases kept, notebook 02.
 
     The biases (and any other non-kernel weights) stay dense and count as non-zeros, so
     12x fewer non-zeros needs a little more than 1 - 1/12 of the kernel weights removed.
+    The budget is rounded down and keeps one weight of slack per layer, because each layer's
+    mask rounds its own count of zeros: the pruned model then holds at least ``ratio`` x fewer.
 
     Introduced in notebook 02.
     """
@@ -44,7 +46,10 @@ def sparsity_for_ratio(model, ratio: float) -> float:
             f"ratio must be > 1 and leave room for the {others:,} non-kernel weights "
             f"(at most {total / max(others, 1):.0f}x for this model), got {ratio}."
         )
-    return 1.0 - (total / ratio - others) / kernels
+    budget = int(np.floor(total / ratio)) - others - len(sizes)
+    if budget <= 0:
+        raise ValueError(f"ratio {ratio} leaves no kernel weights in this model; choose a smaller ratio.")
+    return 1.0 - budget / kernels
 
 
 def uniform_allocation(model, target: float) -> dict:
