@@ -186,6 +186,64 @@ def test_sensitivity_scan_and_allocation(mnist):
     assert mask.tolist() == [True, False, False, True]
 
 
+def _layered_mlp():
+    """LeNet-300-100 whose layers have clearly different weight scales (fc1 small, logits large)."""
+    model = models.lenet_300_100()
+    rng = np.random.default_rng(0)
+    scale = {"fc1/kernel": 0.01, "fc2/kernel": 0.05, "logits/kernel": 0.3}
+    model.set_weights(
+        [
+            rng.normal(0, next((s for k, s in scale.items() if k in v.name), 0.1), v.shape).astype("float32")
+            for v in model.weights
+        ]
+    )
+    return model
+
+
+def test_sparsity_for_ratio_counts_biases_as_nonzeros():
+    model = models.lenet_300_100()  # 266,200 kernel weights, 410 biases
+    s = prune.sparsity_for_ratio(model, 12)
+    kept = (1 - s) * 266_200 + 410
+    assert 266_610 / 12 - 5 <= kept <= 266_610 / 12 - 3  # rounded down, one weight of slack per layer
+    for layer_rounding in (0.5, -0.5):  # each of the 3 masks may round its kept count either way
+        assert 266_610 / (kept + 3 * layer_rounding) >= 12
+    assert s > 1 - 1 / 12  # the dense biases cost a little extra kernel sparsity
+    for bad in (1, 0.5, float("nan"), 266_610 / 400):
+        with pytest.raises(ValueError, match="ratio"):
+            prune.sparsity_for_ratio(model, bad)
+
+
+def test_allocation_rules_share_the_same_budget():
+    model = _layered_mlp()
+    sizes = {"fc1": 235_200, "fc2": 30_000, "logits": 1_000}
+    target = prune.sparsity_for_ratio(model, 8)
+    uniform = prune.uniform_allocation(model, target)
+    assert uniform == dict.fromkeys(sizes, target)
+    han = {"fc1": 0.92, "fc2": 0.91, "logits": 0.74}
+    scaled = prune.scaled_allocation(model, han, target)
+    glob = prune.global_magnitude_allocation(model, target)
+    for per in (scaled, glob):
+        assert prune.overall_sparsity(model, per) == pytest.approx(target, abs=1e-5)
+    # scaled keeps the reference's proportions of kept weights
+    kept = {n: 1 - scaled[n] for n in sizes}
+    assert kept["logits"] / kept["fc1"] == pytest.approx(0.26 / 0.08, rel=1e-6)
+    assert prune.scaled_allocation(model, han, prune.overall_sparsity(model, han)) == pytest.approx(han)
+    # a kept fraction cannot exceed 1: the layer stays dense and the others carry the cut
+    capped = prune.scaled_allocation(model, {"fc1": 0.99, "fc2": 0.5, "logits": 0.0}, 0.5)
+    assert capped["logits"] == 0.0 and prune.overall_sparsity(model, capped) == pytest.approx(0.5, abs=1e-6)
+    # one threshold across layers: the layer of small weights loses most, the large-weight one least
+    assert glob["fc1"] > target > glob["logits"]
+    masks = {n: prune.magnitude_mask(model.get_layer(n).kernel.numpy(), glob[n]) for n in sizes}
+    smallest_kept = min(np.abs(model.get_layer(n).kernel.numpy())[masks[n]].min() for n in sizes)
+    largest_cut = max(np.abs(model.get_layer(n).kernel.numpy())[~masks[n]].max() for n in sizes)
+    assert largest_cut <= smallest_kept  # every removed weight is smaller than every kept one, across layers
+    assert prune.global_magnitude_allocation(model, 0.0) == dict.fromkeys(sizes, 0.0)
+    with pytest.raises(ValueError, match="layer collapse"):  # fc1's weights are all below the threshold
+        prune.global_magnitude_allocation(model, prune.sparsity_for_ratio(model, 40))
+    with pytest.raises(ValueError, match="missing"):
+        prune.scaled_allocation(model, {"fc1": 0.9}, 0.8)
+
+
 # --- channel pruning --------------------------------------------------------------------------
 
 
@@ -462,7 +520,8 @@ def test_iterative_prune_reaches_every_stage_and_the_final_kernels_hold_it(small
 def test_iterative_prune_keeps_earlier_zeros_and_uniform_default(small_data):
     """A weight pruned in one stage stays zero: the next stage's schedule starts at the sparsity already there."""
     model = _mlp()
-    first = prune.iterative_prune(model, small_data, 0.6, epochs_per_stage=1, stages=(1.0,)).model
+    first_run = prune.iterative_prune(model, small_data, 0.6, epochs_per_stage=1, stages=(1.0,))
+    first = first_run.model
     start = dict.fromkeys(("fc1", "fc2", "logits"), 0.6)
     second = prune.prune_and_finetune(first, small_data, 0.9, epochs=2, initial_sparsity=start)
     for layer in ("fc1", "fc2", "logits"):
@@ -471,7 +530,14 @@ def test_iterative_prune_keeps_earlier_zeros_and_uniform_default(small_data):
         assert np.mean(before) == pytest.approx(0.6, abs=2e-3)
         assert np.all(after[before]), layer  # every earlier zero is still zero
         assert np.mean(after) == pytest.approx(0.9, abs=2e-3)
-    both = prune.iterative_prune(model, small_data, 0.9, epochs_per_stage=(1, 2), stages=(0.7, 1.0))
+    held_out = (small_data.x_val[:100], small_data.y_val[:100])
+    both = prune.iterative_prune(
+        model, small_data, 0.9, epochs_per_stage=(1, 2), stages=(0.7, 1.0), report_on=held_out
+    )
+    assert both.stages["test accuracy"].iloc[-1] == measure.accuracy(both.model, *held_out)
+    assert "test accuracy" not in first_run.stages  # only reported when asked
+    with pytest.raises(ValueError, match="report_on"):
+        prune.iterative_prune(model, small_data, 0.9, stages=(1.0,), report_on=(held_out[0], held_out[1][:5]))
     assert both.stages["overall target"].tolist() == pytest.approx([0.63, 0.9])
     assert both.stages["epochs"].tolist() == [1, 2]
     with pytest.raises(ValueError, match="one epoch count per stage"):

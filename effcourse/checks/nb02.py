@@ -61,8 +61,8 @@ def per_layer_beats_uniform(
         fail(str(err))
     if overall < min_overall - 1e-9:
         fail(
-            f"your choice removes {overall:.1%} of the kernel weights; the exercise asks for at least "
-            f"{min_overall:.1%}. Prune the largest layer harder: it holds most of the weights."
+            f"your choice removes {overall:.2%} of the kernel weights; the exercise asks for at least "
+            f"{min_overall:.2%}. Prune the largest layer harder: it holds most of the weights."
         )
     if max(per_layer.values()) - min(per_layer.values()) < 1e-9:
         fail("every layer has the same sparsity: that IS uniform pruning. Give each layer its own sparsity.")

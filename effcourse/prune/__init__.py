@@ -21,6 +21,9 @@ One module per concern; every public name is re-exported here (``prune.wrap``, .
   (``m_by_n_fraction``, ``m_by_n_report``) and ``to_sparse_tflite``;
 * ``sensitivity``: ``magnitude_mask``, ``sensitivity_scan``, ``accuracy_without_finetuning``, ``overall_sparsity``,
   ``allocate_sparsity``;
+* ``allocation``: rules that share one budget of non-zeros between layers at a given
+  compression (``sparsity_for_ratio``, ``uniform_allocation``, ``scaled_allocation``,
+  ``global_magnitude_allocation``);
 * ``channels``: channel surgery (``channel_norms``, ``kept_channels``, ``channel_mask``,
   ``channel_prune``: a physically narrower model);
 * ``training``: ``prune_and_finetune`` and ``finetune`` on the course's fine-tuning recipe
@@ -30,6 +33,12 @@ One module per concern; every public name is re-exported here (``prune.wrap``, .
 * ``evaluation``: ``measure_variant`` (a variant's .tflite measured and recorded).
 """
 
+from .allocation import (
+    global_magnitude_allocation,
+    scaled_allocation,
+    sparsity_for_ratio,
+    uniform_allocation,
+)
 from .channels import (
     CHANNEL_MERGE,
     CHANNEL_PASS_THROUGH,
@@ -77,6 +86,7 @@ __all__ = [
     "channel_prune",
     "check_schedule",
     "finetune",
+    "global_magnitude_allocation",
     "han_dropout_rate",
     "iterative_prune",
     "kept_channels",
@@ -90,9 +100,12 @@ __all__ = [
     "prunable_layers",
     "prune_and_finetune",
     "pruning_summaries",
+    "scaled_allocation",
     "sensitivity_scan",
+    "sparsity_for_ratio",
     "stage_targets",
     "strip",
     "to_sparse_tflite",
+    "uniform_allocation",
     "wrap",
 ]
