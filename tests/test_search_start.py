@@ -116,3 +116,19 @@ def test_a_configuration_over_the_latency_limit_is_not_fine_tuned(small, quick):
     assert slow["trained"] == 0 and slow["latency_ms"] > 1e-9  # timed, then skipped
     fast = search.channel_objective(base, small, quick, batch_size=64, skip_over_ms=1e3)(config, _Reporter())
     assert fast["trained"] == 1 and fast["accuracy"] != slow["accuracy"]  # fine-tuned
+
+
+def test_a_configuration_proposed_again_is_not_measured_again(tmp_path):
+    calls = []
+
+    def evaluate(config, reporter):
+        calls.append(config["p"])
+        return {"size_bytes": {"a": 3, "b": 2}[config["p"]]}
+
+    s = search.open_study("tw", {"size_bytes": "minimize"}, path=tmp_path / "tw.db")
+    search.run(s, evaluate, {"p": Choice(("a", "b"))}, n_trials=6)
+    assert len(search.table(s)) == 6 and sorted(set(calls)) == sorted(calls)  # each measured once
+    repeats = [t for t in s.trials if "repeat_of" in t.user_attrs]
+    assert len(repeats) == 6 - len(calls)
+    for t in repeats:
+        assert t.user_attrs["metrics"] == s.trials[t.user_attrs["repeat_of"]].user_attrs["metrics"]

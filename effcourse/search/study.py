@@ -342,7 +342,9 @@ def run(
     it. ``enqueue``: configurations to try first (e.g. the hand-tuned one), added once.
     ``timeout`` (seconds) stops starting new trials after that long. ``log_dir``: every
     trial logged to TensorBoard HParams afterwards (``tracking.log_study``). ``on_trial(row)``
-    is called with each finished trial's row. Returns the study.
+    is called with each finished trial's row. A configuration the sampler proposes again
+    after it finished is not measured again: the trial copies its twin's metrics
+    (``repeat_of`` in its user attributes). Returns the study.
 
     Introduced in notebook 08.
     """
@@ -373,6 +375,13 @@ def run(
 
     def objective(trial):
         config = _space.suggest(trial, space)
+        same = _finished_twin(study, trial)
+        if same is not None:  # a sampler may propose a finished configuration again: not re-measured
+            trial.set_user_attr("metrics", same.user_attrs["metrics"])
+            trial.set_user_attr("repeat_of", same.number)
+            if same.user_attrs.get("artifact"):
+                trial.set_user_attr("artifact", same.user_attrs["artifact"])
+            return same.values[0] if len(same.values) == 1 else list(same.values)
         reporter = Reporter(trial, prunable)
         metrics = dict(evaluate(dict(config), reporter))
         blob = metrics.pop("artifact", None)
@@ -416,6 +425,16 @@ def run(
 
         tracking.log_study(study, log_dir)
     return study
+
+
+def _finished_twin(study, trial):
+    """The earliest complete trial of ``study`` with exactly ``trial``'s parameters, or None."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != trial.number and t.params == trial.params and "metrics" in t.user_attrs:
+            return t
+    return None
 
 
 def _is_fixed(p) -> bool:
