@@ -105,47 +105,54 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "size_models": {"quick": ("lenet_300_100", "lenet5"), "full": ("lenet_300_100", "lenet5")},
         "size_trials": {
             "quick": {"lenet_300_100": 3, "lenet5": 2},
-            "full": {"lenet_300_100": 8, "lenet5": 4},
+            "full": {"lenet_300_100": 16, "lenet5": 6},
         },
         "size_timeout_s": {
             "quick": {"lenet_300_100": 120, "lenet5": 120},
-            "full": {"lenet_300_100": 360, "lenet5": 200},
+            "full": {"lenet_300_100": 240, "lenet5": 150},  # trials only; 04's pruning (the start) comes first
         },
         "startup_trials": {"quick": 1, "full": 3},  # random trials before TPE models the results
-        "sparsity_ranges": {  # per layer: (low, high) fraction of the weights set to zero
+        # per layer: (low, high) fraction of the weights set to zero; low is 04's plan (the start
+        # model holds it), so the search can only prune further, layer by layer
+        "sparsity_ranges": {
             "quick": {
-                "lenet_300_100": {"fc1": (0.7, 0.95), "fc2": (0.6, 0.9), "logits": (0.3, 0.7)},
+                "lenet_300_100": {"fc1": (0.8, 0.95), "fc2": (0.7, 0.9), "logits": (0.5, 0.7)},
                 "lenet5": {
-                    "conv1": (0.2, 0.5),
-                    "conv2": (0.5, 0.8),
-                    "fc1": (0.7, 0.95),
-                    "logits": (0.3, 0.7),
+                    "conv1": (0.3, 0.5),
+                    "conv2": (0.7, 0.8),
+                    "fc1": (0.8, 0.95),
+                    "logits": (0.5, 0.7),
                 },
             },
             "full": {
-                "lenet_300_100": {"fc1": (0.94, 0.98), "fc2": (0.8, 0.94), "logits": (0.4, 0.8)},
+                "lenet_300_100": {"fc1": (0.95, 0.975), "fc2": (0.85, 0.94), "logits": (0.5, 0.8)},
                 "lenet5": {
-                    "conv1": (0.3, 0.6),
-                    "conv2": (0.85, 0.94),
-                    "fc1": (0.94, 0.98),
-                    "logits": (0.7, 0.9),
+                    "conv1": (0.5, 0.7),
+                    "conv2": (0.9, 0.95),
+                    "fc1": (0.95, 0.98),
+                    "logits": (0.85, 0.92),
                 },
             },
         },
         "cluster_choices": {"quick": (4, 8, 16), "full": (4, 8, 16)},  # per clustered layer (04's layers)
         "quantization": {"quick": ("pcqat_int8", "ptq_int8"), "full": ("pcqat_int8", "ptq_int8")},
-        "prune_epochs": {  # (low, high, step) of the fine-tuning length while pruning
-            "quick": {"lenet_300_100": (1, 2, 1), "lenet5": (1, 1, 1)},
-            "full": {"lenet_300_100": (10, 18, 4), "lenet5": (3, 5, 1)},
+        "prune_epochs": {  # (low, high, step): further pruning epochs after 04's (0: at once, no fine-tuning)
+            "quick": {"lenet_300_100": (0, 1, 1), "lenet5": (0, 1, 1)},
+            "full": {"lenet_300_100": (0, 3, 1), "lenet5": (0, 2, 1)},
         },
-        "prune_slack": {"quick": 0.05, "full": 0.01},  # pruner: stop below budget floor - slack
-        "prune_warmup": {"quick": 0, "full": 2},  # epochs before the pruner may stop a trial
+        "prune_slack": {"quick": 0.05, "full": 0.005},  # pruner: stop below budget floor - slack
+        "prune_warmup": {"quick": 0, "full": 0},  # reports before the pruner may stop a trial
         # latency search (NSGA-II: latency and accuracy; notebook 02's hand-chosen widths tried first)
         "latency_model": {"quick": "lenet5", "full": "lenet5"},
-        "latency_trials": {"quick": 3, "full": 10},
-        "latency_timeout_s": {"quick": 120, "full": 300},
-        "keep_range": {"quick": (0.2, 0.6, 0.05), "full": (0.15, 0.6, 0.05)},  # channels kept per layer
-        "latency_epochs": {"quick": (1, 2), "full": (2, 4)},
+        "latency_trials": {"quick": 3, "full": 8},
+        "latency_timeout_s": {"quick": 120, "full": 330},
+        # channels kept per layer, (low, high, step): at most 02's 0.4 in the convolutions (their
+        # multiply-adds are the latency), fc1 free to stay wider (cheap in time, good for accuracy)
+        "keep_ranges": {
+            "quick": {"conv1": (0.2, 0.6, 0.05), "conv2": (0.2, 0.6, 0.05), "fc1": (0.2, 0.6, 0.05)},
+            "full": {"conv1": (0.2, 0.4, 0.05), "conv2": (0.25, 0.4, 0.05), "fc1": (0.3, 0.8, 0.1)},
+        },
+        "latency_epochs": {"quick": (1, 2, 1), "full": (4, 8, 2)},  # (low, high, step) fine-tuning epochs
         "latency_modes": {"quick": ("float32", "int8"), "full": ("float32", "dynamic", "int8")},
         "latency_budget": {"quick": 0.8, "full": 0.5},  # x the dense model's latency, measured here
         "latency_rounds": {"quick": 1, "full": 2},  # timing rounds per trial

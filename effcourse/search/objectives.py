@@ -79,12 +79,15 @@ def _accuracy_callback(reporter, offset: int = 0):
     return Report()
 
 
-def prune_reporting(model, data, per_layer: dict, epochs: int, reporter, batch_size: int = 128, **options):
+def prune_reporting(
+    model, data, per_layer: dict, epochs: int, reporter, batch_size: int = 128, initial_sparsity=None, **options
+):
     """``prune.prune_and_finetune`` with the validation accuracy reported to ``reporter`` after each epoch.
 
     The same recipe as notebook 02 (per-layer sparsities ramped over the first half of the
-    steps, Adam/AdamW on the cosine schedule); returns the stripped model, or raises
-    ``optuna.TrialPruned`` when the pruner stopped the trial.
+    steps, Adam/AdamW on the cosine schedule); ``initial_sparsity`` ({layer: s}) starts a
+    layer's ramp at the sparsity its kernel already holds (a model pruned before). Returns
+    the stripped model, or raises ``optuna.TrialPruned`` when the pruner stopped the trial.
 
     Introduced in notebook 08.
     """
@@ -98,7 +101,15 @@ def prune_reporting(model, data, per_layer: dict, epochs: int, reporter, batch_s
         raise TypeError(f"prune_reporting: unknown options {sorted(options)}.")
     total, end, frequency = _training._plan_steps(len(data.x_train), epochs, batch_size)
     env.seed_everything(seed)
-    wrapped = prune.wrap(model, 0.0, begin_step=0, end_step=end, per_layer=per_layer, frequency=frequency)
+    wrapped = prune.wrap(
+        model,
+        0.0,
+        begin_step=0,
+        end_step=end,
+        per_layer=per_layer,
+        frequency=frequency,
+        initial_sparsity=initial_sparsity,
+    )
     models.compile_classifier(
         wrapped,
         optimizer=_training._optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay),
@@ -116,8 +127,35 @@ def prune_reporting(model, data, per_layer: dict, epochs: int, reporter, batch_s
     return models.compile_classifier(prune.strip(wrapped))
 
 
+def held_sparsity(model) -> dict:
+    """{layer: fraction of exactly-zero kernel weights} of the model's prunable layers (what a start model holds).
+
+    Introduced in notebook 08.
+    """
+    from .. import prune
+
+    names = set(prune.prunable_layers(model))
+    return {k: v for k, v in prune.kernel_sparsity(model).items() if k in names}
+
+
+def one_shot_prune(model, per_layer: dict):
+    """A copy of ``model`` with each named layer's smallest weights set to zero (``per_layer`` sparsities), no training.
+
+    Introduced in notebook 08.
+    """
+    from .. import models
+    from ..prune.kernels import _kernel_of
+    from ..prune.sensitivity import magnitude_mask
+
+    work = models.compile_classifier(models.clone(model, compile_like=False))
+    for name, s in per_layer.items():
+        kernel = _kernel_of(work.get_layer(name))
+        kernel.assign(kernel.numpy() * magnitude_mask(kernel.numpy(), s))
+    return work
+
+
 def compression_objective(
-    base_model, data, tune_data=None, representative=None, batch_size: int = 128, **options
+    base_model, data, tune_data=None, representative=None, batch_size: int = 128, start=None, **options
 ):
     """``evaluate(config, reporter)`` for ``search.run``: prune per layer, cluster per layer, quantize, measure.
 
@@ -132,6 +170,16 @@ def compression_objective(
     (``learning_rate``, ``weight_decay``). Returns a dict: ``accuracy`` (the .tflite file on
     the validation split), ``size_bytes`` (gzip), ``raw_bytes``, ``artifact``.
 
+    ``start`` (a model already pruned, e.g. by the hand-tuned plan; ``base_model`` is then
+    only its architecture's reference) makes the search continue from it, as iterative
+    pruning does: each layer's ramp starts at the sparsity ``start`` holds and rises to the
+    trial's (a trial may not ask for less), over ``prune_epochs`` further epochs; with 0
+    epochs the extra weights are removed at once and clustering and QAT do the fine-tuning,
+    and a configuration asking for exactly ``start``'s sparsities does no pruning at all.
+    The cheap trials this gives are the point: most of the pruning is paid once. After
+    clustering, the Keras model's validation accuracy is reported to the pruner (step
+    ``prune_epochs``), so a hopeless trial stops before QAT and conversion.
+
     Introduced in notebook 08.
     """
     from .. import cluster, convert, measure, prune
@@ -143,6 +191,7 @@ def compression_objective(
     qat_epochs = options.pop("qat_epochs", 1)
     cluster_epochs = options.pop("cluster_epochs", 0)
     layers = prune.prunable_layers(base_model)
+    held = held_sparsity(start) if start is not None else {}
 
     def evaluate(config, reporter):
         sparsity = _space.per_layer(config, "sparsity")
@@ -153,9 +202,34 @@ def compression_objective(
         if mode not in QUANTIZATION:
             raise _space.SpaceError(f"quantization must be one of {QUANTIZATION}, got {mode!r}.")
         epochs = int(config.get("prune_epochs", 1))
-        model = prune_reporting(
-            base_model, data, sparsity, epochs, reporter, batch_size=batch_size, **dict(options)
-        )
+        if start is None:
+            model = prune_reporting(
+                base_model, data, sparsity, epochs, reporter, batch_size=batch_size, **dict(options)
+            )
+        else:
+            below = {k: (s, held.get(k, 0.0)) for k, s in sparsity.items() if s < held.get(k, 0.0) - 1e-3}
+            if below:
+                raise _space.SpaceError(
+                    f"The start model already holds more zeros than the trial asks for in {below} "
+                    "(trial, held); a search that continues from a pruned model can only prune further: "
+                    "give those layers ranges starting at the held sparsity."
+                )
+            more = {k: s for k, s in sparsity.items() if s > held.get(k, 0.0) + 1e-3}
+            if not more:
+                model = start
+            elif epochs == 0:
+                model = one_shot_prune(start, more)
+            else:
+                model = prune_reporting(
+                    start,
+                    data,
+                    sparsity,
+                    epochs,
+                    reporter,
+                    batch_size=batch_size,
+                    initial_sparsity={k: held.get(k, 0.0) for k in sparsity},
+                    **dict(options),
+                )
         if clusters:
             model = cluster.cluster_and_finetune(
                 model,
@@ -167,6 +241,7 @@ def compression_objective(
                 preserve_sparsity=True,
                 per_layer=clusters,
             )
+        reporter.report(measure.accuracy(model, data.x_val, data.y_val), epochs)
         if mode == "pcqat_int8":
             q = cluster.collaborative_qat(
                 model, tune, qat_epochs, preserve="both" if clusters else "sparsity", batch_size=batch_size
@@ -185,7 +260,14 @@ def compression_objective(
 
 
 def channel_objective(
-    base_model, data, profile, representative=None, batch_size: int = 128, rounds: int = 1, **options
+    base_model,
+    data,
+    profile,
+    representative=None,
+    batch_size: int = 128,
+    rounds: int = 1,
+    skip_over_ms: float | None = None,
+    **options,
 ):
     """``evaluate(config, reporter)`` for ``search.run``: channel widths, fine-tuning, a mode, latency measured here.
 
@@ -193,8 +275,14 @@ def channel_objective(
     notebook 02's ``prune.channel_prune``), ``epochs`` (fine-tuning on ``data``) and ``mode``
     (a ``convert.to_tflite`` mode). Returns ``accuracy`` (the .tflite file on the validation
     split), ``latency_ms`` (median single-sample LiteRT latency, ``profile``'s runs, warm-up
-    and threads, ``rounds`` rounds), ``latency_p90_ms``, ``size_bytes``, ``macs``, ``artifact``.
+    and threads, ``rounds`` rounds), ``latency_p90_ms``, ``size_bytes``, ``macs``, ``trained`` (1: fine-tuned), ``artifact``.
     ``options`` go to ``prune.finetune`` (``learning_rate``, ``weight_decay``).
+
+    ``skip_over_ms`` (e.g. the latency budget): the narrowed model is converted and timed
+    *before* fine-tuning (its graph, hence its latency, does not depend on the weights); a
+    configuration slower than that is not fine-tuned at all and returns the untrained
+    model's metrics (``trained`` 0): it misses the latency budget whatever training would
+    do, so its time goes to the next trial. A measured hardware budget as an early stop.
 
     Introduced in notebook 08.
     """
@@ -209,6 +297,15 @@ def channel_objective(
         keep = _space.per_layer(config, "keep")
         _space.check_layers(config, "keep", layers)
         narrow = prune.channel_prune(base_model, keep)
+        mode = config.get("mode", "float32")
+        timing = dict(
+            runs=profile.latency_runs, warmup=profile.latency_warmup, threads=profile.latency_threads, rounds=rounds
+        )
+        if skip_over_ms is not None:
+            blob = convert.to_tflite(narrow, mode, representative=rep)
+            lat = measure.latency(blob, data.x_val[:1], **timing)
+            if lat["latency_ms"] > skip_over_ms:
+                return _channel_metrics(narrow, blob, lat, data, trained=0)
         epochs = int(config.get("epochs", 1))
         seed = options.get("seed", 0)
         from .. import env, models
@@ -236,22 +333,21 @@ def channel_objective(
             desc=f"trial {reporter.number}: fine-tune {narrow.name}",
         )
         reporter.stop_if_pruned()
-        blob = convert.to_tflite(copy, config.get("mode", "float32"), representative=rep)
-        lat = measure.latency(
-            blob,
-            data.x_val[:1],
-            runs=profile.latency_runs,
-            warmup=profile.latency_warmup,
-            threads=profile.latency_threads,
-            rounds=rounds,
-        )
-        return {
-            "accuracy": measure.accuracy(blob, data.x_val, data.y_val),
-            "latency_ms": lat["latency_ms"],
-            "latency_p90_ms": lat["latency_p90_ms"],
-            "size_bytes": measure.compressed_size(blob),
-            "macs": measure.macs(copy),
-            "artifact": blob,
-        }
+        blob = convert.to_tflite(copy, mode, representative=rep)
+        return _channel_metrics(copy, blob, measure.latency(blob, data.x_val[:1], **timing), data, trained=1)
 
     return evaluate
+
+
+def _channel_metrics(model, blob, lat, data, trained: int) -> dict:
+    from .. import measure
+
+    return {
+        "accuracy": measure.accuracy(blob, data.x_val, data.y_val),
+        "latency_ms": lat["latency_ms"],
+        "latency_p90_ms": lat["latency_p90_ms"],
+        "size_bytes": measure.compressed_size(blob),
+        "macs": measure.macs(model),
+        "trained": trained,
+        "artifact": blob,
+    }

@@ -291,6 +291,29 @@ def artifact(study, number: int) -> bytes:
     return Path(name).read_bytes()
 
 
+def start_model(study, build, name: str = "start"):
+    """The model a study's trials continue from: built once by ``build()``, kept next to the study.
+
+    A search that continues from a model pruned by a fixed recipe (the hand-tuned plan)
+    pays that recipe once: the model is saved in ``artifact_dir(study)`` and read back when
+    the study is resumed. A study without finished trials builds it again (a fresh study
+    never inherits a stale start). The seconds spent building are kept in the study
+    (``start_seconds``), so the notebook can say where the time went.
+
+    Introduced in notebook 08.
+    """
+    from .. import models
+
+    path = artifact_dir(study) / f"{name}.keras"
+    if path.exists() and any(t.state.is_finished() for t in study.get_trials(deepcopy=False)):
+        return models.compile_classifier(models.load_model(path, compile=False))
+    t0 = time.perf_counter()
+    model = build()
+    models.save_model(model, path)
+    study.set_user_attr("start_seconds", time.perf_counter() - t0)
+    return model
+
+
 def _fail_stale(study) -> None:
     """Trials left RUNNING by an interrupted run are marked FAIL, so a resume does not wait on them."""
     from optuna.trial import TrialState
@@ -319,7 +342,9 @@ def run(
     it. ``enqueue``: configurations to try first (e.g. the hand-tuned one), added once.
     ``timeout`` (seconds) stops starting new trials after that long. ``log_dir``: every
     trial logged to TensorBoard HParams afterwards (``tracking.log_study``). ``on_trial(row)``
-    is called with each finished trial's row. Returns the study.
+    is called with each finished trial's row. A configuration the sampler proposes again
+    after it finished is not measured again: the trial copies its twin's metrics
+    (``repeat_of`` in its user attributes). Returns the study.
 
     Introduced in notebook 08.
     """
@@ -350,6 +375,13 @@ def run(
 
     def objective(trial):
         config = _space.suggest(trial, space)
+        same = _finished_twin(study, trial)
+        if same is not None:  # a sampler may propose a finished configuration again: not re-measured
+            trial.set_user_attr("metrics", same.user_attrs["metrics"])
+            trial.set_user_attr("repeat_of", same.number)
+            if same.user_attrs.get("artifact"):
+                trial.set_user_attr("artifact", same.user_attrs["artifact"])
+            return same.values[0] if len(same.values) == 1 else list(same.values)
         reporter = Reporter(trial, prunable)
         metrics = dict(evaluate(dict(config), reporter))
         blob = metrics.pop("artifact", None)
@@ -393,6 +425,16 @@ def run(
 
         tracking.log_study(study, log_dir)
     return study
+
+
+def _finished_twin(study, trial):
+    """The earliest complete trial of ``study`` with exactly ``trial``'s parameters, or None."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != trial.number and t.params == trial.params and "metrics" in t.user_attrs:
+            return t
+    return None
 
 
 def _is_fixed(p) -> bool:
@@ -462,13 +504,15 @@ def table(study):
     return out
 
 
-def best(study, order=None):
+def best(study, order=None, extra=()):
     """The winner: among trials meeting every budget, the best by the objectives in order.
 
     ``order`` (default: the study's objectives, in order) is a list of metrics; each is
     minimised or maximised as the study says (ties broken by the next). A trial that misses
     a budget is never returned, however good; when none meets them all, ``BudgetError`` says
-    which budget was missed and by how much. Returns the trial's row of ``table(study)``.
+    which budget was missed and by how much. ``extra`` (``Budget``s) are further conditions
+    for this choice only, e.g. "at least as accurate as the hand-tuned trial" to pick a
+    trial that dominates it. Returns the trial's row of ``table(study)``.
 
     Introduced in notebook 08.
     """
@@ -479,9 +523,15 @@ def best(study, order=None):
             f"The study {study.study_name!r} has no finished trial yet (states: "
             f"{dict(rows['state'].value_counts()) if len(rows) else 'none'}); run more trials."
         )
+    extra = list(extra)
+    if extra:
+        rows = rows.assign(
+            feasible=rows["feasible"]
+            & rows.apply(lambda r: all(b.violation(r.to_dict()) <= 0 for b in extra), axis=1)
+        )
     ok = rows[rows["feasible"]]
     if ok.empty:
-        raise BudgetError(_budget_message(rows[rows["state"] == "complete"], budgets))
+        raise BudgetError(_budget_message(rows[rows["state"] == "complete"], budgets + extra))
     order = list(order or objectives)
     asc = [objectives.get(k, "minimize") == "minimize" for k in order]
     return ok.sort_values(order + ["trial"], ascending=asc + [True]).iloc[0]
