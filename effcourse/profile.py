@@ -111,7 +111,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
             "quick": {"lenet_300_100": 120, "lenet5": 120},
             "full": {"lenet_300_100": 240, "lenet5": 150},  # trials only; 04's pruning (the start) comes first
         },
-        "startup_trials": {"quick": 1, "full": 3},  # random trials before TPE models the results
+        "startup_trials": {"quick": 1, "full": 2},  # random trials before TPE models the results
         # per layer: (low, high) fraction of the weights set to zero; low is 04's plan (the start
         # model holds it), so the search can only prune further, layer by layer
         "sparsity_ranges": {
@@ -134,11 +134,11 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
                 },
             },
         },
-        "cluster_choices": {"quick": (4, 8, 16), "full": (4, 8, 16)},  # per clustered layer (04's layers)
+        "cluster_choices": {"quick": (4, 8, 16), "full": (8, 16)},  # full: every 4-cluster trial was stopped  # per clustered layer (04's layers)
         "quantization": {"quick": ("pcqat_int8", "ptq_int8"), "full": ("pcqat_int8", "ptq_int8")},
         "prune_epochs": {  # (low, high, step): further pruning epochs after 04's (0: at once, no fine-tuning)
             "quick": {"lenet_300_100": (0, 1, 1), "lenet5": (0, 1, 1)},
-            "full": {"lenet_300_100": (0, 3, 1), "lenet5": (0, 2, 1)},
+            "full": {"lenet_300_100": (1, 3, 1), "lenet5": (1, 2, 1)},  # 0 extra epochs: always stopped
         },
         "prune_slack": {"quick": 0.05, "full": 0.005},  # pruner: stop below budget floor - slack
         "prune_warmup": {"quick": 0, "full": 0},  # reports before the pruner may stop a trial
@@ -152,7 +152,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
             "quick": {"conv1": (0.2, 0.6, 0.05), "conv2": (0.2, 0.6, 0.05), "fc1": (0.2, 0.6, 0.05)},
             "full": {"conv1": (0.2, 0.4, 0.05), "conv2": (0.25, 0.4, 0.05), "fc1": (0.3, 0.8, 0.1)},
         },
-        "latency_epochs": {"quick": (1, 2, 1), "full": (4, 8, 2)},  # (low, high, step) fine-tuning epochs
+        "latency_epochs": {"quick": (1, 2, 1), "full": (6, 10, 2)},  # (low, high, step) fine-tuning epochs
         "latency_modes": {"quick": ("float32", "int8"), "full": ("float32", "dynamic", "int8")},
         "latency_budget": {"quick": 0.8, "full": 0.5},  # x the dense model's latency, measured here
         "latency_rounds": {"quick": 1, "full": 2},  # timing rounds per trial
