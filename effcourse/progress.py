@@ -10,8 +10,11 @@ bars. ``EFFCOURSE_PROGRESS=0`` turns every bar off (the unit tests do).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import tf_keras
+
+_TRANSIENT = [0]  # depth of nested ``transient()`` blocks
 
 
 def enabled() -> bool:
@@ -43,6 +46,23 @@ def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it
     )
 
 
+@contextmanager
+def transient():
+    """Inside this block, Keras training bars vanish when their training ends.
+
+    For loops that train many times (stages, seeds, configurations) and keep a bar of their
+    own: the loop's bar stays on screen, the bar of each ``fit`` inside it does not, so a cell
+    does not end with dozens of finished bars.
+
+    Introduced in notebook 02.
+    """
+    _TRANSIENT[0] += 1
+    try:
+        yield
+    finally:
+        _TRANSIENT[0] -= 1
+
+
 class KerasBar(tf_keras.callbacks.Callback):
     """One progress bar over every batch of a ``fit`` call, with epoch and loss.
 
@@ -62,7 +82,7 @@ class KerasBar(tf_keras.callbacks.Callback):
         steps = self.params.get("steps") or 0
         epochs = self.params.get("epochs") or 1
         total = steps * epochs if steps else None
-        self._bar = bar(total=total, desc=self.desc, unit="batch", leave=True)
+        self._bar = bar(total=total, desc=self.desc, unit="batch", leave=not _TRANSIENT[0])
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1

@@ -40,6 +40,35 @@ def test_keras_bar_counts_every_batch_of_every_epoch(monkeypatch):
     assert b.postfix["epoch"] == "3/3" and "loss" in b.postfix
 
 
+def test_training_bars_inside_transient_do_not_stay(monkeypatch):
+    monkeypatch.setenv("EFFCOURSE_PROGRESS", "1")
+    leaves = []
+    monkeypatch.setattr(progress, "bar", lambda **kw: leaves.append(kw["leave"]) or _Quiet())
+    model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.zeros((20, 3), "float32"), np.zeros(20, "int64")
+    fit = lambda: model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=progress.with_bar([], "t"))  # noqa: E731
+    fit()
+    with progress.transient():
+        fit()
+        with progress.transient():
+            fit()
+        fit()
+    fit()
+    assert leaves == [True, False, False, False, True]
+
+
+class _Quiet:
+    def update(self, k):
+        pass
+
+    def set_postfix(self, d, refresh=True):
+        pass
+
+    def close(self):
+        pass
+
+
 def test_with_bar_only_when_keras_is_silent_and_bars_are_on(monkeypatch):
     monkeypatch.setenv("EFFCOURSE_PROGRESS", "1")
     assert len(progress.with_bar([], "t", verbose=0)) == 1

@@ -137,21 +137,22 @@ def iterative_prune(
     )
     for k, target in enumerate(plan, start=1):
         dropout = _adjusted_dropout(model, target)
-        current = prune_and_finetune(
-            current,
-            data,
-            0.0,
-            epochs=epochs[k - 1],
-            batch_size=batch_size,
-            per_layer=target,
-            schedule="polynomial",
-            initial_sparsity=previous,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            seed=seed + k,
-            dropout_rates=dropout,
-            desc=f"stage {k}/{len(plan)}: retrain at {_overall(sizes, target):.1%}",
-        )
+        with progress.transient():  # the stage bar above stays; each stage's training bar does not
+            current = prune_and_finetune(
+                current,
+                data,
+                0.0,
+                epochs=epochs[k - 1],
+                batch_size=batch_size,
+                per_layer=target,
+                schedule="polynomial",
+                initial_sparsity=previous,
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                seed=seed + k,
+                dropout_rates=dropout,
+                desc=f"stage {k}/{len(plan)}: retrain at {_overall(sizes, target):.1%}",
+            )
         previous = target
         got = kernel_sparsity(current)
         row = {"stage": k, "epochs": epochs[k - 1]}
