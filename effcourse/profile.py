@@ -138,7 +138,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "quantization": {"quick": ("pcqat_int8", "ptq_int8"), "full": ("pcqat_int8", "ptq_int8")},
         "prune_epochs": {  # (low, high, step): further pruning epochs after 04's (0: at once, no fine-tuning)
             "quick": {"lenet_300_100": (0, 1, 1), "lenet5": (0, 1, 1)},
-            "full": {"lenet_300_100": (1, 3, 1), "lenet5": (1, 2, 1)},  # 0 extra epochs: always stopped
+            "full": {"lenet_300_100": (0, 3, 1), "lenet5": (0, 2, 1)},  # 0 must stay: trial 0 is 04's plan
         },
         "prune_slack": {"quick": 0.05, "full": 0.005},  # pruner: stop below budget floor - slack
         "prune_warmup": {"quick": 0, "full": 0},  # reports before the pruner may stop a trial
@@ -152,7 +152,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
             "quick": {"conv1": (0.2, 0.6, 0.05), "conv2": (0.2, 0.6, 0.05), "fc1": (0.2, 0.6, 0.05)},
             "full": {"conv1": (0.2, 0.4, 0.05), "conv2": (0.25, 0.4, 0.05), "fc1": (0.3, 0.8, 0.1)},
         },
-        "latency_epochs": {"quick": (1, 2, 1), "full": (6, 10, 2)},  # (low, high, step) fine-tuning epochs
+        "latency_epochs": {"quick": (1, 2, 1), "full": (4, 10, 2)},  # must hold 02's channel_epochs (trial 0)  # (low, high, step) fine-tuning epochs
         "latency_modes": {"quick": ("float32", "int8"), "full": ("float32", "dynamic", "int8")},
         "latency_budget": {"quick": 0.8, "full": 0.5},  # x the dense model's latency, measured here
         "latency_rounds": {"quick": 1, "full": 2},  # timing rounds per trial
