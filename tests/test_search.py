@@ -304,3 +304,20 @@ def test_the_targets_compare_the_search_with_the_hand_tuned_rows():
     assert (
         rows[rows["target"].str.startswith("latency")].iloc[0]["reached"] == "no"
     )  # faster but less accurate
+
+
+def test_a_configuration_to_try_first_must_lie_in_the_space(tmp_path):
+    """Optuna only warns and samples another value; the course refuses, naming the parameter."""
+    space = {"sparsity": search.Float(0.5, 0.9, step=0.1), "epochs": search.Int(1, 3), "mode": search.Choice(("a", "b"))}
+    assert search.check_config({"sparsity": 0.7, "epochs": 3, "mode": "b"}, space)
+    for bad, words in (
+        ({"epochs": 0}, "epochs = 0, outside the space's 1..3"),
+        ({"sparsity": 0.95}, "sparsity = 0.95, outside"),
+        ({"sparsity": 0.75}, "in steps of 0.1"),
+        ({"mode": "c"}, "not one of"),
+        ({"width": 2}, "not in the space"),
+    ):
+        with pytest.raises(search.SpaceError, match=words):
+            search.check_config(bad, space)
+    with pytest.raises(search.SpaceError, match="epochs = 0"):
+        search.run(_study(tmp_path), _evaluate, SPACE, n_trials=1, enqueue=[{"epochs": 0}])

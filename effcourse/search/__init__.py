@@ -20,7 +20,7 @@ from .objectives import (
     one_shot_prune,
     prune_reporting,
 )
-from .space import Choice, Float, Int, SpaceError, check, check_layers, per_layer, suggest
+from .space import Choice, Float, Int, SpaceError, check, check_config, check_layers, per_layer, suggest
 from .study import (
     Budget,
     BudgetError,
@@ -59,6 +59,7 @@ __all__ = [
     "channel_objective",
     "check",
     "check_latency_budget",
+    "check_config",
     "check_layers",
     "compression_objective",
     "held_sparsity",

@@ -117,6 +117,37 @@ def check(space) -> dict:
     return space
 
 
+def check_config(config: dict, space: dict, what: str = "The configuration to try first") -> dict:
+    """``config`` if every value lies in its parameter's range or choices; else a ``SpaceError``
+    naming the parameter, the value and the range (Optuna would only warn, then sample a
+    different value, so the hand-tuned plan would silently not be the first trial).
+
+    Introduced in notebook 08.
+    """
+    unknown = sorted(set(config) - set(space))
+    if unknown:
+        raise SpaceError(f"{what} names {unknown}, which are not in the space.")
+    for name, value in config.items():
+        p = space[name]
+        if isinstance(p, (Float, Int)):
+            tol = 1e-9 * max(1.0, abs(p.high))
+            inside = isinstance(value, (int, float)) and p.low - tol <= value <= p.high + tol
+            if inside and p.step:
+                k = (value - p.low) / p.step
+                inside = abs(k - round(k)) < 1e-6
+            if not inside:
+                grid = f" in steps of {p.step:g}" if p.step else ""
+                raise SpaceError(
+                    f"{what} sets {name} = {value!r}, outside the space's {p.low:g}..{p.high:g}{grid}: "
+                    "widen the range in the profile so that it holds the value."
+                )
+        elif isinstance(p, Choice) and value not in tuple(p.values):
+            raise SpaceError(
+                f"{what} sets {name} = {value!r}, not one of {tuple(p.values)}: add it to the profile's choices."
+            )
+    return config
+
+
 def suggest(trial, space: dict) -> dict:
     """One configuration: each parameter suggested by the Optuna ``trial`` (fixed values as given).
 

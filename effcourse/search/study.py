@@ -360,11 +360,7 @@ def run(
     folder = artifact_dir(study)
     _fail_stale(study)
     for config in enqueue:
-        unknown = sorted(set(config) - set(space))
-        if unknown:
-            raise _space.SpaceError(
-                f"The configuration to try first names {unknown}, which are not in the space."
-            )
+        _space.check_config(config, space)
         study.enqueue_trial({k: v for k, v in config.items() if not _is_fixed(space[k])}, skip_if_exists=True)
     done = len(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
