@@ -378,29 +378,25 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 
 #: Measured run time of each notebook in minutes, per profile: the one source for the
 #: notebooks' own "Run time" lines, the README's syllabus and ``make course``'s estimate of
-#: what is left (a test checks that the three agree). Full: a fresh clone's ``make course``
-#: on a quiet 2-core machine (AMD EPYC, no GPU), notebook 01 training the three baselines
-#: the first time. Quick: a fresh clone's ``python -m effcourse.course`` under the quick
-#: profile on a quiet 2-core Intel Xeon (Sapphire Rapids, no GPU), baselines trained by 01;
-#: re-measured per notebook with nbclient on 2026-12-02 after the session that added 09 and
-#: changed 02 and 04-08 (about 15 minutes in all). Full figures marked "estimate" were not yet
-#: measured on a quiet machine after that session: the runs then shared two cores with five
-#: other jobs. On that CPU notebook 05's float16 training falls back to slow
-#: reference kernels; 05 bounds it by ``side_by_side_budget_s`` and says so.
+#: what is left (a test checks that the three agree). Full: 00, 01, 03 from a fresh clone's
+#: ``make course`` on a quiet 2-core AMD EPYC machine (no GPU; 01 trains the three
+#: baselines); 02, 04, 05 and 08 measured on 2026-12-02, each notebook alone on a quiet 2-core
+#: Intel Xeon (Sapphire Rapids, no GPU) after that day's changes; 06 (12 min measured while
+#: the machine ran three other jobs), 07 and 09 are estimates. Quick: each notebook alone
+#: with nbclient on the Sapphire Rapids machine, baselines trained by 01 (02 and 08 at a load
+#: average of 1-3). On that CPU notebook 05's float16 training falls back to slow reference
+#: kernels (a mixed_float16 CNN step 180x float32's); 05 bounds it by ``side_by_side_budget_s``
+#: and says so.
 RUN_MINUTES = {
     "00_setup_and_tour": {"quick": 0.4, "full": 1},
     "01_sgd_loss_formulation": {"quick": 0.6, "full": 8.1},
-    # Full estimates, not yet measured quietly: 02 (iterative recipe, three allocations), 04
-    # (all-images distillation, 3 seeds), 05 (parity, 3 seeds x 3 policies), 06 (three timing
-    # runs), 07 (section 7's width sweep), 08 (the studies stop at their time limits, 860 s,
-    # plus the trial then running), 09 (11 min under load ~21, where quick was 6.7x slower).
-    "02_pruning": {"quick": 2.4, "full": 12},
+    "02_pruning": {"quick": 4.8, "full": 17},
     "03_quantization": {"quick": 0.8, "full": 1.3},
-    "04_clustering_distillation_deep_compression": {"quick": 2.3, "full": 10},
-    "05_mixed_precision": {"quick": 4.1, "full": 5},
-    "06_dynamic_networks": {"quick": 0.8, "full": 5},
+    "04_clustering_distillation_deep_compression": {"quick": 1.8, "full": 12.5},
+    "05_mixed_precision": {"quick": 4.1, "full": 9.7},
+    "06_dynamic_networks": {"quick": 0.9, "full": 7},
     "07_parallelism": {"quick": 1.4, "full": 4},
-    "08_automated_compression": {"quick": 1.7, "full": 18},
+    "08_automated_compression": {"quick": 1.2, "full": 10.3},
     "09_deploy_onnx": {"quick": 0.7, "full": 3},
 }
 
