@@ -109,7 +109,10 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         },
         "size_timeout_s": {
             "quick": {"lenet_300_100": 120, "lenet5": 120},
-            "full": {"lenet_300_100": 240, "lenet5": 150},  # trials only; 04's pruning (the start) comes first
+            "full": {
+                "lenet_300_100": 240,
+                "lenet5": 150,
+            },  # trials only; 04's pruning (the start) comes first
         },
         "startup_trials": {"quick": 1, "full": 2},  # random trials before TPE models the results
         # per layer: (low, high) fraction of the weights set to zero; low is 04's plan (the start
@@ -134,7 +137,10 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
                 },
             },
         },
-        "cluster_choices": {"quick": (4, 8, 16), "full": (8, 16)},  # full: every 4-cluster trial was stopped  # per clustered layer (04's layers)
+        "cluster_choices": {
+            "quick": (4, 8, 16),
+            "full": (8, 16),
+        },  # full: every 4-cluster trial was stopped  # per clustered layer (04's layers)
         "quantization": {"quick": ("pcqat_int8", "ptq_int8"), "full": ("pcqat_int8", "ptq_int8")},
         "prune_epochs": {  # (low, high, step): further pruning epochs after 04's (0: at once, no fine-tuning)
             "quick": {"lenet_300_100": (0, 1, 1), "lenet5": (0, 1, 1)},
@@ -152,7 +158,10 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
             "quick": {"conv1": (0.2, 0.6, 0.05), "conv2": (0.2, 0.6, 0.05), "fc1": (0.2, 0.6, 0.05)},
             "full": {"conv1": (0.2, 0.4, 0.05), "conv2": (0.25, 0.4, 0.05), "fc1": (0.3, 0.8, 0.1)},
         },
-        "latency_epochs": {"quick": (1, 2, 1), "full": (4, 10, 2)},  # must hold 02's channel_epochs (trial 0)  # (low, high, step) fine-tuning epochs
+        "latency_epochs": {
+            "quick": (1, 2, 1),
+            "full": (4, 10, 2),
+        },  # must hold 02's channel_epochs (trial 0)  # (low, high, step) fine-tuning epochs
         "latency_modes": {"quick": ("float32", "int8"), "full": ("float32", "dynamic", "int8")},
         "latency_budget": {"quick": 0.8, "full": 0.5},  # x the dense model's latency, measured here
         "latency_rounds": {"quick": 1, "full": 2},  # timing rounds per trial
@@ -322,7 +331,10 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "select_z": {"quick": 1.0, "full": 1.0},
         "latency_samples": {"quick": 300, "full": 10000},  # test images timed one at a time
         "latency_repeats": {"quick": 3, "full": 5},  # interleaved passes; median per sample
-        "latency_block": {"quick": 50, "full": 50},  # images per block: each model runs a block, then the other
+        "latency_block": {
+            "quick": 50,
+            "full": 50,
+        },  # images per block: each model runs a block, then the other
         "cold_samples": {"quick": 300, "full": 2000},  # the same timed taking turns on every image (block=1)
         "timing_runs": {"quick": 1, "full": 3},  # separate timing runs; the worst is kept
         "static_epochs": {"quick": 2, "full": 10},  # the static small network, same recipe

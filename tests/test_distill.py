@@ -196,5 +196,7 @@ def test_alone_and_distilled_differ_only_in_the_loss(mnist):
     same = distill.train_student(student, subset, 2, teacher=teacher, alpha=0.0, seed=3, learning_rate=3e-3)
     for a, b in zip(alone.get_weights(), same.get_weights()):
         np.testing.assert_array_equal(a, b)
-    other_seed = distill.train_student(student, subset, 2, teacher=teacher, alpha=0.0, seed=4, learning_rate=3e-3)
+    other_seed = distill.train_student(
+        student, subset, 2, teacher=teacher, alpha=0.0, seed=4, learning_rate=3e-3
+    )
     assert any(not np.array_equal(a, b) for a, b in zip(alone.get_weights(), other_seed.get_weights()))

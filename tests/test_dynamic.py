@@ -81,14 +81,16 @@ def test_operating_point_margin_of_standard_errors():
     """The drop plus z * sqrt(harm + help) / samples must stay within max_drop."""
     import pandas as pd
 
-    table = pd.DataFrame({
-        "threshold": [0.5, 0.8, 0.9, 1.0],
-        "accuracy": [0.990, 0.995, 0.995, 0.995],
-        "mean_macs": [100.0, 200.0, 300.0, 1000.0],
-        "harm": [60, 50, 2, 0],
-        "help": [10, 50, 2, 0],
-        "samples": [10000] * 4,
-    })
+    table = pd.DataFrame(
+        {
+            "threshold": [0.5, 0.8, 0.9, 1.0],
+            "accuracy": [0.990, 0.995, 0.995, 0.995],
+            "mean_macs": [100.0, 200.0, 300.0, 1000.0],
+            "harm": [60, 50, 2, 0],
+            "help": [10, 50, 2, 0],
+            "samples": [10000] * 4,
+        }
+    )
     # no margin: 0.8 is as accurate as never exiting and cheaper than 0.9
     assert dynamic.operating_point(table, 0.995, 0.0005)["threshold"] == 0.8
     # one standard error: 0.8 changed 100 answers (sqrt(100)/10000 = 0.1 points), 0.9 only 4 (0.02)

@@ -308,7 +308,11 @@ def test_the_targets_compare_the_search_with_the_hand_tuned_rows():
 
 def test_a_configuration_to_try_first_must_lie_in_the_space(tmp_path):
     """Optuna only warns and samples another value; the course refuses, naming the parameter."""
-    space = {"sparsity": search.Float(0.5, 0.9, step=0.1), "epochs": search.Int(1, 3), "mode": search.Choice(("a", "b"))}
+    space = {
+        "sparsity": search.Float(0.5, 0.9, step=0.1),
+        "epochs": search.Int(1, 3),
+        "mode": search.Choice(("a", "b")),
+    }
     assert search.check_config({"sparsity": 0.7, "epochs": 3, "mode": "b"}, space)
     for bad, words in (
         ({"epochs": 0}, "epochs = 0, outside the space's 1..3"),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from effcourse import data, models, prune, search
+from effcourse import data, models, search
 from effcourse.search import Budget, Choice, Float
 
 
@@ -44,8 +44,13 @@ def _mlp():
 def small(mnist):
     n = 512
     return data.MNIST(
-        mnist.x_train[:n], mnist.y_train[:n], mnist.x_val[:200], mnist.y_val[:200], mnist.x_test[:200],
-        mnist.y_test[:200], "quick",
+        mnist.x_train[:n],
+        mnist.y_train[:n],
+        mnist.x_val[:200],
+        mnist.y_val[:200],
+        mnist.x_test[:200],
+        mnist.y_test[:200],
+        "quick",
     )
 
 
@@ -96,12 +101,20 @@ def test_the_start_model_is_built_once_and_read_back_on_resume(tmp_path, small):
 
 def test_best_with_extra_conditions_picks_a_dominating_trial(tmp_path):
     s = search.open_study(
-        "ex", {"latency_ms": "minimize", "accuracy": "maximize"}, [Budget("accuracy", "min", 0.9)],
-        path=tmp_path / "ex.db", population_size=4,
+        "ex",
+        {"latency_ms": "minimize", "accuracy": "maximize"},
+        [Budget("accuracy", "min", 0.9)],
+        path=tmp_path / "ex.db",
+        population_size=4,
     )
     points = {"a": (1.0, 0.99), "b": (0.5, 0.95), "c": (0.7, 0.995), "d": (0.2, 0.5)}
-    search.run(s, lambda c, r: dict(zip(("latency_ms", "accuracy"), points[c["p"]])),
-               {"p": Choice(tuple(points))}, n_trials=4, enqueue=[{"p": p} for p in points])
+    search.run(
+        s,
+        lambda c, r: dict(zip(("latency_ms", "accuracy"), points[c["p"]])),
+        {"p": Choice(tuple(points))},
+        n_trials=4,
+        enqueue=[{"p": p} for p in points],
+    )
     assert search.best(s, order=["latency_ms", "accuracy"])["latency_ms"] == 0.5  # b; d misses the budget
     won = search.best(s, order=["latency_ms", "accuracy"], extra=[Budget("accuracy", "min", 0.99)])
     assert (won["latency_ms"], won["accuracy"]) == (0.7, 0.995)  # c: faster than a and as accurate

@@ -129,7 +129,9 @@ def iterative_prune(
     else:
         epochs = [positive_int(epochs_per_stage, "epochs_per_stage")] * len(plan)
     if report_on is not None and (len(report_on) != 2 or len(report_on[0]) != len(report_on[1])):
-        raise ValueError("report_on must be a pair (images, labels) of equal length, e.g. (data.x_test, data.y_test).")
+        raise ValueError(
+            "report_on must be a pair (images, labels) of equal length, e.g. (data.x_test, data.y_test)."
+        )
     sizes = _kernel_sizes(model)
     rows, current, previous = [], model, {}
     bar = progress.bar(

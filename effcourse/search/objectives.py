@@ -80,7 +80,14 @@ def _accuracy_callback(reporter, offset: int = 0):
 
 
 def prune_reporting(
-    model, data, per_layer: dict, epochs: int, reporter, batch_size: int = 128, initial_sparsity=None, **options
+    model,
+    data,
+    per_layer: dict,
+    epochs: int,
+    reporter,
+    batch_size: int = 128,
+    initial_sparsity=None,
+    **options,
 ):
     """``prune.prune_and_finetune`` with the validation accuracy reported to ``reporter`` after each epoch.
 
@@ -299,7 +306,10 @@ def channel_objective(
         narrow = prune.channel_prune(base_model, keep)
         mode = config.get("mode", "float32")
         timing = dict(
-            runs=profile.latency_runs, warmup=profile.latency_warmup, threads=profile.latency_threads, rounds=rounds
+            runs=profile.latency_runs,
+            warmup=profile.latency_warmup,
+            threads=profile.latency_threads,
+            rounds=rounds,
         )
         if skip_over_ms is not None:
             blob = convert.to_tflite(narrow, mode, representative=rep)
