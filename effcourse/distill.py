@@ -114,6 +114,31 @@ def teacher_logits(teacher, x, batch_size: int = 512) -> np.ndarray:
     return teacher.predict(x, batch_size=batch_size, verbose=0).astype(np.float32)
 
 
+def with_soft_targets(data, teacher, temperature: float, alpha: float):
+    """``(packed, loss, metrics)`` to train any model on ``data`` distilled from ``teacher``, notebook 04.
+
+    ``packed`` is a copy of the ``effcourse.data.MNIST`` whose training and validation
+    labels carry the teacher's logits (``[label, logits...]`` per row, computed once);
+    compile with ``loss`` and ``metrics`` (the accuracy on the labels) and fit on
+    ``packed``. Used by pruning's retraining (``prune.iterative_prune(teacher=...)``), where
+    the dense model teaches its own pruned copy.
+
+    Introduced in notebook 04.
+    """
+    import dataclasses
+
+    check_model(teacher, need_graph=False, what="distill.with_soft_targets (teacher)")
+    temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)
+
+    def pack(x, y):
+        return np.concatenate([np.asarray(y)[:, None].astype(np.float32), teacher_logits(teacher, x)], axis=1)
+
+    packed = dataclasses.replace(
+        data, y_train=pack(data.x_train, data.y_train), y_val=pack(data.x_val, data.y_val)
+    )
+    return packed, _PackedLoss(temperature, alpha), [_label_accuracy]
+
+
 def student_cnn(filters: tuple = (8, 16), dense: int = 0, name: str = "student"):
     """A small CNN student for distillation, notebook 04.
 

@@ -582,3 +582,40 @@ def test_m_by_n_counts_kept_weights_not_zeros():
     kernel[1, 0] = 1.0  # two non-zeros in one group of output 0: 1:4 breaks there, 2:4 still holds
     assert prune.m_by_n_fraction(kernel, (1, 4)) == pytest.approx(3 / 4)
     assert prune.m_by_n_fraction(kernel, (2, 4)) == 1.0
+
+
+def test_retraining_distilled_from_the_dense_model_differs_only_in_the_loss(small_data):
+    # At alpha 0 the distillation loss is plain cross-entropy: the pruned retraining "taught" by
+    # the dense model must end with exactly the weights of the one on labels alone (same masks,
+    # batches, optimizer and seed); at alpha > 0 the teacher's soft targets change the weights.
+    # Both results are ordinary classifiers again (integer labels, accuracy metric).
+    base = models.pretrained("lenet_300_100")
+    run = dict(per_layer={"fc1": 0.9, "fc2": 0.8, "logits": 0.5}, epochs=1, seed=2)
+    alone = prune.prune_and_finetune(base, small_data, 0.0, **run)
+    same = prune.prune_and_finetune(base, small_data, 0.0, teacher=base, alpha=0.0, **run)
+    taught = prune.prune_and_finetune(base, small_data, 0.0, teacher=base, alpha=0.9, temperature=4, **run)
+    assert all(np.array_equal(a, b) for a, b in zip(alone.get_weights(), same.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(alone.get_weights(), taught.get_weights()))
+    assert np.mean(taught.get_layer("fc1").kernel.numpy() == 0) == pytest.approx(0.9, abs=2e-3)
+    loss, acc = taught.evaluate(small_data.x_val, small_data.y_val, verbose=0)
+    assert 0 <= acc <= 1 and np.isfinite(loss)
+    tuned = prune.finetune(taught, small_data, 1, teacher=base, alpha=0.0, seed=1)
+    plain = prune.finetune(taught, small_data, 1, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), tuned.get_weights()))
+    assert tuned.loss.__class__.__name__ == "SparseCategoricalCrossentropy"
+    with pytest.raises(ValueError, match="alpha"):
+        prune.prune_and_finetune(base, small_data, 0.0, teacher=base, alpha=1.5, **run)
+
+
+def test_soft_targets_pack_labels_and_teacher_logits(small_data):
+    from effcourse import distill
+
+    teacher = models.pretrained("lenet_300_100")
+    packed, loss, metrics = distill.with_soft_targets(small_data, teacher, 4.0, 0.5)
+    assert packed.y_train.shape == (len(small_data.x_train), 11)
+    assert packed.y_val.shape == (len(small_data.x_val), 11)
+    np.testing.assert_array_equal(packed.y_train[:, 0], small_data.y_train)
+    np.testing.assert_allclose(
+        packed.y_val[:, 1:], teacher.predict(small_data.x_val, verbose=0), rtol=1e-5, atol=1e-5
+    )
+    assert packed.x_train is small_data.x_train and small_data.y_train.ndim == 1  # the input is not changed

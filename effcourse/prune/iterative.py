@@ -96,6 +96,9 @@ def iterative_prune(
     seed: int = 0,
     desc: str | None = None,
     report_on=None,
+    teacher=None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
 ) -> IterativeResult:
     """Han et al. 2015's recipe: prune, retrain, repeat, each stage pruning more, weights carried, notebook 02.
 
@@ -109,7 +112,9 @@ def iterative_prune(
     Dropout layers get Han's lower rate (``han_dropout_rate``) from the kept fraction of the
     next pruned layer. The input model is never changed. ``report_on=(x, y)`` adds a column
     "test accuracy" with every stage's accuracy on those images (for reporting only: nothing
-    is chosen by it).
+    is chosen by it). ``teacher`` (with ``temperature`` and ``alpha``) makes every stage's
+    retraining distil from it (``prune_and_finetune``): with the dense model as teacher, the
+    pruned copy learns its own former outputs, not only the labels.
 
     Introduced in notebook 02.
     """
@@ -153,6 +158,9 @@ def iterative_prune(
                 weight_decay=weight_decay,
                 seed=seed + k,
                 dropout_rates=dropout,
+                teacher=teacher,
+                temperature=temperature,
+                alpha=alpha,
                 desc=f"stage {k}/{len(plan)}: retrain at {_overall(sizes, target):.1%}",
             )
         previous = target

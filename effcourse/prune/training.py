@@ -37,6 +37,20 @@ def _optimizer(learning_rate: float, n_train: int, batch_size: int, epochs: int,
     return tf_keras.optimizers.Adam(lr)
 
 
+def _compile_for(model, data, optimizer, teacher, temperature, alpha):
+    """Compile ``model`` to train on labels, or distilled from ``teacher``; return the data to fit on."""
+    from .. import models
+
+    if teacher is None:
+        models.compile_classifier(model, optimizer=optimizer)
+        return data
+    from .. import distill
+
+    packed, loss, metrics = distill.with_soft_targets(data, teacher, temperature, alpha)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return packed
+
+
 def prune_and_finetune(
     model,
     data,
@@ -55,6 +69,9 @@ def prune_and_finetune(
     desc: str | None = None,
     dropout_rates: dict | None = None,
     initial_sparsity: dict | None = None,
+    teacher=None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
 ):
     """Prune a copy of ``model`` to ``sparsity`` while fine-tuning on ``data``; return it stripped and compiled.
 
@@ -69,6 +86,8 @@ def prune_and_finetune(
     ``dropout_rates`` ({Dropout layer name: rate}) sets those layers' rates while training
     (``iterative_prune`` passes Han et al.'s lower rates); ``initial_sparsity`` ({layer: s})
     starts those layers' polynomial schedules at s (the sparsity their kernels already hold).
+    ``teacher`` (usually the dense model itself) makes the retraining distil from it:
+    ``distill.distillation_loss`` at ``temperature`` with weight ``alpha`` on the soft targets.
 
     Introduced in notebook 02.
     """
@@ -100,8 +119,13 @@ def prune_and_finetune(
     )
     for name, rate in (dropout_rates or {}).items():
         wrapped.get_layer(name).rate = float(rate)
-    models.compile_classifier(
-        wrapped, optimizer=_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
+    data = _compile_for(
+        wrapped,
+        data,
+        _optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay),
+        teacher,
+        temperature,
+        alpha,
     )
     if desc is None:
         target = (
@@ -137,10 +161,15 @@ def finetune(
     verbose: int = 0,
     seed: int = 0,
     desc: str | None = None,
+    teacher=None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
 ):
     """Fine-tune a copy of ``model`` on ``data`` (Adam/AdamW, cosine-decayed rate); return it compiled, notebook 02.
 
     With ``verbose=0`` a progress bar captioned ``desc`` (default "fine-tune <model>") shows it.
+    ``teacher`` (e.g. the dense model a channel-pruned copy came from) makes it distil from
+    the teacher's soft targets (``distill.with_soft_targets``) as well as the labels.
 
     Introduced in notebook 02.
     """
@@ -151,8 +180,13 @@ def finetune(
     epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
     env.seed_everything(seed)
     copy = models.clone(model, compile_like=False)
-    models.compile_classifier(
-        copy, optimizer=_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
+    data = _compile_for(
+        copy,
+        data,
+        _optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay),
+        teacher,
+        temperature,
+        alpha,
     )
     train.fit(
         copy,
@@ -163,4 +197,4 @@ def finetune(
         seed=seed,
         desc=desc or f"fine-tune {model.name}",
     )
-    return copy
+    return copy if teacher is None else models.compile_classifier(copy)  # a classifier again, labels only
