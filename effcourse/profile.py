@@ -305,7 +305,10 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         # The side-by-side training is bounded: a probe times each policy's step first, and every
         # policy trains min(train_steps, what fits the budget) steps, never fewer than the minimum.
         # (On a CPU whose float16 backward convolution is generic code, mixed_float16 is ~70x slower.)
-        "side_by_side_budget_s": {"quick": 20, "full": 90},  # seconds for the three runs together (timing only)
+        "side_by_side_budget_s": {
+            "quick": 20,
+            "full": 90,
+        },  # seconds for the three runs together (timing only)
         "side_by_side_min_steps": {"quick": 3, "full": 8},  # timing only: parity is 4.2's seeds
         "probe_rounds": {"quick": 1, "full": 3},  # timed steps per policy in the probe
         "grad_steps": {"quick": (0, 10, 30), "full": (0, 50, 300)},  # gradient snapshots
