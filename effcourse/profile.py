@@ -170,7 +170,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
     "02_pruning": {
         "demo_sparsity": {"quick": 0.8, "full": 0.9},  # sections 1-2: one sparsity, two schedules
         "demo_epochs": {"quick": 1, "full": 3},
-        "sweep_sparsities": {"quick": (0.5, 0.9), "full": (0.5, 0.9, 0.95, 0.98)},
+        "sweep_sparsities": {"quick": (0.5, 0.9), "full": (0.5, 0.8, 0.9, 0.95, 0.98)},
         "sweep_epochs": {
             "quick": {"lenet_300_100": 1, "lenet5": 1},
             "full": {"lenet_300_100": 1, "lenet5": 1},
