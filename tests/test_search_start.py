@@ -145,3 +145,33 @@ def test_a_configuration_proposed_again_is_not_measured_again(tmp_path):
     assert len(repeats) == 6 - len(calls)
     for t in repeats:
         assert t.user_attrs["metrics"] == s.trials[t.user_attrs["repeat_of"]].user_attrs["metrics"]
+
+
+def test_distilled_trials_report_accuracy_and_pack_the_teacher_once(small, quick, monkeypatch):
+    from effcourse import distill
+
+    calls = []
+    real = distill.teacher_logits
+    monkeypatch.setattr(
+        distill, "teacher_logits", lambda t, x, *a, **k: calls.append(len(x)) or real(t, x, *a, **k)
+    )
+    base = _mlp()
+    evaluate = search.channel_objective(base, small, quick, batch_size=64, teacher=base)
+    config = {"keep.fc1": 0.5, "epochs": 2, "mode": "float32"}
+    plain_reports, soft_reports = _Reporter(), _Reporter()
+    plain = evaluate(dict(config, distill=False), plain_reports)
+    assert calls == []  # no teacher work for a trial that does not distil
+    soft = evaluate(dict(config, distill=True), soft_reports)
+    again = evaluate(dict(config, distill=True, epochs=1), _Reporter())
+    assert calls == [len(small.x_train), len(small.x_val)]  # soft targets packed once, for both trials
+    # the pruner hears the validation accuracy of the labels after every distilled epoch, as without
+    assert [s for s, _ in soft_reports.reported] == [s for s, _ in plain_reports.reported] == [0, 1]
+    assert all(0 <= a <= 1 for _, a in soft_reports.reported)
+    assert soft["trained"] == again["trained"] == 1
+    assert soft["artifact"] != plain["artifact"]  # the soft targets changed the training
+
+
+def test_a_distilled_configuration_without_a_teacher_is_refused(small, quick):
+    evaluate = search.channel_objective(_mlp(), small, quick, batch_size=64)
+    with pytest.raises(search.SpaceError, match="teacher="):
+        evaluate({"keep.fc1": 0.5, "epochs": 1, "mode": "float32", "distill": True}, _Reporter())

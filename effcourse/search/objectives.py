@@ -8,7 +8,9 @@ conversion (notebook 03); measured as a file: gzip bytes and validation accuracy
 ``channel_objective``: per-layer channel widths (notebook 02's ``prune.channel_prune``),
 fine-tuning, a conversion mode, and the single-sample LiteRT latency measured inside the
 trial on this machine (``measure.latency`` on ``effcourse.timing``): the search is
-hardware-aware because it times the hardware it runs on.
+hardware-aware because it times the hardware it runs on. Its fine-tuning may distil from
+the dense model (a ``distill`` parameter of the space), a tool a hand-chosen point can be
+given too, so that the comparison is made under the same recipe.
 
 Both choose on the validation split and never look at the test set; both report the
 validation accuracy after each fine-tuning epoch, so the study's pruner can stop a trial
@@ -274,16 +276,22 @@ def channel_objective(
     batch_size: int = 128,
     rounds: int = 1,
     skip_over_ms: float | None = None,
+    teacher=None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
     **options,
 ):
     """``evaluate(config, reporter)`` for ``search.run``: channel widths, fine-tuning, a mode, latency measured here.
 
     A configuration holds ``keep.<layer>`` (fraction of the layer's channels or units kept,
-    notebook 02's ``prune.channel_prune``), ``epochs`` (fine-tuning on ``data``) and ``mode``
-    (a ``convert.to_tflite`` mode). Returns ``accuracy`` (the .tflite file on the validation
+    notebook 02's ``prune.channel_prune``), ``epochs`` (fine-tuning on ``data``), ``mode``
+    (a ``convert.to_tflite`` mode) and optionally ``distill`` (True: the fine-tuning also
+    learns ``teacher``'s soft targets, ``distill.with_soft_targets`` at ``temperature`` with
+    weight ``alpha``, as ``prune.finetune(teacher=...)`` does; the teacher's logits are
+    computed once for all trials). Returns ``accuracy`` (the .tflite file on the validation
     split), ``latency_ms`` (median single-sample LiteRT latency, ``profile``'s runs, warm-up
     and threads, ``rounds`` rounds), ``latency_p90_ms``, ``size_bytes``, ``macs``, ``trained`` (1: fine-tuned), ``artifact``.
-    ``options`` go to ``prune.finetune`` (``learning_rate``, ``weight_decay``).
+    ``options`` go to the optimizer (``learning_rate``, ``weight_decay``, as ``prune.finetune``).
 
     ``skip_over_ms`` (e.g. the latency budget): the narrowed model is converted and timed
     *before* fine-tuning (its graph, hence its latency, does not depend on the weights); a
@@ -293,16 +301,49 @@ def channel_objective(
 
     Introduced in notebook 08.
     """
-    from .. import convert, measure, prune, train
+    from .. import convert, env, measure, models, prune, train
+    from ..prune import training as _training
     from ..validate import mnist_like
 
     mnist_like(data, "channel_objective")
     rep = representative if representative is not None else data.x_train[:200]
     layers = list(prune.channel_norms(base_model))
+    soft = {}  # the teacher's packed soft targets, computed on the first distilled trial
+
+    def compile_for(model, distilled: bool, epochs: int):
+        optimizer = _training._optimizer(
+            options.get("learning_rate", 1e-3),
+            len(data.x_train),
+            batch_size,
+            epochs,
+            options.get("weight_decay", 0.0),
+        )
+        if not distilled:
+            models.compile_classifier(model, optimizer=optimizer)
+            return data
+        import tf_keras
+
+        from .. import distill
+
+        if not soft:
+            soft["packed"], soft["loss"], metrics = distill.with_soft_targets(
+                data, teacher, temperature, alpha
+            )
+            # the label accuracy logged as "accuracy", so the pruner and the bars read it as usual
+            soft["metric"] = metrics[0]
+        accuracy = tf_keras.metrics.MeanMetricWrapper(soft["metric"], name="accuracy")
+        model.compile(optimizer=optimizer, loss=soft["loss"], metrics=[accuracy])
+        return soft["packed"]
 
     def evaluate(config, reporter):
         keep = _space.per_layer(config, "keep")
         _space.check_layers(config, "keep", layers)
+        distilled = bool(config.get("distill", False))
+        if distilled and teacher is None:
+            raise _space.SpaceError(
+                "A configuration asks for distillation (distill=True) but channel_objective was built "
+                "without a teacher: pass teacher=<the dense model> or leave distill out of the space."
+            )
         narrow = prune.channel_prune(base_model, keep)
         mode = config.get("mode", "float32")
         timing = dict(
@@ -318,29 +359,16 @@ def channel_objective(
                 return _channel_metrics(narrow, blob, lat, data, trained=0)
         epochs = int(config.get("epochs", 1))
         seed = options.get("seed", 0)
-        from .. import env, models
-        from ..prune import training as _training
-
         env.seed_everything(seed)
         copy = models.clone(narrow, compile_like=False)
-        models.compile_classifier(
-            copy,
-            optimizer=_training._optimizer(
-                options.get("learning_rate", 1e-3),
-                len(data.x_train),
-                batch_size,
-                epochs,
-                options.get("weight_decay", 0.0),
-            ),
-        )
         train.fit(
             copy,
-            data,
+            compile_for(copy, distilled, epochs),
             epochs=epochs,
             batch_size=batch_size,
             callbacks=[_accuracy_callback(reporter)],
             seed=seed,
-            desc=f"trial {reporter.number}: fine-tune {narrow.name}",
+            desc=f"trial {reporter.number}: fine-tune {narrow.name}" + (" (distilled)" if distilled else ""),
         )
         reporter.stop_if_pruned()
         blob = convert.to_tflite(copy, mode, representative=rep)
