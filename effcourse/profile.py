@@ -411,26 +411,24 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 
 #: Measured run time of each notebook in minutes, per profile: the one source for the
 #: notebooks' own "Run time" lines, the README's syllabus and ``make course``'s estimate of
-#: what is left (a test checks that the three agree). Full: 00, 01, 03 from a fresh clone's
-#: ``make course`` on a quiet 2-core AMD EPYC machine (no GPU; 01 trains the three
-#: baselines); 02, 04, 05 and 08 measured on 2026-12-02, each notebook alone on a quiet 2-core
-#: Intel Xeon (Sapphire Rapids, no GPU) after that day's changes; 06 (12 min measured while
-#: the machine ran three other jobs), 07 and 09 are estimates. Quick: each notebook alone
-#: with nbclient on the Sapphire Rapids machine, baselines trained by 01 (02 and 08 at a load
-#: average of 1-3). On that CPU notebook 05's float16 training falls back to slow reference
+#: what is left (a test checks that the three agree). Full: a fresh clone's ``make course``
+#: with an empty cache on a quiet 2-core Intel Xeon (Sapphire Rapids, no GPU) on 2026-12-02,
+#: 59 minutes in all (01 trains the three baselines: 6 of its 6.9 minutes). Quick: each
+#: notebook alone with nbclient on the same machine, baselines trained by 01 (02 and 08 at a
+#: load average of 1-4). On that CPU notebook 05's float16 training falls back to slow reference
 #: kernels (a mixed_float16 CNN step 180x float32's); 05 bounds it by ``side_by_side_budget_s``
 #: and says so.
 RUN_MINUTES = {
-    "00_setup_and_tour": {"quick": 0.4, "full": 1},
-    "01_sgd_loss_formulation": {"quick": 0.6, "full": 8.1},
-    "02_pruning": {"quick": 4.8, "full": 17},
-    "03_quantization": {"quick": 0.8, "full": 1.3},
+    "00_setup_and_tour": {"quick": 0.4, "full": 1.3},
+    "01_sgd_loss_formulation": {"quick": 0.6, "full": 6.9},
+    "02_pruning": {"quick": 2.7, "full": 13.8},
+    "03_quantization": {"quick": 0.8, "full": 1},
     "04_clustering_distillation_deep_compression": {"quick": 1.8, "full": 12.5},
-    "05_mixed_precision": {"quick": 4.1, "full": 9.7},
-    "06_dynamic_networks": {"quick": 0.9, "full": 7},
-    "07_parallelism": {"quick": 1.4, "full": 4},
-    "08_automated_compression": {"quick": 1.2, "full": 10.3},
-    "09_deploy_onnx": {"quick": 0.7, "full": 3},
+    "05_mixed_precision": {"quick": 4.1, "full": 8.1},
+    "06_dynamic_networks": {"quick": 0.9, "full": 3.6},
+    "07_parallelism": {"quick": 1.4, "full": 3.3},
+    "08_automated_compression": {"quick": 1.4, "full": 7.7},
+    "09_deploy_onnx": {"quick": 0.7, "full": 0.9},
 }
 
 
