@@ -299,7 +299,14 @@ def test_the_targets_compare_the_search_with_the_hand_tuned_rows():
         size300["reached"] == "yes"
         and "21,000 B" in size300["measured here"]
         and "25,570 B" in size300["measured here"]
+        and "0.08 points below the baseline" in size300["measured here"]
+        and "moonshot 50x: yes" in size300["measured here"]  # 50.8x, within 0.1 points
     )
+    better = table.copy()
+    better.loc[2, ["accuracy", "size_bytes"]] = [0.9830, 25_000]  # above the baseline, 42.6x: no moonshot
+    size300 = pd.DataFrame(report._search_targets(better)).iloc[0]
+    assert size300["reached"] == "yes" and "0.10 points above the baseline" in size300["measured here"]
+    assert "moonshot 50x: no" in size300["measured here"]
     assert rows[rows["target"].str.contains("automated search, lenet5")].iloc[0]["reached"] == "not measured"
     assert (
         rows[rows["target"].str.startswith("latency")].iloc[0]["reached"] == "no"

@@ -175,3 +175,32 @@ def test_a_distilled_configuration_without_a_teacher_is_refused(small, quick):
     evaluate = search.channel_objective(_mlp(), small, quick, batch_size=64)
     with pytest.raises(search.SpaceError, match="teacher="):
         evaluate({"keep.fc1": 0.5, "epochs": 1, "mode": "float32", "distill": True}, _Reporter())
+
+
+def test_a_taught_compression_objective_distils_its_pruning_and_packs_the_teacher_once(small, monkeypatch):
+    from effcourse import distill
+
+    calls = []
+    real = distill.teacher_logits
+    monkeypatch.setattr(
+        distill, "teacher_logits", lambda t, x, *a, **k: calls.append(len(x)) or real(t, x, *a, **k)
+    )
+    base, teacher = _mlp(), _mlp()
+    start = search.one_shot_prune(base, {"fc1": 0.5, "logits": 0.2})
+    config = {"sparsity.fc1": 0.7, "sparsity.logits": 0.2, "prune_epochs": 2, "quantization": "float32"}
+
+    def run(**taught):
+        reports = _Reporter()
+        out = search.compression_objective(base, small, batch_size=64, start=start, **taught)(config, reports)
+        return out, reports
+
+    labels, labels_reports = run()
+    assert calls == []
+    silent, _ = run(teacher=teacher, alpha=0.0)  # no weight on the soft targets: the labels-only training
+    assert calls == [len(small.x_train), len(small.x_val)]
+    assert silent["artifact"] == labels["artifact"]
+    taught, taught_reports = run(teacher=teacher, alpha=0.9)
+    assert taught["artifact"] != labels["artifact"]  # the teacher's soft targets changed the pruned weights
+    # the pruner hears the label accuracy after every distilled epoch (then once after clustering), as without
+    assert [s for s, _ in taught_reports.reported] == [s for s, _ in labels_reports.reported] == [0, 1, 2]
+    assert all(0 <= a <= 1 for _, a in taught_reports.reported)

@@ -81,6 +81,43 @@ def _accuracy_callback(reporter, offset: int = 0):
     return Report()
 
 
+class _Recipe:
+    """How a trial's fine-tuning is compiled: on the labels, or distilled from ``teacher``.
+
+    The teacher's soft targets (``distill.with_soft_targets``) are packed on the first
+    distilled fine-tuning and shared by every later trial of the objective; the label
+    accuracy is logged as ``accuracy``, so the pruner and the progress bars read it as usual.
+    """
+
+    def __init__(self, data, teacher=None, temperature: float = 4.0, alpha: float = 0.5):
+        self.data, self.teacher, self.temperature, self.alpha = data, teacher, temperature, alpha
+        self._soft = None
+
+    def compile(self, model, optimizer, distilled: bool = True):
+        """Compile ``model`` with ``optimizer``; return the data to fit it on."""
+        from .. import models
+
+        if not distilled or self.teacher is None:
+            models.compile_classifier(model, optimizer=optimizer)
+            return self.data
+        import tf_keras
+
+        from .. import distill
+
+        if self._soft is None:
+            packed, loss, metrics = distill.with_soft_targets(
+                self.data, self.teacher, self.temperature, self.alpha
+            )
+            self._soft = packed, loss, metrics[0]
+        packed, loss, metric = self._soft
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=[tf_keras.metrics.MeanMetricWrapper(metric, name="accuracy")],
+        )
+        return packed
+
+
 def prune_reporting(
     model,
     data,
@@ -89,13 +126,16 @@ def prune_reporting(
     reporter,
     batch_size: int = 128,
     initial_sparsity=None,
+    recipe=None,
     **options,
 ):
     """``prune.prune_and_finetune`` with the validation accuracy reported to ``reporter`` after each epoch.
 
     The same recipe as notebook 02 (per-layer sparsities ramped over the first half of the
     steps, Adam/AdamW on the cosine schedule); ``initial_sparsity`` ({layer: s}) starts a
-    layer's ramp at the sparsity its kernel already holds (a model pruned before). Returns
+    layer's ramp at the sparsity its kernel already holds (a model pruned before);
+    ``recipe`` (``compression_objective``'s, holding a teacher) makes the fine-tuning
+    distil from that teacher, as ``prune.prune_and_finetune(teacher=...)`` does. Returns
     the stripped model, or raises ``optuna.TrialPruned`` when the pruner stopped the trial.
 
     Introduced in notebook 08.
@@ -119,18 +159,19 @@ def prune_reporting(
         frequency=frequency,
         initial_sparsity=initial_sparsity,
     )
-    models.compile_classifier(
-        wrapped,
-        optimizer=_training._optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay),
+    recipe = recipe if recipe is not None else _Recipe(data)
+    fit_on = recipe.compile(
+        wrapped, _training._optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
     )
     train.fit(
         wrapped,
-        data,
+        fit_on,
         epochs=epochs,
         batch_size=batch_size,
         callbacks=prune.callbacks() + [_accuracy_callback(reporter)],
         seed=seed,
-        desc=f"trial {reporter.number}: prune {model.name}",
+        desc=f"trial {reporter.number}: prune {model.name}"
+        + (" (distilled)" if recipe.teacher is not None else ""),
     )
     reporter.stop_if_pruned()
     return models.compile_classifier(prune.strip(wrapped))
@@ -164,7 +205,16 @@ def one_shot_prune(model, per_layer: dict):
 
 
 def compression_objective(
-    base_model, data, tune_data=None, representative=None, batch_size: int = 128, start=None, **options
+    base_model,
+    data,
+    tune_data=None,
+    representative=None,
+    batch_size: int = 128,
+    start=None,
+    teacher=None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
+    **options,
 ):
     """``evaluate(config, reporter)`` for ``search.run``: prune per layer, cluster per layer, quantize, measure.
 
@@ -189,6 +239,11 @@ def compression_objective(
     clustering, the Keras model's validation accuracy is reported to the pruner (step
     ``prune_epochs``), so a hopeless trial stops before QAT and conversion.
 
+    ``teacher`` (e.g. a larger trained model) makes every trial's pruning fine-tuning
+    distil from it (``distill.with_soft_targets`` at ``temperature`` with weight ``alpha``,
+    packed once for all trials), a choice for the whole study, as the start model's is;
+    clustering and QAT stay on the labels.
+
     Introduced in notebook 08.
     """
     from .. import cluster, convert, measure, prune
@@ -201,6 +256,7 @@ def compression_objective(
     cluster_epochs = options.pop("cluster_epochs", 0)
     layers = prune.prunable_layers(base_model)
     held = held_sparsity(start) if start is not None else {}
+    recipe = _Recipe(data, teacher, temperature, alpha)
 
     def evaluate(config, reporter):
         sparsity = _space.per_layer(config, "sparsity")
@@ -213,7 +269,14 @@ def compression_objective(
         epochs = int(config.get("prune_epochs", 1))
         if start is None:
             model = prune_reporting(
-                base_model, data, sparsity, epochs, reporter, batch_size=batch_size, **dict(options)
+                base_model,
+                data,
+                sparsity,
+                epochs,
+                reporter,
+                batch_size=batch_size,
+                recipe=recipe,
+                **dict(options),
             )
         else:
             below = {k: (s, held.get(k, 0.0)) for k, s in sparsity.items() if s < held.get(k, 0.0) - 1e-3}
@@ -237,6 +300,7 @@ def compression_objective(
                     reporter,
                     batch_size=batch_size,
                     initial_sparsity={k: held.get(k, 0.0) for k in sparsity},
+                    recipe=recipe,
                     **dict(options),
                 )
         if clusters:
@@ -308,32 +372,7 @@ def channel_objective(
     mnist_like(data, "channel_objective")
     rep = representative if representative is not None else data.x_train[:200]
     layers = list(prune.channel_norms(base_model))
-    soft = {}  # the teacher's packed soft targets, computed on the first distilled trial
-
-    def compile_for(model, distilled: bool, epochs: int):
-        optimizer = _training._optimizer(
-            options.get("learning_rate", 1e-3),
-            len(data.x_train),
-            batch_size,
-            epochs,
-            options.get("weight_decay", 0.0),
-        )
-        if not distilled:
-            models.compile_classifier(model, optimizer=optimizer)
-            return data
-        import tf_keras
-
-        from .. import distill
-
-        if not soft:
-            soft["packed"], soft["loss"], metrics = distill.with_soft_targets(
-                data, teacher, temperature, alpha
-            )
-            # the label accuracy logged as "accuracy", so the pruner and the bars read it as usual
-            soft["metric"] = metrics[0]
-        accuracy = tf_keras.metrics.MeanMetricWrapper(soft["metric"], name="accuracy")
-        model.compile(optimizer=optimizer, loss=soft["loss"], metrics=[accuracy])
-        return soft["packed"]
+    recipe = _Recipe(data, teacher, temperature, alpha)  # the teacher's soft targets, packed on first use
 
     def evaluate(config, reporter):
         keep = _space.per_layer(config, "keep")
@@ -361,9 +400,16 @@ def channel_objective(
         seed = options.get("seed", 0)
         env.seed_everything(seed)
         copy = models.clone(narrow, compile_like=False)
+        optimizer = _training._optimizer(
+            options.get("learning_rate", 1e-3),
+            len(data.x_train),
+            batch_size,
+            epochs,
+            options.get("weight_decay", 0.0),
+        )
         train.fit(
             copy,
-            compile_for(copy, distilled, epochs),
+            recipe.compile(copy, optimizer, distilled),
             epochs=epochs,
             batch_size=batch_size,
             callbacks=[_accuracy_callback(reporter)],
