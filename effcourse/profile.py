@@ -141,7 +141,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
                 },
             },
             "full": {
-                "lenet_300_100": {"fc1": (0.95, 0.975), "fc2": (0.85, 0.94), "logits": (0.5, 0.8)},
+                # logits at most 0.65: above, 0.7 to 1.7 validation points lost in the same study
+                "lenet_300_100": {"fc1": (0.95, 0.975), "fc2": (0.85, 0.94), "logits": (0.5, 0.65)},
                 "lenet5": {
                     "conv1": (0.5, 0.7),
                     "conv2": (0.9, 0.95),
@@ -154,7 +155,12 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
             "quick": (4, 8, 16),
             "full": (8, 16),
         },  # full: every 4-cluster trial was stopped  # per clustered layer (04's layers)
-        "quantization": {"quick": ("pcqat_int8", "ptq_int8"), "full": ("pcqat_int8", "ptq_int8")},
+        # full lenet_300_100: PCQAT only; post-training int8 cost it 0.2-0.5 validation points in every
+        # trial of a 10-trial taught study (fifth session), the layer sizes being equal
+        "quantization": {
+            "quick": {"lenet_300_100": ("pcqat_int8", "ptq_int8"), "lenet5": ("pcqat_int8", "ptq_int8")},
+            "full": {"lenet_300_100": ("pcqat_int8",), "lenet5": ("pcqat_int8", "ptq_int8")},
+        },
         "prune_epochs": {  # (low, high, step): further pruning epochs after 04's (0: at once, no fine-tuning)
             "quick": {"lenet_300_100": (0, 1, 1), "lenet5": (0, 1, 1)},
             # 0 must stay: trial 0 is 04's plan; lenet5 up to 4: 4 further epochs gained 0.14 test points
@@ -327,8 +333,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         # (On a CPU whose float16 backward convolution is generic code, mixed_float16 is ~70x slower.)
         "side_by_side_budget_s": {
             "quick": 20,
-            "full": 90,
-        },  # seconds for the three runs together (timing only)
+            "full": 60,
+        },  # seconds for the three runs together (timing only; 90 gave 17 steps per policy here, 60 ~11)
         "side_by_side_min_steps": {"quick": 3, "full": 8},  # timing only: parity is 4.2's seeds
         "probe_rounds": {"quick": 1, "full": 3},  # timed steps per policy in the probe
         "grad_steps": {"quick": (0, 10, 30), "full": (0, 50, 300)},  # gradient snapshots

@@ -260,7 +260,7 @@ def _search_targets(table) -> list:
                 source,
                 None,
                 f"{w['size_bytes']:,.0f} B ({x:.1f}x) at {w['accuracy']:.2%}, {abs(loss):.2f} points "
-                f"{'below' if loss > 0 else 'above'} the baseline ({w['variant']}) vs {where}: "
+                f"{'below' if loss > 0 else 'above'} the baseline; {w['variant']}; vs {where}: "
                 f"{hand['size_bytes']:,.0f} B ({ratio(hand['dense_fp32_bytes'], hand['size_bytes']):.1f}x){moonshot}",
                 bool(w["size_bytes"] <= hand["size_bytes"] and loss <= 0.1 + 1e-9),
                 "08",
