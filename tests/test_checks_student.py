@@ -119,14 +119,14 @@ def test_every_check_prints_exactly_one_pass_line(capsys):
     """A check made of several verifications reports one PASS line: the learner reads one verdict."""
     import effcourse.checks.nb03 as nb03
 
-    def solution(x_min, x_max):
-        x_min, x_max = min(x_min, 0.0), max(x_max, 0.0)
-        scale = (x_max - x_min) / 255
-        return scale, int(round(-128 - x_min / scale))
+    def quantize(x, scale, zero_point, q_min=-128, q_max=127):
+        return np.clip(np.round(np.asarray(x, dtype=float) / scale) + zero_point, q_min, q_max).astype(
+            np.int8
+        )
 
-    nb03.affine_params(solution)
+    nb03.quantize_dequantize(quantize, lambda q, scale, zero_point: scale * (q.astype(float) - zero_point))
     out = capsys.readouterr().out
-    assert out.count("PASS") == 1 and out.startswith("PASS: scale = range / 255")
+    assert out.count("PASS") == 1 and out.startswith("PASS: q = clip(round(x / s) + z")
     checks.close(1.0, 1.0, "outside a check")  # a helper used on its own still prints its line
     assert capsys.readouterr().out.count("PASS") == 1
 

@@ -4,146 +4,112 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import one_pass_line_each, call, close, fail, passed
+from . import call, close, fail, one_pass_line_each, passed
 
 
-def affine_params(fn) -> None:
-    """Exercise 03.1: int8 scale and zero point for a real range [x_min, x_max]."""
-    from .. import quantize
-
-    for x_min, x_max in [(0.0, 1.0), (-1.0, 3.0), (-0.2, 0.0), (0.5, 2.0)]:
-        got = call(fn, x_min, x_max, name="int8_affine_params")
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            fail("return a pair (scale, zero_point).")
-        scale, zero = (float(np.asarray(v)) for v in got)
-        exp_scale, exp_zero = quantize.affine_params(x_min, x_max)
-        if x_min > 0 and abs(scale - (x_max - x_min) / 255) < 1e-9:
-            fail(
-                f"for the range [{x_min}, {x_max}] widen it to include 0 first (x_min = min(x_min, 0)): "
-                "the real 0 must be exactly representable, for zero padding and ReLU."
-            )
-        if abs(scale - (x_max - min(x_min, 0)) / 256) < 1e-9:
-            fail("int8 has 256 values but 255 steps between -128 and 127: divide the range by 255.")
-        close(
-            scale,
-            exp_scale,
-            f"scale for [{x_min}, {x_max}]",
-            atol=1e-9,
-            hint="scale = (x_max - x_min) / (q_max - q_min) with q_min = -128, q_max = 127.",
-        )
-        if zero != round(zero):
-            fail("the zero point is an integer: round it.")
-        close(
-            zero,
-            exp_zero,
-            f"zero point for [{x_min}, {x_max}]",
-            atol=0,
-            hint="zero_point = round(q_min - x_min / scale): the integer that stands for the real 0.",
-        )
-    return passed(
-        "scale = range / 255 and zero_point = round(-128 - x_min / scale), range widened to include 0."
-    )
-
-
-def per_channel_weights(fn) -> None:
-    """Exercise 03.2: symmetric per-output-channel int8 quantization of a Keras kernel."""
-    from .. import quantize
-
+def quantize_dequantize(quantize, dequantize) -> None:
+    """Exercise 03.1: affine quantize (to int8, saturating) and dequantize, per tensor and per channel."""
     rng = np.random.default_rng(3)
-    kernel = (rng.normal(size=(20, 5)) * np.array([0.02, 0.3, 1.0, 4.0, 0.0])).astype(np.float32)
-    got = call(fn, kernel, name="quantize_kernel")
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        fail("return a pair (q, scales): the int8 kernel and one scale per output channel.")
-    q, scales = np.asarray(got[0]), np.asarray(got[1], dtype=float)
-    if scales.size == 1:
-        fail(
-            "you used one scale for the whole kernel; TFLite uses one per output channel "
-            "(the last axis of a Keras kernel): max over all other axes."
-        )
-    if scales.shape != (kernel.shape[-1],):
-        fail(
-            f"expected {kernel.shape[-1]} scales, one per output channel (last axis); got shape {scales.shape}."
-        )
+    x = rng.normal(scale=2.0, size=200)
+    x[:2] = 40.0, -40.0  # outside the range: must saturate, not wrap around
+    scale, zero = 0.05, -7
+    want = np.clip(np.round(x / scale) + zero, -128, 127)
+    q = np.asarray(call(quantize, x, scale, zero, -128, 127, name="quantize"))
+    if q.shape != x.shape:
+        fail(f"quantize must keep the shape of x {x.shape}; got {q.shape}.")
     if q.dtype != np.int8:
-        fail(f"q should be int8 (cast with .astype(np.int8) after clipping); got {q.dtype}.")
-    nonzero = np.abs(kernel).max(axis=0) > 0
-    if np.allclose(scales[nonzero], np.abs(kernel).max(axis=0)[nonzero] / 128):
+        fail(f"quantize should return int8 (cast with .astype(np.int8) after clipping); got {q.dtype}.")
+    if q[0] != 127 or q[1] != -128:
         fail(
-            "weights use the narrow range [-127, 127]: scale = max|w| / 127, so that -w is representable too."
+            "values outside the range must saturate at q_min / q_max: clip before casting "
+            "(a bare astype(np.int8) wraps 40 / 0.05 = 800 around to another number)."
         )
-    if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
-        fail("a channel of all zeros needs a positive scale too (use 1.0): dividing by 0 gives NaN.")
-    exp_scales, zeros = quantize.symmetric_params(kernel, axis=-1)
+    if np.array_equal(q, np.clip(np.round(x / scale) - zero, -128, 127).astype(np.int8)):
+        fail("the zero point is added after rounding: q = round(x / scale) + zero_point.")
+    if np.array_equal(q, np.clip(np.floor(x / scale) + zero, -128, 127).astype(np.int8)):
+        fail("round to the nearest integer (np.round), do not truncate or floor.")
+    close(q, want, "int8 values", atol=0, hint="q = clip(round(x / scale) + zero_point, q_min, q_max).")
+    narrow = np.asarray(call(quantize, np.array([-40.0, 40.0]), 0.1, 0, -127, 127, name="quantize"))
+    if narrow.tolist() != [-127, 127]:
+        fail(f"with q_min=-127 the result must stay in [-127, 127] (weights' narrow range); got {narrow}.")
+    kernel = rng.normal(size=(30, 4)) * np.array([0.01, 0.1, 1.0, 3.0])  # Keras layout: channels last
+    scales = np.abs(kernel).max(axis=0) / 127
+    qk = np.asarray(call(quantize, kernel, scales, 0, -127, 127, name="quantize"))
     close(
-        scales[nonzero],
-        exp_scales[nonzero],
-        "per-channel scales",
-        atol=1e-7,
-        hint="scale_c = max over the channel of |w| / 127.",
-    )
-    expected = quantize.quantize(kernel, exp_scales, zeros, narrow_range=True, axis=-1)
-    close(
-        q,
-        expected,
-        "int8 kernel",
+        qk,
+        np.clip(np.round(kernel / scales), -127, 127),
+        "per-channel int8 kernel",
         atol=0,
-        hint="q = clip(round(w / scale_c), -127, 127), scale broadcast over the last axis.",
-    )
-    return passed("per-channel symmetric int8: zero point 0, scale max|w_c| / 127, values in [-127, 127].")
-
-
-def sqnr(fn) -> None:
-    """Exercise 03.3: signal-to-quantization-noise ratio in dB."""
-    from .. import quantize
-
-    rng = np.random.default_rng(4)
-    ref = rng.normal(size=(50, 8))
-    approx = ref + rng.normal(scale=0.05, size=ref.shape)
-    got = float(np.asarray(call(fn, ref, approx, name="sqnr_db")))
-    expected = quantize.sqnr_db(ref, approx)
-    if abs(got - 2 * expected) < 1e-3:
-        fail("you used 20 log10 on a ratio of powers (sums of squares); power ratios take 10 log10.")
-    if abs(got - expected / 10) < 1e-3 or abs(got - 10 ** (expected / 10)) < 1e-2 * 10 ** (expected / 10):
-        fail("express the ratio in decibels: 10 * log10(signal power / noise power).")
-    if abs(got + expected) < 1e-3:
-        fail("signal over noise, not noise over signal: a good approximation has a large positive SQNR.")
-    return close(
-        got, expected, "SQNR", atol=1e-6, hint="SQNR = 10 log10( sum ref^2 / sum (ref - approx)^2 )."
+        hint="one scale per output channel: x / scale must broadcast scale over the last axis.",
     )
 
-
-def quantize_input(fn) -> None:
-    """Exercise 03.4: quantize float images for a model with int8 inputs (mode int8_io)."""
-    rng = np.random.default_rng(5)
-    x = rng.random((3, 4, 4, 1), dtype=np.float32)
-    x[0, 0, 0, 0], x[0, 0, 1, 0] = 1.6, -0.7  # out of range: must be clipped, not wrapped
-    scale, zero = 1 / 255, -128
-    got = np.asarray(call(fn, x, scale, zero, name="to_int8_input"))
-    if got.dtype != np.int8:
-        fail(f"the interpreter expects an int8 array; got {got.dtype}. Clip to [-128, 127] and cast.")
-    expected = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-    if got.shape != expected.shape:
-        fail(f"keep the shape of the images {expected.shape}; got {got.shape}.")
-    if got[0, 0, 0, 0] != 127 or got[0, 0, 1, 0] != -128:
+    back = np.asarray(call(dequantize, q, scale, zero, name="dequantize"), dtype=float)
+    if back.shape != q.shape:
+        fail(f"dequantize must keep the shape of q {q.shape}; got {back.shape}.")
+    if np.allclose(back, scale * q.astype(float)):
+        fail("subtract the zero point before scaling: x = scale * (q - zero_point).")
+    expected = scale * (q.astype(np.float64) - zero)
+    if np.allclose(back, scale * (q - np.int8(zero)).astype(float)) and not np.allclose(back, expected):
         fail(
-            "values outside the calibrated range must saturate at -128 / 127; clip before casting "
-            "(a bare astype(np.int8) wraps 1.6 around to a negative number)."
+            "q - zero_point overflowed in int8 (127 - (-7) wraps around): convert q to float "
+            "(q.astype(np.float64)) before subtracting."
         )
-    if np.array_equal(
-        got, np.clip(np.floor(x / scale + zero), -128, 127).astype(np.int8)
-    ) and not np.array_equal(got, expected):
-        fail("round to the nearest integer (np.round), do not truncate.")
-    close(got, expected, "int8 input", atol=0, hint="q = clip(round(x / scale + zero_point), -128, 127).")
-    return passed("float images quantized with the input tensor's scale and zero point, saturating.")
+    close(back, expected, "dequantized values", atol=1e-9, hint="x = scale * (q - zero_point), in float.")
+    inside = np.abs(x) < 5
+    worst = float(np.max(np.abs(back[inside] - x[inside])))
+    if worst > scale / 2 + 1e-9:
+        fail(f"inside the range the round trip must stay within half a step ({scale / 2}); got {worst:.3g}.")
+    back_k = np.asarray(call(dequantize, qk, scales, 0, name="dequantize"), dtype=float)
+    close(
+        back_k, scales * qk, "per-channel dequantized kernel", atol=1e-9, hint="x = scale * (q - zero_point)."
+    )
+    return passed(
+        "q = clip(round(x / s) + z, q_min, q_max) as int8, and back s (q - z): within half a step, "
+        "saturating outside, per channel by broadcasting."
+    )
+
+
+def representative_dataset(fn) -> None:
+    """Exercise 03.2: the representative dataset generator the TFLite converter calibrates with."""
+    rng = np.random.default_rng(5)
+    images = rng.random((6, 5, 5, 1), dtype=np.float32)
+    produced = call(lambda: list(fn(images)), name="representative_dataset")
+    if len(produced) == 1 and len(images) > 1:
+        fail("yield one image at a time (a batch of one), not the whole array at once.")
+    if len(produced) != len(images):
+        fail(f"yield once per image: {len(images)} images gave {len(produced)} items.")
+    for i, item in enumerate(produced):
+        if isinstance(item, np.ndarray):
+            fail(
+                "each item is a list with one array per model input: yield [image_batch], not the bare array."
+            )
+        if not isinstance(item, (list, tuple)) or len(item) != 1:
+            fail(
+                f"each item is a list holding one array (the model has one input); item {i} is {item!r:.60}."
+            )
+        arr = np.asarray(item[0])
+        if arr.shape == images.shape[1:]:
+            fail("keep a batch dimension of 1: images[i:i + 1] (or image[None]) has shape (1, 28, 28, 1).")
+        if arr.shape != (1, *images.shape[1:]):
+            fail(f"each array should have shape {(1, *images.shape[1:])}; item {i} has {arr.shape}.")
+        if arr.dtype != np.float32:
+            fail(f"the model's input is float32; item {i} is {arr.dtype}.")
+        if not np.array_equal(arr[0], images[i]):
+            fail(
+                "yield the images themselves, in their order, unchanged (the converter measures their range)."
+            )
+    return passed(
+        "one [float32 batch of one] per image, in order: what TFLiteConverter.representative_dataset calls."
+    )
 
 
 def int8_ratio_prediction(predicted, float_blob: bytes, int8_blob: bytes) -> None:
-    """Exercise 03.5: how many times smaller a model's gzip int8 file is than its float32 one, predicted."""
+    """Exercise 03.3: how many times smaller a model's gzip int8 file is than its float32 one, predicted."""
     from .. import measure
     from .nb00 import prediction_range, score_range
 
     low, high = prediction_range(
-        predicted, "the float32 / int8 size ratio (gzip)", 1.25, name="predicted_ratio"
+        predicted, "the float32 / int8 size ratio (gzip)", 1.2, name="predicted_ratio"
     )
     ratio = measure.compressed_size(float_blob) / measure.compressed_size(int8_blob)
     if low <= 4.0 <= high and not low <= ratio <= high:
