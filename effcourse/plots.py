@@ -781,62 +781,6 @@ def latency_chart(table, ax=None, title: str | None = None):
     return ax
 
 
-def runtime_latency(table, title: str | None = None, runtimes=("LiteRT", "ONNX Runtime")):
-    """Single-sample latency per mode, the runtimes side by side (notebook 09): one panel per
-    model, a bar per (mode, runtime) at the median with a whisker to the p90, the value
-    written on each bar. ``table``: rows with columns model, mode, runtime, latency_ms,
-    latency_p90_ms (``deploy.compare_latency``'s tables, concatenated). Returns the figure.
-
-    Introduced in notebook 09.
-    """
-    plt = style()
-    names = list(dict.fromkeys(table["model"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.4), squeeze=False)
-    width = 0.8 / len(runtimes)
-    for ax, name in zip(axes[0], names):
-        part = table[table["model"] == name]
-        modes = list(dict.fromkeys(part["mode"]))
-        x = np.arange(len(modes))
-        for i, (runtime, hatch) in enumerate(zip(runtimes, ("", "//", "..", "xx"))):
-            rows = part[part["runtime"] == runtime].set_index("mode").reindex(modes)
-            med, p90 = rows["latency_ms"].to_numpy() * 1e3, rows["latency_p90_ms"].to_numpy() * 1e3
-            pos = x + (i - (len(runtimes) - 1) / 2) * width
-            bars = ax.bar(
-                pos,
-                med,
-                width,
-                label=runtime,
-                hatch=hatch,
-                edgecolor="white",
-                yerr=[np.zeros(len(med)), np.clip(p90 - med, 0, None)],
-                capsize=2,
-            )
-            ax.bar_label(
-                bars, labels=[f"{v:.0f}" if np.isfinite(v) else "" for v in med], fontsize=9, padding=2
-            )
-        ax.set_xticks(x, modes)
-        ax.set(xlabel="mode", ylabel="latency per image (µs, log scale)", title=MODEL_NAMES.get(name, name))
-        ax.set_yscale("log")  # a slow p90 would flatten every other bar on a linear axis
-        values = part[["latency_ms", "latency_p90_ms"]].to_numpy(dtype=float) * 1e3
-        ax.set_ylim(
-            np.nanmin(values) / 3, np.nanmax(values) * 2.5
-        )  # room below the shortest bar, above the labels
-        plain_log(ax, "y")
-    fig.suptitle(
-        _wrap(
-            title
-            or "Single-image latency, LiteRT and ONNX Runtime side by side; bar: median, "
-            "whisker: 90th percentile",
-            95,
-        ),
-        fontsize=11,
-    )
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.tight_layout()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(runtimes))
-    return fig
-
-
 def curves(
     series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bool = False, legend: str = "right"
 ):

@@ -177,16 +177,17 @@ def compare_latency(
     rounds: int | None = None,
     desc: str | None = None,
 ):
-    """Single-sample latency of several .tflite models, interleaved, with rotating order.
+    """Single-sample latency of several models, interleaved, with rotating order.
 
-    Uses the course's timing core (``effcourse.timing.interleaved``): each model warms up
-    (the profile's warm-up runs), then in each round every model runs the profile's
-    ``latency_runs`` single-sample invokes, the order rotating from round to round; the
-    result per variant is the median over rounds of the round's median and 90th percentile,
-    so that a burst of load on a shared machine hits all variants alike. ``delegate``:
-    ``"auto"`` (the LiteRT default, XNNPACK) or ``"none"`` (built-in kernels only). Returns a
-    DataFrame indexed by variant. ``desc`` shows a progress bar over the rounds with that
-    caption (none by default: most comparisons take a second).
+    ``variants``: {name: .tflite bytes (opened at the profile's thread count with ``delegate``:
+    ``"auto"``, LiteRT's default XNNPACK, or ``"none"``, the built-in kernels) or a model with
+    an ``invoker`` (``convert.TFLiteModel``, ``deploy.OnnxModel``), used as it is}. On the
+    course's timing core (``timing.interleaved``): each model warms up (the profile's warm-up
+    runs), then in each round every model runs the profile's ``latency_runs`` single-sample
+    invokes, the order rotating from round to round; the result per variant is the median over
+    rounds of the round's median and 90th percentile, so that a burst of load on a shared
+    machine hits all variants alike. Returns a DataFrame indexed by variant. ``desc`` shows a
+    progress bar over the rounds with that caption.
 
     Introduced in notebook 03.
     """
@@ -199,7 +200,9 @@ def compare_latency(
         raise ValueError("compare_latency needs at least one model: {name: tflite bytes}.")
     rounds = rounds or max(3, prof.repeats)
     runners = {
-        k: convert.TFLiteModel(v, threads=prof.latency_threads, delegate=delegate)
+        k: v
+        if hasattr(v, "invoker")
+        else convert.TFLiteModel(v, threads=prof.latency_threads, delegate=delegate)
         for k, v in variants.items()
     }
     timed = timing.interleaved(
@@ -213,10 +216,10 @@ def compare_latency(
         name: {
             "latency_ms": timed[name].median * 1000.0,
             "latency_p90_ms": timed[name].p90 * 1000.0,
-            "delegated": runners[name].delegated(),
+            "delegated": r.delegated() if isinstance(r, convert.TFLiteModel) else None,
             "rounds": rounds,
             "runs_per_round": prof.latency_runs,
         }
-        for name in runners
+        for name, r in runners.items()
     }
     return pd.DataFrame.from_dict(rows, orient="index")

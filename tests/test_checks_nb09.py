@@ -11,33 +11,91 @@ def todo(*args, **kwargs):
     raise NotImplementedError
 
 
-def stats_ok(blob, name):
-    import onnx
-    from onnx import numpy_helper
-
-    init = next(i for i in onnx.load_from_string(blob).graph.initializer if i.name == name)
-    values = numpy_helper.to_array(init)
-    return float(np.mean(values == 0)), int(np.unique(values).size)
-
-
 def choose_ok(table, reference, max_drop, max_bytes):
     ok = table[(table["accuracy"] >= reference - max_drop) & (table["gzip_bytes"] <= max_bytes)]
     return ok.sort_values(["latency_ms", "gzip_bytes"]).index[0] if len(ok) else None
 
 
-def test_initializer_stats(capsys):
-    checks.nb09.initializer_stats(stats_ok)
+def _reader(base=None):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(base or CalibrationDataReader):
+        def __init__(self, images, input_name):
+            self.images, self.input_name, self.position = np.asarray(images, np.float32), input_name, 0
+
+        def get_next(self):
+            if self.position >= len(self.images):
+                return None
+            self.position += 1
+            return {self.input_name: self.images[self.position - 1 : self.position]}
+
+        def rewind(self):
+            self.position = 0
+
+    return Reader
+
+
+def test_calibration_reader(capsys):
+    checks.nb09.calibration_reader(_reader())
     assert capsys.readouterr().out.count("PASS") == 1
+    Reader = _reader()
+
+    class Todo(Reader):
+        def __init__(self, images, input_name):
+            raise NotImplementedError
+
+    class Endless(Reader):
+        def get_next(self):
+            return {self.input_name: self.images[:1]}
+
+    class All(Reader):
+        def get_next(self):
+            if self.position:
+                return None
+            self.position = 1
+            return {self.input_name: self.images}
+
+    class NoBatch(Reader):
+        def get_next(self):
+            feed = super().get_next()
+            return feed and {k: v[0] for k, v in feed.items()}
+
+    class WrongKey(Reader):
+        def get_next(self):
+            feed = super().get_next()
+            return feed and {"input": next(iter(feed.values()))}
+
+    class NoRewind(Reader):
+        def rewind(self):
+            pass
+
+    class Shared(Reader):
+        position = 0
+
+        def __init__(self, images, input_name):
+            self.images, self.input_name = np.asarray(images, np.float32), input_name
+
+        def get_next(self):
+            if Shared.position >= len(self.images):
+                return None
+            Shared.position += 1
+            return {self.input_name: self.images[Shared.position - 1 : Shared.position]}
+
+        def rewind(self):
+            Shared.position = 1  # never back to the start of a new reader
+
     for wrong, hint in [
-        (todo, "not written yet"),
-        (lambda b, n: (int(np.round(stats_ok(b, n)[0] * 96)), stats_ok(b, n)[1]), "count of zeros"),
-        (lambda b, n: (1 - stats_ok(b, n)[0], stats_ok(b, n)[1]), "non-zeros"),
-        (lambda b, n: (stats_ok(b, n)[0], stats_ok(b, n)[1] - 1), "0 is one of the stored values"),
-        (lambda b, n: None, "two numbers"),
-        (lambda b, n: (0.6, 5), "off by"),  # hard-coded from the first case: fails on the second
+        (Todo, "not written yet"),
+        (object, "CalibrationDataReader"),
+        (Endless, "return None"),
+        (All, "one image per get_next"),
+        (NoBatch, "batch of one"),
+        (WrongKey, "input name"),
+        (NoRewind, "rewind"),
+        (Shared, "starts again|own first image"),
     ]:
         with pytest.raises(checks.CheckFailed, match=hint):
-            checks.nb09.initializer_stats(wrong)
+            checks.nb09.calibration_reader(wrong)
 
 
 def test_choose_deployment(capsys):

@@ -7,67 +7,54 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import call, close, fail, one_pass_line_each, passed
+from . import call, fail, one_pass_line_each, passed
 
 
-def _onnx_with(values: dict) -> bytes:
-    """A small valid ONNX model whose initializers are ``values`` ({name: array}), y = x @ first + ..."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def calibration_reader(reader_class) -> None:
+    """Exercise 09.1: a CalibrationDataReader giving one image per ``get_next``, then None; ``rewind`` restarts."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    names = list(values)
-    first = np.asarray(values[names[0]], dtype=np.float32)
-    nodes = [helper.make_node("MatMul", ["x", names[0]], ["y"])]
-    inits = [numpy_helper.from_array(np.asarray(v, dtype=np.float32), name=k) for k, v in values.items()]
-    graph = helper.make_graph(
-        nodes,
-        "check",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, first.shape[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, first.shape[1]])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def _stats_cases():
-    rng = np.random.default_rng(9)
-    centroids = np.array([-0.5, -0.1, 0.2, 0.7], dtype=np.float32)
-    clustered = centroids[rng.integers(0, 4, size=(12, 8))]
-    clustered[rng.random((12, 8)) < 0.6] = 0.0  # pruned, then clustered: 0 plus 4 shared values
-    dense = rng.normal(size=(5, 3)).astype(np.float32)
-    dense[0, 0] = 0.0
-    return [
-        (_onnx_with({"fc/kernel": clustered, "fc/bias": np.zeros(8, np.float32)}), "fc/kernel", clustered),
-        (_onnx_with({"dense/kernel": dense, "other": np.ones((2, 2), np.float32)}), "dense/kernel", dense),
-    ]
-
-
-def initializer_stats(fn) -> None:
-    """Exercise 09.1: zero share and distinct values of one initializer, read from the ONNX bytes."""
-    for blob, name, values in _stats_cases():
-        got = call(fn, blob, name, name="initializer_stats")
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            fail(f"return two numbers, (zero share, distinct values); got {got!r}.")
-        share, distinct = got
-        want_share, want_distinct = float(np.mean(values == 0)), int(np.unique(values).size)
-        try:
-            share, distinct = float(share), float(distinct)
-        except (TypeError, ValueError):
-            fail(f"both results must be numbers; got {got!r}.")
-        if math.isclose(share, np.count_nonzero(values == 0)) and want_share < 1:
+    if not (isinstance(reader_class, type) and issubclass(reader_class, CalibrationDataReader)):
+        fail("ImageReader must be a class derived from onnxruntime.quantization.CalibrationDataReader.")
+    images = np.random.default_rng(9).random((5, 4, 4, 1)).astype(np.float32)
+    reader = call(reader_class, images, "x", name="ImageReader")
+    feeds = []
+    for _ in range(len(images) + 2):
+        item = call(reader.get_next, name="ImageReader.get_next")
+        if item is None:
+            break
+        feeds.append(item)
+    if len(feeds) > len(images):
+        fail(f"after the last of {len(images)} images get_next must return None: the quantizer stops there.")
+    if len(feeds) == 1 and len(images) > 1:
+        fail("give one image per get_next call (a batch of one), not all the images at once.")
+    if len(feeds) < len(images):
+        fail(f"{len(images)} images gave only {len(feeds)} feeds before None: give every image once.")
+    for i, feed in enumerate(feeds):
+        if not isinstance(feed, dict):
             fail(
-                "the first number is a count of zeros; the question asks for their share (a fraction in [0, 1])."
+                f"get_next returns a dict {{input name: array}} (ONNX Runtime's feed), got {type(feed).__name__}."
             )
-        if math.isclose(share, 1 - want_share, abs_tol=1e-9) and not math.isclose(want_share, 0.5):
-            fail("you returned the share of non-zeros; count the weights equal to 0 instead.")
-        if math.isclose(distinct, want_distinct - 1) and (values == 0).any():
-            fail("0 is one of the stored values too: count it among the distinct values.")
-        close(share, want_share, f"zero share of {name!r}", atol=1e-9, hint="np.mean(array == 0)")
-        close(distinct, want_distinct, f"distinct values of {name!r}", atol=0, hint="np.unique(array).size")
-    return passed("zero share and distinct values read from two ONNX files match onnx.numpy_helper's arrays.")
+        if list(feed) != ["x"]:
+            fail(f"key the dict by the input name given to __init__ ('x' here), got keys {list(feed)}.")
+        arr = np.asarray(feed["x"])
+        if arr.shape != (1, *images.shape[1:]):
+            fail(
+                f"each feed is a batch of one image, shape {(1, *images.shape[1:])}; feed {i} has {arr.shape}."
+            )
+        if arr.dtype != np.float32:
+            fail(f"the model's input is float32; feed {i} is {arr.dtype}.")
+        if not np.array_equal(arr[0], images[i]):
+            fail("give the images themselves, in their order, unchanged.")
+    call(reader.rewind, name="ImageReader.rewind")
+    again = call(reader.get_next, name="ImageReader.get_next")
+    if not isinstance(again, dict) or not np.array_equal(np.asarray(again.get("x"))[0], images[0]):
+        fail("after rewind() the next get_next starts again at the first image.")
+    other = call(reader_class, images[2:], "x", name="ImageReader")
+    first = call(other.get_next, name="ImageReader.get_next")
+    if not isinstance(first, dict) or not np.array_equal(np.asarray(first.get("x"))[0], images[2]):
+        fail("a new reader starts at its own first image: keep the position on the instance (self).")
+    return passed("one float32 image per get_next, keyed by the input name, then None; rewind starts over.")
 
 
 def _choose_reference(table: pd.DataFrame, reference_accuracy, max_drop, max_bytes):
