@@ -8,7 +8,7 @@ the same model as its plain fine-tuning. What stays here is what later notebooks
   ``QuantizeError`` naming a layer tfmot cannot annotate, then a short fine-tuning (04's
   pipelines, 09's rebuilt QAT models);
 * ``compare_latency``: several .tflite files timed interleaved on ``timing.interleaved``
-  (02, 03, 08).
+  (02, 03, 08, and ``deploy.compare_latency`` for both runtimes).
 """
 
 from __future__ import annotations
