@@ -153,7 +153,7 @@ def prediction(predicted: dict, measured: pd.DataFrame, close_call: float = 1.2)
     if side != winner and got > close_call:
         fail(
             f"measured: {winner} is {got:.2f}x as fast, the other way round. Look at the graph each "
-            "setting runs (deploy.op_counts of the optimised file): which one computes in int8, and "
+            "setting runs (the optimised graphs of section 4): which one computes in int8, and "
             "which one turns int8 back into float around every float operation?"
         )
     verdict = "right side" if side == winner else f"too close to call on this machine (within {close_call}x)"
