@@ -1,19 +1,10 @@
-"""ONNX export and ONNX Runtime beside LiteRT: the infrastructure of notebook 09.
+"""ONNX export and ONNX Runtime beside LiteRT: what notebook 09 runs many times (its plain cells
+show tf2onnx, ``InferenceSession`` and ``quantize_static`` themselves).
 
-Notebook 09 writes tf2onnx's ``convert.from_keras``, an ``onnxruntime.InferenceSession``,
-ONNX Runtime's quantization (with the learner's ``CalibrationDataReader``) and the graph
-readers in plain cells. What stays here is what it runs many times and a learner need not
-read:
-
-* ``export``: ``tf2onnx.convert.from_keras`` at a checked opset (``OpsetError``), a Keras 3 or
-  subclassed model refused by ``models.check_model``, the file written atomically;
-* ``OnnxModel``: a session with ``convert.TFLiteModel``'s interface (``predict``, ``run``,
-  ``invoker`` on an I/O binding for timing), threads and optimisation level from
-  ``session_options``;
-* ``compare``: two models' outputs on the same images (``AgreementError`` names the output and
-  by how much); ``accuracy`` of either runtime's file;
-* ``compare_latency``: LiteRT and ONNX Runtime files timed interleaved (``timing.interleaved``);
-* ``litert_file``: notebook 03's .tflite file of a baseline, reused when it is up to date.
+``export`` (tf2onnx at a checked opset; Keras 3 and subclassed models refused), ``OnnxModel`` (a
+session with ``convert.TFLiteModel``'s interface), ``compare`` / ``accuracy`` (two runtimes on the
+same images), ``compare_latency`` (both runtimes interleaved) and ``litert_file`` (notebook 03's
+.tflite file, reused when up to date).
 """
 
 from __future__ import annotations
