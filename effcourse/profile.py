@@ -456,16 +456,6 @@ RUN_MINUTES = {
 }
 
 
-def run_minutes(notebook: str, profile: str | None = None) -> float:
-    """Measured minutes one notebook takes under a profile (default: the active one).
-
-    Introduced in notebook 00.
-    """
-    if notebook not in RUN_MINUTES:
-        raise KeyError(f"No run time for notebook {notebook!r}; add it to effcourse/profile.py:RUN_MINUTES.")
-    return RUN_MINUTES[notebook][profile or active().name]
-
-
 def run_time_line(notebook: str) -> str:
     """The "Run time" sentence every notebook's first cell carries (checked by a test).
 
