@@ -77,6 +77,24 @@ def test_nb01_cross_entropy(capsys):
         checks.nb01.cross_entropy(ce_numpy)  # right value, but NumPy: no gradient for the SGD step
 
 
+def test_nb01_layer_macs(capsys):
+    def solution(layer):
+        return int(np.prod(layer.output_shape[1:-1])) * int(np.prod(layer.kernel.shape))
+
+    checks.nb01.layer_macs(solution)
+    assert capsys.readouterr().out.startswith("PASS")
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb01.layer_macs(todo)
+    with pytest.raises(checks.CheckFailed, match="every output position"):
+        checks.nb01.layer_macs(lambda layer: int(np.prod(layer.kernel.shape)))  # the kernel, not the work
+    with pytest.raises(checks.CheckFailed, match="biases"):
+        checks.nb01.layer_macs(lambda layer: solution(layer) + int(np.prod(layer.output_shape[1:])))
+    with pytest.raises(checks.CheckFailed, match="output positions"):  # input positions instead
+        checks.nb01.layer_macs(
+            lambda layer: int(np.prod(layer.input_shape[1:-1])) * int(np.prod(layer.kernel.shape))
+        )
+
+
 # --- student copies ------------------------------------------------------------------------
 
 

@@ -51,6 +51,49 @@ def cross_entropy(fn) -> None:
     )
 
 
+def layer_macs(fn) -> None:
+    """Exercise 01.3: multiply-accumulates per sample of a Dense or Conv2D layer, from its shapes."""
+    import tf_keras
+
+    from .. import measure
+
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((12, 12, 3)),
+            tf_keras.layers.Conv2D(4, 3, name="valid_3x3"),
+            tf_keras.layers.Conv2D(5, 3, strides=2, padding="same", name="strided_same"),
+            tf_keras.layers.Flatten(),
+            tf_keras.layers.Dense(7, name="dense"),
+        ]
+    )
+    expected = dict(zip(*measure.macs_table(model)[["layer", "macs"]].T.values))
+    for layer in model.layers:
+        if layer.name not in expected:
+            continue
+        got = call(fn, layer, name="layer_macs")
+        want = int(expected[layer.name])
+        kernel = int(np.prod(layer.kernel.shape))
+        if got == want:
+            continue
+        if got == kernel + int(np.prod(layer.bias.shape)) or got == want + int(
+            np.prod(layer.output_shape[1:])
+        ):
+            fail(f"{layer.name}: you counted the biases; a bias is an addition, not a multiply-accumulate.")
+        if got == kernel:
+            fail(
+                f"{layer.name}: {got:,} is the size of the kernel. A convolution applies its whole kernel "
+                "once at every output position: multiply by the output's height and width."
+            )
+        fail(
+            f"{layer.name} ({type(layer).__name__}, output {layer.output_shape[1:]}): expected {want:,} "
+            f"MACs, got {got!r}. Count the output positions (stride and padding decide them) times the "
+            "multiply-accumulates of one output channel's kernel, times the output channels."
+        )
+    return passed(
+        "MACs per sample: one per kernel weight for a Dense layer, times every output position for a convolution."
+    )
+
+
 def final_loss(losses) -> tuple[float, float]:
     """Mean and standard error of a loss curve's last tenth (at least 10 steps); inf when it diverged."""
     losses = np.asarray(losses, dtype=float)
