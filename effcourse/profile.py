@@ -251,8 +251,6 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "teacher_temperature": {"quick": 4.0, "full": 4.0},
         "teacher_alpha": {"quick": 0.9, "full": 0.9},
         "allocation_margin": {"quick": 0.001, "full": 0.001},  # "beats uniform": by 0.1 points or more
-        "exercise_ratio": {"quick": 40, "full": 40},  # exercise 2: at least this many times fewer non-zeros
-        "check_train_size": {"quick": 2000, "full": 10000},  # exercise 2's fine-tuning: images, one epoch
         "learning_rate": {"quick": 1e-3, "full": 1e-3},
         "weight_decay": {"quick": 0.004, "full": 0.004},  # AdamW, sections 3-6
         "m_by_n_epochs": {"quick": 1, "full": 2},
@@ -454,16 +452,6 @@ RUN_MINUTES = {
     "08_automated_compression": {"quick": 1.4, "full": 11.2},
     "09_deploy_onnx": {"quick": 0.7, "full": 1.1},
 }
-
-
-def run_minutes(notebook: str, profile: str | None = None) -> float:
-    """Measured minutes one notebook takes under a profile (default: the active one).
-
-    Introduced in notebook 00.
-    """
-    if notebook not in RUN_MINUTES:
-        raise KeyError(f"No run time for notebook {notebook!r}; add it to effcourse/profile.py:RUN_MINUTES.")
-    return RUN_MINUTES[notebook][profile or active().name]
 
 
 def run_time_line(notebook: str) -> str:

@@ -1,16 +1,10 @@
-"""Training: the SGD update written out by hand, and the shared training helpers (notebook 01).
+"""Training helpers every notebook shares: the cross-entropy, ``fit``, and the fine-tuning recipe.
 
-Training minimises the empirical risk
-
-    L(w) = 1/N * sum_i  l(y_i, f(x_i; w))
-
-with mini-batch stochastic gradient descent: for a batch B, ``w <- w - eta * grad_w L_B(w)``.
-``sgd_step`` does exactly that with a ``GradientTape``; a unit test checks it against the
-tf_keras SGD optimizer to 1e-6.
+The SGD update written by hand with a ``GradientTape`` (and the learner's own cross-entropy)
+lives in notebook 01's cells, where it is taught and checked against the Keras optimizer.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 
@@ -29,64 +23,6 @@ def cross_entropy(labels, logits):
     log_norm = tf.reduce_logsumexp(logits, axis=-1)
     picked = tf.gather(logits, labels, axis=-1, batch_dims=1)
     return tf.reduce_mean(log_norm - picked)
-
-
-def _sgd_update(model, x, y, learning_rate, loss_fn):
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        loss = loss_fn(y, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    for var, grad in zip(model.trainable_variables, grads):
-        var.assign_sub(learning_rate * grad)
-    return loss
-
-
-def sgd_step(model, x, y, learning_rate: float, loss_fn=cross_entropy):
-    """One SGD update by hand: compute L on the batch, its gradient, and w <- w - eta * grad.
-
-    Returns the batch loss before the update.
-
-    Introduced in notebook 01.
-    """
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    return float(_sgd_update(model, x, y, learning_rate, loss_fn))
-
-
-def train_manual(
-    model,
-    x,
-    y,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int = 0,
-    loss_fn=cross_entropy,
-    max_steps: int | None = None,
-) -> list[float]:
-    """Plain mini-batch SGD with ``sgd_step`` over shuffled batches; returns the loss per step.
-
-    Stops after ``epochs`` passes or ``max_steps`` updates, whichever comes first.
-
-    Introduced in notebook 01.
-    """
-    import tensorflow as tf
-
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    # the same update as sgd_step, traced once into a graph so that many small steps are fast
-    step = tf.function(lambda xb, yb: _sgd_update(model, xb, yb, learning_rate, loss_fn))
-    rng = np.random.default_rng(seed)
-    losses: list[float] = []
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        for start in range(0, len(x), batch_size):
-            if max_steps is not None and len(losses) >= max_steps:
-                return losses
-            idx = order[start : start + batch_size]
-            losses.append(float(step(x[idx], y[idx])))
-    return losses
 
 
 def fit(

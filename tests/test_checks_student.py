@@ -38,37 +38,61 @@ def test_unknown_checks_module():
 # --- notebook 01 checks: fail on the placeholder and on typical mistakes, pass on answers ---
 
 
-def ce_solution(logits, labels):
-    z = logits - logits.max(axis=1, keepdims=True)
+def ce_solution(labels, logits):
+    import tensorflow as tf
+
+    logits = tf.convert_to_tensor(logits)
+    picked = tf.gather(logits, tf.cast(labels, tf.int32), axis=-1, batch_dims=1)
+    return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=-1) - picked)
+
+
+def ce_naive(labels, logits):
+    import tensorflow as tf
+
+    p = tf.exp(logits) / tf.reduce_sum(tf.exp(logits), axis=1, keepdims=True)
+    return -tf.reduce_mean(tf.math.log(tf.gather(p, tf.cast(labels, tf.int32), axis=-1, batch_dims=1)))
+
+
+def ce_summed(labels, logits):
+    return 3 * ce_solution(labels, logits)
+
+
+def ce_numpy(labels, logits):
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return -logp[np.arange(len(labels)), labels].mean()
 
 
-def ce_naive(logits, labels):
-    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return -np.log(p[np.arange(len(labels)), labels]).mean()
-
-
-def test_nb01_cross_entropy():
-    checks.nb01.softmax_cross_entropy(ce_solution)
+def test_nb01_cross_entropy(capsys):
+    checks.nb01.cross_entropy(ce_solution)
+    assert capsys.readouterr().out.startswith("PASS")
     with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb01.softmax_cross_entropy(todo)
-    with np.errstate(all="ignore"), pytest.raises(checks.CheckFailed, match="log-sum-exp|not finite"):
-        checks.nb01.softmax_cross_entropy(ce_naive)
+        checks.nb01.cross_entropy(todo)
+    with pytest.raises(checks.CheckFailed, match="log-sum-exp|not finite"):
+        checks.nb01.cross_entropy(ce_naive)
+    with pytest.raises(checks.CheckFailed, match="summed"):
+        checks.nb01.cross_entropy(ce_summed)
+    with pytest.raises(checks.CheckFailed, match="differentiate"):
+        checks.nb01.cross_entropy(ce_numpy)  # right value, but NumPy: no gradient for the SGD step
 
 
-def test_nb01_sgd_update():
-    checks.nb01.sgd_update(lambda ws, gs, eta: [w - eta * g for w, g in zip(ws, gs)])
-    with pytest.raises(checks.CheckFailed, match="against"):
-        checks.nb01.sgd_update(lambda ws, gs, eta: [w + eta * g for w, g in zip(ws, gs)])
+def test_nb01_layer_macs(capsys):
+    def solution(layer):
+        return int(np.prod(layer.output_shape[1:-1])) * int(np.prod(layer.kernel.shape))
+
+    checks.nb01.layer_macs(solution)
+    assert capsys.readouterr().out.startswith("PASS")
     with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb01.sgd_update(todo)
-
-
-def test_nb01_macs():
-    checks.nb01.macs_dense(lambda w: sum(a * b for a, b in zip(w, w[1:])))
+        checks.nb01.layer_macs(todo)
+    with pytest.raises(checks.CheckFailed, match="every output position"):
+        checks.nb01.layer_macs(lambda layer: int(np.prod(layer.kernel.shape)))  # the kernel, not the work
     with pytest.raises(checks.CheckFailed, match="biases"):
-        checks.nb01.macs_dense(lambda w: sum(a * b + b for a, b in zip(w, w[1:])))
+        checks.nb01.layer_macs(lambda layer: solution(layer) + int(np.prod(layer.output_shape[1:])))
+    with pytest.raises(checks.CheckFailed, match="output positions"):  # input positions instead
+        checks.nb01.layer_macs(
+            lambda layer: int(np.prod(layer.input_shape[1:-1])) * int(np.prod(layer.kernel.shape))
+        )
 
 
 # --- student copies ------------------------------------------------------------------------

@@ -93,37 +93,6 @@ def test_cross_entropy_matches_keras():
     assert abs(float(train.cross_entropy(labels, logits)) - float(ref)) < 1e-6
 
 
-def test_hand_written_sgd_equals_keras_sgd(tiny_model):
-    rng = np.random.default_rng(1)
-    x = rng.random((32, 8, 8, 1), dtype=np.float32)
-    y = rng.integers(0, 3, 32)
-    ours = models.clone(tiny_model, compile_like=False)
-    theirs = models.clone(tiny_model, compile_like=False)
-    theirs.compile(
-        optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
-    for _ in range(3):
-        train.sgd_step(ours, x, y, 0.1)
-        theirs.train_on_batch(x, y)
-    for a, b in zip(ours.get_weights(), theirs.get_weights()):
-        assert np.max(np.abs(a - b)) < 1e-6
-    # and the update really moved the weights
-    assert any(np.max(np.abs(a - b)) > 1e-3 for a, b in zip(ours.get_weights(), tiny_model.get_weights()))
-
-
-def test_sgd_rejects_bad_learning_rate(tiny_model):
-    with pytest.raises(ValueError, match="learning_rate"):
-        train.sgd_step(tiny_model, np.zeros((1, 8, 8, 1), "float32"), np.zeros(1), 0.0)
-
-
-def test_manual_training_reduces_loss(mnist):
-    model = models.lenet_300_100()
-    losses = train.train_manual(
-        model, mnist.x_train[:2000], mnist.y_train[:2000], epochs=1, batch_size=64, learning_rate=0.1
-    )
-    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])
-
-
 def test_finetune_recipe_steps_schedule_and_history():
     from effcourse import train
 

@@ -102,21 +102,12 @@ def test_m_by_n_pattern_holds_in_every_group(small_data):
     pruned = prune.prune_and_finetune(
         models.lenet_300_100(), small_data, 0.5, epochs=1, batch_size=64, m_by_n=(2, 4)
     )
-    report = prune.m_by_n_report(pruned, (2, 4))
-    assert set(report) == {"fc1", "fc2", "logits"}
-    assert all(v == 1.0 for v in report.values())
+    for name in ("fc1", "fc2", "logits"):
+        kernel = pruned.get_layer(name).kernel.numpy()  # (in, out): groups of 4 along the inputs
+        groups = kernel.T.reshape(kernel.shape[1], -1, 4)
+        assert np.all(np.sum(groups != 0, axis=-1) <= 2), name
     for name, value in prune.kernel_sparsity(pruned).items():
         assert value == pytest.approx(0.5, abs=0.01), name
-    # a random dense kernel does not pass
-    assert all(v < 0.01 for v in prune.m_by_n_report(models.lenet_300_100(), (2, 4)).values())
-
-
-def test_m_by_n_groups_run_along_input_channels():
-    kernel = np.ones((8, 3), dtype=np.float32)  # (in, out) as in Dense
-    kernel[[0, 1, 4, 5], :] = 0.0  # 2 zeros in each group of 4 inputs, for every output
-    assert prune.m_by_n_fraction(kernel, (2, 4)) == 1.0
-    kernel[0, 0] = 1.0
-    assert prune.m_by_n_fraction(kernel, (2, 4)) == pytest.approx(5 / 6)
 
 
 # --- bad input ----------------------------------------------------------------------------
@@ -163,85 +154,6 @@ def test_rejects_keras3_subclassed_and_wrapped(tiny_model):
         prune.wrap(wrapped, 0.5)
     with pytest.raises(TypeError, match="MNIST"):
         prune.prune_and_finetune(tiny_model, (np.zeros(3), np.zeros(3)), 0.5, epochs=1)
-
-
-# --- sensitivity and allocation -------------------------------------------------------------
-
-
-def test_sensitivity_scan_and_allocation(mnist):
-    model = models.lenet_300_100()
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in model.get_weights()])
-    before = _weights(model)
-    scan = prune.sensitivity_scan(model, mnist.x_val[:200], mnist.y_val[:200], [0.5, 0.9])
-    assert list(scan["layer"].unique()) == ["fc1", "fc2", "logits"]
-    assert len(scan) == 9 and scan["accuracy"].between(0, 1).all()
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    per_layer = prune.allocate_sparsity(scan, model, 0.85)
-    assert prune.overall_sparsity(model, per_layer) >= 0.85
-    assert per_layer["fc1"] == 0.9  # the big layer carries the cut
-    with pytest.raises(ValueError, match="cannot reach"):
-        prune.allocate_sparsity(scan, model, 0.95)
-    mask = prune.magnitude_mask(np.array([3.0, -1.0, 0.5, -4.0]), 0.5)
-    assert mask.tolist() == [True, False, False, True]
-
-
-def _layered_mlp():
-    """LeNet-300-100 whose layers have clearly different weight scales (fc1 small, logits large)."""
-    model = models.lenet_300_100()
-    rng = np.random.default_rng(0)
-    scale = {"fc1/kernel": 0.01, "fc2/kernel": 0.05, "logits/kernel": 0.3}
-    model.set_weights(
-        [
-            rng.normal(0, next((s for k, s in scale.items() if k in v.name), 0.1), v.shape).astype("float32")
-            for v in model.weights
-        ]
-    )
-    return model
-
-
-def test_sparsity_for_ratio_counts_biases_as_nonzeros():
-    model = models.lenet_300_100()  # 266,200 kernel weights, 410 biases
-    s = prune.sparsity_for_ratio(model, 12)
-    kept = (1 - s) * 266_200 + 410
-    assert 266_610 / 12 - 5 <= kept <= 266_610 / 12 - 3  # rounded down, one weight of slack per layer
-    for layer_rounding in (0.5, -0.5):  # each of the 3 masks may round its kept count either way
-        assert 266_610 / (kept + 3 * layer_rounding) >= 12
-    assert s > 1 - 1 / 12  # the dense biases cost a little extra kernel sparsity
-    for bad in (1, 0.5, float("nan"), 266_610 / 400):
-        with pytest.raises(ValueError, match="ratio"):
-            prune.sparsity_for_ratio(model, bad)
-
-
-def test_allocation_rules_share_the_same_budget():
-    model = _layered_mlp()
-    sizes = {"fc1": 235_200, "fc2": 30_000, "logits": 1_000}
-    target = prune.sparsity_for_ratio(model, 8)
-    uniform = prune.uniform_allocation(model, target)
-    assert uniform == dict.fromkeys(sizes, target)
-    han = {"fc1": 0.92, "fc2": 0.91, "logits": 0.74}
-    scaled = prune.scaled_allocation(model, han, target)
-    glob = prune.global_magnitude_allocation(model, target)
-    for per in (scaled, glob):
-        assert prune.overall_sparsity(model, per) == pytest.approx(target, abs=1e-5)
-    # scaled keeps the reference's proportions of kept weights
-    kept = {n: 1 - scaled[n] for n in sizes}
-    assert kept["logits"] / kept["fc1"] == pytest.approx(0.26 / 0.08, rel=1e-6)
-    assert prune.scaled_allocation(model, han, prune.overall_sparsity(model, han)) == pytest.approx(han)
-    # a kept fraction cannot exceed 1: the layer stays dense and the others carry the cut
-    capped = prune.scaled_allocation(model, {"fc1": 0.99, "fc2": 0.5, "logits": 0.0}, 0.5)
-    assert capped["logits"] == 0.0 and prune.overall_sparsity(model, capped) == pytest.approx(0.5, abs=1e-6)
-    # one threshold across layers: the layer of small weights loses most, the large-weight one least
-    assert glob["fc1"] > target > glob["logits"]
-    masks = {n: prune.magnitude_mask(model.get_layer(n).kernel.numpy(), glob[n]) for n in sizes}
-    smallest_kept = min(np.abs(model.get_layer(n).kernel.numpy())[masks[n]].min() for n in sizes)
-    largest_cut = max(np.abs(model.get_layer(n).kernel.numpy())[~masks[n]].max() for n in sizes)
-    assert largest_cut <= smallest_kept  # every removed weight is smaller than every kept one, across layers
-    assert prune.global_magnitude_allocation(model, 0.0) == dict.fromkeys(sizes, 0.0)
-    with pytest.raises(ValueError, match="layer collapse"):  # fc1's weights are all below the threshold
-        prune.global_magnitude_allocation(model, prune.sparsity_for_ratio(model, 40))
-    with pytest.raises(ValueError, match="missing"):
-        prune.scaled_allocation(model, {"fc1": 0.9}, 0.8)
 
 
 # --- channel pruning --------------------------------------------------------------------------
@@ -332,7 +244,7 @@ def test_package_reexports_every_public_name():
     import importlib
     import inspect
 
-    for mod in ("kernels", "magnitude", "sensitivity", "channels", "training", "evaluation", "iterative"):
+    for mod in ("kernels", "magnitude", "sensitivity", "channels", "training", "iterative"):
         module = importlib.import_module(f"effcourse.prune.{mod}")
         own = [
             n
@@ -362,46 +274,6 @@ def test_finetuning_recipe_steps_and_alpha():
         _plan_steps(1000, 1.5, 128)
 
 
-# --- measuring a variant (notebook 02's tables and the results log) ----------------------------
-
-
-def test_measure_variant_row_and_results_log(small_data, quick, tmp_root):
-    from effcourse import convert, results
-
-    base = _mlp()
-    pruned = base  # the arithmetic is the same for any model: measure the dense one against itself
-    test = dataclasses.replace(small_data, x_test=small_data.x_test[:64], y_test=small_data.y_test[:64])
-    row = prune.measure_variant(
-        pruned,
-        base,
-        "lenet_300_100",
-        "dense as a variant",
-        test,
-        "02_test",
-        profile=quick,
-        sparsity=0.0,
-        epochs=1,
-    )
-    blob = convert.to_tflite(pruned)
-    assert row["model"] == "lenet_300_100" and row["variant"] == "dense as a variant"
-    assert row["sparsity"] == 0.0 and row["epochs"] == 1
-    assert row["tflite_bytes"] == len(blob) and row["size_bytes"] == measure.compressed_size(blob)
-    assert row["nonzero"] == measure.count_nonzero(pruned)
-    assert row["nonzero_ratio"] == measure.count_params(base) / row["nonzero"]
-    assert row["macs"] == measure.macs(pruned) and row["latency_ms"] > 0
-    assert row["accuracy"] == pytest.approx(measure.accuracy(pruned, test.x_test, test.y_test), abs=1 / 64)
-    logged = results.load().iloc[0]
-    assert (logged["notebook"], logged["technique"], logged["variant"]) == (
-        "02_test",
-        "pruning",
-        "dense as a variant",
-    )
-    assert logged["dense_fp32_bytes"] == measure.dense_fp32_bytes(base)
-    assert results.extra(results.load(), "nonzero").iloc[0] == row["nonzero"]
-    with pytest.raises(TypeError, match="MNIST"):
-        prune.measure_variant(pruned, base, "lenet_300_100", "v", (test.x_test, test.y_test), "02_test")
-
-
 # --- notebook 02 exercise checks ---------------------------------------------------------------
 
 from effcourse import checks  # noqa: E402
@@ -411,21 +283,65 @@ def _todo(*args, **kwargs):
     raise NotImplementedError("Exercise: write your code here")
 
 
-def test_nb02_magnitude_prune_check():
-    def solution(w, s):
-        return w * prune.magnitude_mask(w, s)
+def test_magnitude_mask_keeps_the_largest_magnitudes():
+    mask = prune.magnitude_mask(np.array([3.0, -1.0, 0.5, -4.0]), 0.5)
+    assert mask.tolist() == [True, False, False, True]
+    assert prune.magnitude_mask(np.ones((2, 3)), 0.0).all()
+    with pytest.raises(ValueError, match="sparsity"):
+        prune.magnitude_mask(np.ones(4), 1.0)
 
+
+def test_nb02_magnitude_mask_check(capsys):
     def signed(w, s):  # a typical mistake: ranks by value, not magnitude
-        n = int(round(s * w.size))
-        out = w.copy().ravel()
-        out[np.argsort(out)[:n]] = 0
-        return out.reshape(w.shape)
+        keep = np.ones(w.size, dtype=bool)
+        keep[np.argsort(w.ravel())[: int(round(s * w.size))]] = False
+        return keep.reshape(w.shape)
 
-    checks.nb02.magnitude_prune(solution)
+    checks.nb02.magnitude_mask(prune.magnitude_mask)
+    assert capsys.readouterr().out.startswith("PASS")
     with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb02.magnitude_prune(_todo)
+        checks.nb02.magnitude_mask(_todo)
     with pytest.raises(checks.CheckFailed, match=r"\|w\|"):
-        checks.nb02.magnitude_prune(signed)
+        checks.nb02.magnitude_mask(signed)
+    with pytest.raises(checks.CheckFailed, match="not the pruned"):
+        checks.nb02.magnitude_mask(lambda w, s: w * prune.magnitude_mask(w, s))
+    with pytest.raises(checks.CheckFailed, match="LARGEST"):
+        checks.nb02.magnitude_mask(
+            lambda w, s: ~prune.magnitude_mask(w, 1 - s) if s else np.ones_like(w, bool)
+        )
+    with pytest.raises(checks.CheckFailed, match="exactly"):
+        checks.nb02.magnitude_mask(lambda w, s: np.abs(w) > np.quantile(np.abs(w), s) + 0.01)
+
+
+def _global_solution(kernels, target):
+    from effcourse.checks.nb02 import _global_reference
+
+    return _global_reference(kernels, target)
+
+
+def test_nb02_global_allocation_check(capsys):
+    checks.nb02.global_allocation(_global_solution)
+    assert capsys.readouterr().out.startswith("PASS")
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb02.global_allocation(_todo)
+    with pytest.raises(checks.CheckFailed, match="uniform"):
+        checks.nb02.global_allocation(lambda kernels, t: dict.fromkeys(kernels, t))
+    with pytest.raises(checks.CheckFailed, match="kept fraction"):
+        checks.nb02.global_allocation(lambda k, t: {n: 1 - s for n, s in _global_solution(k, t).items()})
+
+    def rounded_down(kernels, target):  # removes one weight too few in every layer
+        sizes = {n: w.size for n, w in kernels.items()}
+        return {n: s - 1 / sizes[n] if s else s for n, s in _global_solution(kernels, target).items()}
+
+    with pytest.raises(checks.CheckFailed, match="less than"):
+        checks.nb02.global_allocation(rounded_down)
+
+    def per_layer_quantile(kernels, target):  # each layer its own threshold: not one across layers
+        out = _global_solution(kernels, target)
+        return {n: (s + target) / 2 for n, s in out.items()}
+
+    with pytest.raises(checks.CheckFailed, match="off by"):
+        checks.nb02.global_allocation(per_layer_quantile)
 
 
 def test_nb02_filters_check():
@@ -444,45 +360,6 @@ def test_nb02_filters_check():
         checks.nb02.filters_to_keep(
             lambda kernel, k: np.argsort(np.sqrt((kernel**2).sum(axis=(0, 1, 2))))[:k]
         )
-
-
-def test_nb02_per_layer_check(small_data, monkeypatch):
-    """The check fine-tunes both allocations and asks for at least the margin: a tie or a loss fails."""
-    model = models.lenet_300_100()
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in model.get_weights()])
-    args = (model, small_data, 0.9, 0.001)
-    with pytest.raises(checks.CheckFailed, match="at least"):
-        checks.nb02.per_layer_beats_uniform({"fc1": 0.5, "fc2": 0.5, "logits": 0.5}, *args)
-    with pytest.raises(checks.CheckFailed, match="missing"):
-        checks.nb02.per_layer_beats_uniform({"fc1": 0.95}, *args)
-    with pytest.raises(checks.CheckFailed, match="IS uniform"):
-        checks.nb02.per_layer_beats_uniform({"fc1": 0.9, "fc2": 0.9, "logits": 0.9}, *args)
-    # The measured accuracies decide: replace the fine-tuning by fixed outcomes.
-    outcome = {}
-
-    class Fake:
-        def __init__(self, acc):
-            self.acc = acc
-
-        def evaluate(self, *a, **k):
-            return [0.0, self.acc]
-
-    def fake_finetune(model, data, sparsity, epochs, per_layer=None, **kw):
-        return Fake(outcome["per_layer" if per_layer else "uniform"])
-
-    monkeypatch.setattr(prune, "prune_and_finetune", fake_finetune)
-    good = {"fc1": 0.93, "fc2": 0.9, "logits": 0.7}
-    for ours, uniform, verdict in [
-        (0.95, 0.95, "ties with"),
-        (0.9505, 0.95, "too little"),
-        (0.94, 0.95, "loses"),
-    ]:
-        outcome.update(per_layer=ours, uniform=uniform)
-        with pytest.raises(checks.CheckFailed, match=verdict):
-            checks.nb02.per_layer_beats_uniform(good, *args)
-    outcome.update(per_layer=0.952, uniform=0.95)
-    checks.nb02.per_layer_beats_uniform(good, *args)  # 0.2 points >= 0.1
 
 
 # --- Han et al.'s iterative recipe ----------------------------------------------------------
@@ -561,27 +438,6 @@ def test_stage_targets_and_han_dropout():
     cnn = models.cnn()  # dropout 0.5 before the logits
     assert _adjusted_dropout(cnn, {"logits": 0.75}) == {"dropout": pytest.approx(0.25)}
     assert _adjusted_dropout(models.lenet_300_100(), {"fc1": 0.9}) == {}
-
-
-def test_accuracy_without_finetuning_leaves_the_model_alone(mnist):
-    model = _mlp()
-    before = _weights(model)
-    x, y = mnist.x_val[:100], mnist.y_val[:100]
-    assert prune.accuracy_without_finetuning(model, {}, x, y) == measure.accuracy(model, x, y)
-    assert 0 <= prune.accuracy_without_finetuning(model, {"fc1": 0.99}, x, y) <= 1
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    with pytest.raises(ValueError, match="not a prunable"):
-        prune.accuracy_without_finetuning(model, {"nope": 0.5}, x, y)
-
-
-def test_m_by_n_counts_kept_weights_not_zeros():
-    """1:4 keeps at most one weight in four (tfmot's meaning), so one zero per group is not enough."""
-    kernel = np.zeros((8, 2))
-    kernel[0, :] = kernel[4, :] = 1.0  # one non-zero per group: 1:4 and 2:4 both hold
-    assert prune.m_by_n_fraction(kernel, (1, 4)) == 1.0
-    kernel[1, 0] = 1.0  # two non-zeros in one group of output 0: 1:4 breaks there, 2:4 still holds
-    assert prune.m_by_n_fraction(kernel, (1, 4)) == pytest.approx(3 / 4)
-    assert prune.m_by_n_fraction(kernel, (2, 4)) == 1.0
 
 
 def test_retraining_distilled_from_the_dense_model_differs_only_in_the_loss(small_data):

@@ -4,71 +4,94 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import one_pass_line_each, call, close, fail, passed
+from . import call, fail, one_pass_line_each, passed
 
 
-def softmax_cross_entropy(fn) -> None:
-    """Exercise 01.1: mean cross-entropy from logits and integer labels, numerically stable."""
+def cross_entropy(fn) -> None:
+    """Exercise 01.1: the mean cross-entropy of integer labels under softmax(logits), in TensorFlow ops:
+    finite for large logits, a mean over the batch, and differentiable (section 2's SGD step takes its gradient)."""
+    import tensorflow as tf
+
     logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0], [1000.0, 0.0, -1000.0]], dtype=np.float32)
     labels = np.array([0, 1, 0])
     shifted = logits - logits.max(axis=1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    expected = -logp[np.arange(3), labels].mean()
-    got = call(fn, logits, labels, name="cross_entropy")
-    got = float(np.asarray(got))
-    if not np.isfinite(got):
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    expected = -np.log(probs[np.arange(3), labels]).mean()
+    variable = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        got = call(fn, labels, variable, name="cross_entropy")
+    try:
+        value = float(np.asarray(got))
+    except (TypeError, ValueError):
+        fail("return one number (a scalar tensor): the mean loss over the batch, not one loss per example.")
+    if not np.isfinite(value):
         fail(
-            "the loss is not finite on logits like 1000: subtract the row maximum before exp "
-            "(log-sum-exp trick)."
+            "the loss is not finite on logits like 1000: exp(1000) overflows. Subtract the row maximum "
+            "before exp, or use tf.reduce_logsumexp (the log-sum-exp trick)."
         )
-    if abs(got - expected) > 1e-4 and abs(got - expected * 3) < 1e-3:
-        fail("you summed over the batch; the loss is the mean over examples.")
-    return close(
-        got,
-        expected,
-        "cross-entropy on a 3-example batch",
-        atol=1e-4,
-        hint="Use -log softmax(z)_y = -z_y + log sum_k exp(z_k), averaged over the batch.",
+    if abs(value - expected) > 1e-4 and abs(value - 3 * expected) < 1e-3:
+        fail("you summed over the batch; the empirical risk is the mean over examples.")
+    if abs(value - expected) > 1e-4:
+        fail(
+            f"on a 3-example batch the loss is {value:.5f}, expected {expected:.5f}. "
+            "Use -log softmax(z)_y = -z_y + log sum_k exp(z_k), averaged over the batch."
+        )
+    grad = tape.gradient(got, variable) if tf.is_tensor(got) else None
+    if grad is None:
+        fail(
+            "TensorFlow cannot differentiate your loss: write it with TensorFlow ops (tf.reduce_logsumexp, "
+            "tf.gather, tf.reduce_mean), not NumPy, because section 2's SGD step takes its gradient."
+        )
+    onehot = np.eye(3, dtype=np.float32)[labels]
+    if float(np.max(np.abs(grad.numpy() - (probs - onehot) / 3))) > 1e-5:
+        fail("the loss has the right value but not the right gradient: avoid tf.stop_gradient and rounding.")
+    return passed(
+        f"cross-entropy on a 3-example batch: {value:.5f} (finite at logits of 1000), with the gradient "
+        "(softmax - one-hot) / batch size."
     )
 
 
-def sgd_update(fn) -> None:
-    """Exercise 01.2: the SGD update w - eta * g for a list of arrays."""
-    rng = np.random.default_rng(1)
-    weights = [rng.normal(size=(3, 2)), rng.normal(size=(2,))]
-    grads = [rng.normal(size=(3, 2)), rng.normal(size=(2,))]
-    eta = 0.1
-    got = call(fn, [w.copy() for w in weights], grads, eta, name="sgd_update")
-    if got is None or len(got) != 2:
-        fail("return the list of updated arrays, one per weight array.")
-    for w, g, new in zip(weights, grads, got):
-        if np.allclose(new, w + eta * g):
-            fail("you moved along the gradient; descent moves against it: w - eta * g.")
-    for i, (w, g, new) in enumerate(zip(weights, grads, got)):
-        new = np.asarray(new, dtype=float)
-        if new.shape != w.shape:
-            fail(f"updated weight array {i} has shape {new.shape}; it should keep its shape {w.shape}.")
-        off = float(np.max(np.abs(new - (w - eta * g))))
-        if not np.isfinite(off) or off > 1e-6:
-            fail(
-                f"updated weight array {i} is off by {off:.3g}: each array moves by the learning "
-                "rate times its own gradient, nothing else."
-            )
-    return passed("the SGD update is w <- w - eta * grad for every array.")
+def layer_macs(fn) -> None:
+    """Exercise 01.3: multiply-accumulates per sample of a Dense or Conv2D layer, from its shapes."""
+    import tf_keras
 
+    from .. import measure
 
-def macs_dense(fn) -> None:
-    """Exercise 01.3: MACs of an MLP given its layer widths."""
-    cases = {(784, 300, 100, 10): 784 * 300 + 300 * 100 + 100 * 10, (4, 3): 12, (10, 5, 2): 60}
-    for widths, expected in cases.items():
-        got = call(fn, list(widths), name="mlp_macs")
-        if got != expected:
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((12, 12, 3)),
+            tf_keras.layers.Conv2D(4, 3, name="valid_3x3"),
+            tf_keras.layers.Conv2D(5, 3, strides=2, padding="same", name="strided_same"),
+            tf_keras.layers.Flatten(),
+            tf_keras.layers.Dense(7, name="dense"),
+        ]
+    )
+    expected = dict(zip(*measure.macs_table(model)[["layer", "macs"]].T.values))
+    for layer in model.layers:
+        if layer.name not in expected:
+            continue
+        got = call(fn, layer, name="layer_macs")
+        want = int(expected[layer.name])
+        kernel = int(np.prod(layer.kernel.shape))
+        if got == want:
+            continue
+        if got == kernel + int(np.prod(layer.bias.shape)) or got == want + int(
+            np.prod(layer.output_shape[1:])
+        ):
+            fail(f"{layer.name}: you counted the biases; a bias is an addition, not a multiply-accumulate.")
+        if got == kernel:
             fail(
-                f"for widths {widths} expected {expected} MACs, got {got}. A Dense layer from "
-                "n_in to n_out does n_in * n_out multiply-accumulates per sample; biases are "
-                "additions only and are not counted."
+                f"{layer.name}: {got:,} is the size of the kernel. A convolution applies its whole kernel "
+                "once at every output position: multiply by the output's height and width."
             )
-    return passed("MACs of an MLP = sum over layers of n_in * n_out.")
+        fail(
+            f"{layer.name} ({type(layer).__name__}, output {layer.output_shape[1:]}): expected {want:,} "
+            f"MACs, got {got!r}. Count the output positions (stride and padding decide them) times the "
+            "multiply-accumulates of one output channel's kernel, times the output channels."
+        )
+    return passed(
+        "MACs per sample: one per kernel weight for a Dense layer, times every output position for a convolution."
+    )
 
 
 def final_loss(losses) -> tuple[float, float]:

@@ -7,95 +7,91 @@ import numpy as np
 from . import one_pass_line_each, call, fail, passed
 
 
-def magnitude_prune(fn) -> None:
-    """Exercise 02.1: zero the given fraction of smallest-magnitude weights, keep the rest unchanged."""
-    rng = np.random.default_rng(2)
-    weights = rng.normal(size=(40, 25)).astype(np.float32)
-    for sparsity in (0.0, 0.5, 0.9):
-        got = call(fn, weights.copy(), sparsity, name="magnitude_prune")
-        got = np.asarray(got)
-        if got.shape != weights.shape:
-            fail(f"return an array of the same shape as the weights {weights.shape}; got {got.shape}.")
-        zeros = int(np.sum(got == 0))
-        want = int(round(sparsity * weights.size))
-        kept = got != 0
-        if np.any(got[kept] != weights[kept]):
-            fail("the weights you keep must keep their values: multiply by a 0/1 mask, do not rescale.")
-        if zeros != want:
-            fail(
-                f"at sparsity {sparsity} expected exactly {want} zeros out of {weights.size}, got {zeros}. "
-                "Rank all the weights by |w| and zero the smallest round(sparsity * size) of them."
-            )
-        if want and np.abs(weights[~kept]).max() > np.abs(weights[kept]).min() + 1e-7:
-            if np.all(weights[~kept] <= np.sort(weights.ravel())[want - 1] + 1e-7):
-                fail(
-                    "you removed the most negative weights; magnitude pruning ranks by |w|, so a "
-                    "large negative weight matters as much as a large positive one."
-                )
-            fail("some zeroed weight is larger in magnitude than a kept one: rank by np.abs(weights).")
-    return passed("magnitude pruning zeroes exactly the smallest |w| and leaves the rest untouched.")
-
-
-def per_layer_beats_uniform(
-    per_layer, model, data, min_overall: float, margin: float, epochs: int = 1, train_size: int | None = None
-) -> None:
-    """Exercise 02.2: per-layer sparsities with at least ``min_overall`` total sparsity that beat uniform
-    pruning at the same total by at least ``margin`` (a fraction: 0.001 = 0.1 points) of validation
-    accuracy, both pruned at once and fine-tuned the same way (``epochs`` on the first ``train_size``
-    training images)."""
-    import dataclasses
-
+def magnitude_mask(fn) -> None:
+    """Exercise 02.1: the keep-mask of magnitude pruning: False for the ``round(sparsity * size)`` entries of
+    smallest |w|, True for every other entry."""
     from .. import prune
 
-    if not isinstance(per_layer, dict) or not per_layer:
-        fail(
-            "per_layer should be a dict {layer name: sparsity}, e.g. {'fc1': 0.95, 'fc2': 0.8, 'logits': 0.5}."
-        )
-    names = prune.prunable_layers(model)
-    missing = [n for n in names if n not in per_layer]
-    if missing:
-        fail(f"give a sparsity for every prunable layer; missing {missing} (use 0.0 to keep one dense).")
-    try:
-        overall = prune.overall_sparsity(model, per_layer)
-    except (TypeError, ValueError) as err:
-        fail(str(err))
-    if overall < min_overall - 1e-9:
-        fail(
-            f"your choice removes {overall:.2%} of the kernel weights; the exercise asks for at least "
-            f"{min_overall:.2%}. Prune the largest layer harder: it holds most of the weights."
-        )
-    if max(per_layer.values()) - min(per_layer.values()) < 1e-9:
-        fail("every layer has the same sparsity: that IS uniform pruning. Give each layer its own sparsity.")
-    n = len(data.x_train) if train_size is None else int(train_size)
-    subset = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
+    rng = np.random.default_rng(2)
+    weights = rng.normal(size=(40, 25)).astype(np.float32)
+    for sparsity in (0.0, 0.5, 0.9, 0.37):
+        got = np.asarray(call(fn, weights.copy(), sparsity, name="magnitude_mask"))
+        if got.shape != weights.shape:
+            fail(f"return a mask of the same shape as the weights {weights.shape}; got {got.shape}.")
+        if got.dtype != bool and not np.all(np.isin(got, (0, 1))):
+            fail(
+                "return the mask (True where a weight is kept, False where it is pruned), not the pruned "
+                "weights: the notebook multiplies the kernel by it."
+            )
+        kept = got.astype(bool)
+        want = int(round(sparsity * weights.size))
+        if int(np.sum(~kept)) != want:
+            fail(
+                f"at sparsity {sparsity} expected exactly {want} pruned entries out of {weights.size}, got "
+                f"{int(np.sum(~kept))}. Rank all the weights by |w| and prune the smallest round(sparsity * size)."
+            )
+        if not np.array_equal(kept, prune.magnitude_mask(weights, sparsity)):
+            if want and np.all(weights[~kept] <= np.sort(weights.ravel())[want - 1] + 1e-7):
+                fail(
+                    "you pruned the most negative weights; magnitude pruning ranks by |w|, so a large "
+                    "negative weight matters as much as a large positive one."
+                )
+            if want and np.abs(weights[~kept]).min() >= np.abs(weights[kept]).max() - 1e-7:
+                fail("you pruned the LARGEST weights; keep the large |w| and prune the small ones.")
+            fail("some pruned weight is larger in magnitude than a kept one: rank by np.abs(weights).")
+    return passed("the mask prunes exactly the smallest |w| and keeps every other weight.")
 
-    def tuned(sparsity, layers):
-        pruned = prune.prune_and_finetune(
-            model, subset, sparsity, epochs=epochs, per_layer=layers, schedule="constant", desc=desc
-        )
-        return float(pruned.evaluate(data.x_val, data.y_val, batch_size=512, verbose=0)[1])
 
-    desc = "check: your per-layer sparsities"
-    ours = tuned(0.0, per_layer)
-    desc = f"check: uniform {overall:.1%}"
-    uniform = tuned(overall, None)
-    if ours < uniform + margin - 1e-12:
-        verdict = (
-            "loses to"
-            if ours < uniform
-            else "ties with"
-            if ours - uniform < 1e-12
-            else "beats, by too little,"
-        )
-        fail(
-            f"at {overall:.1%} total sparsity, after the same fine-tuning, your per-layer choice reaches "
-            f"{ours:.2%} and {verdict} uniform pruning ({uniform:.2%}); the exercise asks for at least "
-            f"{100 * margin:.2f} points more. Section 4 shows which allocation wins after fine-tuning: the "
-            "big first layer can lose far more than its share, the small output layer far less."
-        )
+def _global_reference(kernels: dict, target: float) -> dict:
+    everything = np.concatenate([np.abs(w).ravel() for w in kernels.values()])
+    threshold_count = int(np.ceil(target * everything.size - 1e-9))
+    removed = np.zeros(everything.size, dtype=bool)
+    removed[np.argsort(everything, kind="stable")[:threshold_count]] = True
+    out, start = {}, 0
+    for name, w in kernels.items():
+        out[name] = float(removed[start : start + w.size].mean())
+        start += w.size
+    return out
+
+
+def global_allocation(fn) -> None:
+    """Exercise 02.2: per-layer sparsities from one magnitude threshold across every kernel, removing at
+    least the fraction ``target`` of all kernel weights."""
+    rng = np.random.default_rng(4)
+    kernels = {  # a big layer of small weights, a middle one, a small layer of large weights
+        "big": rng.normal(0, 0.02, size=(200, 60)).astype(np.float32),
+        "middle": rng.normal(0, 0.05, size=(60, 30)).astype(np.float32),
+        "small": rng.normal(0, 0.3, size=(30, 10)).astype(np.float32),
+    }
+    sizes = {n: w.size for n, w in kernels.items()}
+    for target in (0.5, 0.9, 0.975):
+        got = call(fn, {n: w.copy() for n, w in kernels.items()}, target, name="global_allocation")
+        if not isinstance(got, dict) or sorted(got) != sorted(kernels):
+            fail("return a dict {layer name: sparsity} with one entry per kernel you were given.")
+        got = {n: float(v) for n, v in got.items()}
+        want = _global_reference(kernels, target)
+        removed = sum(got[n] * sizes[n] for n in sizes) / sum(sizes.values())
+        if all(abs(got[n] - target) < 1e-6 for n in got):
+            fail(
+                "every layer has the target sparsity: that is uniform pruning. Rank ALL the weights together."
+            )
+        if all(abs(got[n] - (1 - want[n])) < 1e-6 for n in got):
+            fail("you returned the kept fraction of each layer; return its sparsity (the fraction removed).")
+        if removed < target - 1e-9:
+            fail(
+                f"at target {target} your sparsities remove {removed:.4f} of all kernel weights, less than "
+                "asked: round the number of weights to remove up, never down."
+            )
+        off = max(abs(got[n] - want[n]) * sizes[n] for n in sizes)  # in weights
+        if off > 1.0:
+            fail(
+                f"at target {target} a layer's sparsity is off by {off:.0f} weights. Put every kernel's |w| "
+                "in one array, remove its smallest ceil(target * total), and give each layer the share of "
+                "its own weights that were removed."
+            )
     return passed(
-        f"at {overall:.1%} total sparsity, after the same fine-tuning, per-layer {ours:.2%} beats uniform "
-        f"{uniform:.2%} by {100 * (ours - uniform):.2f} points (at least {100 * margin:.2f} asked)."
+        "one threshold across layers: the small layer of large weights keeps the most, the big layer of "
+        "small weights loses the most."
     )
 
 

@@ -1,7 +1,8 @@
-"""Magnitude pruning with tfmot: schedules, ``prune_low_magnitude`` wrappers, callbacks, strip, m:n sparsity (notebook 02).
+"""Magnitude pruning with tfmot: schedules, ``prune_low_magnitude`` wrappers, callbacks, strip (notebook 02).
 
-The kernels keep their shape: the zeros shrink the *compressed* file (and the sparse
-TFLite file), not the work on dense kernels.
+The kernels keep their shape: the zeros shrink the *compressed* file, not the work on dense
+kernels. Notebook 02 shows each step in plain tfmot calls first; these are the helpers its
+sweeps and notebooks 04, 08 and 09 reuse.
 """
 
 from __future__ import annotations
@@ -269,61 +270,3 @@ def check_schedule(schedule, total_steps: int) -> None:
             f"End the schedule before step {total_steps} (leave some steps to fine-tune) "
             "or train for more epochs."
         )
-
-
-def m_by_n_fraction(kernel, m_by_n=(2, 4)) -> float:
-    """Fraction of groups of n consecutive input weights holding at most m non-zeros (1.0: the pattern holds), notebook 02.
-
-    This is tfmot's ``sparsity_m_by_n=(m, n)``: keep at most m of every n weights, so 2:4
-    leaves at least half of them zero.
-
-    Groups run along the input-channel axis, as tfmot and TFLite lay them out: for a Dense
-    kernel (in, out) along ``in`` for each output; for a Conv2D kernel (h, w, in, out) along
-    ``in`` for each output and position. ``in`` must be a multiple of n.
-
-    Introduced in notebook 02.
-    """
-    m, n = _check_m_by_n(m_by_n)
-    kernel = np.asarray(kernel)
-    if kernel.ndim < 2:
-        raise ValueError(f"need a kernel of rank >= 2 (Dense or Conv), got shape {kernel.shape}.")
-    cin = kernel.shape[-2]
-    if cin % n:
-        raise ValueError(
-            f"the kernel has {cin} input channels, not a multiple of {n}: {m}:{n} groups cannot tile it."
-        )
-    rows = np.moveaxis(kernel, -1, 0).reshape(-1, cin)  # (out * positions, in)
-    groups = rows.reshape(rows.shape[0], cin // n, n)
-    return float(np.mean(np.sum(groups != 0, axis=-1) <= m))
-
-
-def m_by_n_report(model, m_by_n=(2, 4)) -> dict:
-    """For every Dense/Conv layer whose input channels n divides: the fraction of its groups that hold the m:n pattern, notebook 02.
-
-    Introduced in notebook 02.
-    """
-    check_model(model, need_graph=False, what="prune.m_by_n_report")
-    n = _check_m_by_n(m_by_n)[1]
-    out = {}
-    for layer in model.layers:
-        kernel = _kernel_of(layer)
-        if kernel is not None and int(kernel.shape[-2]) % n == 0:
-            out[layer.name] = m_by_n_fraction(kernel.numpy(), m_by_n)
-    return out
-
-
-def to_sparse_tflite(model) -> bytes:
-    """Convert to .tflite with zero-heavy kernels stored in TFLite's sparse format (``EXPERIMENTAL_SPARSITY``), notebook 02.
-
-    The file is smaller before compression; the runtime inserts ``DENSIFY`` ops that
-    rebuild dense kernels when the model is loaded, so inference runs the usual dense
-    kernels (XNNPACK's sparse path needs the conditions listed in notebook 02).
-
-    Introduced in notebook 02.
-    """
-    import tensorflow as tf
-
-    check_model(model, need_graph=False, what="prune.to_sparse_tflite")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    return converter.convert()
