@@ -2,8 +2,8 @@
 
 ``gradients`` (optionally loss-scaled) and ``underflow_stats`` show which gradient
 magnitudes float16 flushes to zero; ``loss_scale_optimizer`` and ``compile_mixed`` wrap the
-optimizer in a checked ``LossScaleOptimizer``; ``lso_step`` runs one step of Keras' dynamic
-loss scaling and reports whether it was skipped.
+optimizer in a checked ``LossScaleOptimizer`` (notebook 05 writes the custom loss-scaled
+training step itself, in plain Keras calls).
 """
 
 from __future__ import annotations
@@ -13,10 +13,25 @@ import math
 import numpy as np
 
 from ..models import check_model
-from .formats import FLOAT_FORMATS, _check_format, dtype_of, finfo
 from .policies import check_policy
 
 DEFAULT_LOSS_SCALE = 2.0**15  # Keras' initial dynamic loss scale
+FLOAT_FORMATS = ("float32", "float16", "bfloat16")
+
+
+def _dtype(fmt: str):
+    """The NumPy dtype of a float format (bfloat16 from ml_dtypes), or a clear error."""
+    import ml_dtypes
+
+    if fmt not in FLOAT_FORMATS:
+        raise ValueError(f"Unknown number format {fmt!r}; choose one of {', '.join(FLOAT_FORMATS)}.")
+    return np.dtype(ml_dtypes.bfloat16 if fmt == "bfloat16" else fmt)
+
+
+def _finfo(fmt: str):
+    import ml_dtypes
+
+    return ml_dtypes.finfo(_dtype(fmt))
 
 
 def _check_scale(scale, what: str = "loss scale") -> float:
@@ -171,15 +186,15 @@ def underflow_stats(values, fmt: str = "float16", scale: float = 1.0) -> dict:
 
     Introduced in notebook 05.
     """
-    _check_format(fmt, FLOAT_FORMATS)
+    dtype = _dtype(fmt)
     scale = _check_scale(scale)
     v = np.abs(np.asarray(values, dtype=np.float64)).ravel()
     v = v[v > 0] * scale
-    info = finfo(fmt)
+    info = _finfo(fmt)
     if v.size == 0:
         return {"nonzero": 0, "flushed": 0.0, "subnormal": 0.0, "overflow": 0.0}
     with np.errstate(over="ignore"):
-        stored = v.astype(dtype_of(fmt)).astype(np.float64)
+        stored = v.astype(dtype).astype(np.float64)
     flushed = stored == 0
     overflow = ~np.isfinite(stored)
     subnormal = ~flushed & (stored < float(info.smallest_normal))
@@ -234,50 +249,9 @@ def suggest_loss_scale(values, fmt: str = "float16") -> float:
 
     Introduced in notebook 05.
     """
-    _check_format(fmt, FLOAT_FORMATS)
+    top = float(_finfo(fmt).max)
     v = np.abs(np.asarray(values, dtype=np.float64)).ravel()
     v = v[np.isfinite(v) & (v > 0)]
     if v.size == 0:
         raise ValueError("suggest_loss_scale needs at least one finite non-zero value.")
-    top = float(finfo(fmt).max)
     return float(2.0 ** math.floor(math.log2(top / v.max())))
-
-
-def lso_step(model, optimizer, x, y, force_overflow: bool = False) -> dict:
-    """One training step with a ``LossScaleOptimizer``, reporting the loss scale and if the step ran.
-
-    The loss is scaled (``get_scaled_loss``), differentiated, unscaled
-    (``get_unscaled_gradients``) and applied: Keras skips the update when any gradient is
-    inf/NaN and halves the scale. ``force_overflow`` multiplies the loss by 2**16 before
-    scaling, so the float16 backward pass really overflows (a float32 model does not).
-    Returns ``{"loss", "scale_before", "scale_after", "applied", "finite"}``.
-
-    Introduced in notebook 05.
-    """
-    import tensorflow as tf
-    import tf_keras
-
-    check_model(model, need_graph=False, what="lso_step")
-    if not isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-        raise TypeError(
-            "lso_step needs a keras.mixed_precision.LossScaleOptimizer (precision.loss_scale_optimizer(...))."
-        )
-    loss_fn = _loss_fn()
-    variables = model.trainable_variables
-    before = [v.numpy().copy() for v in variables]
-    scale_before = float(optimizer.loss_scale)
-    with tf.GradientTape() as tape:
-        loss = tf.cast(loss_fn(y, model(x, training=True)), tf.float32)
-        boosted = loss * (2.0**16) if force_overflow else loss
-        scaled = optimizer.get_scaled_loss(boosted)
-    grads = optimizer.get_unscaled_gradients(tape.gradient(scaled, variables))
-    finite = all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads if g is not None)
-    optimizer.apply_gradients(zip(grads, variables))
-    applied = any(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
-    return {
-        "loss": float(loss),
-        "scale_before": scale_before,
-        "scale_after": float(optimizer.loss_scale),
-        "applied": applied,
-        "finite": finite,
-    }
