@@ -153,6 +153,13 @@ def clustered_size_ratio(predicted, sizes: dict) -> None:
             "your range holds the ratio the other way round (the k=4 file over the k=16 one): more clusters "
             "means more bits per index, so the k=16 file is the larger one and the ratio is above 1."
         )
+    naive = np.log2(16) / np.log2(4)  # index bits if every shared value were used equally often
+    if low <= naive <= high and not 0.9 * naive <= measured <= 1.1 * naive:
+        fail(
+            "your range holds 2 = log2(16) / log2(4), the ratio of the index widths, which holds only if every "
+            "shared value is used equally often. Count how the clustered kernels in clustered_models use their "
+            "values (np.unique(..., return_counts=True)): a coder needs only the entropy of those frequencies."
+        )
     score_range(low, high, measured, what)
     return passed(
         f"measured ratio {measured:.2f} ({sizes[16]:,.0f} / {sizes[4]:,.0f} gzip bytes), inside your range "
