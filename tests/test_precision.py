@@ -114,8 +114,6 @@ def test_bad_loss_scale_is_a_clear_error(bad, tiny_model):
     with pytest.raises(ValueError, match="loss scale must be a finite number > 0"):
         precision.loss_scale_optimizer(keras.optimizers.SGD(0.1), initial_scale=bad)
     with pytest.raises(ValueError, match="> 0"):
-        precision.gradients(tiny_model, np.zeros((1, 8, 8, 1), np.float32), np.array([0]), loss_scale=bad)
-    with pytest.raises(ValueError, match="> 0"):
         precision.underflow_stats([1e-3], scale=bad)
 
 
@@ -138,13 +136,24 @@ def _tiny_underflow_model():
     return model, np.array([[a, 0.0]], np.float32), np.array([0])
 
 
+def kernel_gradient(model, x, y, loss_scale=1.0):
+    """The kernel's gradient with the loss scaled in the tape and divided out after (as notebook 05 does)."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model(x))
+        scaled = tf.cast(loss, tf.float32) * loss_scale
+    g = tape.gradient(scaled, model.trainable_variables)[0]
+    return (tf.cast(g, tf.float32) / loss_scale).numpy()
+
+
 def test_loss_scaling_recovers_gradients_that_underflow():
     model, x, y = _tiny_underflow_model()
-    exact = precision.gradients(precision.with_policy(model, "float32"), x, y)["weights"][0]
+    exact = kernel_gradient(precision.with_policy(model, "float32"), x, y)
     assert 1e-9 < abs(exact[0, 1]) < 2.0**-25  # would flush to zero in float16
-    plain = precision.gradients(model, x, y)["weights"][0]
+    plain = kernel_gradient(model, x, y)
     assert np.count_nonzero(plain) == 0, "without scaling the float16 backward pass flushes them"
-    scaled = precision.gradients(model, x, y, loss_scale=2**15)["weights"][0]
+    scaled = kernel_gradient(model, x, y, loss_scale=2**15)
     np.testing.assert_allclose(scaled, exact, rtol=2e-3, atol=0)
     assert np.count_nonzero(scaled) == np.count_nonzero(exact) == 2
     # The same numbers in underflow_stats: flushed at scale 1, recovered at 2**15.
@@ -158,9 +167,6 @@ def test_underflow_stats_and_suggested_scale():
     assert stats["nonzero"] == 4
     assert stats["flushed"] == 0.25 and stats["subnormal"] == 0.25 and stats["overflow"] == 0.25
     assert precision.underflow_stats(values, "bfloat16")["flushed"] == 0.0
-    assert precision.suggest_loss_scale([1e-3, 0.5]) == 2.0**16  # 0.5 * 2**17 = 65536 > 65504
-    with pytest.raises(ValueError, match="non-zero"):
-        precision.suggest_loss_scale([0.0])
     with pytest.raises(ValueError, match="format"):
         precision.underflow_stats(values, "int8")
 

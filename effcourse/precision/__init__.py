@@ -6,9 +6,9 @@ as before:
 * ``policies``: ``use_policy`` sets Keras' global dtype policy for a block and always
   restores the old one; ``with_policy`` rebuilds a model under a policy (same weights) with
   a float32 output layer; ``check_policy`` refuses a model that does not follow the policy.
-* ``scaling``: ``compile_mixed`` (a checked ``LossScaleOptimizer`` for float16),
-  ``gradients`` (optionally scaled) and ``underflow_stats`` show which gradient magnitudes
-  float16 flushes to zero.
+* ``scaling``: ``compile_mixed`` (a checked ``LossScaleOptimizer`` for float16);
+  ``underflow_stats`` / ``underflow_table`` show which gradient magnitudes float16 flushes
+  to zero.
 * ``measurement``: ``train_side_by_side`` trains several models on the same batches in
   interleaved chunks, ``probe_step_times`` and ``plan_side_by_side`` bound that training by
   a time budget, ``time_ops`` times single operations per dtype, ``activation_memory`` sums
@@ -53,11 +53,7 @@ from .scaling import (
     DEFAULT_LOSS_SCALE,
     FLOAT_FORMATS,
     compile_mixed,
-    gradient_magnitudes,
-    gradients,
     loss_scale_optimizer,
-    magnitudes,
-    suggest_loss_scale,
     underflow_stats,
     underflow_table,
 )
@@ -82,19 +78,15 @@ __all__ = [
     "get_policy",
     "global_policy_name",
     "gpu_devices",
-    "gradient_magnitudes",
-    "gradients",
     "hardware_support",
     "hardware_table",
     "layer_dtypes",
     "loss_scale_optimizer",
-    "magnitudes",
     "op_functions",
     "op_table",
     "plan_side_by_side",
     "probe_step_times",
     "read_cpuinfo",
-    "suggest_loss_scale",
     "time_ops",
     "train_side_by_side",
     "underflow_stats",

@@ -1,9 +1,9 @@
-"""Gradients and loss scaling: what float16 flushes to zero, and Keras' dynamic scale (notebook 05).
+"""Loss scaling: what float16 flushes to zero, and Keras' dynamic scale (notebook 05).
 
-``gradients`` (optionally loss-scaled) and ``underflow_stats`` show which gradient
-magnitudes float16 flushes to zero; ``loss_scale_optimizer`` and ``compile_mixed`` wrap the
-optimizer in a checked ``LossScaleOptimizer`` (notebook 05 writes the custom loss-scaled
-training step itself, in plain Keras calls).
+``underflow_stats`` / ``underflow_table`` show which gradient magnitudes float16 flushes to
+zero; ``loss_scale_optimizer`` and ``compile_mixed`` wrap the optimizer in a checked
+``LossScaleOptimizer``. Notebook 05 computes the gradients and writes the custom loss-scaled
+training step itself, in plain ``tf.GradientTape`` cells.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-from ..models import check_model
 from .policies import check_policy
 
 DEFAULT_LOSS_SCALE = 2.0**15  # Keras' initial dynamic loss scale
@@ -103,81 +102,6 @@ def compile_mixed(
     return models.compile_classifier(model, optimizer=opt)
 
 
-def _loss_fn():
-    import tf_keras
-
-    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def gradients(model, x, y, loss_scale: float = 1.0, activations: bool = False, training: bool = True) -> dict:
-    """Gradients of the mean cross-entropy on (x, y), computed with the loss scaled by ``loss_scale``.
-
-    Returns ``{"loss": float, "weights": [arrays], "activations": [arrays] or None}``, all
-    float32 and divided by the scale again, so they are comparable across scales: a value
-    the low-precision backward pass flushed to zero stays zero. ``activations=True`` also
-    returns the gradient with respect to each layer's output (what Micikevicius et al.
-    plot). The model itself is not changed.
-
-    Introduced in notebook 05.
-    """
-    import tensorflow as tf
-    import tf_keras
-
-    check_model(model, what="gradients")
-    scale = _check_scale(loss_scale)
-    layers = [layer for layer in model.layers if not isinstance(layer, tf_keras.layers.InputLayer)]
-    probe = tf_keras.Model(model.inputs, [layer.output for layer in layers]) if activations else None
-    loss_fn = _loss_fn()
-    with tf.GradientTape() as tape:
-        if probe is not None:
-            outs = probe(x, training=training)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            logits = outs[-1]
-        else:
-            outs, logits = [], model(x, training=training)
-        loss = loss_fn(y, logits)
-        scaled = tf.cast(loss, tf.float32) * scale
-    grads_w, grads_a = tape.gradient(scaled, [model.trainable_variables, outs])
-
-    def unscale(gs, wrt):
-        return [
-            np.zeros(tuple(t.shape), np.float32) if g is None else (tf.cast(g, tf.float32) / scale).numpy()
-            for g, t in zip(gs, wrt)
-        ]
-
-    return {
-        "loss": float(loss),
-        "weights": unscale(grads_w, model.trainable_variables),
-        "activations": unscale(grads_a, outs) if activations else None,
-    }
-
-
-def magnitudes(arrays) -> np.ndarray:
-    """All absolute values of a list of arrays, flattened into one float64 array.
-
-    Introduced in notebook 05.
-    """
-    if arrays is None:
-        return np.zeros(0)
-    parts = [np.abs(np.asarray(a, dtype=np.float64)).ravel() for a in arrays]
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def gradient_magnitudes(model, x, y, activations: bool = True) -> dict:
-    """Absolute float32 gradient values of weights (and activations) on one batch.
-
-    ``{"weights": flat array, "activations": flat array, "loss": float}``: the raw material for
-    the histogram against float16's limits and for ``underflow_stats``.
-
-    Introduced in notebook 05.
-    """
-    got = gradients(model, x, y, activations=activations)
-    out = {"loss": got["loss"], "weights": magnitudes(got["weights"])}
-    if activations:
-        out["activations"] = magnitudes(got["activations"])
-    return out
-
-
 def underflow_stats(values, fmt: str = "float16", scale: float = 1.0) -> dict:
     """What happens to non-zero values multiplied by ``scale`` and stored in ``fmt``.
 
@@ -242,16 +166,3 @@ def underflow_table(snapshots: dict, scale: float = DEFAULT_LOSS_SCALE, fmt: str
                 }
             )
     return pd.DataFrame(rows).set_index(["when", "gradients of"])
-
-
-def suggest_loss_scale(values, fmt: str = "float16") -> float:
-    """The largest power of two by which ``values`` can be multiplied without overflowing ``fmt``.
-
-    Introduced in notebook 05.
-    """
-    top = float(_finfo(fmt).max)
-    v = np.abs(np.asarray(values, dtype=np.float64)).ravel()
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size == 0:
-        raise ValueError("suggest_loss_scale needs at least one finite non-zero value.")
-    return float(2.0 ** math.floor(math.log2(top / v.max())))
