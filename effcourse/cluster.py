@@ -1,32 +1,21 @@
-"""Weight clustering (k-means weight sharing), collaborative optimization and Deep Compression (notebook 04).
+"""Weight clustering and collaborative quantization-aware training with tfmot (notebook 04, reused by 08).
 
-Clustering replaces the weights of each kernel by the nearest of ``k`` shared values (the
-centroids, found by k-means and then fine-tuned), so a kernel can be stored as a small
-codebook of ``k`` floats plus a ``log2(k)``-bit index per weight (Han, Mao, Dally 2016).
-tfmot's ``cluster_weights`` does this during fine-tuning; ``strip`` leaves a plain model
-whose kernels hold at most ``k`` distinct values (the ``.tflite`` file still stores one
-number per weight: the saving shows after compression, or after int8 conversion where the
-``k`` values become ``k`` int8 codes).
+Notebook 04 shows both in plain tfmot calls (``cluster_weights``, ``strip_clustering``,
+``quantize_apply`` with a collaborative scheme) and then uses these two helpers, which
+notebook 08's search runs in every trial: ``cluster_and_finetune`` (per-layer cluster
+counts, sparsity-preserving clustering, checked arguments) and ``collaborative_qat``
+(PQAT, CQAT or PCQAT). ``tflite_kernels`` reads what a ``.tflite`` file stores for each
+kernel (notebooks 04 and 09).
 
-One entry point, said once: in tfmot 0.8.1 the documented
-``tfmot.clustering.keras.experimental.cluster_weights`` raises ``AttributeError`` (the
-public ``experimental`` package is empty). The function lives in the ``cluster`` module of
-``tensorflow_model_optimization.python.core.clustering.keras.experimental``; it is the one
-that accepts ``preserve_sparsity`` (sparsity-preserving clustering). ``_tfmot_cluster``
-below is the only place in the course that imports it.
-
-Collaborative optimization (tfmot's names): cluster a pruned model without losing its
-zeros (``preserve_sparsity=True``), then quantization-aware training that keeps the zeros
-(PQAT), the clusters (CQAT) or both (PCQAT) through ``quantize_apply`` with the
-collaborative schemes (``collaborative_qat``). ``deep_compression`` chains prune, cluster,
-quantize and compress, as in the paper.
+The entry point that accepts ``preserve_sparsity`` lives in tfmot 0.8.1's
+``tensorflow_model_optimization.python.core.clustering.keras.experimental.cluster`` (the
+documented ``tfmot.clustering.keras.experimental.cluster_weights`` raises
+``AttributeError``); ``_tfmot_cluster`` is the only place that imports it.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,12 +58,8 @@ def _kernel(layer):
     return None
 
 
-def clusterable_layers(model) -> dict:
-    """{layer name: number of kernel weights} for the Dense/Conv layers clustering acts on.
-
-    Introduced in notebook 04.
-    """
-    check_model(model, what="cluster.clusterable_layers")
+def _sizes(model) -> dict:
+    """{layer name: number of kernel weights} for the Dense/Conv layers clustering acts on."""
     return {layer.name: int(_kernel(layer).size) for layer in model.layers if _kernel(layer) is not None}
 
 
@@ -101,7 +86,7 @@ def _check_clusters(value, layer: str, size: int, nonzero: int | None = None) ->
 
 
 def _plan(model, clusters, per_layer, preserve_sparsity) -> dict:
-    sizes = clusterable_layers(model)
+    sizes = _sizes(model)
     per_layer = dict(per_layer or {})
     unknown = sorted(set(per_layer) - set(sizes))
     if unknown:
@@ -126,7 +111,7 @@ def _plan(model, clusters, per_layer, preserve_sparsity) -> dict:
     return plan
 
 
-def wrap(
+def _wrap(
     model,
     clusters: int,
     init: str = "kmeans++",
@@ -134,7 +119,7 @@ def wrap(
     per_channel: bool = False,
     per_layer: dict | None = None,
 ):
-    """Wrap a copy of ``model`` for clustering with tfmot's ``cluster_weights``, notebook 04.
+    """Wrap a copy of ``model`` for clustering with tfmot's ``cluster_weights``.
 
     Every Dense/Conv kernel gets ``clusters`` centroids, initialised by ``init`` (one of
     ``INITS``); ``per_layer`` ({layer name: k}) overrides ``clusters``, and 0 or None there
@@ -142,19 +127,17 @@ def wrap(
     named layers). ``preserve_sparsity=True`` keeps the zeros of a pruned kernel at
     zero (one of the ``k`` centroids is pinned to 0). ``per_channel`` clusters each Conv2D
     output channel separately (matches int8's per-channel scales). The caller's model is
-    cloned first and never changed; train the result, then ``strip`` it.
-
-    Introduced in notebook 04.
+    cloned first and never changed; train the result, then strip it.
     """
     import tf_keras
 
     from . import models
 
-    check_model(model, what="cluster.wrap")
+    check_model(model, what="cluster.cluster_and_finetune")
     if any(type(layer).__name__ == "ClusterWeights" for layer in model.layers):
         raise ValueError(
             "this model already holds clustering wrappers; pass the original model or "
-            "cluster.strip(model) first."
+            "tfmot.clustering.keras.strip_clustering(model) first."
         )
     plan = _plan(model, clusters, per_layer, preserve_sparsity)
     centroid_init = _init(init)
@@ -173,17 +156,6 @@ def wrap(
         )
 
     return tf_keras.models.clone_model(base, clone_function=wrap_layer)
-
-
-def strip(model):
-    """Remove the clustering wrappers (``strip_clustering``): a plain model with shared-value kernels, notebook 04.
-
-    Introduced in notebook 04.
-    """
-    import tensorflow_model_optimization as tfmot
-
-    check_model(model, what="cluster.strip")
-    return tfmot.clustering.keras.strip_clustering(model)
 
 
 def _check_data(data, epochs, batch_size, what, min_epochs: int = 0):
@@ -211,7 +183,10 @@ def cluster_and_finetune(
 ):
     """Cluster a copy of ``model`` and fine-tune the centroids on ``data``; return it stripped and compiled.
 
-    Introduced in notebook 04. Arguments as in ``wrap``; ``epochs=0`` clusters without
+    Introduced in notebook 04. ``clusters`` shared values per Dense/Conv kernel, initialised by
+    ``init`` (one of ``INITS``); ``per_layer`` ({layer name: k}) overrides ``clusters``, and 0 or
+    None there leaves a layer unclustered; ``preserve_sparsity`` pins one centroid to 0 and
+    keeps a pruned kernel's zeros; ``per_channel`` clusters each Conv2D output channel apart. ``epochs=0`` clusters without
     fine-tuning (to see what clustering alone costs). Fine-tuning trains the centroids
     (Adam at a small, cosine-decayed ``learning_rate``): each centroid's gradient is the
     sum of its weights' gradients, and the weights are re-assigned to their nearest
@@ -224,7 +199,7 @@ def cluster_and_finetune(
     check_model(model, what="cluster.cluster_and_finetune")
     epochs, batch_size = _check_data(data, epochs, batch_size, "cluster_and_finetune")
     env.seed_everything(seed)
-    wrapped = wrap(
+    wrapped = _wrap(
         model,
         clusters,
         init=init,
@@ -244,20 +219,9 @@ def cluster_and_finetune(
             seed=seed,
             desc=f"fine-tuning the centroids of {model.name}",
         )
-    return models.compile_classifier(strip(wrapped))
+    import tensorflow_model_optimization as tfmot
 
-
-def unique_values(model) -> dict:
-    """Number of distinct values in each Dense/Conv kernel, {layer name: count}, notebook 04.
-
-    Introduced in notebook 04.
-    """
-    check_model(model, need_graph=False, what="cluster.unique_values")
-    return {
-        layer.name: int(np.unique(_kernel(layer)).size)
-        for layer in model.layers
-        if _kernel(layer) is not None
-    }
+    return models.compile_classifier(tfmot.clustering.keras.strip_clustering(wrapped))
 
 
 def tflite_kernels(blob: bytes):
@@ -293,61 +257,6 @@ def tflite_kernels(blob: bytes):
     return pd.DataFrame(
         rows, columns=["tensor", "dtype", "shape", "zeros", "unique", "unique per channel (max)"]
     )
-
-
-def size_breakdown(blob: bytes) -> dict:
-    """Where the bytes of a .tflite file go, raw and after gzip: kernels, biases and the rest, notebook 04.
-
-    ``kernels``: the weight tensors (rank 2 and 4); ``biases``: rank-1 constants and other
-    small constants; ``overhead``: everything else in the file (graph, tensor names,
-    quantization scales, signatures). ``kernels + biases + overhead == raw_total``.
-    ``gzip_total`` is what the course's size column holds (``measure.compressed_size``).
-
-    Introduced in notebook 04.
-    """
-    from . import convert, measure
-
-    consts = convert.constant_tensors(blob)
-    kernels = sum(t["bytes"] for t in consts if len(t["shape"]) in (2, 4))
-    other = sum(t["bytes"] for t in consts if len(t["shape"]) not in (2, 4))
-    return {
-        "kernels": int(kernels),
-        "biases": int(other),
-        "overhead": int(len(blob) - kernels - other),
-        "raw_total": int(len(blob)),
-        "gzip_total": int(measure.compressed_size(blob)),
-    }
-
-
-def han_bits(kernel, index_bits: int = 5) -> dict:
-    """Bits a kernel needs in the Deep Compression paper's sparse format, before Huffman, notebook 04.
-
-    Han et al. store the non-zero weights in order, each as a ``log2(k)``-bit cluster index
-    (``k`` = distinct non-zero values) plus the gap to the previous non-zero weight in
-    ``index_bits`` bits; a gap that does not fit is bridged by a filler zero entry. The
-    codebook holds ``k`` 32-bit floats. ``kernel`` is flattened in TFLite's order (output
-    channel first) by the caller if that matters; this counts, it does not encode.
-
-    Introduced in notebook 04.
-    """
-    values = np.asarray(kernel).ravel()
-    index_bits = positive_int(index_bits, "index_bits")
-    positions = np.flatnonzero(values)
-    k = int(np.unique(values[positions]).size)
-    value_bits = max(1, math.ceil(math.log2(max(k, 2))))
-    gaps = np.diff(np.concatenate([[-1], positions]))
-    span = 2**index_bits
-    fillers = int(np.sum((gaps - 1) // span))  # each filler entry advances the position by `span`
-    entries = len(positions) + fillers
-    total = entries * (value_bits + index_bits) + k * 32
-    return {
-        "weights": int(values.size),
-        "nonzero": int(len(positions)),
-        "clusters": k,
-        "entries": int(entries),
-        "bits": int(total),
-        "bytes": total / 8,
-    }
 
 
 def _scheme(preserve: str):
@@ -417,106 +326,3 @@ def collaborative_qat(
             desc=f"{what} of {model.name}",
         )
     return q_model
-
-
-@dataclass
-class DeepCompressionResult:
-    """What ``deep_compression`` made, stage by stage.
-
-    ``pruned``, ``clustered`` and ``quantized`` are the Keras models after each stage,
-    ``tflite`` the final full-integer .tflite file, ``seconds`` the wall time per stage
-    ({"prune", "cluster", "quantize"}).
-
-    Introduced in notebook 04.
-    """
-
-    pruned: object
-    clustered: object
-    quantized: object
-    tflite: bytes
-    seconds: dict = field(default_factory=dict)
-
-
-def deep_compression(
-    model,
-    data,
-    sparsity,
-    clusters,
-    prune_epochs: int,
-    qat_epochs: int,
-    cluster_epochs: int = 0,
-    cluster_init: str = "kmeans++",
-    finetune_data=None,
-    representative=None,
-    prune_learning_rate: float = 1e-3,
-    prune_options: dict | None = None,
-    batch_size: int = 128,
-    verbose: int = 0,
-) -> DeepCompressionResult:
-    """Deep Compression with tfmot: prune, cluster, quantize, compress (Han, Mao, Dally 2016), notebook 04.
-
-    1. ``prune.prune_and_finetune`` for ``prune_epochs`` to ``sparsity``: one fraction for
-       every layer, or {layer name: fraction} (layers not named stay dense);
-    2. sparsity-preserving clustering: ``clusters`` shared values per kernel, or
-       {layer name: k} (layers not named keep all their int8 values), centroids started by
-       ``cluster_init`` on each side of the zero centroid and fine-tuned for ``cluster_epochs``
-       (0: clustering only; the centroids are then trained in step 3);
-    3. sparsity- and cluster-preserving QAT (PCQAT) for ``qat_epochs``, then full-integer
-       conversion (``convert.to_tflite(.., "int8")``): the stored int8 kernels keep the
-       zeros and at most ``k`` codes per channel;
-    4. compression: the course's size is the gzip bytes of that .tflite file.
-
-    ``finetune_data`` (default ``data``) is used for steps 2 and 3, e.g. a subset to save
-    time; ``representative`` (default: 200 training images) calibrates the int8 activations;
-    ``prune_options`` go to ``prune.prune_and_finetune`` (e.g. ``weight_decay``, ``prune_fraction``).
-    Returns a ``DeepCompressionResult`` (``.pruned``, ``.clustered``, ``.quantized`` models,
-    ``.tflite`` bytes, ``.seconds`` per stage). The input model is never changed.
-
-    Introduced in notebook 04.
-    """
-    import time
-
-    from . import convert, prune
-
-    check_model(model, what="cluster.deep_compression")
-    _check_data(data, prune_epochs, batch_size, "deep_compression")
-    tune = finetune_data if finetune_data is not None else data
-    rep = representative if representative is not None else data.x_train[:200]
-    per_sparsity = dict(sparsity) if isinstance(sparsity, dict) else None
-    per_clusters = dict(clusters) if isinstance(clusters, dict) else None
-    seconds = {}
-    start = time.perf_counter()
-    pruned = prune.prune_and_finetune(
-        model,
-        data,
-        0.0 if per_sparsity else sparsity,
-        prune_epochs,
-        batch_size=batch_size,
-        per_layer=per_sparsity,
-        learning_rate=prune_learning_rate,
-        verbose=verbose,
-        **(prune_options or {}),
-    )
-    seconds["prune"] = time.perf_counter() - start
-    start = time.perf_counter()
-    clustered = cluster_and_finetune(
-        pruned,
-        tune,
-        0 if per_clusters else clusters,
-        cluster_epochs,
-        batch_size=batch_size,
-        init=cluster_init,
-        preserve_sparsity=True,
-        per_layer=per_clusters,
-        verbose=verbose,
-    )
-    seconds["cluster"] = time.perf_counter() - start
-    start = time.perf_counter()
-    quantized = collaborative_qat(
-        clustered, tune, qat_epochs, preserve="both", batch_size=batch_size, verbose=verbose
-    )
-    blob = convert.to_tflite(quantized, "int8", representative=rep)
-    seconds["quantize"] = time.perf_counter() - start
-    return DeepCompressionResult(
-        pruned=pruned, clustered=clustered, quantized=quantized, tflite=blob, seconds=seconds
-    )

@@ -1,4 +1,8 @@
-"""Knowledge distillation (Hinton, Vinyals, Dean 2015): a small student learns from a teacher's soft targets (notebook 04).
+"""Knowledge distillation (Hinton, Vinyals, Dean 2015): a student learns from a teacher's soft targets (notebook 04).
+
+Notebook 04 has the learner write the loss and trains with it (``train_student(loss=...)``);
+notebooks 02 and 08 distil pruned models through ``with_soft_targets``, so the loss keeps
+one definition here.
 
 The teacher's logits ``v`` softened at a temperature ``T``, ``q = softmax(v / T)``, carry
 more than the label: how much a 2 looks like a 3 or a 7. The student (logits ``z``) is
@@ -20,7 +24,6 @@ about what training the student alone costs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,18 +49,6 @@ def _check_alpha(alpha) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"alpha is the weight of the soft-target term and must be in [0, 1], got {alpha}.")
     return value
-
-
-def soft_targets(logits, temperature: float) -> np.ndarray:
-    """softmax(logits / T) row by row, in NumPy: the teacher's softened probabilities, notebook 04.
-
-    Introduced in notebook 04.
-    """
-    temperature = _check_temperature(temperature)
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def distillation_loss(labels, student_logits, teacher_logits, temperature: float, alpha: float):
@@ -90,12 +81,12 @@ def distillation_loss(labels, student_logits, teacher_logits, temperature: float
 class _PackedLoss:
     """Keras loss on y_true = [label, teacher logits...] packed in one float tensor."""
 
-    def __init__(self, temperature, alpha):
-        self.temperature, self.alpha = temperature, alpha
+    def __init__(self, temperature, alpha, loss=None):
+        self.temperature, self.alpha, self.loss = temperature, alpha, loss or distillation_loss
         self.__name__ = "distillation_loss"
 
     def __call__(self, y_true, y_pred):
-        return distillation_loss(y_true[:, 0], y_pred, y_true[:, 1:], self.temperature, self.alpha)
+        return self.loss(y_true[:, 0], y_pred, y_true[:, 1:], self.temperature, self.alpha)
 
 
 def _label_accuracy(y_true, y_pred):
@@ -139,82 +130,6 @@ def with_soft_targets(data, teacher, temperature: float, alpha: float):
     return packed, _PackedLoss(temperature, alpha), [_label_accuracy]
 
 
-def student_cnn(filters: tuple = (8, 16), dense: int = 0, name: str = "student"):
-    """A small CNN student for distillation, notebook 04.
-
-    Two 3x3 conv + max-pool blocks with ``filters`` channels, an optional ReLU layer of
-    ``dense`` units, then the 10 logits.
-
-    Introduced in notebook 04.
-    """
-    from tf_keras import Sequential, layers
-
-    from .models import INPUT_SHAPE, NUM_CLASSES
-
-    if len(filters) != 2 or min(filters) < 1 or dense < 0:
-        raise ValueError(
-            f"filters must be two positive channel counts and dense >= 0, got {filters!r}, {dense!r}"
-        )
-    hidden = [layers.Dense(dense, activation="relu", name="fc1")] if dense else []
-    return Sequential(
-        [
-            layers.Input(INPUT_SHAPE),
-            layers.Conv2D(filters[0], 3, activation="relu", name="conv1"),
-            layers.MaxPooling2D(2, name="pool1"),
-            layers.Conv2D(filters[1], 3, activation="relu", name="conv2"),
-            layers.MaxPooling2D(2, name="pool2"),
-            layers.Flatten(name="flatten"),
-            *hidden,
-            layers.Dense(NUM_CLASSES, name="logits"),
-        ],
-        name=name,
-    )
-
-
-def student_mlp(hidden: tuple = (800, 800), name: str = "student_mlp"):
-    """An unregularised fully connected student (Hinton et al.'s MNIST student: 800-800), notebook 04.
-
-    Flatten, one ReLU layer per entry of ``hidden`` (no dropout, no weight decay), then the
-    10 logits: a network that fits its training images and, alone, generalises less well
-    than a convolutional teacher.
-
-    Introduced in notebook 04.
-    """
-    from tf_keras import Sequential, layers
-
-    from .models import INPUT_SHAPE, NUM_CLASSES
-
-    hidden = tuple(hidden)
-    if not hidden or min(hidden) < 1:
-        raise ValueError(f"hidden must be one or more positive layer widths, got {hidden!r}")
-    return Sequential(
-        [
-            layers.Input(INPUT_SHAPE),
-            layers.Flatten(name="flatten"),
-            *[layers.Dense(n, activation="relu", name=f"fc{i + 1}") for i, n in enumerate(hidden)],
-            layers.Dense(NUM_CLASSES, name="logits"),
-        ],
-        name=name,
-    )
-
-
-@dataclass(frozen=True)
-class StudentRecord:
-    """How ``train_student_with_record`` trained a student.
-
-    ``teacher`` is the teacher model's name (None: trained alone, ``alpha`` 0);
-    ``history`` maps each Keras metric to one float per epoch.
-
-    Introduced in notebook 04.
-    """
-
-    teacher: str | None
-    temperature: float
-    alpha: float
-    epochs: int
-    history: dict = field(default_factory=dict)
-
-
 def train_student(
     student,
     data,
@@ -228,54 +143,17 @@ def train_student(
     seed: int = 0,
     verbose: int = 0,
     desc: str | None = None,
+    loss=None,
 ):
     """Train a copy of ``student`` on ``data``, alone (``teacher=None``) or distilled from ``teacher``, notebook 04.
 
     Both ways use the same optimizer (Adam, cosine-decayed from ``learning_rate``), batches
-    and seed; only the loss differs (``distillation_loss`` with the given ``temperature``
-    and ``alpha``; alone is ``alpha = 0``). ``teacher_train_logits`` (from
-    ``teacher_logits(teacher, data.x_train)``) saves recomputing them across a sweep.
-    Returns the trained copy compiled as an ordinary classifier; the input is never changed.
-    With ``verbose=0`` a progress bar shows the batches (``desc``, default: what is trained).
-    ``train_student_with_record`` (same arguments) also returns a ``StudentRecord``.
-
-    Introduced in notebook 04.
-    """
-    model, _ = train_student_with_record(
-        student,
-        data,
-        epochs,
-        teacher=teacher,
-        temperature=temperature,
-        alpha=alpha,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        teacher_train_logits=teacher_train_logits,
-        seed=seed,
-        verbose=verbose,
-        desc=desc,
-    )
-    return model
-
-
-def train_student_with_record(
-    student,
-    data,
-    epochs: int,
-    teacher=None,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
-    batch_size: int = 128,
-    learning_rate: float = 1e-3,
-    teacher_train_logits=None,
-    seed: int = 0,
-    verbose: int = 0,
-    desc: str | None = None,
-) -> tuple:
-    """``train_student`` that also returns how it trained: ``(model, StudentRecord)``, notebook 04.
-
-    The record holds the settings used (``alpha`` 0 and ``teacher`` None when alone) and
-    the training history.
+    and seed; only the loss differs (``loss(labels, student_logits, teacher_logits, T, alpha)``,
+    by default ``distillation_loss``, with the given ``temperature`` and ``alpha``; alone is
+    ``alpha = 0``). ``teacher_train_logits`` (from ``teacher_logits(teacher, data.x_train)``)
+    saves recomputing them across a sweep. Returns the trained copy compiled as an ordinary
+    classifier; the input is never changed. With ``verbose=0`` a progress bar shows the
+    batches (``desc``, default: what is trained).
 
     Introduced in notebook 04.
     """
@@ -318,10 +196,10 @@ def train_student_with_record(
     lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.01)
     model.compile(
         optimizer=tf_keras.optimizers.Adam(lr),
-        loss=_PackedLoss(temperature, alpha),
+        loss=_PackedLoss(temperature, alpha, loss),
         metrics=[_label_accuracy],
     )
-    hist = model.fit(
+    model.fit(
         _data.pipeline(data.x_train, packed, batch_size, shuffle=True, seed=seed),
         epochs=epochs,
         verbose=verbose,
@@ -336,63 +214,4 @@ def train_student_with_record(
             verbose,
         ),
     )
-    models.compile_classifier(model)
-    record = StudentRecord(
-        teacher=None if teacher is None else teacher.name,
-        temperature=temperature,
-        alpha=alpha,
-        epochs=epochs,
-        history=train.history_dict(hist),
-    )
-    return model, record
-
-
-def gap_recovered(error_alone: float, error_distilled: float, error_teacher: float) -> float:
-    """Share of the student-teacher error gap that distillation closes: (alone - distilled) / (alone - teacher), notebook 04.
-
-    Introduced in notebook 04.
-    """
-    gap = float(error_alone) - float(error_teacher)
-    if gap <= 0:
-        raise ValueError(
-            f"the student alone (error {error_alone}) is not worse than the teacher "
-            f"(error {error_teacher}): there is no gap to recover."
-        )
-    return (float(error_alone) - float(error_distilled)) / gap
-
-
-def seed_summary(alone_errors, distilled_errors, teacher_errors) -> dict:
-    """Mean and spread of test errors over seeds, and the share of the gap the means close, notebook 04.
-
-    ``alone_errors`` and ``distilled_errors``: one number per seed (the same seeds, in the
-    same order, so each pair shares its initial weights and batches); ``teacher_errors``:
-    one number. Returns ``alone_mean``, ``alone_std``, ``distilled_mean``, ``distilled_std``
-    (sample standard deviations, 0 for one seed), ``gap_recovered`` (of the means, as
-    ``gap_recovered``) and ``per_seed_gap`` (each pair's own share).
-
-    Introduced in notebook 04.
-    """
-    a = np.asarray(alone_errors, dtype=np.float64).ravel()
-    d = np.asarray(distilled_errors, dtype=np.float64).ravel()
-    if a.size == 0 or a.shape != d.shape:
-        raise ValueError(
-            f"give one error per seed for the student alone and distilled, the same number of each; "
-            f"got {a.size} and {d.size}."
-        )
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(d)) and np.isfinite(float(teacher_errors))):
-        raise ValueError("errors must be finite numbers.")
-
-    def spread(x):
-        return float(np.std(x, ddof=1)) if x.size > 1 else 0.0
-
-    return {
-        "alone_mean": float(a.mean()),
-        "alone_std": spread(a),
-        "distilled_mean": float(d.mean()),
-        "distilled_std": spread(d),
-        "gap_recovered": gap_recovered(a.mean(), d.mean(), teacher_errors),
-        "per_seed_gap": [
-            gap_recovered(x, y, teacher_errors) if x > float(teacher_errors) else float("nan")
-            for x, y in zip(a, d)
-        ],
-    }
+    return models.compile_classifier(model)

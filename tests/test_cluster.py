@@ -1,11 +1,11 @@
 """effcourse.cluster: k-means weight sharing, sparsity kept through clustering, collaborative QAT
-and conversion, and the size accounting."""
+and conversion, and the checks of notebook 04's exercises."""
 
 import numpy as np
 import pytest
 
 import effcourse
-from effcourse import cluster, convert, data, measure, results
+from effcourse import cluster, convert, data
 
 
 def tiny_data(n=96, seed=0):
@@ -30,6 +30,13 @@ def sparse_copy(model, share=0.6):
     return copy
 
 
+def unique_values(model):
+    """{layer name: number of distinct values in its kernel}."""
+    return {
+        layer.name: np.unique(layer.get_weights()[0]).size for layer in model.layers if layer.get_weights()
+    }
+
+
 def layer_row(table, name):
     """The row of ``cluster.tflite_kernels`` for Keras layer ``name`` (QAT names it quant_<name>)."""
     rows = table[[name in t.split("/") or f"quant_{name}" in t.split("/") for t in table["tensor"]]]
@@ -41,43 +48,50 @@ def test_clustered_kernels_hold_at_most_k_values(tiny_model):
     before = [w.copy() for w in tiny_model.get_weights()]
     for k in (2, 5):
         clustered = cluster.cluster_and_finetune(tiny_model, tiny_data(), k, epochs=1, batch_size=32)
-        counts = cluster.unique_values(clustered)
+        counts = unique_values(clustered)
         assert set(counts) == {"conv", "fc", "out"}
         assert all(2 <= c <= k for c in counts.values()), counts
         assert clustered.optimizer is not None  # compiled, ready to evaluate
     for a, b in zip(before, tiny_model.get_weights()):
         np.testing.assert_array_equal(a, b)  # the caller's model is never changed
     plain = cluster.cluster_and_finetune(tiny_model, tiny_data(), 4, epochs=0, per_layer={"conv": 0})
-    counts = cluster.unique_values(plain)
+    counts = unique_values(plain)
     assert counts["conv"] == 36 and counts["fc"] <= 4 and counts["out"] <= 4  # conv left dense
 
 
 @pytest.mark.parametrize("init", sorted(cluster.INITS))
 def test_every_centroid_initialisation_works(tiny_model, init):
-    wrapped = cluster.wrap(tiny_model, 3, init=init)
-    stripped = cluster.strip(wrapped)
-    assert max(cluster.unique_values(stripped).values()) <= 3
+    stripped = cluster.cluster_and_finetune(tiny_model, tiny_data(), 3, epochs=0, init=init)
+    assert max(unique_values(stripped).values()) <= 3
 
 
 def test_bad_cluster_counts_are_clear_errors(tiny_model):
+    import tensorflow_model_optimization as tfmot
+
+    def clustered(model, k, **kwargs):
+        return cluster.cluster_and_finetune(model, tiny_data(), k, 0, **kwargs)
+
     with pytest.raises(ValueError, match="at least 2"):
-        cluster.wrap(tiny_model, 1)
+        clustered(tiny_model, 1)
     with pytest.raises(ValueError, match="only 36 kernel weights"):
-        cluster.wrap(tiny_model, 37)  # the conv kernel is 3x3x1x4
+        clustered(tiny_model, 37)  # the conv kernel is 3x3x1x4
     with pytest.raises(TypeError, match="must be an int"):
-        cluster.wrap(tiny_model, 8.0)
+        clustered(tiny_model, 8.0)
     with pytest.raises(ValueError, match="no kernel to cluster"):
-        cluster.wrap(tiny_model, 4, per_layer={"flatten": 4})
+        clustered(tiny_model, 4, per_layer={"flatten": 4})
     with pytest.raises(ValueError, match="Unknown centroid initialisation"):
-        cluster.wrap(tiny_model, 4, init="kmeans")
+        clustered(tiny_model, 4, init="kmeans")
     with pytest.raises(ValueError, match="non-zero weights"):  # 36 * 0.1 -> 3 non-zeros for 8 clusters
-        cluster.wrap(sparse_copy(tiny_model, 0.9), 8, preserve_sparsity=True, per_layer={"fc": 0, "out": 0})
+        clustered(sparse_copy(tiny_model, 0.9), 8, preserve_sparsity=True, per_layer={"fc": 0, "out": 0})
     with pytest.raises(ValueError, match="preserve must be one of"):
         cluster.collaborative_qat(tiny_model, tiny_data(), 1, preserve="zeros")
     with pytest.raises(TypeError, match="MNIST"):
         cluster.cluster_and_finetune(tiny_model, (np.zeros((4, 8, 8, 1)), np.zeros(4)), 4, 1)
+    wrapped = tfmot.clustering.keras.cluster_weights(
+        effcourse.models.clone(tiny_model, compile_like=False), number_of_clusters=4
+    )
     with pytest.raises(ValueError, match="already holds clustering wrappers"):
-        cluster.wrap(cluster.wrap(tiny_model, 4), 4)
+        clustered(wrapped, 4)
 
 
 def test_sparsity_and_clusters_survive_pcqat_and_conversion(tiny_model):
@@ -122,41 +136,6 @@ def test_prune_preserving_qat_keeps_the_zeros(tiny_model):
         assert layer_row(table, name)["zeros"] >= zeros - 1e-9, (name, table)
 
 
-def test_size_accounting_adds_up(tiny_model, tmp_root):
-    x = tiny_data().x_train[:16]
-    blob = convert.to_tflite(tiny_model, "int8", representative=x)
-    parts = cluster.size_breakdown(blob)
-    assert parts["kernels"] == 3 * 3 * 1 * 4 + 144 * 6 + 6 * 3  # one byte per int8 kernel weight
-    assert parts["biases"] >= 4 * (4 + 6 + 3)  # int32 biases, plus any small shape constants
-    assert parts["kernels"] + parts["biases"] + parts["overhead"] == parts["raw_total"] == len(blob)
-    assert parts["gzip_total"] == measure.compressed_size(blob) < len(blob)
-    dense = measure.dense_fp32_bytes(tiny_model)
-    assert dense == 4 * (36 + 4 + 864 + 6 + 18 + 3)
-    results.record(
-        "04_test",
-        "clustering",
-        "tiny",
-        "int8",
-        accuracy=0.5,
-        size_bytes=parts["gzip_total"],
-        dense_fp32_bytes=dense,
-    )
-    row = results.load().iloc[0]
-    assert row["compression"] == pytest.approx(dense / parts["gzip_total"])
-
-
-def test_han_bits_counts_fillers_and_codebook():
-    kernel = np.zeros(20)
-    kernel[1], kernel[15] = 0.5, -0.5  # gaps of 2 and 14 positions
-    bits = cluster.han_bits(kernel, index_bits=3)  # a gap over 8 needs one filler entry
-    assert bits["nonzero"] == 2 and bits["clusters"] == 2 and bits["entries"] == 3
-    assert bits["bits"] == 3 * (1 + 3) + 2 * 32
-    dense = cluster.han_bits(np.arange(1, 9, dtype=float), index_bits=2)
-    assert dense["entries"] == 8 and dense["bits"] == 8 * (3 + 2) + 8 * 32
-    with pytest.raises(ValueError):
-        cluster.han_bits(kernel, index_bits=0)
-
-
 # --- notebook 04 exercise checks: placeholder and typical mistakes fail, the answer passes ---
 
 
@@ -164,30 +143,28 @@ def todo(*args, **kwargs):
     raise NotImplementedError("Exercise: write your code here")
 
 
-def test_check_clustering_rate():
+def test_check_nearest_centroid():
     from effcourse import checks
 
-    checks.nb04.clustering_rate(lambda n, k, b=32: n * b / (n * np.log2(k) + k * b))
+    checks.nb04.nearest_centroid(
+        lambda w, c: np.abs(np.asarray(w)[..., None] - np.asarray(c)).argmin(axis=-1)
+    )
     with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb04.clustering_rate(todo)
-    with pytest.raises(checks.CheckFailed, match="codebook"):
-        checks.nb04.clustering_rate(lambda n, k, b=32: b / np.log2(k))
-    with pytest.raises(checks.CheckFailed, match="log2"):
-        checks.nb04.clustering_rate(lambda n, k, b=32: n * b / (n * k + k * b))
+        checks.nb04.nearest_centroid(todo)
+    with pytest.raises(checks.CheckFailed, match="not its value"):
+        checks.nb04.nearest_centroid(lambda w, c: c[np.abs(w[..., None] - c).argmin(axis=-1)])
+    with pytest.raises(checks.CheckFailed, match="one index per weight"):
+        checks.nb04.nearest_centroid(lambda w, c: np.abs(w.ravel()[:, None] - c).argmin(axis=-1))
+    with pytest.raises(checks.CheckFailed, match="not sorted"):
+        checks.nb04.nearest_centroid(lambda w, c: np.abs(w[..., None] - np.sort(c)).argmin(axis=-1))
+    with pytest.raises(checks.CheckFailed, match="nearest one"):
+        checks.nb04.nearest_centroid(lambda w, c: np.abs(w[..., None] - c).argmax(axis=-1))
 
 
-def test_check_compression_ratio_and_kernel_stats(tiny_model):
+def test_check_kernel_stats(tiny_model):
     from effcourse import checks
 
     blob = convert.to_tflite(tiny_model, "int8", representative=tiny_data().x_train[:16])
-    params = measure.count_params(tiny_model)
-    checks.nb04.compression_ratio(lambda p, b: 4 * p / measure.compressed_size(b), blob, params)
-    with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb04.compression_ratio(todo, blob, params)
-    with pytest.raises(checks.CheckFailed, match="after gzip"):
-        checks.nb04.compression_ratio(lambda p, b: 4 * p / len(b), blob, params)
-    with pytest.raises(checks.CheckFailed, match="4 bytes"):
-        checks.nb04.compression_ratio(lambda p, b: p / measure.compressed_size(b), blob, params)
 
     def stats(kernel):
         rows = kernel.reshape(kernel.shape[0], -1)
@@ -216,7 +193,7 @@ def test_pcqat_does_not_warn_about_layers_left_unclustered():
     clustered = cluster.cluster_and_finetune(
         sparse_copy(model, 0.3), tiny_data(), 4, epochs=0, preserve_sparsity=True, per_layer={"wide": 0}
     )
-    assert cluster.unique_values(clustered)["wide"] > 1024 and cluster.unique_values(clustered)["out"] <= 4
+    assert unique_values(clustered)["wide"] > 1024 and unique_values(clustered)["out"] <= 4
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cluster.collaborative_qat(clustered, tiny_data(), 1, preserve="both", batch_size=32)
@@ -224,13 +201,13 @@ def test_pcqat_does_not_warn_about_layers_left_unclustered():
 
 
 def test_check_clustered_size_ratio(capsys):
-    """Exercise 04.5: the reference range passes; placeholder, tie, copy, reversed, too wide fail."""
+    """Exercise 04.4: the reference range passes; placeholder, tie, copy, reversed, too wide fail."""
     from effcourse import checks
 
     sizes = {4: 68_364.0, 16: 168_872.0}  # a quick run's float32 gzip bytes (ratio 2.47)
     measured = sizes[16] / sizes[4]
-    ideal = 2.0  # the notebook's reference: log2(16) / log2(4) index bits, from Exercise 1's formula
-    checks.nb04.clustered_size_ratio((0.9 * ideal, 1.35 * ideal), sizes)
+    ideal = 2.81  # the notebook's reference: the ratio of the kernels' entropies in a quick run
+    checks.nb04.clustered_size_ratio((0.75 * ideal, 1.05 * ideal), sizes)
     out = capsys.readouterr().out
     assert out.count("PASS") == 1 and "2.47" in out
     for guess, hint in [
@@ -242,6 +219,7 @@ def test_check_clustered_size_ratio(capsys):
         ((measured, 1.3 * measured), "not predicted"),  # copied from the table
         ((0.8 * measured, measured + 1e-9), "not predicted"),
         ((0.35, 0.5), "other way round"),  # k=4 over k=16
+        ((1.8, 2.6), "equally often"),  # log2(16) / log2(4): the naive index widths
         ((1.2, 1.7), "above your whole range"),
         ((3.0, 4.0), "below your whole range"),
     ]:

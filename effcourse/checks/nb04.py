@@ -7,32 +7,32 @@ import numpy as np
 from . import call, close, fail, one_pass_line_each, passed
 
 
-def clustering_rate(fn) -> None:
-    """Exercise 04.1: r = n b / (n log2 k + k b) (Han, Mao, Dally 2016, eq. 1)."""
-    cases = [(235200, 16, 32), (30000, 4, 32), (1000, 64, 32), (500, 256, 8)]
-    for n, k, b in cases:
-        expected = n * b / (n * np.log2(k) + k * b)
-        got = call(fn, n, k, b, name="clustering_rate")
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            fail(f"clustering_rate should return a number, got {type(got).__name__}.")
-        if np.isclose(got, b / np.log2(k)):
-            fail(
-                f"for n={n}, k={k}, b={b} you get {got:.3f}: the codebook is missing. The k shared "
-                "values are stored too, k * b bits, in the denominator."
-            )
-        if np.isclose(got, n * b / (n * k + k * b)):
-            fail("each weight's index takes log2(k) bits, not k bits (16 clusters -> 4-bit indices).")
-        if not np.isclose(got, expected, rtol=1e-6):
-            fail(
-                f"for n={n}, k={k}, b={b} expected r = {expected:.4f}, got {got:.4f}. The numerator is "
-                "the original n * b bits; the denominator n * log2(k) + k * b."
-            )
-    return passed(
-        "r = n b / (n log2 k + k b); for large n the codebook vanishes and r -> b / log2 k "
-        "(8x for 16 clusters of 32-bit weights, 16x for 4 clusters)."
-    )
+def nearest_centroid(fn) -> None:
+    """Exercise 04.1: the assignment step of k-means, the index of each weight's nearest centroid."""
+    rng = np.random.default_rng(4)
+    centroids = np.array([0.3, -0.5, 0.05, 1.2, -0.1])  # not sorted, on purpose
+    weights = rng.normal(0, 0.5, (6, 7)).astype(np.float32)
+    expected = np.abs(weights[..., None] - centroids).argmin(axis=-1)
+    got = call(fn, weights.copy(), centroids.copy(), name="nearest_centroid")
+    got = np.asarray(got)
+    if got.shape != weights.shape:
+        fail(
+            f"return one index per weight, in the weights' shape {weights.shape}; got shape {got.shape}. "
+            "Compare every weight with every centroid (broadcast a new last axis) and pick along that axis."
+        )
+    if np.allclose(got, centroids[expected]):
+        fail("return the index of the nearest centroid, not its value (centroids[index] gives the value).")
+    if not np.issubdtype(got.dtype, np.integer):
+        fail(f"the indices should be integers, got {got.dtype}.")
+    if np.array_equal(got, np.abs(weights[..., None] - np.sort(centroids)).argmin(axis=-1)):
+        fail("index into the centroids as given, not sorted: the i-th centroid is centroids[i].")
+    wrong = int(np.sum(got != expected))
+    if wrong:
+        fail(
+            f"{wrong} of {weights.size} weights got another centroid than the nearest one (smallest "
+            "absolute difference |w - c|)."
+        )
+    return passed("every weight goes to its nearest centroid: the assignment step of k-means.")
 
 
 def _reference(labels, z, v, T, alpha):
@@ -47,15 +47,18 @@ def _reference(labels, z, v, T, alpha):
 
 
 def distillation_loss(fn) -> None:
-    """Exercise 04.2: (1 - alpha) CE + alpha T^2 KL(softmax(v/T) || softmax(z/T)), batch mean."""
+    """Exercise 04.2: (1 - alpha) CE + alpha T^2 KL(softmax(v/T) || softmax(z/T)), batch mean, in TensorFlow."""
+    import tensorflow as tf
+
     rng = np.random.default_rng(4)
     labels = np.array([0, 3, 1, 2])
-    z = rng.normal(0, 2, (4, 5))
-    v = rng.normal(0, 3, (4, 5))
+    z = rng.normal(0, 2, (4, 5)).astype(np.float32)
+    v = rng.normal(0, 3, (4, 5)).astype(np.float32)
     for T, alpha in [(4.0, 0.7), (1.0, 0.5), (10.0, 0.9)]:
-        hard, kl = _reference(labels, z, v, T, alpha)
+        hard, kl = _reference(labels, z.astype(np.float64), v.astype(np.float64), T, alpha)
         expected = float(np.mean((1 - alpha) * hard + alpha * T**2 * kl))
-        got = float(np.asarray(call(fn, labels, z.copy(), v.copy(), T, alpha, name="kd_loss")))
+        packed = tf.constant(labels.astype(np.float32))  # Keras hands the labels over as floats
+        got = float(np.asarray(call(fn, packed, tf.constant(z), tf.constant(v), T, alpha, name="kd_loss")))
         if T != 1.0 and np.isclose(got, np.mean((1 - alpha) * hard + alpha * kl)):
             fail(
                 "the soft term needs the factor T^2: its gradients shrink as 1/T^2, and T^2 "
@@ -76,43 +79,30 @@ def distillation_loss(fn) -> None:
             hint="Soft targets are softmax(v / T), the student's softened outputs softmax(z / T); "
             "KL(p || q) = sum p (log p - log q).",
         )
-    big = np.array([[1000.0, 0.0, -1000.0]])
-    got = float(np.asarray(call(fn, np.array([0]), big, big, 2.0, 0.5, name="kd_loss")))
+    big = tf.constant([[1000.0, 0.0, -1000.0]])
+    got = float(np.asarray(call(fn, tf.constant([0.0]), big, big, 2.0, 0.5, name="kd_loss")))
     if not np.isfinite(got):
         fail(
-            "the loss is not finite for logits like 1000: subtract the row maximum before exp "
-            "(log-sum-exp), as in notebook 01."
+            "the loss is not finite for logits like 1000: use tf.nn.log_softmax (it subtracts the row "
+            "maximum) rather than log(softmax)."
         )
-    return passed("the distillation loss matches Hinton et al.'s formula, T^2 factor included.")
-
-
-def compression_ratio(fn, tflite_bytes: bytes, baseline_params: int) -> None:
-    """Exercise 04.3: dense float32 bytes of the baseline / gzip bytes of the .tflite file."""
-    from .. import measure
-
-    gz = measure.compressed_size(tflite_bytes)
-    expected = 4 * baseline_params / gz
-    got = call(fn, baseline_params, tflite_bytes, name="course_ratio")
-    got = float(got)
-    if np.isclose(got, 4 * baseline_params / len(tflite_bytes)):
+    student = tf.Variable(z)
+    with tf.GradientTape() as tape:
+        loss = call(
+            fn, tf.constant(labels.astype(np.float32)), student, tf.constant(v), 4.0, 0.7, name="kd_loss"
+        )
+    if not isinstance(loss, tf.Tensor) or tape.gradient(loss, student) is None:
         fail(
-            "you divided by the raw file size; the course's size is the file after gzip "
-            "(measure.compressed_size)."
+            "Keras cannot differentiate your loss: write it with TensorFlow operations (tf.nn.log_softmax, "
+            "tf.reduce_sum, tf.reduce_mean), not NumPy, and return a tensor."
         )
-    if np.isclose(got, baseline_params / gz):
-        fail("the numerator is bytes, not parameters: a float32 parameter takes 4 bytes.")
-    close(
-        got,
-        expected,
-        "compression ratio",
-        atol=1e-6 * expected,
-        hint="4 * baseline_params / measure.compressed_size(tflite_bytes).",
+    return passed(
+        "the distillation loss matches Hinton et al.'s formula, T^2 factor included, and has gradients."
     )
-    return passed(f"ratio {got:.1f}x = {4 * baseline_params:,} dense float32 bytes / {gz:,} gzip bytes.")
 
 
 def kernel_stats(fn, tflite_bytes: bytes) -> None:
-    """Exercise 04.4: share of zeros and max distinct codes per output channel of stored kernels."""
+    """Exercise 04.3: share of zeros and max distinct codes per output channel of stored kernels."""
     from .. import convert
 
     toy = np.array([[0, 1, 2, 0], [3, 4, 5, 0]], dtype=np.int8)  # 3 and 4 distinct per row, 6 in all
@@ -145,7 +135,7 @@ def kernel_stats(fn, tflite_bytes: bytes) -> None:
 
 
 def clustered_size_ratio(predicted, sizes: dict) -> None:
-    """Exercise 04.5: predicted range for the gzip bytes of the k=16 float32 file over the k=4 one, within 1.5x."""
+    """Exercise 04.4: predicted range for the gzip bytes of the k=16 float32 file over the k=4 one, within 1.5x."""
     from .nb00 import prediction_range, score_range
 
     what = "gzip size ratio of the k=16 file to the k=4 file"
@@ -162,6 +152,13 @@ def clustered_size_ratio(predicted, sizes: dict) -> None:
         fail(
             "your range holds the ratio the other way round (the k=4 file over the k=16 one): more clusters "
             "means more bits per index, so the k=16 file is the larger one and the ratio is above 1."
+        )
+    naive = np.log2(16) / np.log2(4)  # index bits if every shared value were used equally often
+    if low <= naive <= high and not 0.9 * naive <= measured <= 1.1 * naive:
+        fail(
+            "your range holds 2 = log2(16) / log2(4), the ratio of the index widths, which holds only if every "
+            "shared value is used equally often. Count how the clustered kernels in clustered_models use their "
+            "values (np.unique(..., return_counts=True)): a coder needs only the entropy of those frequencies."
         )
     score_range(low, high, measured, what)
     return passed(

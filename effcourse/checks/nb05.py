@@ -18,7 +18,7 @@ def _finfo(name):
 
 
 def format_limits(fn) -> None:
-    """Exercise 05.1: epsilon and range of an IEEE-style float from its exponent and mantissa bits."""
+    """Exercise 05.2: epsilon and range of an IEEE-style float from its exponent and mantissa bits."""
     for (e, m), name in _FORMATS.items():
         got = call(fn, e, m, name="format_limits")
         if not isinstance(got, dict) or any(k not in got for k in _KEYS):
@@ -56,7 +56,7 @@ def format_limits(fn) -> None:
 
 
 def flush_fraction(fn) -> None:
-    """Exercise 05.2: fraction of non-zero gradients that become zero in float16 after scaling."""
+    """Exercise 05.3: fraction of non-zero gradients that become zero in float16 after scaling."""
     from ..precision import underflow_stats
 
     rng = np.random.default_rng(5)
@@ -110,7 +110,7 @@ def reference_update(scale, good_steps, finite, growth_steps):
 
 
 def update_loss_scale(fn) -> None:
-    """Exercise 05.3: one update of the dynamic loss scale, as Keras' LossScaleOptimizer does it."""
+    """Exercise 05.1: one update of the dynamic loss scale, as Keras' LossScaleOptimizer does it."""
     pattern = [True, True, False, True, True, True, True, False, False, True] + [False] * 16 + [True] * 4
     growth = 3
     scale, good = 8.0, 0

@@ -1,17 +1,14 @@
-"""Mixed precision: number formats, Keras policies, loss scaling, and the hardware behind it (notebook 05).
+"""Mixed precision: Keras policies, loss scaling, side-by-side training and parity (notebook 05).
 
 One module per seam; every name is re-exported here, so ``precision.with_policy`` etc. work
 as before:
 
-* ``formats``: ``format_table`` computes the properties of float32, float16, bfloat16 (and
-  int8 for contrast) from ``finfo`` / ``iinfo``; ``bit_fields`` and ``round_trip`` show how a
-  value is stored and what storing it costs.
 * ``policies``: ``use_policy`` sets Keras' global dtype policy for a block and always
   restores the old one; ``with_policy`` rebuilds a model under a policy (same weights) with
   a float32 output layer; ``check_policy`` refuses a model that does not follow the policy.
-* ``scaling``: ``compile_mixed`` (a checked ``LossScaleOptimizer`` for float16),
-  ``gradients`` (optionally scaled) and ``underflow_stats`` show which gradient magnitudes
-  float16 flushes to zero; ``lso_step`` runs one step of Keras' dynamic loss scaling.
+* ``scaling``: ``compile_mixed`` (a checked ``LossScaleOptimizer`` for float16);
+  ``underflow_stats`` / ``underflow_table`` show which gradient magnitudes float16 flushes
+  to zero.
 * ``measurement``: ``train_side_by_side`` trains several models on the same batches in
   interleaved chunks, ``probe_step_times`` and ``plan_side_by_side`` bound that training by
   a time budget, ``time_ops`` times single operations per dtype, ``activation_memory`` sums
@@ -30,16 +27,6 @@ from __future__ import annotations
 from ..hardware import CPU_FLAGS, GPU_BFLOAT16_CC, GPU_FLOAT16_CC, cpu_flags, gpu_devices, read_cpuinfo
 from ..hardware import support as hardware_support
 from ..hardware import support_table as hardware_table
-from .formats import (
-    FLOAT_FORMATS,
-    FORMATS,
-    bit_fields,
-    dtype_of,
-    finfo,
-    format_table,
-    round_trip,
-    rounding_table,
-)
 from .measurement import (
     SideBySide,
     SideBySidePlan,
@@ -55,24 +42,18 @@ from .parity import PARITY_K, parity_table, train_seeds
 from .policies import (
     OUTPUT_LAYER,
     POLICIES,
-    build,
     check_policy,
     get_policy,
     global_policy_name,
     layer_dtypes,
-    model_policy,
     use_policy,
     with_policy,
 )
 from .scaling import (
     DEFAULT_LOSS_SCALE,
+    FLOAT_FORMATS,
     compile_mixed,
-    gradient_magnitudes,
-    gradients,
     loss_scale_optimizer,
-    lso_step,
-    magnitudes,
-    suggest_loss_scale,
     underflow_stats,
     underflow_table,
 )
@@ -84,7 +65,6 @@ __all__ = [
     "CPU_FLAGS",
     "DEFAULT_LOSS_SCALE",
     "FLOAT_FORMATS",
-    "FORMATS",
     "GPU_BFLOAT16_CC",
     "GPU_FLOAT16_CC",
     "OUTPUT_LAYER",
@@ -92,34 +72,21 @@ __all__ = [
     "SideBySide",
     "SideBySidePlan",
     "activation_memory",
-    "bit_fields",
-    "build",
     "check_policy",
     "compile_mixed",
     "cpu_flags",
-    "dtype_of",
-    "finfo",
-    "format_table",
     "get_policy",
     "global_policy_name",
     "gpu_devices",
-    "gradient_magnitudes",
-    "gradients",
     "hardware_support",
     "hardware_table",
     "layer_dtypes",
     "loss_scale_optimizer",
-    "lso_step",
-    "magnitudes",
-    "model_policy",
     "op_functions",
     "op_table",
     "plan_side_by_side",
     "probe_step_times",
     "read_cpuinfo",
-    "round_trip",
-    "rounding_table",
-    "suggest_loss_scale",
     "time_ops",
     "train_side_by_side",
     "underflow_stats",

@@ -122,11 +122,8 @@ def layer_dtypes(model, sample=None):
     return pd.DataFrame(rows)
 
 
-def model_policy(model) -> str | None:
-    """The policy the model's computing layers were built under (None if they disagree).
-
-    Introduced in notebook 05.
-    """
+def _model_policy(model) -> str | None:
+    """The policy the model's computing layers were built under (None if they disagree)."""
     names = {_layer_policy_name(layer) for layer in _policy_layers(model)}
     return names.pop() if len(names) == 1 else None
 
@@ -175,17 +172,6 @@ def with_policy(model, policy, name: str | None = None):
     return clone
 
 
-def build(model_name: str, policy):
-    """A fresh course model (``models.build`` name) under ``policy``, with float32 logits.
-
-    Introduced in notebook 05.
-    """
-    from .. import models
-
-    get_policy(policy)
-    return with_policy(models.build(model_name), policy)
-
-
 def check_policy(model, policy=None):
     """Raise a clear ValueError unless ``model`` computes under ``policy`` with float32 logits.
 
@@ -198,7 +184,7 @@ def check_policy(model, policy=None):
 
     check_model(model, what="check_policy")
     want = get_policy(policy if policy is not None else tf_keras.mixed_precision.global_policy())
-    built = model_policy(model)
+    built = _model_policy(model)
     if built != want.name:
         where = "the global policy" if policy is None else "the policy you asked for"
         raise ValueError(

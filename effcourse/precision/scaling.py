@@ -1,9 +1,9 @@
-"""Gradients and loss scaling: what float16 flushes to zero, and Keras' dynamic scale (notebook 05).
+"""Loss scaling: what float16 flushes to zero, and Keras' dynamic scale (notebook 05).
 
-``gradients`` (optionally loss-scaled) and ``underflow_stats`` show which gradient
-magnitudes float16 flushes to zero; ``loss_scale_optimizer`` and ``compile_mixed`` wrap the
-optimizer in a checked ``LossScaleOptimizer``; ``lso_step`` runs one step of Keras' dynamic
-loss scaling and reports whether it was skipped.
+``underflow_stats`` / ``underflow_table`` show which gradient magnitudes float16 flushes to
+zero; ``loss_scale_optimizer`` and ``compile_mixed`` wrap the optimizer in a checked
+``LossScaleOptimizer``. Notebook 05 computes the gradients and writes the custom loss-scaled
+training step itself, in plain ``tf.GradientTape`` cells.
 """
 
 from __future__ import annotations
@@ -12,11 +12,25 @@ import math
 
 import numpy as np
 
-from ..models import check_model
-from .formats import FLOAT_FORMATS, _check_format, dtype_of, finfo
 from .policies import check_policy
 
 DEFAULT_LOSS_SCALE = 2.0**15  # Keras' initial dynamic loss scale
+FLOAT_FORMATS = ("float32", "float16", "bfloat16")
+
+
+def _dtype(fmt: str):
+    """The NumPy dtype of a float format (bfloat16 from ml_dtypes), or a clear error."""
+    import ml_dtypes
+
+    if fmt not in FLOAT_FORMATS:
+        raise ValueError(f"Unknown number format {fmt!r}; choose one of {', '.join(FLOAT_FORMATS)}.")
+    return np.dtype(ml_dtypes.bfloat16 if fmt == "bfloat16" else fmt)
+
+
+def _finfo(fmt: str):
+    import ml_dtypes
+
+    return ml_dtypes.finfo(_dtype(fmt))
 
 
 def _check_scale(scale, what: str = "loss scale") -> float:
@@ -88,81 +102,6 @@ def compile_mixed(
     return models.compile_classifier(model, optimizer=opt)
 
 
-def _loss_fn():
-    import tf_keras
-
-    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def gradients(model, x, y, loss_scale: float = 1.0, activations: bool = False, training: bool = True) -> dict:
-    """Gradients of the mean cross-entropy on (x, y), computed with the loss scaled by ``loss_scale``.
-
-    Returns ``{"loss": float, "weights": [arrays], "activations": [arrays] or None}``, all
-    float32 and divided by the scale again, so they are comparable across scales: a value
-    the low-precision backward pass flushed to zero stays zero. ``activations=True`` also
-    returns the gradient with respect to each layer's output (what Micikevicius et al.
-    plot). The model itself is not changed.
-
-    Introduced in notebook 05.
-    """
-    import tensorflow as tf
-    import tf_keras
-
-    check_model(model, what="gradients")
-    scale = _check_scale(loss_scale)
-    layers = [layer for layer in model.layers if not isinstance(layer, tf_keras.layers.InputLayer)]
-    probe = tf_keras.Model(model.inputs, [layer.output for layer in layers]) if activations else None
-    loss_fn = _loss_fn()
-    with tf.GradientTape() as tape:
-        if probe is not None:
-            outs = probe(x, training=training)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            logits = outs[-1]
-        else:
-            outs, logits = [], model(x, training=training)
-        loss = loss_fn(y, logits)
-        scaled = tf.cast(loss, tf.float32) * scale
-    grads_w, grads_a = tape.gradient(scaled, [model.trainable_variables, outs])
-
-    def unscale(gs, wrt):
-        return [
-            np.zeros(tuple(t.shape), np.float32) if g is None else (tf.cast(g, tf.float32) / scale).numpy()
-            for g, t in zip(gs, wrt)
-        ]
-
-    return {
-        "loss": float(loss),
-        "weights": unscale(grads_w, model.trainable_variables),
-        "activations": unscale(grads_a, outs) if activations else None,
-    }
-
-
-def magnitudes(arrays) -> np.ndarray:
-    """All absolute values of a list of arrays, flattened into one float64 array.
-
-    Introduced in notebook 05.
-    """
-    if arrays is None:
-        return np.zeros(0)
-    parts = [np.abs(np.asarray(a, dtype=np.float64)).ravel() for a in arrays]
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def gradient_magnitudes(model, x, y, activations: bool = True) -> dict:
-    """Absolute float32 gradient values of weights (and activations) on one batch.
-
-    ``{"weights": flat array, "activations": flat array, "loss": float}``: the raw material for
-    the histogram against float16's limits and for ``underflow_stats``.
-
-    Introduced in notebook 05.
-    """
-    got = gradients(model, x, y, activations=activations)
-    out = {"loss": got["loss"], "weights": magnitudes(got["weights"])}
-    if activations:
-        out["activations"] = magnitudes(got["activations"])
-    return out
-
-
 def underflow_stats(values, fmt: str = "float16", scale: float = 1.0) -> dict:
     """What happens to non-zero values multiplied by ``scale`` and stored in ``fmt``.
 
@@ -171,15 +110,15 @@ def underflow_stats(values, fmt: str = "float16", scale: float = 1.0) -> dict:
 
     Introduced in notebook 05.
     """
-    _check_format(fmt, FLOAT_FORMATS)
+    dtype = _dtype(fmt)
     scale = _check_scale(scale)
     v = np.abs(np.asarray(values, dtype=np.float64)).ravel()
     v = v[v > 0] * scale
-    info = finfo(fmt)
+    info = _finfo(fmt)
     if v.size == 0:
         return {"nonzero": 0, "flushed": 0.0, "subnormal": 0.0, "overflow": 0.0}
     with np.errstate(over="ignore"):
-        stored = v.astype(dtype_of(fmt)).astype(np.float64)
+        stored = v.astype(dtype).astype(np.float64)
     flushed = stored == 0
     overflow = ~np.isfinite(stored)
     subnormal = ~flushed & (stored < float(info.smallest_normal))
@@ -227,57 +166,3 @@ def underflow_table(snapshots: dict, scale: float = DEFAULT_LOSS_SCALE, fmt: str
                 }
             )
     return pd.DataFrame(rows).set_index(["when", "gradients of"])
-
-
-def suggest_loss_scale(values, fmt: str = "float16") -> float:
-    """The largest power of two by which ``values`` can be multiplied without overflowing ``fmt``.
-
-    Introduced in notebook 05.
-    """
-    _check_format(fmt, FLOAT_FORMATS)
-    v = np.abs(np.asarray(values, dtype=np.float64)).ravel()
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size == 0:
-        raise ValueError("suggest_loss_scale needs at least one finite non-zero value.")
-    top = float(finfo(fmt).max)
-    return float(2.0 ** math.floor(math.log2(top / v.max())))
-
-
-def lso_step(model, optimizer, x, y, force_overflow: bool = False) -> dict:
-    """One training step with a ``LossScaleOptimizer``, reporting the loss scale and if the step ran.
-
-    The loss is scaled (``get_scaled_loss``), differentiated, unscaled
-    (``get_unscaled_gradients``) and applied: Keras skips the update when any gradient is
-    inf/NaN and halves the scale. ``force_overflow`` multiplies the loss by 2**16 before
-    scaling, so the float16 backward pass really overflows (a float32 model does not).
-    Returns ``{"loss", "scale_before", "scale_after", "applied", "finite"}``.
-
-    Introduced in notebook 05.
-    """
-    import tensorflow as tf
-    import tf_keras
-
-    check_model(model, need_graph=False, what="lso_step")
-    if not isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
-        raise TypeError(
-            "lso_step needs a keras.mixed_precision.LossScaleOptimizer (precision.loss_scale_optimizer(...))."
-        )
-    loss_fn = _loss_fn()
-    variables = model.trainable_variables
-    before = [v.numpy().copy() for v in variables]
-    scale_before = float(optimizer.loss_scale)
-    with tf.GradientTape() as tape:
-        loss = tf.cast(loss_fn(y, model(x, training=True)), tf.float32)
-        boosted = loss * (2.0**16) if force_overflow else loss
-        scaled = optimizer.get_scaled_loss(boosted)
-    grads = optimizer.get_unscaled_gradients(tape.gradient(scaled, variables))
-    finite = all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads if g is not None)
-    optimizer.apply_gradients(zip(grads, variables))
-    applied = any(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
-    return {
-        "loss": float(loss),
-        "scale_before": scale_before,
-        "scale_after": float(optimizer.loss_scale),
-        "applied": applied,
-        "finite": finite,
-    }
