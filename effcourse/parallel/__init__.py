@@ -18,8 +18,7 @@ parallel.devices()``):
 * ``model_parallel``: ``split_sequential`` places consecutive layers on different devices.
 * ``pipeline``: GPipe's schedule (``run_gpipe``, ``gpipe_timeline``, ``bubble``) measured
   task by task, or run for real with one thread per device (``run_gpipe_concurrent``) where
-  ``pipeline_mode`` says the devices are real; the Gantt chart is
-  ``effcourse.plots.pipeline_gantt``.
+  ``pipeline_mode`` says the devices are real; notebook 07 draws the Gantt chart.
 * ``memory``: which models one device can hold: ``memory_sweep`` trains widths of the
   balanced MLP and measures the bytes of the variables placed on each device under K-way
   splitting (``memory_per_device``), against a stated per-device budget (``device_budget``).
@@ -40,7 +39,6 @@ from .data_parallel import (
     mirrored,
     per_replica_batch,
     replica_gradients,
-    scaled_learning_rate,
     scaling,
     scaling_frame,
     scaling_rows,
@@ -106,13 +104,3 @@ from .memory import (
     split_by_bytes,
     variable_bytes,
 )
-
-
-def gantt(timeline, ax=None, title: str | None = None, unit: float = 1e3):
-    """Gantt chart of a pipeline timeline: now ``effcourse.plots.pipeline_gantt``.
-
-    Introduced in notebook 07.
-    """
-    from .. import plots
-
-    return plots.pipeline_gantt(timeline, ax=ax, title=title, unit=unit)

@@ -56,16 +56,6 @@ def per_replica_batch(global_batch: int, replicas: int) -> int:
     return global_batch // replicas
 
 
-def scaled_learning_rate(base_lr: float, base_batch: int, global_batch: int) -> float:
-    """The linear scaling rule: lr = base_lr * global_batch / base_batch (Goyal et al. 2017; notebook 07).
-
-    Introduced in notebook 07.
-    """
-    if base_lr <= 0 or base_batch < 1 or global_batch < 1:
-        raise ValueError("base_lr must be > 0 and the batch sizes >= 1")
-    return base_lr * global_batch / base_batch
-
-
 def allreduce_bytes(n_params: int, replicas: int, bytes_per_value: int = 4) -> dict:
     """Bytes a data-parallel step all-reduces, from the parameter count.
 
