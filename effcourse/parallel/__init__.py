@@ -9,9 +9,9 @@ parallel.devices()``):
   fits the notebook's sweeps to the device count.
 * ``local_devices``: ``devices()`` (real GPUs, else the logical CPUs made by
   ``effcourse.setup(logical_cpus=N)``), ``hardware``, ``hardware_line``.
-* ``data_parallel``: ``MirroredStrategy`` (``mirrored``), ``gradient_equivalence``,
-  ``train_step``, ``distribute_batch`` and ``scaling`` (samples/s per replica count, on
-  ``effcourse.timing.interleaved``).
+* ``data_parallel``: ``MirroredStrategy`` (``mirrored``), ``train_step``,
+  ``distribute_batch`` and ``scaling`` (samples/s per replica count, on
+  ``effcourse.timing.interleaved``); the gradient check is a cell of notebook 07.
 * ``multi_worker``: the local launcher (loopback ports, one ``TF_CONFIG`` per worker,
   output collection, clean-up on crash and hang) and ``run_multi_worker``, which runs
   ``python -m effcourse._mw_worker`` in each worker.
@@ -29,13 +29,8 @@ from __future__ import annotations
 from .data_parallel import (
     _KEY_STRIDE,
     _per_example_loss,
-    _to_numpy_list,
-    allreduce_bytes,  # noqa: F401
-    decimals,
+    decimals,  # noqa: F401
     distribute_batch,
-    equivalence_table,
-    gradient_checks,
-    gradient_equivalence,
     mirrored,
     per_replica_batch,
     replica_gradients,
