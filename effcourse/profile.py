@@ -352,12 +352,12 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "parity_chunk": {"quick": 10, "full": 10},
     },
     "06_dynamic_networks": {
-        "backbone": {"quick": "lenet5", "full": "lenet5"},  # B-LeNet style, from the trained baseline
+        "backbone": {"quick": "lenet5", "full": "lenet5"},  # BranchyNet style, from the trained baseline
         "joint_epochs": {"quick": 2, "full": 8},  # joint fine-tuning of backbone and exit heads
         "joint_learning_rate": {"quick": 1e-3, "full": 1e-3},
         "loss_weights": {"quick": (1.0, 0.5, 1.0), "full": (1.0, 0.5, 1.0)},  # exit 1, exit 2, final
-        # hidden units of the first exit's head: small, since nearly every input runs it (128 in the
-        # first version: its 370 KB of weights made stage 1 slow whenever it ran cold, after the full net)
+        # hidden units of the first exit's head: small, since every input runs it (a 128-unit head's
+        # 370 KB of weights make stage 1 slow whenever it runs cold, after the full network)
         "exit1_hidden": {"quick": 32, "full": 32},
         "train_shift": {"quick": 0.08, "full": 0.08},  # random shifts (fraction of 28 px) in training
         # confidence thresholds swept: 0 (always exit), 1 - 10^-x for x evenly spaced up to 6, 1 (never)
@@ -367,7 +367,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         },
         "max_accuracy_drop": {"quick": 0.001, "full": 0.0005},  # the target's limit: 0.05 points (full)
         # choosing on validation: the drop plus this many standard errors (sqrt(harm + help) / N)
-        # must stay within max_accuracy_drop (without it a full run lost 0 points on validation, 0.06 on test)
+        # must stay within max_accuracy_drop (without it, a threshold at the limit on validation lands on
+        # either side of it on test)
         "select_z": {"quick": 1.0, "full": 1.0},
         "latency_samples": {"quick": 300, "full": 10000},  # test images timed one at a time
         "latency_repeats": {"quick": 3, "full": 5},  # interleaved passes; median per sample

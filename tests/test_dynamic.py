@@ -1,5 +1,5 @@
-"""effcourse.dynamic (notebook 06): early exits, exit rules, MAC accounting, staged TFLite,
-bad input; and the notebook's exercise checks."""
+"""effcourse.dynamic (notebook 06): staged LiteRT execution of an early-exit network, its latency
+comparison, the skip gate, bad input; and the notebook's exercise checks."""
 
 from types import SimpleNamespace
 
@@ -7,35 +7,35 @@ import numpy as np
 import pytest
 
 import effcourse
-from effcourse import checks, dynamic, measure, models
+from effcourse import checks, convert, dynamic, measure
 
 keras = effcourse.keras
+JUDGEMENT = "Higher: the measurement also pays for the exit decisions and the copies between stages."
 
 
-def backbone():
-    """8x8 input -> conv 2@3x3 -> flatten -> dense 4 -> dense 3 (logits), fixed random weights."""
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(2, 3, activation="relu", name="c1"),
-            keras.layers.Flatten(name="flat"),
-            keras.layers.Dense(4, activation="relu", name="d1"),
-            keras.layers.Dense(3, name="out"),
-        ],
-        name="tiny",
-    )
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
-    return model
-
-
-@pytest.fixture(scope="module")
-def net3():
-    """Exits after c1 and after d1, plus the final one; head weights random too."""
-    net = dynamic.build_early_exit(backbone(), ["c1", "d1"])
+def stages3():
+    """Three stages on 8x8 images, as notebook 06 builds them: [features, logits] for the early
+    stages, logits for the last; fixed random weights."""
+    L = keras.layers
+    image = keras.Input((8, 8, 1))
+    c1 = L.Conv2D(2, 3, activation="relu", name="c1")
+    f1_flat, h1 = L.Flatten(name="flat"), L.Dense(3, name="exit1")
+    d1, h2, out = L.Dense(4, activation="relu", name="d1"), L.Dense(3, name="exit2"), L.Dense(3, name="out")
+    f1 = c1(image)
+    flat = f1_flat(f1)
+    f2 = d1(flat)
+    joint = keras.Model(image, [h1(flat), h2(f2), out(f2)])
     rng = np.random.default_rng(1)
-    net.model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in net.model.get_weights()])
-    return net
+    joint.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in joint.get_weights()])
+    s1_in, s2_in, s3_in = keras.Input((8, 8, 1)), keras.Input((6, 6, 2)), keras.Input((4,))
+    s1_f = c1(s1_in)
+    s2_f = d1(f1_flat(s2_in))
+    stages = [
+        keras.Model(s1_in, [s1_f, h1(f1_flat(s1_f))], name="stage1"),
+        keras.Model(s2_in, [s2_f, h2(s2_f)], name="stage2"),
+        keras.Model(s3_in, out(s3_in), name="stage3"),
+    ]
+    return joint, stages
 
 
 @pytest.fixture(scope="module")
@@ -43,120 +43,43 @@ def images():
     return np.random.default_rng(2).random((64, 8, 8, 1)).astype("float32")
 
 
-def test_macs_match_a_hand_count(net3):
-    # stage 1: conv 6*6 positions * 3*3*1 * 2 = 648, its head Dense 72 -> 3 = 216
-    # stage 2: Dense 72 -> 4 = 288, its head Dense 4 -> 3 = 12
-    # stage 3: Dense 4 -> 3 = 12
-    assert net3.stage_macs == [648 + 216, 288 + 12, 12]
-    assert list(net3.cumulative_macs) == [864, 1164, 1176]
-    assert measure.macs(net3.full) == 648 + 288 + 12
-    # 3 inputs leave at exit 1, 2 at exit 2, 1 at the end
-    exit_index = np.array([0, 1, 0, 2, 1, 0])
-    assert dynamic.mean_macs(exit_index, net3.cumulative_macs) == (3 * 864 + 2 * 1164 + 1176) / 6
-
-
-def test_mean_macs_on_constructed_logits():
-    sure = [10.0, 0.0, 0.0]  # confidence ~0.9999
-    unsure = [0.1, 0.0, 0.0]  # confidence ~0.36
-    exit1 = np.array([sure, unsure, sure, unsure])
-    exit2 = np.array([sure, sure, unsure, unsure])
-    final = np.array([[0.0, 1.0, 0.0]] * 4)
-    idx = dynamic.route([exit1, exit2, final], "confidence", 0.9)
-    assert list(idx) == [0, 1, 0, 2]
-    assert dynamic.mean_macs(idx, [100, 300, 1000]) == (100 + 300 + 100 + 1000) / 4
-    assert list(dynamic.exit_shares(idx, 3)) == [0.5, 0.25, 0.25]
-    pred, _ = dynamic.dynamic_predict([exit1, exit2, final], "confidence", 0.9)
-    assert list(pred) == [0, 0, 0, 1]
-    table = dynamic.sweep([exit1, exit2, final], np.array([0, 0, 0, 1]), [100, 300, 1000], [0.0, 0.9, 1.0])
-    assert list(table["accuracy"]) == [0.75, 1.0, 0.25]  # exit 1 alone says 0 for all
-    assert list(table["mean_macs"]) == [100.0, 375.0, 1000.0]
-    assert dynamic.operating_point(table, reference_accuracy=0.25, max_drop=0.001)["threshold"] == 0.0
-    assert dynamic.operating_point(table, reference_accuracy=1.0, max_drop=0.001)["threshold"] == 0.9
-    # against the final exit (right only on the last input): t=0 harms 1 and helps 3 inputs
-    assert list(table["harm"]) == [1, 0, 0] and list(table["help"]) == [3, 3, 0]
-    assert list(table["samples"]) == [4, 4, 4]
-
-
-def test_operating_point_margin_of_standard_errors():
-    """The drop plus z * sqrt(harm + help) / samples must stay within max_drop."""
-    import pandas as pd
-
-    table = pd.DataFrame(
-        {
-            "threshold": [0.5, 0.8, 0.9, 1.0],
-            "accuracy": [0.990, 0.995, 0.995, 0.995],
-            "mean_macs": [100.0, 200.0, 300.0, 1000.0],
-            "harm": [60, 50, 2, 0],
-            "help": [10, 50, 2, 0],
-            "samples": [10000] * 4,
-        }
-    )
-    # no margin: 0.8 is as accurate as never exiting and cheaper than 0.9
-    assert dynamic.operating_point(table, 0.995, 0.0005)["threshold"] == 0.8
-    # one standard error: 0.8 changed 100 answers (sqrt(100)/10000 = 0.1 points), 0.9 only 4 (0.02)
-    assert dynamic.operating_point(table, 0.995, 0.0005, z=1.0)["threshold"] == 0.9
-    assert dynamic.operating_point(table, 0.995, 0.0001, z=1.0)["threshold"] == 1.0
-    with pytest.raises(ValueError, match="change counts"):
-        dynamic.operating_point(table.drop(columns=["harm"]), 0.995, 0.0005, z=1.0)
-    with pytest.raises(ValueError, match="z"):
-        dynamic.operating_point(table, 0.995, 0.0005, z=-1.0)
-    with pytest.raises(ValueError, match="margin of 3 standard errors"):
-        dynamic.operating_point(table.iloc[:3], 0.995, 0.0001, z=3.0)
-
-
-def test_never_exit_equals_full_model_and_always_exit_the_first_head(net3, images):
-    logits = net3.exit_logits(images)
-    full_pred = net3.full.predict(images, verbose=0).argmax(1)
-    np.testing.assert_allclose(logits[-1], net3.full.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
-    for rule, t in dynamic.NEVER_EXIT.items():
-        pred, idx = dynamic.dynamic_predict(logits, rule, t)
-        assert np.all(idx == 2)
-        np.testing.assert_array_equal(pred, full_pred)
-    pred, idx = dynamic.dynamic_predict(logits, "confidence", dynamic.ALWAYS_EXIT["confidence"])
-    assert np.all(idx == 0)
-    np.testing.assert_array_equal(pred, logits[0].argmax(1))
-
-
-def test_the_backbone_is_copied_and_shares_nothing():
-    bb = backbone()
-    before = [w.copy() for w in bb.get_weights()]
-    net = dynamic.build_early_exit(bb, ["c1"])
-    net.full.get_layer("c1").set_weights([w * 0 for w in net.full.get_layer("c1").get_weights()])
-    for a, b in zip(before, bb.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert net.model.get_layer("c1") is net.stages[0].get_layer("c1") is net.full.get_layer("c1")
-
-
-def test_rules():
-    logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
-    conf = dynamic.confidence(logits)
-    p = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
-    np.testing.assert_allclose(conf, [1.0, 1 / 3, p.max()])
-    np.testing.assert_allclose(
-        dynamic.entropy(logits), [0.0, 1.0, -(p * np.log(p)).sum() / np.log(3)], atol=1e-12
-    )
-    assert list(dynamic.exit_mask(logits, "confidence", 0.5)) == [True, False, True]
-    assert list(dynamic.exit_mask(logits, "entropy", 0.5)) == [True, False, False]
-
-
-def test_staged_tflite_gives_the_keras_predictions(net3, images):
-    logits = net3.exit_logits(images)
-    t = float(np.median(dynamic.confidence(logits[0])))  # about half leave at exit 1
-    staged = dynamic.StagedTFLite(net3, "confidence", t)
+def test_staged_tflite_gives_the_keras_predictions(images):
+    joint, stages = stages3()
+    logits = [np.asarray(z) for z in joint.predict(images, verbose=0)]
+    z = logits[0] - logits[0].max(axis=1, keepdims=True)
+    t = float(np.median(1 / np.exp(z).sum(axis=1)))  # about half leave at exit 1
+    staged = dynamic.StagedTFLite(stages, "confidence", t)
     pred, idx = staged.predict(images)
-    want_pred, want_idx = dynamic.dynamic_predict(logits, "confidence", t)
+    want_pred, want_idx = good_exit_rule(logits, "confidence", t)
     assert len(set(idx)) >= 2
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(pred, want_pred)
-    staged_e = dynamic.StagedTFLite(net3, "entropy", 0.9)
-    np.testing.assert_array_equal(staged_e.predict(images)[1], dynamic.route(logits, "entropy", 0.9))
+    staged_e = dynamic.StagedTFLite(stages, "entropy", 0.9)
+    np.testing.assert_array_equal(staged_e.predict(images)[1], good_exit_rule(logits, "entropy", 0.9)[1])
     assert staged.size_bytes == sum(measure.compressed_size(b) for b in staged.blobs)
-    from effcourse import convert
-
-    report = dynamic.compare_latency(staged, convert.to_tflite(net3.full), images[:6], repeats=2, warmup=2)
+    full = keras.Model(joint.inputs, joint.outputs[-1])
+    report = dynamic.compare_latency(staged, convert.to_tflite(full), images[:6], repeats=2, warmup=2)
     np.testing.assert_array_equal(report.exits, want_idx[:6])
     assert report.dynamic_ms.shape == (6,) and report.full_p90_ms > 0
     assert list(report.table().columns) == ["mean (µs)", "median (µs)", "p90 (µs)"]
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "0.5", None, True])
+def test_threshold_outside_its_range(bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        dynamic.StagedTFLite(stages3()[1], "confidence", bad)
+
+
+def test_bad_input_is_explained():
+    _, stages = stages3()
+    with pytest.raises(ValueError, match="Unknown exit rule"):
+        dynamic.StagedTFLite(stages, "margin", 0.5)
+    with pytest.raises(ValueError, match="one threshold per early exit"):
+        dynamic.StagedTFLite(stages, "confidence", [0.5])
+    with pytest.raises(ValueError, match="at least 2"):
+        dynamic.StagedTFLite(stages[:1], "confidence", 0.5)
+    with pytest.raises(ValueError, match=r"\[features, logits\]"):
+        dynamic.StagedTFLite([stages[2], stages[2]], "confidence", 0.5)
 
 
 class FakeClock:
@@ -235,25 +158,6 @@ def test_compare_latency_arithmetic_with_a_fake_clock(monkeypatch):
         dynamic.compare_latency(FakeStaged(), b"full", x, block=0)
 
 
-def test_joint_training_runs_and_checks_weights():
-    net = dynamic.build_early_exit(backbone(), ["c1"])
-    rng = np.random.default_rng(3)
-    x = rng.random((64, 8, 8, 1)).astype("float32")
-    y = (x[:, :4].mean(axis=(1, 2, 3)) > 0.5).astype("int32")
-    mini = SimpleNamespace(x_train=x, y_train=y, x_val=x[:16], y_val=y[:16])
-    hist = dynamic.train_joint(net, mini, epochs=1, loss_weights=[0.5, 1.0], batch_size=32, shift=0.1)
-    assert any(k.endswith("accuracy") for k in hist.history) and len(hist.history["loss"]) == 1
-    x_b, y_b = next(iter(dynamic.train_batches(mini, 16, shift=0.2, outputs=2)))
-    assert x_b.shape == (16, 8, 8, 1) and len(y_b) == 2 and np.array_equal(y_b[0], y_b[1])
-    assert not any(np.allclose(x_b[0], img) for img in x)  # moved, not a training image as is
-    with pytest.raises(ValueError, match="shift"):
-        dynamic.train_batches(mini, 16, shift=0.6)
-    with pytest.raises(ValueError, match="one per exit"):
-        dynamic.train_joint(net, mini, epochs=1, loss_weights=[1.0])
-    with pytest.raises(ValueError, match="non-negative"):
-        dynamic.train_joint(net, mini, epochs=1, loss_weights=[1.0, -1.0])
-
-
 def test_skip_gate_trains_and_its_table_adds_up():
     rng = np.random.default_rng(4)
     x = rng.random((96, 28, 28, 1)).astype("float32")
@@ -286,53 +190,6 @@ def test_skip_gate_trains_and_its_table_adds_up():
         dynamic.train_skip_gate(mini, epochs=1, train_size=8, budget_target=30)
 
 
-@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "0.5", None, True])
-def test_threshold_outside_its_range(bad):
-    logits = [np.zeros((2, 3)), np.zeros((2, 3))]
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        dynamic.route(logits, "confidence", bad)
-
-
-def test_bad_input_is_explained(net3):
-    with pytest.raises(ValueError, match="Unknown exit rule"):
-        dynamic.exit_mask(np.zeros((2, 3)), "margin", 0.5)
-    with pytest.raises(ValueError, match="different numbers of classes"):
-        dynamic.route([np.zeros((4, 10)), np.zeros((4, 5))], "confidence", 0.5)
-    with pytest.raises(ValueError, match="one threshold per early exit"):
-        dynamic.route([np.zeros((4, 3))] * 3, "confidence", [0.5])
-    with pytest.raises(ValueError, match="no layer 'conv9'.*'c1'"):
-        dynamic.build_early_exit(backbone(), ["conv9"])
-    with pytest.raises(ValueError, match="last layer"):
-        dynamic.build_early_exit(backbone(), ["out"])
-    with pytest.raises(ValueError, match="forward order"):
-        dynamic.build_early_exit(backbone(), ["d1", "c1"])
-    wrong = [lambda shape, classes, i: [keras.layers.Flatten(name="f9"), keras.layers.Dense(5, name="h9")]]
-    with pytest.raises(ValueError, match="Exit head 1.*3 class logits"):
-        dynamic.build_early_exit(backbone(), ["c1"], heads=wrong)
-    with pytest.raises(ValueError, match="one cumulative MAC count per exit"):
-        dynamic.mean_macs(np.array([0, 3]), [1, 2, 3])
-    with pytest.raises(ValueError, match="within"):
-        dynamic.operating_point(
-            dynamic.sweep([np.eye(3)[[0, 1]], np.eye(3)[[1, 1]]], np.array([1, 0]), [1, 2], [0.0]), 1.0, 0.001
-        )
-
-
-def test_backbones_it_cannot_split():
-    inp = keras.Input((8, 8, 1))
-    a = keras.layers.Conv2D(2, 3, padding="same", name="a")(inp)
-    b = keras.layers.Add(name="skip")([inp, a])
-    residual = keras.Model(inp, keras.layers.Dense(3, name="o")(keras.layers.Flatten(name="f")(b)))
-    with pytest.raises(ValueError, match="one chain"):
-        dynamic.build_early_exit(residual, ["a"])
-
-    class Sub(keras.Model):
-        def call(self, x):
-            return x
-
-    with pytest.raises(models.ModelError):
-        dynamic.build_early_exit(Sub(), ["a"])
-
-
 # --- the notebook's exercise checks: fail on the placeholder and typical mistakes, pass on answers
 
 
@@ -340,30 +197,61 @@ def todo(*args, **kwargs):
     raise NotImplementedError("Exercise: write your code here")
 
 
-def test_check_confidence():
-    def good(z):
+def good_exit_rule(exit_logits, rule, threshold):
+    n, last = len(exit_logits[0]), len(exit_logits) - 1
+    idx, undecided = np.full(n, last), np.ones(n, dtype=bool)
+    for k, z in enumerate(exit_logits[:last]):
+        z = np.asarray(z, dtype=np.float64)
         z = z - z.max(axis=1, keepdims=True)
-        return 1.0 / np.exp(z).sum(axis=1)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        if rule == "confidence":
+            passes = 1.0 / np.exp(z).sum(axis=1) > threshold
+        else:
+            passes = -(np.exp(log_p) * log_p).sum(axis=1) / np.log(z.shape[1]) < threshold
+        leave = undecided & passes
+        idx[leave], undecided = k, undecided & ~leave
+    return np.stack(exit_logits)[idx, np.arange(n)].argmax(axis=1), idx
 
-    checks.nb06.exit_confidence(good)
-    checks.nb06.exit_confidence(dynamic.confidence)
+
+def test_check_exit_rule():
+    checks.nb06.exit_rule(good_exit_rule)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb06.exit_confidence(todo)
-    with pytest.raises(checks.CheckFailed, match="argmax"):
-        checks.nb06.exit_confidence(lambda z: z.argmax(axis=1))
-    with pytest.raises(checks.CheckFailed, match="finite|maximum"):
-        checks.nb06.exit_confidence(lambda z: (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)).max(axis=1))
-    with pytest.raises(checks.CheckFailed, match="axis"):
-        checks.nb06.exit_confidence(lambda z: good(z.T))
+        checks.nb06.exit_rule(todo)
+    with pytest.raises(checks.CheckFailed, match="tuple"):
+        checks.nb06.exit_rule(lambda e, r, t: good_exit_rule(e, r, t)[1])
 
+    def last_passing(exit_logits, rule, threshold):
+        out = [good_exit_rule([z, exit_logits[-1]], rule, threshold) for z in exit_logits[:-1]]
+        idx = np.full(len(exit_logits[0]), len(exit_logits) - 1)
+        for k, (_, i) in enumerate(out):
+            idx[i == 0] = k
+        return np.stack(exit_logits)[idx, np.arange(len(idx))].argmax(axis=1), idx
 
-def test_check_mean_macs():
-    checks.nb06.mean_macs(lambda idx, macs: np.cumsum(macs)[idx].mean())
-    checks.nb06.mean_macs(lambda i, m: dynamic.mean_macs(i, np.cumsum(m)))
-    with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb06.mean_macs(todo)
-    with pytest.raises(checks.CheckFailed, match="cumulative"):
-        checks.nb06.mean_macs(lambda idx, macs: np.asarray(macs)[idx].mean())
+    with pytest.raises(checks.CheckFailed, match="FIRST exit"):
+        checks.nb06.exit_rule(last_passing)
+
+    def not_strict(exit_logits, rule, threshold):
+        nudge = 1e-12 if rule == "confidence" else -1e-12
+        return good_exit_rule(
+            exit_logits, rule, threshold - nudge if rule == "confidence" else threshold + 1e-12
+        )
+
+    with pytest.raises(checks.CheckFailed, match="strict"):
+        checks.nb06.exit_rule(not_strict)
+
+    def final_predictions(exit_logits, rule, threshold):
+        return exit_logits[-1].argmax(axis=1), good_exit_rule(exit_logits, rule, threshold)[1]
+
+    with pytest.raises(checks.CheckFailed, match="predictions"):
+        checks.nb06.exit_rule(final_predictions)
+
+    def unnormalised(exit_logits, rule, threshold):
+        if rule == "confidence":
+            return good_exit_rule(exit_logits, rule, threshold)
+        return good_exit_rule(exit_logits, rule, threshold / np.log(10))
+
+    with pytest.raises(checks.CheckFailed, match="log"):
+        checks.nb06.exit_rule(unnormalised)
 
 
 def test_check_operating_point():
@@ -372,7 +260,6 @@ def test_check_operating_point():
         return ok.sort_values("mean_macs").iloc[0]["threshold"]
 
     checks.nb06.pick_operating_point(good)
-    checks.nb06.pick_operating_point(lambda t, r, d: dynamic.operating_point(t, r, d)["threshold"])
     with pytest.raises(checks.CheckFailed, match="not written yet"):
         checks.nb06.pick_operating_point(todo)
     with pytest.raises(checks.CheckFailed, match="most accurate"):
@@ -383,80 +270,31 @@ def test_check_operating_point():
         checks.nb06.pick_operating_point(lambda t, r, d: 0.9)
 
 
-def test_sweep_figures_label_every_variant():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from effcourse import plots
-
-    exit1 = np.array([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0], [10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])
-    exits = [exit1, exit1[[0, 0, 1, 1]], np.array([[0.0, 1.0, 0.0]] * 4)]
-    labels = np.array([0, 0, 0, 1])
-    sweeps = {
-        r: dynamic.sweep(exits, labels, [100, 300, 1000], ts, rule=r)
-        for r, ts in {"confidence": [0.0, 0.5, 0.9, 1.0], "entropy": [0.0, 0.1, 0.5, 1.0]}.items()
-    }
-    fig, ax = plt.subplots()
-    plots.exit_sweep(
-        ax,
-        sweeps,
-        "confidence",
-        0.9,
-        375.0,
-        1.0,
-        1000.0,
-        0.25,
-        0.001,
-        extra=[(200.0, 0.5, dict(marker="D"), "static")],
-    )
-    names = ax.get_legend_handles_labels()[1]
-    assert names[:2] == ["early exit, confidence rule (test sweep)", "early exit, entropy rule (test sweep)"]
-    assert "operating point (confidence > 0.9, chosen on validation)" in names and "static" in names
-    assert ax.get_xscale() == "log" and "MACs" in ax.get_xlabel()
-    fig2, ax2 = plt.subplots()
-    plots.exit_share_bars(ax2, sweeps["confidence"], ["exit 1", "exit 2", "final"], 0.9, "confidence")
-    assert ax2.get_legend_handles_labels()[1] == ["operating point", "exit 1", "exit 2", "final"]
-    heights = np.array([[p.get_height() for p in c] for c in ax2.containers])
-    np.testing.assert_allclose(heights.sum(axis=0), 100.0)
-    plt.close(fig)
-    plt.close(fig2)
-
-
-def test_static_rival_widths_and_bisection_on_macs():
-    assert dynamic.scaled_widths(0.5) == [10, 25, 250]
-    assert dynamic.scaled_widths(0.001) == [1, 1, 1]
-    # a fake cost: MACs = 1000 * alpha, found by bisection to within 2^-12 of the range
-    alpha = dynamic.alpha_for_macs(400.0, build=lambda a: a, macs=lambda a: 1000 * a)
-    assert 0.4 - (1.0 - 0.02) / 2**12 <= alpha <= 0.4
-    with pytest.raises(ValueError, match="over the budget"):
-        dynamic.alpha_for_macs(1.0, build=lambda a: a, macs=lambda a: 1000 * a)
-    model = dynamic.lenet5_scaled(0.5)
-    assert [layer.filters for layer in model.layers if hasattr(layer, "filters")] == [10, 25]
-
-
 def test_check_threshold_under_budget():
     def good(table, stage_ms, budget_ms):
         cum = np.cumsum(stage_ms)
         pred = table[["share_exit1", "share_exit2", "share_final"]].to_numpy() @ cum
         ok = table[pred <= budget_ms].assign(pred=pred[pred <= budget_ms])
+        if ok.empty:
+            return None
         return ok.sort_values(["accuracy", "pred"], ascending=[False, True]).iloc[0]["threshold"]
 
-    checks.nb06.threshold_under_budget(good)
+    checks.nb06.threshold_under_budget(good, JUDGEMENT)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb06.threshold_under_budget(todo)
+        checks.nb06.threshold_under_budget(todo, JUDGEMENT)
     with pytest.raises(checks.CheckFailed, match="never exit"):
-        checks.nb06.threshold_under_budget(lambda t, s, b: t.sort_values("accuracy").iloc[-1]["threshold"])
+        checks.nb06.threshold_under_budget(
+            lambda t, s, b: t.sort_values("accuracy").iloc[-1]["threshold"], JUDGEMENT
+        )
     with pytest.raises(checks.CheckFailed, match="most accurate"):
-        checks.nb06.threshold_under_budget(lambda t, s, b: 0.5)
+        checks.nb06.threshold_under_budget(lambda t, s, b: 0.5, JUDGEMENT)
 
     def own_stage_only(table, stage_ms, budget_ms):  # charges the exit's own stage, not the cumulative sum
         pred = table[["share_exit1", "share_exit2", "share_final"]].to_numpy() @ np.asarray(stage_ms)
         return table[pred <= budget_ms].sort_values("accuracy").iloc[-1]["threshold"]
 
     with pytest.raises(checks.CheckFailed, match="cumulative"):
-        checks.nb06.threshold_under_budget(own_stage_only)
+        checks.nb06.threshold_under_budget(own_stage_only, JUDGEMENT)
 
     def ties_to_the_dearer(table, stage_ms, budget_ms):
         pred = table[["share_exit1", "share_exit2", "share_final"]].to_numpy() @ np.cumsum(stage_ms)
@@ -464,6 +302,19 @@ def test_check_threshold_under_budget():
         return ok[ok["accuracy"] == ok["accuracy"].max()]["threshold"].max()
 
     with pytest.raises(checks.CheckFailed, match="tie"):
-        checks.nb06.threshold_under_budget(ties_to_the_dearer)
+        checks.nb06.threshold_under_budget(ties_to_the_dearer, JUDGEMENT)
     with pytest.raises(checks.CheckFailed, match="tie|fixed"):
-        checks.nb06.threshold_under_budget(lambda t, s, b: 0.95)  # hard-coded
+        checks.nb06.threshold_under_budget(lambda t, s, b: 0.95, JUDGEMENT)  # hard-coded
+    with pytest.raises(checks.CheckFailed, match="judgement"):
+        checks.nb06.threshold_under_budget(todo)
+    with pytest.raises(checks.CheckFailed, match="reason"):
+        checks.nb06.threshold_under_budget(todo, "higher")
+
+    def never_none(table, stage_ms, budget_ms):
+        pred = table[["share_exit1", "share_exit2", "share_final"]].to_numpy() @ np.cumsum(stage_ms)
+        ok = table.assign(pred=pred)
+        ok = ok[ok["pred"] <= budget_ms] if (ok["pred"] <= budget_ms).any() else ok
+        return ok.sort_values(["accuracy", "pred"], ascending=[False, True]).iloc[0]["threshold"]
+
+    with pytest.raises(checks.CheckFailed, match="None"):
+        checks.nb06.threshold_under_budget(never_none, JUDGEMENT)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-
 import numpy as np
 
 from . import call, close, fail, one_pass_line_each, passed
@@ -38,45 +36,64 @@ def replica_loss(fn) -> None:
             atol=1e-5,
             hint="Each replica returns sum(its per-example losses) / global batch size.",
         )
+    import tensorflow as tf
+
+    try:
+        in_graph = float(tf.function(lambda v: fn(v, global_batch))(tf.constant(parts[0])))
+    except Exception as err:  # noqa: BLE001 - any failure in graph mode gets the same hint
+        fail(
+            "your function fails inside a tf.function (where the custom loop calls it): use "
+            f"TensorFlow operations such as tf.reduce_sum, not NumPy ({type(err).__name__})."
+        )
+    if abs(in_graph - float(parts[0].sum()) / global_batch) > 1e-5:
+        fail("inside a tf.function your function gives another value than on NumPy arrays.")
     return passed(
         "each replica divides by the global batch: the summed gradients equal the "
         "single-device gradient (this is tf.nn.compute_average_loss)."
     )
 
 
-def tf_config(fn) -> None:
-    """Exercise 07.2: the TF_CONFIG of one worker of a cluster."""
-    from .. import parallel
+def gpipe_schedule(fn) -> None:
+    """Exercise 07.2: GPipe's tasks laid out on K devices from each task's duration."""
+    from ..parallel import gpipe_timeline
 
-    hosts = ["10.0.0.1:2222", "10.0.0.2:2222", "10.0.0.3:2222"]
-    for index in range(len(hosts)):
-        got = call(fn, list(hosts), index, name="make_tf_config")
-        if isinstance(got, str):
-            try:
-                got = json.loads(got)
-            except ValueError:
-                fail("return a dict (or its JSON text); the string you returned is not valid JSON.")
-        if not isinstance(got, dict):
-            fail(f"return a dict with keys 'cluster' and 'task', got {type(got).__name__}.")
+    rng = np.random.default_rng(11)
+    cases = [(2, 1), (2, 4), (3, 3), (4, 2)]
+    for k, m in cases:
+        fwd, bwd = rng.uniform(1, 3, (k, m)), rng.uniform(2, 5, (k, m))
+        got = call(fn, fwd.tolist(), bwd.tolist(), name="gpipe_schedule")
+        if not isinstance(got, (list, tuple)) or not all(isinstance(t, dict) for t in got):
+            fail("return a list of tasks, each a dict with stage, phase, micro_batch, start and end.")
+        want = {(t["stage"], t["phase"], t["micro_batch"]): t for t in gpipe_timeline(fwd, bwd)}
         try:
-            json.dumps(got)
-        except TypeError as err:
-            fail(f"TF_CONFIG must be JSON-serialisable (it travels as an environment variable): {err}")
-        expected = parallel.tf_config(hosts, index)
-        if got.get("cluster") != expected["cluster"]:
+            mine = {(int(t["stage"]), t["phase"], int(t["micro_batch"])): t for t in got}
+        except KeyError as err:
+            fail(f"every task needs the key {err}: stage, phase ('F' or 'B'), micro_batch, start, end.")
+        if set(mine) != set(want):
             fail(
-                f"'cluster' should be the SAME for every worker, {expected['cluster']}; got "
-                f"{got.get('cluster')} for worker {index}. Every worker needs every address."
+                f"K={k}, M={m}: expected {2 * k * m} tasks, one forward ('F') and one backward ('B') per "
+                f"stage and micro-batch; got {len(got)} ({len(set(mine) & set(want))} of them right)."
             )
-        task = got.get("task", {})
-        if task.get("index") == str(index):
-            fail("the task index must be an int, not a string.")
-        if task != expected["task"]:
+        for key, t in want.items():
+            if abs(mine[key]["end"] - mine[key]["start"] - (t["end"] - t["start"])) > 1e-9:
+                fail(
+                    f"task {key} lasts {mine[key]['end'] - mine[key]['start']:.3f}; it should last its "
+                    "duration from forward[k][m] or backward[k][m]."
+                )
+        off = [key for key, t in want.items() if abs(mine[key]["start"] - t["start"]) > 1e-9]
+        if off:
+            phase = "backward" if any(p == "B" for _, p, _ in off) else "forward"
+            first = min(off, key=lambda key: want[key]["start"])
             fail(
-                f"'task' for worker {index} should be {expected['task']}, got {task}. Only the "
-                "task index differs between workers."
+                f"K={k}, M={m}: task {first} (stage, phase, micro-batch) starts at "
+                f"{mine[first]['start']:.3f}, expected {want[first]['start']:.3f}. A task starts when its "
+                f"device is free AND its input is ready; check the {phase} passes' order and dependencies "
+                "(backwards run in reverse micro-batch order, from the last stage to the first)."
             )
-    return passed("every worker gets the whole cluster and its own task index.")
+    return passed(
+        "every task starts when its device is free and its input is ready: GPipe's fill, "
+        "steady state and drain."
+    )
 
 
 def micro_batches(fn) -> None:

@@ -1,10 +1,11 @@
 """Staged execution in LiteRT: each stage its own .tflite model, the next run only when needed (notebook 06).
 
-``StagedTFLite`` converts each stage of an ``EarlyExitNet`` (with its exit head and the exit
-rule's score, ``deploy_stages``) to its own .tflite model and runs them one after the other
-in LiteRT, a sample at a time, running the next stage only when the exit rule says so;
-``compare_latency`` times it against the full network image by image, interleaved in blocks
-of images, and returns a ``LatencyComparison``.
+Notebook 06 builds the early-exit network and its stages in plain Keras (one model per stage:
+an early stage maps its input to ``[features, logits]``, the last to logits). ``StagedTFLite``
+adds the exit rule's score to each early stage, converts each stage to its own .tflite model
+and runs them one after the other in LiteRT, a sample at a time, running the next stage only
+when the exit rule says so; ``compare_latency`` times it against the full network image by
+image, interleaved in blocks of images, and returns a ``LatencyComparison``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import convert, measure, progress
-from .build import EarlyExitNet
-from .rules import RULES, _thresholds
+
+RULES = ("confidence", "entropy")
+
+
+def _thresholds(thresholds, rule, n_early):
+    """One threshold in [0, 1] per early exit (a single number is used at every exit)."""
+    if rule not in RULES:
+        raise ValueError(f"Unknown exit rule {rule!r}; choose one of {RULES}.")
+    ts = list(thresholds) if isinstance(thresholds, (list, tuple, np.ndarray)) else [thresholds] * n_early
+    if len(ts) != n_early:
+        raise ValueError(f"Give one threshold per early exit ({n_early}) or a single number; got {len(ts)}.")
+    for t in ts:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, float, np.number)) or not 0 <= t <= 1:
+            raise ValueError(
+                f"The {rule} threshold must be a number in [0, 1]; got {t!r}. Confidence: leave when "
+                "max softmax > t; entropy (divided by log(classes)): leave when it is < t."
+            )
+    return [float(t) for t in ts]
 
 
 def _score_layer(rule: str, name: str):
@@ -35,22 +52,22 @@ def _score_layer(rule: str, name: str):
     return tf_keras.layers.Lambda(normalised_entropy, name=name)
 
 
-def deploy_stages(net: EarlyExitNet, rule: str = "confidence") -> list:
-    """The stages as Keras models for deployment (notebook 06): an early stage maps its input to
-    ``[features, logits, score]``, where ``score`` is the exit rule's confidence or entropy
-    computed inside the model; the last stage maps to logits. Same layers, same weights.
-
-    Introduced in notebook 06.
-    """
+def _deploy_stages(stages, rule: str = "confidence") -> list:
+    """Each early stage with the exit rule's score as a third output, computed inside the model."""
     import tf_keras
 
     if rule not in RULES:
         raise ValueError(f"Unknown exit rule {rule!r}; choose one of {RULES}.")
     out = []
-    for k, stage in enumerate(net.stages):
-        if k == net.n_exits - 1:
+    for k, stage in enumerate(stages):
+        if k == len(stages) - 1:
             out.append(stage)
             continue
+        if len(stage.outputs) != 2:
+            raise ValueError(
+                f"Early stage {k + 1} ({stage.name}) must map its input to [features, logits]; it has "
+                f"{len(stage.outputs)} output(s). Only the last stage gives logits alone."
+            )
         features, logits = stage.outputs
         score = _score_layer(rule, f"stage{k + 1}_{rule}")(logits)
         out.append(tf_keras.Model(stage.inputs, [features, logits, score], name=f"stage{k + 1}_{rule}"))
@@ -85,33 +102,29 @@ class StagedTFLite:
     """Each stage with its exit head as its own .tflite model in LiteRT, run one after the other
     per sample; the next stage runs only if the exit rule says so.
 
-    Each early stage's .tflite computes its features, its logits and the rule's score
-    (``deploy_stages``); Python reads the score, compares it with the threshold, and either
-    returns the class or copies the features into the next stage's input.
+    ``stages``: Keras models, earliest first; an early stage maps its input to ``[features,
+    logits]``, the last stage to logits. Each early stage's .tflite computes its features, its
+    logits and the rule's score; Python reads the score, compares it with the threshold
+    (``confidence > t`` or ``entropy < t``), and either returns the class or copies the
+    features into the next stage's input.
 
     Introduced in notebook 06.
     """
 
-    def __init__(
-        self, net: EarlyExitNet, rule: str = "confidence", thresholds=0.9, threads: int = 1, blobs=None
-    ):
+    def __init__(self, stages, rule: str = "confidence", thresholds=0.9, threads: int = 1):
+        stages = list(stages)
+        if len(stages) < 2:
+            raise ValueError(f"Give the stages as a list of at least 2 Keras models; got {len(stages)}.")
         self.rule = rule
-        self.thresholds = _thresholds(thresholds, rule, net.n_exits - 1)
-        stages = deploy_stages(net, rule)
-        self.blobs = list(blobs) if blobs is not None else [convert.to_tflite(s) for s in stages]
-        if len(self.blobs) != net.n_exits:
-            raise ValueError(f"Need one .tflite model per stage ({net.n_exits}); got {len(self.blobs)}.")
+        self.thresholds = _thresholds(thresholds, rule, len(stages) - 1)
+        stages = _deploy_stages(stages, rule)
+        self.blobs = [convert.to_tflite(s) for s in stages]
         self.runners = [convert.TFLiteModel(b, threads=threads) for b in self.blobs]
         self.input_shape = tuple(self.runners[0].input_details["shape"])
         self._plan = []
         for k, (stage, runner) in enumerate(zip(stages, self.runners)):
             i_in, outs = _match_outputs(stage, runner.interpreter)
-            if k < net.n_exits - 1:
-                if len(outs) != 3:
-                    raise ValueError(
-                        f"Stage {k + 1}'s .tflite model should give features, logits and "
-                        f"the {rule} score; build its blob from deploy_stages(net, {rule!r})."
-                    )
+            if k < len(stages) - 1:
                 feat, logits, score = outs
             else:
                 feat, logits, score = None, outs[0], None

@@ -9,17 +9,16 @@ parallel.devices()``):
   fits the notebook's sweeps to the device count.
 * ``local_devices``: ``devices()`` (real GPUs, else the logical CPUs made by
   ``effcourse.setup(logical_cpus=N)``), ``hardware``, ``hardware_line``.
-* ``data_parallel``: ``MirroredStrategy`` (``mirrored``), ``gradient_equivalence``,
-  ``train_step``, ``distribute_batch`` and ``scaling`` (samples/s per replica count, on
-  ``effcourse.timing.interleaved``).
+* ``data_parallel``: ``MirroredStrategy`` (``mirrored``), ``train_step``,
+  ``distribute_batch`` and ``scaling`` (samples/s per replica count, on
+  ``effcourse.timing.interleaved``); the gradient check is a cell of notebook 07.
 * ``multi_worker``: the local launcher (loopback ports, one ``TF_CONFIG`` per worker,
   output collection, clean-up on crash and hang) and ``run_multi_worker``, which runs
   ``python -m effcourse._mw_worker`` in each worker.
 * ``model_parallel``: ``split_sequential`` places consecutive layers on different devices.
 * ``pipeline``: GPipe's schedule (``run_gpipe``, ``gpipe_timeline``, ``bubble``) measured
   task by task, or run for real with one thread per device (``run_gpipe_concurrent``) where
-  ``pipeline_mode`` says the devices are real; the Gantt chart is
-  ``effcourse.plots.pipeline_gantt``.
+  ``pipeline_mode`` says the devices are real; notebook 07 draws the Gantt chart.
 * ``memory``: which models one device can hold: ``memory_sweep`` trains widths of the
   balanced MLP and measures the bytes of the variables placed on each device under K-way
   splitting (``memory_per_device``), against a stated per-device budget (``device_budget``).
@@ -30,17 +29,11 @@ from __future__ import annotations
 from .data_parallel import (
     _KEY_STRIDE,
     _per_example_loss,
-    _to_numpy_list,
-    allreduce_bytes,  # noqa: F401
-    decimals,
+    decimals,  # noqa: F401
     distribute_batch,
-    equivalence_table,
-    gradient_checks,
-    gradient_equivalence,
     mirrored,
     per_replica_batch,
     replica_gradients,
-    scaled_learning_rate,
     scaling,
     scaling_frame,
     scaling_rows,
@@ -106,13 +99,3 @@ from .memory import (
     split_by_bytes,
     variable_bytes,
 )
-
-
-def gantt(timeline, ax=None, title: str | None = None, unit: float = 1e3):
-    """Gantt chart of a pipeline timeline: now ``effcourse.plots.pipeline_gantt``.
-
-    Introduced in notebook 07.
-    """
-    from .. import plots
-
-    return plots.pipeline_gantt(timeline, ax=ax, title=title, unit=unit)

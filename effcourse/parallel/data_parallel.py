@@ -1,9 +1,10 @@
 """Data parallelism with ``tf.distribute.MirroredStrategy`` (notebook 07).
 
-``gradient_equivalence`` proves that the gradient all-reduced over replicas equals the
-single-device gradient of the global batch; ``train_step`` is the custom-loop step;
-``scaling`` measures samples per second against the replica count, on the course's one
-timing core (``effcourse.timing.interleaved``).
+Notebook 07 shows the strategy, a distributed dataset, ``strategy.run`` and the gradient
+check in plain cells. Here: ``mirrored`` (a strategy with its own collective keys),
+``distribute_batch`` (arrays in memory split over the replicas), ``train_step`` (the
+custom-loop step) and ``scaling``, which times that step per replica count on the course's
+one timing core (``effcourse.timing.interleaved``).
 """
 
 from __future__ import annotations
@@ -56,44 +57,10 @@ def per_replica_batch(global_batch: int, replicas: int) -> int:
     return global_batch // replicas
 
 
-def scaled_learning_rate(base_lr: float, base_batch: int, global_batch: int) -> float:
-    """The linear scaling rule: lr = base_lr * global_batch / base_batch (Goyal et al. 2017; notebook 07).
-
-    Introduced in notebook 07.
-    """
-    if base_lr <= 0 or base_batch < 1 or global_batch < 1:
-        raise ValueError("base_lr must be > 0 and the batch sizes >= 1")
-    return base_lr * global_batch / base_batch
-
-
-def allreduce_bytes(n_params: int, replicas: int, bytes_per_value: int = 4) -> dict:
-    """Bytes a data-parallel step all-reduces, from the parameter count.
-
-    ``gradient_bytes``: one full gradient (params x 4 bytes in float32), what every replica
-    contributes and receives each step. ``ring_bytes_per_replica``: what each replica sends
-    with a ring all-reduce, 2 (N-1)/N x gradient_bytes (reduce-scatter, then all-gather).
-
-    Introduced in notebook 07.
-    """
-    if isinstance(n_params, bool) or not isinstance(n_params, (int, np.integer)) or n_params < 0:
-        raise ValueError(f"n_params must be an int >= 0, got {n_params!r}")
-    per_replica_batch(replicas, 1)  # validates replicas
-    grad = int(n_params) * bytes_per_value
-    return {
-        "gradient_bytes": grad,
-        "ring_bytes_per_replica": 2 * (replicas - 1) / replicas * grad,
-        "ring_bytes_total": 2 * (replicas - 1) * grad,
-    }
-
-
 def _per_example_loss(labels, logits):
     import tf_keras
 
     return tf_keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-
-
-def _to_numpy_list(values):
-    return [np.asarray(v) for v in values]
 
 
 def replica_gradients(model, x, y, global_batch: int, training: bool):
@@ -110,65 +77,6 @@ def replica_gradients(model, x, y, global_batch: int, training: bool):
         per_example = _per_example_loss(y, model(x, training=training))
         loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
     return loss, tape.gradient(loss, model.trainable_variables)
-
-
-def gradient_equivalence(model, x, y, strategy=None) -> dict:
-    """Compare the gradient all-reduced over replicas with the single-device gradient.
-
-    The global batch ``(x, y)`` is split evenly over the strategy's replicas; each replica
-    computes the gradient of ``sum(its per-example losses) / global_batch`` and the
-    all-reduce sums them. That must equal the gradient of the mean loss over the whole
-    batch on one device. Returns the maximum absolute difference (and the scale of the
-    gradient) together with the replica count, batch sizes and all-reduced bytes.
-
-    Introduced in notebook 07.
-    """
-    import tensorflow as tf
-
-    from .. import models
-
-    models.check_model(model, what="gradient_equivalence")
-    strategy = strategy or mirrored()
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y)
-    if len(x) != len(y):
-        raise ValueError(f"x and y have different lengths ({len(x)} and {len(y)})")
-    replicas = strategy.num_replicas_in_sync
-    local = per_replica_batch(len(x), replicas)
-    global_batch = len(x)
-
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(_per_example_loss(y, model(x, training=False)))
-    single = _to_numpy_list(tape.gradient(loss, model.trainable_variables))
-
-    with strategy.scope():
-        replica_model = models.clone(model, compile_like=False)
-    xb, yb = distribute_batch(strategy, x, y)
-
-    @tf.function
-    def distributed_gradient(xb, yb):
-        def replica_fn(xr, yr):
-            _, grads = replica_gradients(replica_model, xr, yr, global_batch, training=False)
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-
-        return strategy.run(replica_fn, args=(xb, yb))
-
-    reduced = distributed_gradient(xb, yb)
-    per_replica = [[np.asarray(v) for v in strategy.experimental_local_results(g)] for g in reduced]
-    averaged = [copies[0] for copies in per_replica]
-    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(averaged, single))
-    spread = max(float(np.max(np.abs(c - copies[0]))) for copies in per_replica for c in copies)
-    n_params = int(sum(v.size for v in single))
-    return {
-        "replicas": replicas,
-        "global_batch": global_batch,
-        "per_replica_batch": local,
-        "max_abs_diff": diff,
-        "max_abs_grad": max(float(np.max(np.abs(g))) for g in single),
-        "replica_disagreement": spread,
-        "n_params": n_params,
-        **allreduce_bytes(n_params, replicas),
-    }
 
 
 def train_step(strategy, model, optimizer, global_batch: int):
@@ -347,14 +255,6 @@ def scaling_frame(rows):
     return raw, raw[list(SCALING_COLUMNS)].rename(columns=SCALING_COLUMNS)
 
 
-def gradient_checks(model, x, y, replica_counts) -> list[dict]:
-    """``gradient_equivalence`` for each replica count, each on its own ``mirrored(n)``.
-
-    Introduced in notebook 07.
-    """
-    return [gradient_equivalence(model, x, y, mirrored(n)) for n in replica_counts]
-
-
 def decimals(value, digits: int = 2) -> str:
     """A tiny number written out in decimals (``digits`` significant), never in e-notation.
 
@@ -369,24 +269,3 @@ def decimals(value, digits: int = 2) -> str:
     if np.isnan(value):
         return ""
     return np.format_float_positional(value, precision=digits, unique=False, fractional=False, trim="-")
-
-
-def equivalence_table(checks):
-    """The rows of ``gradient_checks`` as the table notebook 07 shows: differences in decimals, bytes in KB.
-
-    Introduced in notebook 07.
-    """
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "replicas": [r["replicas"] for r in checks],
-            "global batch": [r["global_batch"] for r in checks],
-            "per-replica batch": [r["per_replica_batch"] for r in checks],
-            "largest difference": [decimals(r["max_abs_diff"]) for r in checks],
-            "largest gradient entry": [decimals(r["max_abs_grad"]) for r in checks],
-            "replicas disagree by": [decimals(r["replica_disagreement"]) for r in checks],
-            "gradient (KB)": [r["gradient_bytes"] / 1024 for r in checks],
-            "ring all-reduce, sent per replica (KB)": [r["ring_bytes_per_replica"] / 1024 for r in checks],
-        }
-    )

@@ -3,8 +3,8 @@
 ``run_gpipe`` pushes micro-batches through the stages in GPipe's order, timing every task,
 and ``gpipe_timeline`` lays the measured tasks out as K independent devices would run
 them, which gives the bubble to compare with (K-1)/(M+K-1) (``bubble_formula``) and with
-the slowest stage's pace (``bubble_bottleneck``). The Gantt chart of a timeline is
-``effcourse.plots.pipeline_gantt``.
+the slowest stage's pace (``bubble_bottleneck``). Notebook 07 draws the Gantt chart of a
+timeline, laid out by the learner's own schedule.
 """
 
 from __future__ import annotations
