@@ -6,7 +6,7 @@ A thin layer over Optuna (``optuna.org``): the space (``space``: ``Float``, ``In
 objective with a pruner, NSGA-II for several, both seeded, budgets as constraints), and the
 objectives built from the course's own helpers (``objectives``: ``compression_objective``,
 ``channel_objective``, the latency floor). Every trial can be logged to TensorBoard's
-HParams dashboard (``effcourse.tracking``). ``__init__`` re-exports every public name.
+HParams dashboard (``log_study`` on ``effcourse.tracking``). ``__init__`` re-exports every public name.
 """
 
 from .objectives import (
@@ -29,7 +29,7 @@ from .study import (
     artifact,
     artifact_dir,
     best,
-    best_so_far,
+    log_study,
     budgets_of,
     importances,
     objectives_of,
@@ -54,7 +54,6 @@ __all__ = [
     "artifact",
     "artifact_dir",
     "best",
-    "best_so_far",
     "budgets_of",
     "channel_objective",
     "check",
@@ -64,6 +63,7 @@ __all__ = [
     "compression_objective",
     "held_sparsity",
     "importances",
+    "log_study",
     "latency_floor_ms",
     "objectives_of",
     "one_shot_prune",

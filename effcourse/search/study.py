@@ -341,7 +341,7 @@ def run(
     next to the study). It may call ``reporter.report(value, step)`` so the pruner can stop
     it. ``enqueue``: configurations to try first (e.g. the hand-tuned one), added once.
     ``timeout`` (seconds) stops starting new trials after that long. ``log_dir``: every
-    trial logged to TensorBoard HParams afterwards (``tracking.log_study``). ``on_trial(row)``
+    trial logged to TensorBoard HParams afterwards (``log_study``). ``on_trial(row)``
     is called with each finished trial's row. A configuration the sampler proposes again
     after it finished is not measured again: the trial copies its twin's metrics
     (``repeat_of`` in its user attributes). Returns the study.
@@ -417,10 +417,30 @@ def run(
         bar.close()
     study.set_user_attr("last_run_seconds", time.perf_counter() - start)
     if log_dir is not None:
-        from .. import tracking
-
-        tracking.log_study(study, log_dir)
+        log_study(study, log_dir)
     return study
+
+
+def log_study(study, log_dir) -> Path:
+    """Every finished trial of ``study`` as one TensorBoard HParams run (``tracking.log_runs``), named ``trial-NNNN``.
+
+    Parameters are the trial's suggested values plus its state (complete / pruned / fail);
+    metrics are what the objective measured, ``feasible`` (1 if every budget was met) and ``seconds``.
+
+    Introduced in notebook 08.
+    """
+    from .. import tracking
+
+    rows = table(study)
+    if rows.empty:
+        raise ValueError(f"The study {study.study_name!r} has no finished trial to log.")
+    params = [p for p in rows.columns if p in {k for t in study.trials for k in t.params}] + ["state"]
+    skip = set(params) | {"trial", "pruned_at_step", "elapsed_s"}
+    records = rows.assign(feasible=rows["feasible"].astype(int)).to_dict("records")
+    names = [f"trial-{int(t):04d}" for t in rows["trial"]]
+    return tracking.log_runs(
+        records, log_dir, [c for c in rows.columns if c not in skip], params, names=names
+    )
 
 
 def _finished_twin(study, trial):
@@ -554,22 +574,6 @@ def _budget_message(done, budgets) -> str:
         + "; ".join(parts)
         + ". Widen that budget, add milder settings to the space, or run more trials."
     )
-
-
-def best_so_far(rows, metric: str, direction: str = "minimize"):
-    """Per finished trial, the best ``metric`` among the feasible trials so far (NaN before the first).
-
-    Introduced in notebook 08.
-    """
-    import numpy as np
-
-    best_, out = None, []
-    for _, r in rows.iterrows():
-        if r["feasible"] and r[metric] is not None and np.isfinite(r[metric]):
-            v = float(r[metric])
-            best_ = v if best_ is None else (min(best_, v) if direction == "minimize" else max(best_, v))
-        out.append(np.nan if best_ is None else best_)
-    return rows.assign(**{f"best {metric}": out})
 
 
 def importances(study, target: str | None = None) -> dict:
