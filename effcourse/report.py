@@ -228,12 +228,8 @@ def _channels(rows, table):
     mac_x = ratio(_base(table, r["model"], "macs"), r["macs"])
     lat_x = ratio(_extra(r, "dense_latency_ms"), r["latency_ms"])
     loss = (_base(table, r["model"], "accuracy") - r["accuracy"]) * 100
-    return {
-        "mac_x": mac_x,
-        "lat_x": lat_x,
-        "loss": loss,
-        "text": f"{r['model']}: {mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points lost",
-    }
+    text = f"{r['model']}: {mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points lost"
+    return dict(mac_x=mac_x, lat_x=lat_x, loss=loss, text=text)
 
 
 def _int8(rows, table):
@@ -312,12 +308,8 @@ def _early_exit(rows, table):
         return "run notebook 06"
     mac_x, lat_x = ratio(f["macs"], d["macs"]), float(_extra(d, "speedup_mean_latency", float("nan")))
     loss = (f["accuracy"] - d["accuracy"]) * 100
-    return {
-        "mac_x": mac_x,
-        "lat_x": lat_x,
-        "loss": loss,
-        "text": f"{mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points ({d['variant']})",
-    }
+    text = f"{mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points ({d['variant']})"
+    return dict(mac_x=mac_x, lat_x=lat_x, loss=loss, text=text)
 
 
 def _mixed_precision(rows, table):
