@@ -102,7 +102,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "max_drop": {"quick": 0.01, "full": 0.001},
         "seed": {"quick": 0, "full": 0},
         # section 1.1: the plain Optuna study of the learner's objective (one-shot pruning, no training)
-        "demo_trials": {"quick": 8, "full": 20},
+        "demo_trials": {"quick": 12, "full": 20},
+        "demo_startup_trials": {"quick": 5, "full": 5},  # random trials before TPE models the results
         "demo_max_drop": {"quick": 0.01, "full": 0.005},  # accuracy within this of the dense model's
         # size search (TPE, one objective: gzip bytes; notebook 04's hand-tuned plan tried first)
         "size_models": {"quick": ("lenet_300_100", "lenet5"), "full": ("lenet_300_100", "lenet5")},
