@@ -137,3 +137,18 @@ def test_deploy_choice_check():
         checks.nb08.deploy_choice(fixed_se, rows, 0.98, 5000)
     with pytest.raises(checks.CheckFailed, match="constructed table .* not the smallest"):
         checks.nb08.deploy_choice(lambda r, f, n: 0, rows, 0.98, 5000)
+
+
+def test_best_so_far_check():
+    def ok(rows, metric):
+        return rows[metric].where(rows["feasible"]).cummin().ffill()
+
+    checks.nb08.best_so_far(ok)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb08.best_so_far(todo)
+    with pytest.raises(checks.CheckFailed, match="over budget never counts"):
+        checks.nb08.best_so_far(lambda r, m: r[m].cummin().ffill())
+    with pytest.raises(checks.CheckFailed, match="never gets worse"):
+        checks.nb08.best_so_far(lambda r, m: r[m].where(r["feasible"]).ffill())
+    with pytest.raises(checks.CheckFailed, match="NaN there"):
+        checks.nb08.best_so_far(lambda r, m: r[m].where(r["feasible"]).cummin().ffill().fillna(0))

@@ -187,4 +187,49 @@ def deploy_choice(fn, rows, floor, n_val) -> None:
     )
 
 
+def best_so_far(fn) -> None:
+    """Exercise 08.3: the best value within budget so far, per trial (the progress chart's curve)."""
+    import pandas as pd
+
+    nan = float("nan")
+    cases = [
+        ([(True, 500.0), (False, 100.0), (True, 400.0), (True, 450.0), (False, nan), (True, 300.0)], "mixed"),
+        ([(False, 50.0), (True, 900.0), (True, 800.0)], "late start"),
+        ([(False, 10.0), (False, nan)], "none"),
+    ]
+    for spec, what in cases:
+        rows = pd.DataFrame(
+            {"trial": range(len(spec)), "feasible": [f for f, _ in spec], "size_bytes": [v for _, v in spec]}
+        )
+        want, best = [], nan
+        for ok, v in spec:
+            if ok and v == v:  # within budget and measured (NaN != NaN)
+                best = v if best != best else min(best, v)
+            want.append(best)
+        got = call(fn, rows.copy(), "size_bytes", name="best_so_far")
+        try:
+            got = [float(g) for g in list(got)]
+        except (TypeError, ValueError):
+            fail(f"return one number per trial (a list or a Series), got {type(got).__name__}.")
+        if len(got) != len(want):
+            fail(f"return one value per trial: {len(rows)} trials, got {len(got)} values.")
+        same = all((g == w) or (g != g and w != w) for g, w in zip(got, want))
+        if same:
+            continue
+        if what == "none" or (what == "late start" and got[0] == got[0]):
+            fail("before the first trial within budget there is no best yet: NaN there, not a number.")
+        if what == "mixed" and min(x for x in got if x == x) < 300:
+            fail("a trial over budget never counts, however small: only rows with feasible True.")
+        if any(b > a for a, b in zip(got, got[1:]) if a == a and b == b):
+            fail(
+                "the best so far never gets worse: keep the running minimum, and carry it over trials that miss."
+            )
+        fail(
+            f"for feasible {[f for f, _ in spec]} and sizes {[v for _, v in spec]} expected {want}, got {got}."
+        )
+    return passed(
+        "the running best within budget: NaN before the first, infeasible trials skipped, never worse."
+    )
+
+
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line
