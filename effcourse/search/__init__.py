@@ -10,7 +10,6 @@ HParams dashboard (``log_study`` on ``effcourse.tracking``). ``__init__`` re-exp
 """
 
 from .objectives import (
-    QUANTIZATION,
     LatencyBudgetError,
     channel_objective,
     check_latency_budget,
@@ -18,43 +17,33 @@ from .objectives import (
     held_sparsity,
     latency_floor_ms,
     one_shot_prune,
-    prune_reporting,
 )
 from .space import Choice, Float, Int, SpaceError, check, check_config, check_layers, per_layer, suggest
 from .study import (
     Budget,
     BudgetError,
-    Reporter,
     StudyFileError,
     artifact,
-    artifact_dir,
     best,
     log_study,
-    budgets_of,
     importances,
-    objectives_of,
     open_study,
     run,
     start_model,
-    study_path,
     table,
 )
 
 __all__ = [
-    "QUANTIZATION",
     "Budget",
     "BudgetError",
     "Choice",
     "Float",
     "Int",
     "LatencyBudgetError",
-    "Reporter",
     "SpaceError",
     "StudyFileError",
     "artifact",
-    "artifact_dir",
     "best",
-    "budgets_of",
     "channel_objective",
     "check",
     "check_latency_budget",
@@ -65,14 +54,11 @@ __all__ = [
     "importances",
     "log_study",
     "latency_floor_ms",
-    "objectives_of",
     "one_shot_prune",
     "open_study",
     "per_layer",
-    "prune_reporting",
     "run",
     "start_model",
-    "study_path",
     "suggest",
     "table",
 ]

@@ -82,7 +82,7 @@ def _constraint_func(budgets):
     return constraints
 
 
-def study_path(name: str, profile: str | None = None) -> Path:
+def _study_path(name: str, profile: str | None = None) -> Path:
     """build/search/<profile>/<name>.db, the SQLite file a study lives in.
 
     Introduced in notebook 08.
@@ -140,7 +140,7 @@ def open_study(
     n_startup_trials: int = 5,
     population_size: int = 8,
 ):
-    """Create, or resume, the Optuna study ``name`` stored in SQLite (default ``study_path(name)``).
+    """Create, or resume, the Optuna study ``name`` stored in SQLite (default ``_study_path(name)``).
 
     ``objectives`` is {metric: "minimize" | "maximize"}: one metric gives a seeded TPE sampler
     (with ``pruner``, e.g. ``optuna.pruners.ThresholdPruner``), several a seeded NSGA-II
@@ -159,7 +159,7 @@ def open_study(
     if bad:
         raise ValueError(f"objective directions must be 'minimize' or 'maximize', got {bad}.")
     budgets = list(budgets)
-    path = Path(path) if path is not None else study_path(name)
+    path = Path(path) if path is not None else _study_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     _check_file(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -206,7 +206,7 @@ def open_study(
     return study
 
 
-def objectives_of(study) -> dict:
+def _objectives_of(study) -> dict:
     """{metric: direction} the study was opened with.
 
     Introduced in notebook 08.
@@ -214,7 +214,7 @@ def objectives_of(study) -> dict:
     return dict(study.user_attrs["spec"]["objectives"])
 
 
-def budgets_of(study) -> list:
+def _budgets_of(study) -> list:
     """The ``Budget``s the study was opened with.
 
     Introduced in notebook 08.
@@ -222,7 +222,7 @@ def budgets_of(study) -> list:
     return [Budget(*b) for b in study.user_attrs["spec"]["budgets"]]
 
 
-class Reporter:
+class _Reporter:
     """What an objective calls while it trains: ``report(value, step)`` may stop a hopeless trial.
 
     ``report`` hands the intermediate value (e.g. validation accuracy after an epoch) to
@@ -265,7 +265,7 @@ class Reporter:
             raise optuna.TrialPruned(f"stopped at step {self.stopped_at[0]}: {self.stopped_at[1]:.4f}")
 
 
-def artifact_dir(study) -> Path:
+def _artifact_dir(study) -> Path:
     """The folder next to the study's file where each trial's deployable file is kept.
 
     Introduced in notebook 08.
@@ -295,7 +295,7 @@ def start_model(study, build, name: str = "start"):
     """The model a study's trials continue from: built once by ``build()``, kept next to the study.
 
     A search that continues from a model pruned by a fixed recipe (the hand-tuned plan)
-    pays that recipe once: the model is saved in ``artifact_dir(study)`` and read back when
+    pays that recipe once: the model is saved in ``_artifact_dir(study)`` and read back when
     the study is resumed. A study without finished trials builds it again (a fresh study
     never inherits a stale start). The seconds spent building are kept in the study
     (``start_seconds``), so the notebook can say where the time went.
@@ -304,7 +304,7 @@ def start_model(study, build, name: str = "start"):
     """
     from .. import models
 
-    path = artifact_dir(study) / f"{name}.keras"
+    path = _artifact_dir(study) / f"{name}.keras"
     if path.exists() and any(t.state.is_finished() for t in study.get_trials(deepcopy=False)):
         return models.compile_classifier(models.load_model(path, compile=False))
     t0 = time.perf_counter()
@@ -355,9 +355,9 @@ def run(
 
     _space.check(space)
     n_trials = positive_int(n_trials, "n_trials")
-    objectives, budgets = objectives_of(study), budgets_of(study)
+    objectives, budgets = _objectives_of(study), _budgets_of(study)
     prunable = len(objectives) == 1
-    folder = artifact_dir(study)
+    folder = _artifact_dir(study)
     _fail_stale(study)
     for config in enqueue:
         _space.check_config(config, space)
@@ -378,7 +378,7 @@ def run(
             if same.user_attrs.get("artifact"):
                 trial.set_user_attr("artifact", same.user_attrs["artifact"])
             return same.values[0] if len(same.values) == 1 else list(same.values)
-        reporter = Reporter(trial, prunable)
+        reporter = _Reporter(trial, prunable)
         metrics = dict(evaluate(dict(config), reporter))
         blob = metrics.pop("artifact", None)
         missing = [k for k in list(objectives) + [b.metric for b in budgets] if k not in metrics]
@@ -485,7 +485,7 @@ def table(study):
     """
     import pandas as pd
 
-    budgets = budgets_of(study)
+    budgets = _budgets_of(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state.name in ("RUNNING", "WAITING"):
@@ -532,7 +532,7 @@ def best(study, order=None, extra=()):
 
     Introduced in notebook 08.
     """
-    objectives, budgets = objectives_of(study), budgets_of(study)
+    objectives, budgets = _objectives_of(study), _budgets_of(study)
     rows = table(study)
     if rows.empty or not (rows["state"] == "complete").any():
         raise BudgetError(
@@ -590,7 +590,7 @@ def importances(study, target: str | None = None) -> dict:
     """
     import optuna
 
-    objectives = list(objectives_of(study))
+    objectives = list(_objectives_of(study))
     target = target or objectives[0]
     done = [
         t
