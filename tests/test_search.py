@@ -1,5 +1,3 @@
-import math
-
 import optuna
 import pytest
 
@@ -124,14 +122,6 @@ def test_the_hand_tuned_configuration_is_tried_first(tmp_path):
     assert study.trials[0].params == hand
     search.run(study, _evaluate, SPACE, n_trials=5, enqueue=[hand])  # resumed: not enqueued twice
     assert sum(t.params == hand for t in study.trials) == 1
-
-
-def test_importances(tmp_path):
-    study = search.run(_study(tmp_path), _evaluate, SPACE, n_trials=14)
-    imp = search.importances(study)
-    assert set(imp) == {"sparsity", "bits", "epochs"} and math.isclose(sum(imp.values()), 1.0)
-    assert imp["epochs"] < max(imp["sparsity"], imp["bits"])  # epochs do nothing in this objective
-    assert search.table(study)["elapsed_s"].is_monotonic_increasing
 
 
 def test_every_trial_is_logged_to_hparams(tmp_path):

@@ -2,7 +2,7 @@
 
 A thin layer over Optuna (``optuna.org``): the space (``space``: ``Float``, ``Int``,
 ``Choice``), the study stored in SQLite under ``build/search/`` so that a re-run resumes
-(``study``: ``open_study``, ``run``, ``best``, ``table``, ``importances``; TPE for one
+(``study``: ``open_study``, ``run``, ``best``, ``table``; TPE for one
 objective with a pruner, NSGA-II for several, both seeded, budgets as constraints), and the
 objectives built from the course's own helpers (``objectives``: ``compression_objective``,
 ``channel_objective``, the latency floor). Every trial can be logged to TensorBoard's
@@ -26,7 +26,6 @@ from .study import (
     artifact,
     best,
     log_study,
-    importances,
     open_study,
     run,
     start_model,
@@ -51,7 +50,6 @@ __all__ = [
     "check_layers",
     "compression_objective",
     "held_sparsity",
-    "importances",
     "log_study",
     "latency_floor_ms",
     "one_shot_prune",

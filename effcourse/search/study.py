@@ -574,35 +574,3 @@ def _budget_message(done, budgets) -> str:
         + "; ".join(parts)
         + ". Widen that budget, add milder settings to the space, or run more trials."
     )
-
-
-def importances(study, target: str | None = None) -> dict:
-    """Optuna's parameter importances (PED-ANOVA) for one objective of ``study``: {parameter: share}.
-
-    PED-ANOVA (Watanabe et al. 2023) measures how much each parameter's distribution in the
-    best trials (the top 10%, among at least two) differs from its distribution over all
-    trials: which settings the good configurations agree on.
-
-    ``target`` names the metric (default: the first objective); only finished trials count,
-    and with fewer than two the answer is {} (nothing to compare).
-
-    Introduced in notebook 08.
-    """
-    import optuna
-
-    objectives = list(_objectives_of(study))
-    target = target or objectives[0]
-    done = [
-        t
-        for t in study.trials
-        if t.state.name == "COMPLETE" and t.user_attrs.get("metrics", {}).get(target) is not None
-    ]
-    if len(done) < 2 or not any(len({repr(t.params.get(p)) for t in done}) > 1 for p in done[0].params):
-        return {}
-    with warnings.catch_warnings():  # Optuna marks PED-ANOVA experimental
-        warnings.filterwarnings("ignore", message=".*PedAnovaImportanceEvaluator.*")
-        return optuna.importance.get_param_importances(
-            study,
-            evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-            target=lambda t: float(t.user_attrs["metrics"][target]),
-        )
