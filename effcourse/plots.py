@@ -347,17 +347,6 @@ def _context_handles():
     )
 
 
-def technique_colors(table) -> dict:
-    """One stable colour per technique of a results table (the same in every chart of it).
-
-    Introduced in notebook 00.
-    """
-    plt = _plt()
-    names = sorted(table["technique"].dropna().unique()) if len(table) else []
-    cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
-
-
 def tradeoff(
     table,
     ax=None,
@@ -913,82 +902,3 @@ def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
     return styler
 
 
-def search_front(
-    ax, trials, x: str, xlabel: str, floor: float | None = None, hand=(), chosen=None, title=None
-):
-    """One study's trials on (``x``, validation error): within budget, over budget, pruned, the front.
-
-    ``trials`` is ``search.table(study)``; ``floor`` the accuracy budget (a line); ``hand`` a
-    list of (label, x value, accuracy) points drawn as diamonds (the hand-tuned pipelines of
-    notebooks 02-04); ``chosen`` the winner's row (a star). Log scales, lower left is better.
-
-    Introduced in notebook 08.
-    """
-    from . import results
-
-    done = trials[trials["state"] == "complete"]
-    err = lambda a: (1 - np.asarray(a, dtype=float)) * 100  # noqa: E731
-    ok = done[done["feasible"]]
-    bad = done[~done["feasible"]]
-    ax.scatter(ok[x], err(ok["accuracy"]), color="tab:green", s=28, label="trial within budget")
-    ax.scatter(bad[x], err(bad["accuracy"]), color="tab:red", marker="x", s=28, label="trial over budget")
-    front = results.pareto_front(done, size=x)
-    ax.step(
-        front[x],
-        err(front["accuracy"]),
-        where="post",
-        color="grey",
-        linestyle="--",
-        label="Pareto front of the trials",
-    )
-    pruned = int((trials["state"] == "pruned").sum())
-    if floor is not None:
-        ax.axhline(err(floor), color="black", linewidth=0.8, label=f"budget: error <= {err(floor):.2f} %")
-    markers = iter("DPhvs^")
-    for label, xv, acc in hand:
-        ax.scatter([xv], [err(acc)], s=80, marker=next(markers), edgecolor="black", zorder=5, label=label)
-    if chosen is not None:
-        ax.scatter(
-            [chosen[x]],
-            [err(chosen["accuracy"])],
-            s=220,
-            marker="*",
-            color="gold",
-            edgecolor="black",
-            zorder=6,
-            label="chosen (validation)",
-        )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    plain_log(ax, "x")
-    plain_log(ax, "y")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("validation error (%, log scale)")
-    ax.set_title(title or f"{len(done)} measured trials" + (f", {pruned} stopped early" if pruned else ""))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9)
-    return ax
-
-
-def search_progress(studies: dict, metric: str, ylabel: str, title: str | None = None):
-    """Best-so-far ``metric`` against trial number and against search wall time, one line per study.
-
-    ``studies`` maps a label to ``search.best_so_far(table, metric)``'s output (columns
-    ``trial``, ``elapsed_s`` and ``best <metric>``). Returns the figure.
-
-    Introduced in notebook 08.
-    """
-    plt = style()
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6), sharey=True)
-    for label, rows in studies.items():
-        y = rows[f"best {metric}"]
-        axes[0].step(rows["trial"], y, where="post", marker="o", label=label)
-        axes[1].step(rows["elapsed_s"] / 60, y, where="post", marker="o", label=label)
-    axes[0].set(xlabel="trial", ylabel=ylabel, title="against trials")
-    axes[0].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    axes[1].set(xlabel="search wall time (min)", title="against wall time")
-    axes[0].set_yscale("log")
-    plain_log(axes[0], "y")
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9)
-    fig.suptitle(title or f"Best {metric} within budget so far")
-    fig.tight_layout()
-    return fig

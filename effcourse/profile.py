@@ -101,13 +101,16 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         # accuracy budget: fraction below the baseline's validation accuracy (0.1 points in full)
         "max_drop": {"quick": 0.01, "full": 0.001},
         "seed": {"quick": 0, "full": 0},
+        # section 1.1: the plain Optuna study of the learner's objective (one-shot pruning, no training)
+        "demo_trials": {"quick": 12, "full": 20},
+        "demo_startup_trials": {"quick": 5, "full": 5},  # random trials before TPE models the results
+        "demo_max_drop": {"quick": 0.01, "full": 0.005},  # accuracy within this of the dense model's
         # size search (TPE, one objective: gzip bytes; notebook 04's hand-tuned plan tried first)
         "size_models": {"quick": ("lenet_300_100", "lenet5"), "full": ("lenet_300_100", "lenet5")},
         "size_trials": {
             "quick": {"lenet_300_100": 3, "lenet5": 2},
-            # was 16 and 6: time for the latency search; 300-100's best file came at trial 4, and lenet5's 6th
-            # trial (23.4 KB, 5th: 27.9 KB) no longer fits its time budget once the machine is loaded;
-            # lenet5 4: its trials now prune up to 4 further epochs (~42 s each), its best came at trial 3
+            # few trials, each continuing from 04's pruned model: what fits the notebook's time budget
+            # beside the latency search (a LeNet-5 trial prunes up to 4 further epochs, ~40 s)
             "full": {"lenet_300_100": 5, "lenet5": 4},
         },
         "size_timeout_s": {
@@ -120,9 +123,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "startup_trials": {"quick": 1, "full": 2},  # random trials before TPE models the results
         # a teacher whose soft targets every pruning of that model's study learns too (04's start and
         # each trial's further epochs; clustering and QAT stay on the labels): LeNet-5 lifted a pruned
-        # LeNet-300-100 by 0.46 points in 02; LeNet-5 as its own teacher did not help on validation
-        # quick: none; its LeNet-5 (6,000 images) taught a one-epoch pruning worse than the labels did
-        # (92.4 against 94.5 % validation for 04's plan)
+        # LeNet-300-100 above its dense baseline in 02 (section 4.1); no model is more accurate than LeNet-5
+        # quick: none (its models see a tenth of the images)
         "size_teacher": {"quick": {}, "full": {"lenet_300_100": "lenet5"}},
         "size_distill_alpha": {
             "quick": 0.9,
@@ -141,7 +143,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
                 },
             },
             "full": {
-                # logits at most 0.65: in that study all 4 trials above 0.65 fell below the floor or were stopped
+                # logits at most 0.65: 0.4% of the weights, little to save, each weight moves a class score
                 "lenet_300_100": {"fc1": (0.95, 0.975), "fc2": (0.85, 0.94), "logits": (0.5, 0.65)},
                 "lenet5": {
                     "conv1": (0.5, 0.7),
@@ -154,18 +156,16 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "cluster_choices": {
             "quick": (4, 8, 16),
             "full": (8, 16),
-        },  # full: every 4-cluster trial was stopped  # per clustered layer (04's layers)
-        # full lenet_300_100: PCQAT only; in a 10-trial taught study (fifth session) none of its 3
-        # post-training-int8 trials was on the front (one stopped, one below the floor, one larger than
-        # a PCQAT trial as accurate)
+        },  # per clustered layer (04's layers); full: 4 clusters (2 bits) is below 04's plans
+        # full lenet_300_100: PCQAT only; every layer is clustered, and PCQAT keeps k shared values as
+        # k int8 codes where post-training int8 (per-channel scales) can give k per channel (notebook 04)
         "quantization": {
             "quick": {"lenet_300_100": ("pcqat_int8", "ptq_int8"), "lenet5": ("pcqat_int8", "ptq_int8")},
             "full": {"lenet_300_100": ("pcqat_int8",), "lenet5": ("pcqat_int8", "ptq_int8")},
         },
         "prune_epochs": {  # (low, high, step): further pruning epochs after 04's (0: at once, no fine-tuning)
             "quick": {"lenet_300_100": (0, 1, 1), "lenet5": (0, 1, 1)},
-            # 0 must stay: trial 0 is 04's plan; lenet5 up to 4: 4 further epochs gained 0.14 test points
-            # over 2 at the same sparsities in a side run (0.02 on validation)
+            # 0 must stay: trial 0 is 04's plan (no further epochs)
             "full": {"lenet_300_100": (0, 3, 1), "lenet5": (0, 4, 1)},
         },
         "prune_slack": {"quick": 0.05, "full": 0.005},  # pruner: stop below budget floor - slack

@@ -4,7 +4,8 @@
 parameters and metrics): the parameters as hyperparameters, the metrics as scalars, and
 the experiment's configuration (every parameter's values, every metric) at the top of
 ``log_dir``. Any sweep can be logged this way: notebook 08's study trials
-(``log_study``), notebook 02's sparsity sweep, notebook 04's cluster counts. Look at it
+(``search.log_study``), notebook 02's sparsity sweep, notebook 04's cluster counts. This
+module knows nothing of Optuna (``search`` imports it, never the other way). Look at it
 with ``tensorboard --logdir build/tensorboard`` (or ``%tensorboard`` in Jupyter); the
 HPARAMS tab compares the runs in a table, parallel coordinates and scatter plots.
 ``read_runs`` reads a log back (for tests, and to check what was written).
@@ -113,30 +114,6 @@ def log_runs(rows, log_dir, metrics, params=None, run_name: str = "run", names=N
     staging.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     return target
-
-
-def log_study(study, log_dir) -> Path:
-    """Every finished trial of an Optuna ``study`` (``effcourse.search``) as one HParams run.
-
-    Parameters are the trial's suggested values plus its state (complete / pruned / fail);
-    metrics are what the objective measured, ``feasible`` (1 if every budget was met) and
-    ``seconds``. Runs are named ``trial-NNNN``.
-
-    Introduced in notebook 08.
-    """
-    from . import search
-
-    rows = search.table(study)
-    if rows.empty:
-        raise ValueError(f"The study {study.study_name!r} has no finished trial to log.")
-    params = [p for p in rows.columns if p in {k for t in study.trials for k in t.params}] + ["state"]
-    metrics = [
-        c for c in rows.columns if c not in params and c not in ("trial", "pruned_at_step", "elapsed_s")
-    ]
-    records = rows.assign(feasible=rows["feasible"].astype(int)).to_dict("records")
-    return log_runs(
-        records, log_dir, metrics, params=params, names=[f"trial-{int(t):04d}" for t in rows["trial"]]
-    )
 
 
 def read_runs(log_dir) -> dict:

@@ -7,37 +7,60 @@ def todo(*args, **kwargs):
     raise NotImplementedError
 
 
-def pareto_ok(sizes, accs):
-    return [
-        not any(s <= si and a >= ai and (s < si or a > ai) for s, a in zip(sizes, accs))
-        for si, ai in zip(sizes, accs)
-    ]
+def objective_ok(trial, model, x, y, floor):
+    import numpy as np
+    import tensorflow as tf
+
+    pruned = tf.keras.models.clone_model(model)
+    pruned.set_weights(model.get_weights())
+    nonzero = 0
+    for layer in pruned.layers:
+        kernel, bias = layer.get_weights()
+        s = trial.suggest_float(f"sparsity.{layer.name}", 0.0, 0.99)
+        kernel = np.where(np.abs(kernel) > np.quantile(np.abs(kernel), s), kernel, 0.0)
+        layer.set_weights([kernel, bias])
+        nonzero += np.count_nonzero(kernel) + bias.size
+    accuracy = float(np.mean(np.argmax(pruned.predict(x, verbose=0), -1) == y))
+    trial.set_user_attr("accuracy", accuracy)
+    trial.set_user_attr("constraint", [floor - accuracy])
+    return nonzero
 
 
-def choose_ok(trials, base, drop):
-    ok = [i for i, (_, a) in enumerate(trials) if a >= base - drop]
-    return min(ok, key=lambda i: (trials[i][0], -trials[i][1])) if ok else None
-
-
-def test_pareto_check():
-    checks.nb08.pareto(pareto_ok)
+def test_objective_check():
+    checks.nb08.objective(objective_ok)
     with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb08.pareto(todo)
-    with pytest.raises(checks.CheckFailed, match="identical"):  # 'not strictly' forgotten
-        checks.nb08.pareto(
-            lambda s, a: [
-                not any(x <= si and y >= ai and (j != i) for j, (x, y) in enumerate(zip(s, a)))
-                for i, (si, ai) in enumerate(zip(s, a))
-            ]
-        )
+        checks.nb08.objective(todo)
 
+    def in_place(trial, model, x, y, floor):  # prunes the model it was given, not a copy
+        for layer in model.layers:
+            k, b = layer.get_weights()
+            layer.set_weights([k * (abs(k) > 0.3), b])
+        return objective_ok(trial, model, x, y, floor)
 
-def test_choose_check():
-    checks.nb08.choose(choose_ok)
-    with pytest.raises(checks.CheckFailed, match="misses the budget"):
-        checks.nb08.choose(lambda t, b, d: min(range(len(t)), key=lambda i: t[i][0]))
-    with pytest.raises(checks.CheckFailed, match="not written yet"):
-        checks.nb08.choose(todo)
+    with pytest.raises(checks.CheckFailed, match="was changed"):
+        checks.nb08.objective(in_place)
+
+    def wrong_sign(trial, model, x, y, floor):
+        out = objective_ok(trial, model, x, y, floor)
+        trial.set_user_attr("constraint", [trial.user_attrs["accuracy"] - floor])
+        return out
+
+    with pytest.raises(checks.CheckFailed, match="<= 0"):
+        checks.nb08.objective(wrong_sign)
+
+    def kernels_only(trial, model, x, y, floor):
+        return objective_ok(trial, model, x, y, floor) - 12  # the 8 + 4 biases left out
+
+    with pytest.raises(checks.CheckFailed, match="every bias"):
+        checks.nb08.objective(kernels_only)
+
+    def fixed_accuracy(trial, model, x, y, floor):
+        out = objective_ok(trial, model, x, y, floor)
+        trial.set_user_attr("accuracy", 1.0)
+        return out
+
+    with pytest.raises(checks.CheckFailed, match="accuracy"):
+        checks.nb08.objective(fixed_accuracy)
 
 
 def _deploy_ok(rows, floor, n_val):
@@ -114,3 +137,18 @@ def test_deploy_choice_check():
         checks.nb08.deploy_choice(fixed_se, rows, 0.98, 5000)
     with pytest.raises(checks.CheckFailed, match="constructed table .* not the smallest"):
         checks.nb08.deploy_choice(lambda r, f, n: 0, rows, 0.98, 5000)
+
+
+def test_best_so_far_check():
+    def ok(rows, metric):
+        return rows[metric].where(rows["feasible"]).cummin().ffill()
+
+    checks.nb08.best_so_far(ok)
+    with pytest.raises(checks.CheckFailed, match="not written yet"):
+        checks.nb08.best_so_far(todo)
+    with pytest.raises(checks.CheckFailed, match="over budget never counts"):
+        checks.nb08.best_so_far(lambda r, m: r[m].cummin().ffill())
+    with pytest.raises(checks.CheckFailed, match="never gets worse"):
+        checks.nb08.best_so_far(lambda r, m: r[m].where(r["feasible"]).ffill())
+    with pytest.raises(checks.CheckFailed, match="NaN there"):
+        checks.nb08.best_so_far(lambda r, m: r[m].where(r["feasible"]).cummin().ffill().fillna(0))

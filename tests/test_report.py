@@ -60,12 +60,8 @@ def test_missing_notebooks_are_named_with_the_fix():
     assert report.missing(results.load("nonexistent-profile"), ["02_pruning"]) == ["02_pruning"]
 
 
-def test_best_within_respects_floor_model_and_notebooks():
+def test_baseline_row_and_ratio():
     table = _table()
-    best = report.best_within(table, "m", 0.97)
-    assert best["variant"] == "a"  # b is smaller but below the floor; d is another model
-    assert report.best_within(table, "m", 0.97, ["03_quantization"])["variant"] == "c"
-    assert report.best_within(table, "m", 0.999) is None
     assert report.baseline_row(table, "m")["variant"] == "float32"
     assert report.baseline_row(table, "zzz") is None
     assert report.ratio(10, 4) == 2.5 and report.ratio(1, 0) != report.ratio(1, 0)  # NaN
@@ -482,3 +478,21 @@ def test_distillation_target_uses_the_mean_over_seeds_and_a_goal_per_setting():
     assert target(table([0.9936, 0.9860, 0.9874]))["reached"] == "no"
     assert "47%" in target(table([0.9936, 0.9860, 0.9874]))["measured here"]
     assert target(table([0.9895, 0.9893, 0.9897]))["reached"] == "yes"  # 105 errors: 52% >= 50%
+
+
+def test_every_target_is_a_row_of_the_table_with_known_comparisons():
+    names = [t.name for t in report.TARGETS]
+    assert len(names) == len(set(names)) == 14
+    assert list(report.targets(_full_log())["target"]) == names  # one output row per table row, in order
+    for t in report.TARGETS:
+        assert t.select[0][:2].isdigit() and all(op in ("<=", ">=", "<", "==") for _, op, _ in t.tests)
+
+
+def test_a_target_misses_when_one_comparison_fails():
+    table = _full_log()
+    out = report.targets(table).set_index("target")
+    name = "channel pruning: >= 2x fewer MACs and >= 2x lower latency, <= 0.5 points lost"
+    assert out.loc[name, "reached"] == "yes"  # 3.8x MACs, 2.5x latency, 0.2 points
+    i = table.index[table["technique"] == "channel pruning"][0]
+    slower = table.assign(latency_ms=table["latency_ms"].where(table.index != i, 0.06))  # 1.7x
+    assert report.targets(slower).set_index("target").loc[name, "reached"] == "no"

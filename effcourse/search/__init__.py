@@ -2,15 +2,14 @@
 
 A thin layer over Optuna (``optuna.org``): the space (``space``: ``Float``, ``Int``,
 ``Choice``), the study stored in SQLite under ``build/search/`` so that a re-run resumes
-(``study``: ``open_study``, ``run``, ``best``, ``table``, ``importances``; TPE for one
+(``study``: ``open_study``, ``run``, ``best``, ``table``; TPE for one
 objective with a pruner, NSGA-II for several, both seeded, budgets as constraints), and the
 objectives built from the course's own helpers (``objectives``: ``compression_objective``,
 ``channel_objective``, the latency floor). Every trial can be logged to TensorBoard's
-HParams dashboard (``effcourse.tracking``). ``__init__`` re-exports every public name.
+HParams dashboard (``log_study`` on ``effcourse.tracking``). ``__init__`` re-exports every public name.
 """
 
 from .objectives import (
-    QUANTIZATION,
     LatencyBudgetError,
     channel_objective,
     check_latency_budget,
@@ -18,44 +17,32 @@ from .objectives import (
     held_sparsity,
     latency_floor_ms,
     one_shot_prune,
-    prune_reporting,
 )
 from .space import Choice, Float, Int, SpaceError, check, check_config, check_layers, per_layer, suggest
 from .study import (
     Budget,
     BudgetError,
-    Reporter,
     StudyFileError,
     artifact,
-    artifact_dir,
     best,
-    best_so_far,
-    budgets_of,
-    importances,
-    objectives_of,
+    log_study,
     open_study,
     run,
     start_model,
-    study_path,
     table,
 )
 
 __all__ = [
-    "QUANTIZATION",
     "Budget",
     "BudgetError",
     "Choice",
     "Float",
     "Int",
     "LatencyBudgetError",
-    "Reporter",
     "SpaceError",
     "StudyFileError",
     "artifact",
-    "artifact_dir",
     "best",
-    "best_so_far",
-    "budgets_of",
     "channel_objective",
     "check",
     "check_latency_budget",
@@ -63,16 +50,13 @@ __all__ = [
     "check_layers",
     "compression_objective",
     "held_sparsity",
-    "importances",
+    "log_study",
     "latency_floor_ms",
-    "objectives_of",
     "one_shot_prune",
     "open_study",
     "per_layer",
-    "prune_reporting",
     "run",
     "start_model",
-    "study_path",
     "suggest",
     "table",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..errors import EffcourseError
 from . import space as _space
 
-QUANTIZATION = ("pcqat_int8", "ptq_int8", "dynamic", "float16", "float32")
+_QUANTIZATION = ("pcqat_int8", "ptq_int8", "dynamic", "float16", "float32")
 
 
 class LatencyBudgetError(EffcourseError, ValueError):
@@ -118,7 +118,7 @@ class _Recipe:
         return packed
 
 
-def prune_reporting(
+def _prune_reporting(
     model,
     data,
     per_layer: dict,
@@ -147,7 +147,7 @@ def prune_reporting(
     weight_decay = options.pop("weight_decay", 0.0)
     seed = options.pop("seed", 0)
     if options:
-        raise TypeError(f"prune_reporting: unknown options {sorted(options)}.")
+        raise TypeError(f"_prune_reporting: unknown options {sorted(options)}.")
     total, end, frequency = _training._plan_steps(len(data.x_train), epochs, batch_size)
     env.seed_everything(seed)
     wrapped = prune.wrap(
@@ -221,7 +221,7 @@ def compression_objective(
     A configuration holds ``sparsity.<layer>`` (fraction of the layer's weights set to
     zero), ``clusters.<layer>`` (shared values per kernel, 0: not clustered), ``prune_epochs``
     (fine-tuning length while pruning, on ``data``), ``quantization`` (one of
-    ``QUANTIZATION``: ``pcqat_int8`` = notebook 04's sparsity- and cluster-preserving QAT for
+    ``pcqat_int8`` = notebook 04's sparsity- and cluster-preserving QAT for
     ``qat_epochs`` (default 1) then full int8; ``ptq_int8`` = int8 after training;
     ``dynamic``, ``float16``, ``float32`` = those conversions). Clustering (density-based
     centroids around a zero centroid, ``cluster_epochs`` of centroid fine-tuning, default 0)
@@ -264,11 +264,11 @@ def compression_objective(
         _space.check_layers(config, "sparsity", layers)
         _space.check_layers(config, "clusters", layers)
         mode = config.get("quantization", "pcqat_int8")
-        if mode not in QUANTIZATION:
-            raise _space.SpaceError(f"quantization must be one of {QUANTIZATION}, got {mode!r}.")
+        if mode not in _QUANTIZATION:
+            raise _space.SpaceError(f"quantization must be one of {_QUANTIZATION}, got {mode!r}.")
         epochs = int(config.get("prune_epochs", 1))
         if start is None:
-            model = prune_reporting(
+            model = _prune_reporting(
                 base_model,
                 data,
                 sparsity,
@@ -292,7 +292,7 @@ def compression_objective(
             elif epochs == 0:
                 model = one_shot_prune(start, more)
             else:
-                model = prune_reporting(
+                model = _prune_reporting(
                     start,
                     data,
                     sparsity,

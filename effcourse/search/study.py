@@ -82,7 +82,7 @@ def _constraint_func(budgets):
     return constraints
 
 
-def study_path(name: str, profile: str | None = None) -> Path:
+def _study_path(name: str, profile: str | None = None) -> Path:
     """build/search/<profile>/<name>.db, the SQLite file a study lives in.
 
     Introduced in notebook 08.
@@ -140,7 +140,7 @@ def open_study(
     n_startup_trials: int = 5,
     population_size: int = 8,
 ):
-    """Create, or resume, the Optuna study ``name`` stored in SQLite (default ``study_path(name)``).
+    """Create, or resume, the Optuna study ``name`` stored in SQLite (default ``_study_path(name)``).
 
     ``objectives`` is {metric: "minimize" | "maximize"}: one metric gives a seeded TPE sampler
     (with ``pruner``, e.g. ``optuna.pruners.ThresholdPruner``), several a seeded NSGA-II
@@ -159,7 +159,7 @@ def open_study(
     if bad:
         raise ValueError(f"objective directions must be 'minimize' or 'maximize', got {bad}.")
     budgets = list(budgets)
-    path = Path(path) if path is not None else study_path(name)
+    path = Path(path) if path is not None else _study_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     _check_file(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -206,7 +206,7 @@ def open_study(
     return study
 
 
-def objectives_of(study) -> dict:
+def _objectives_of(study) -> dict:
     """{metric: direction} the study was opened with.
 
     Introduced in notebook 08.
@@ -214,7 +214,7 @@ def objectives_of(study) -> dict:
     return dict(study.user_attrs["spec"]["objectives"])
 
 
-def budgets_of(study) -> list:
+def _budgets_of(study) -> list:
     """The ``Budget``s the study was opened with.
 
     Introduced in notebook 08.
@@ -222,7 +222,7 @@ def budgets_of(study) -> list:
     return [Budget(*b) for b in study.user_attrs["spec"]["budgets"]]
 
 
-class Reporter:
+class _Reporter:
     """What an objective calls while it trains: ``report(value, step)`` may stop a hopeless trial.
 
     ``report`` hands the intermediate value (e.g. validation accuracy after an epoch) to
@@ -265,7 +265,7 @@ class Reporter:
             raise optuna.TrialPruned(f"stopped at step {self.stopped_at[0]}: {self.stopped_at[1]:.4f}")
 
 
-def artifact_dir(study) -> Path:
+def _artifact_dir(study) -> Path:
     """The folder next to the study's file where each trial's deployable file is kept.
 
     Introduced in notebook 08.
@@ -295,7 +295,7 @@ def start_model(study, build, name: str = "start"):
     """The model a study's trials continue from: built once by ``build()``, kept next to the study.
 
     A search that continues from a model pruned by a fixed recipe (the hand-tuned plan)
-    pays that recipe once: the model is saved in ``artifact_dir(study)`` and read back when
+    pays that recipe once: the model is saved in ``_artifact_dir(study)`` and read back when
     the study is resumed. A study without finished trials builds it again (a fresh study
     never inherits a stale start). The seconds spent building are kept in the study
     (``start_seconds``), so the notebook can say where the time went.
@@ -304,7 +304,7 @@ def start_model(study, build, name: str = "start"):
     """
     from .. import models
 
-    path = artifact_dir(study) / f"{name}.keras"
+    path = _artifact_dir(study) / f"{name}.keras"
     if path.exists() and any(t.state.is_finished() for t in study.get_trials(deepcopy=False)):
         return models.compile_classifier(models.load_model(path, compile=False))
     t0 = time.perf_counter()
@@ -341,7 +341,7 @@ def run(
     next to the study). It may call ``reporter.report(value, step)`` so the pruner can stop
     it. ``enqueue``: configurations to try first (e.g. the hand-tuned one), added once.
     ``timeout`` (seconds) stops starting new trials after that long. ``log_dir``: every
-    trial logged to TensorBoard HParams afterwards (``tracking.log_study``). ``on_trial(row)``
+    trial logged to TensorBoard HParams afterwards (``log_study``). ``on_trial(row)``
     is called with each finished trial's row. A configuration the sampler proposes again
     after it finished is not measured again: the trial copies its twin's metrics
     (``repeat_of`` in its user attributes). Returns the study.
@@ -355,9 +355,9 @@ def run(
 
     _space.check(space)
     n_trials = positive_int(n_trials, "n_trials")
-    objectives, budgets = objectives_of(study), budgets_of(study)
+    objectives, budgets = _objectives_of(study), _budgets_of(study)
     prunable = len(objectives) == 1
-    folder = artifact_dir(study)
+    folder = _artifact_dir(study)
     _fail_stale(study)
     for config in enqueue:
         _space.check_config(config, space)
@@ -378,7 +378,7 @@ def run(
             if same.user_attrs.get("artifact"):
                 trial.set_user_attr("artifact", same.user_attrs["artifact"])
             return same.values[0] if len(same.values) == 1 else list(same.values)
-        reporter = Reporter(trial, prunable)
+        reporter = _Reporter(trial, prunable)
         metrics = dict(evaluate(dict(config), reporter))
         blob = metrics.pop("artifact", None)
         missing = [k for k in list(objectives) + [b.metric for b in budgets] if k not in metrics]
@@ -417,10 +417,30 @@ def run(
         bar.close()
     study.set_user_attr("last_run_seconds", time.perf_counter() - start)
     if log_dir is not None:
-        from .. import tracking
-
-        tracking.log_study(study, log_dir)
+        log_study(study, log_dir)
     return study
+
+
+def log_study(study, log_dir) -> Path:
+    """Every finished trial of ``study`` as one TensorBoard HParams run (``tracking.log_runs``), named ``trial-NNNN``.
+
+    Parameters are the trial's suggested values plus its state (complete / pruned / fail);
+    metrics are what the objective measured, ``feasible`` (1 if every budget was met) and ``seconds``.
+
+    Introduced in notebook 08.
+    """
+    from .. import tracking
+
+    rows = table(study)
+    if rows.empty:
+        raise ValueError(f"The study {study.study_name!r} has no finished trial to log.")
+    params = [p for p in rows.columns if p in {k for t in study.trials for k in t.params}] + ["state"]
+    skip = set(params) | {"trial", "pruned_at_step", "elapsed_s"}
+    records = rows.assign(feasible=rows["feasible"].astype(int)).to_dict("records")
+    names = [f"trial-{int(t):04d}" for t in rows["trial"]]
+    return tracking.log_runs(
+        records, log_dir, [c for c in rows.columns if c not in skip], params, names=names
+    )
 
 
 def _finished_twin(study, trial):
@@ -465,7 +485,7 @@ def table(study):
     """
     import pandas as pd
 
-    budgets = budgets_of(study)
+    budgets = _budgets_of(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state.name in ("RUNNING", "WAITING"):
@@ -512,7 +532,7 @@ def best(study, order=None, extra=()):
 
     Introduced in notebook 08.
     """
-    objectives, budgets = objectives_of(study), budgets_of(study)
+    objectives, budgets = _objectives_of(study), _budgets_of(study)
     rows = table(study)
     if rows.empty or not (rows["state"] == "complete").any():
         raise BudgetError(
@@ -554,51 +574,3 @@ def _budget_message(done, budgets) -> str:
         + "; ".join(parts)
         + ". Widen that budget, add milder settings to the space, or run more trials."
     )
-
-
-def best_so_far(rows, metric: str, direction: str = "minimize"):
-    """Per finished trial, the best ``metric`` among the feasible trials so far (NaN before the first).
-
-    Introduced in notebook 08.
-    """
-    import numpy as np
-
-    best_, out = None, []
-    for _, r in rows.iterrows():
-        if r["feasible"] and r[metric] is not None and np.isfinite(r[metric]):
-            v = float(r[metric])
-            best_ = v if best_ is None else (min(best_, v) if direction == "minimize" else max(best_, v))
-        out.append(np.nan if best_ is None else best_)
-    return rows.assign(**{f"best {metric}": out})
-
-
-def importances(study, target: str | None = None) -> dict:
-    """Optuna's parameter importances (PED-ANOVA) for one objective of ``study``: {parameter: share}.
-
-    PED-ANOVA (Watanabe et al. 2023) measures how much each parameter's distribution in the
-    best trials (the top 10%, among at least two) differs from its distribution over all
-    trials: which settings the good configurations agree on.
-
-    ``target`` names the metric (default: the first objective); only finished trials count,
-    and with fewer than two the answer is {} (nothing to compare).
-
-    Introduced in notebook 08.
-    """
-    import optuna
-
-    objectives = list(objectives_of(study))
-    target = target or objectives[0]
-    done = [
-        t
-        for t in study.trials
-        if t.state.name == "COMPLETE" and t.user_attrs.get("metrics", {}).get(target) is not None
-    ]
-    if len(done) < 2 or not any(len({repr(t.params.get(p)) for t in done}) > 1 for p in done[0].params):
-        return {}
-    with warnings.catch_warnings():  # Optuna marks PED-ANOVA experimental
-        warnings.filterwarnings("ignore", message=".*PedAnovaImportanceEvaluator.*")
-        return optuna.importance.get_param_importances(
-            study,
-            evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-            target=lambda t: float(t.user_attrs["metrics"][target]),
-        )
