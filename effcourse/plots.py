@@ -900,5 +900,3 @@ def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
     if hide_index:
         styler = styler.hide(axis="index")
     return styler
-
-
