@@ -1,4 +1,4 @@
-"""Training helpers every notebook shares: the cross-entropy, ``fit``, and the fine-tuning recipe.
+"""Training helpers every notebook shares: ``fit`` and the fine-tuning recipe.
 
 The SGD update written by hand with a ``GradientTape`` (and the learner's own cross-entropy)
 lives in notebook 01's cells, where it is taught and checked against the Keras optimizer.
@@ -7,22 +7,6 @@ lives in notebook 01's cells, where it is taught and checked against the Keras o
 from __future__ import annotations
 
 import numpy as np
-
-
-def cross_entropy(labels, logits):
-    """Mean cross-entropy of integer labels under softmax(logits), written out.
-
-    l(y, z) = -log softmax(z)_y = -z_y + log sum_k exp(z_k)   (computed stably).
-
-    Introduced in notebook 01.
-    """
-    import tensorflow as tf
-
-    logits = tf.convert_to_tensor(logits)
-    labels = tf.cast(labels, tf.int32)
-    log_norm = tf.reduce_logsumexp(logits, axis=-1)
-    picked = tf.gather(logits, labels, axis=-1, batch_dims=1)
-    return tf.reduce_mean(log_norm - picked)
 
 
 def fit(

@@ -85,16 +85,7 @@ def test_clone_does_not_share_layers(tiny_model):
     assert np.any(tiny_model.layers[-1].get_weights()[0] != 0)
 
 
-def test_cross_entropy_matches_keras():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(16, 10)).astype("float32") * 5
-    labels = rng.integers(0, 10, 16)
-    ref = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
-    assert abs(float(train.cross_entropy(labels, logits)) - float(ref)) < 1e-6
-
-
 def test_finetune_recipe_steps_schedule_and_history():
-    from effcourse import train
 
     assert train.steps_for(1000, 128, 3) == 8 * 3
     assert train.steps_for(1024, 128, 1) == 8
