@@ -192,7 +192,6 @@ def cluster_and_finetune(
     sum of its weights' gradients, and the weights are re-assigned to their nearest
     centroid at every step. The input model is never changed.
     """
-    import tf_keras
 
     from . import env, models, train
 
@@ -208,8 +207,8 @@ def cluster_and_finetune(
         per_layer=per_layer,
     )
     if epochs > 0:
-        lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.05)
-        models.compile_classifier(wrapped, optimizer=tf_keras.optimizers.Adam(lr))
+        optimizer = train.finetune_optimizer(learning_rate, len(data.x_train), batch_size, epochs)
+        models.compile_classifier(wrapped, optimizer=optimizer)
         train.fit(
             wrapped,
             data,

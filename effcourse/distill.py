@@ -130,6 +130,42 @@ def with_soft_targets(data, teacher, temperature: float, alpha: float):
     return packed, _PackedLoss(temperature, alpha), [_label_accuracy]
 
 
+class Recipe:
+    """How a model is compiled for fine-tuning: on the labels, or distilled from ``teacher``.
+
+    The teacher's soft targets (``with_soft_targets``) are packed on the first distilled
+    compile and shared by every later one (notebook 08's trials reuse one recipe); the label
+    accuracy is logged as ``accuracy``, so progress bars and pruners read it as usual.
+    Pruning's retraining (``prune.prune_and_finetune(teacher=...)``) and the search use it.
+
+    Introduced in notebook 02.
+    """
+
+    def __init__(self, data, teacher=None, temperature: float = 4.0, alpha: float = 0.5):
+        self.data, self.teacher, self.temperature, self.alpha = data, teacher, temperature, alpha
+        self._soft = None
+
+    def compile(self, model, optimizer, distilled: bool = True):
+        """Compile ``model`` with ``optimizer``; return the data to fit it on."""
+        import tf_keras
+
+        from . import models
+
+        if not distilled or self.teacher is None:
+            models.compile_classifier(model, optimizer=optimizer)
+            return self.data
+        if self._soft is None:
+            packed, loss, metrics = with_soft_targets(self.data, self.teacher, self.temperature, self.alpha)
+            self._soft = packed, loss, metrics[0]
+        packed, loss, metric = self._soft
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=[tf_keras.metrics.MeanMetricWrapper(metric, name="accuracy")],
+        )
+        return packed
+
+
 def train_student(
     student,
     data,
@@ -193,7 +229,7 @@ def train_student(
     packed = np.concatenate([data.y_train[:, None].astype(np.float32), soft], axis=1)
     env.seed_everything(seed)
     model = models.clone(student, compile_like=False)
-    lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=0.01)
+    lr = train.cosine_schedule(learning_rate, len(data.x_train), batch_size, epochs, alpha=train.TRAIN_FLOOR)
     model.compile(
         optimizer=tf_keras.optimizers.Adam(lr),
         loss=_PackedLoss(temperature, alpha, loss),

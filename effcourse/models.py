@@ -263,7 +263,7 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     cfg = _train_config(name, prof)
     env.seed_everything(cfg["seed"], deterministic=True)
     schedule = train.cosine_schedule(
-        cfg["learning_rate"], len(data.x_train), cfg["batch_size"], cfg["epochs"], alpha=0.01
+        cfg["learning_rate"], len(data.x_train), cfg["batch_size"], cfg["epochs"], alpha=train.TRAIN_FLOOR
     )
     model = compile_classifier(build(name), optimizer=tf_keras.optimizers.Adam(schedule))
     start = time.perf_counter()

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# The cosine schedule ends at a share of the starting rate: training from scratch (the baselines,
+# distillation students, joint early-exit training) decays to 1%; fine-tuning a compressed model,
+# which starts from trained weights and runs a few epochs, to 5%.
+TRAIN_FLOOR = 0.01
+FINETUNE_FLOOR = 0.05
+
 
 def fit(
     model,
@@ -56,7 +62,9 @@ def steps_for(n_examples: int, batch_size: int, epochs: int) -> int:
     return -(-n_examples // batch_size) * epochs
 
 
-def cosine_schedule(learning_rate: float, n_examples: int, batch_size: int, epochs: int, alpha: float = 0.01):
+def cosine_schedule(
+    learning_rate: float, n_examples: int, batch_size: int, epochs: int, alpha: float = TRAIN_FLOOR
+):
     """The course's learning-rate schedule: cosine decay over all the steps of a run, to
     ``alpha`` times the start (introduced in notebook 01; every technique's fine-tuning uses it).
 
@@ -78,3 +86,23 @@ def history_dict(history) -> dict:
     """
     raw = getattr(history, "history", history)
     return {k: [float(v) for v in vals] for k, vals in raw.items()}
+
+
+def finetune_optimizer(
+    learning_rate: float, n_train: int, batch_size: int, epochs: int, weight_decay: float = 0.0
+):
+    """The course's one fine-tuning optimizer: Adam (AdamW if ``weight_decay`` > 0) on the cosine
+    schedule to ``FINETUNE_FLOOR`` of the start; pruning, clustering and the search all use it.
+
+    Introduced in notebook 02.
+    """
+    import tf_keras
+
+    if learning_rate <= 0 or weight_decay < 0:
+        raise ValueError(
+            f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}."
+        )
+    lr = cosine_schedule(learning_rate, n_train, batch_size, epochs, alpha=FINETUNE_FLOOR)
+    if weight_decay:
+        return tf_keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+    return tf_keras.optimizers.Adam(lr)

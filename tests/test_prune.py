@@ -258,7 +258,8 @@ def test_package_reexports_every_public_name():
 
 def test_finetuning_recipe_steps_and_alpha():
     """The optimizer of prune_and_finetune / finetune: cosine decay over ceil(n / batch) * epochs steps to 5%."""
-    from effcourse.prune.training import _optimizer, _plan_steps
+    from effcourse.prune.training import _plan_steps
+    from effcourse.train import finetune_optimizer as _optimizer
 
     opt = _optimizer(1e-3, 1000, 128, 3)
     assert type(opt).__name__ == "Adam"

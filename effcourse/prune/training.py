@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import train
+from .. import distill, train
 from ..models import check_model
 from ..validate import mnist_like, positive_int
 from .magnitude import SCHEDULES, _per_layer_sparsities, callbacks, check_schedule, strip, wrap
@@ -21,34 +21,6 @@ def _plan_steps(n_train: int, epochs: int, batch_size: int, prune_fraction: floa
     frequency = max(1, min(100, end // 10))
     end = max(frequency, (end // frequency) * frequency)
     return total, end, frequency
-
-
-def _optimizer(learning_rate: float, n_train: int, batch_size: int, epochs: int, weight_decay: float = 0.0):
-    """Adam (AdamW if ``weight_decay`` > 0) with the course's cosine-decayed rate (to 5% of the start)."""
-    import tf_keras
-
-    if learning_rate <= 0 or weight_decay < 0:
-        raise ValueError(
-            f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}."
-        )
-    lr = train.cosine_schedule(learning_rate, n_train, batch_size, epochs, alpha=0.05)
-    if weight_decay:
-        return tf_keras.optimizers.AdamW(lr, weight_decay=weight_decay)
-    return tf_keras.optimizers.Adam(lr)
-
-
-def _compile_for(model, data, optimizer, teacher, temperature, alpha):
-    """Compile ``model`` to train on labels, or distilled from ``teacher``; return the data to fit on."""
-    from .. import models
-
-    if teacher is None:
-        models.compile_classifier(model, optimizer=optimizer)
-        return data
-    from .. import distill
-
-    packed, loss, metrics = distill.with_soft_targets(data, teacher, temperature, alpha)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-    return packed
 
 
 def prune_and_finetune(
@@ -119,13 +91,8 @@ def prune_and_finetune(
     )
     for name, rate in (dropout_rates or {}).items():
         wrapped.get_layer(name).rate = float(rate)
-    data = _compile_for(
-        wrapped,
-        data,
-        _optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay),
-        teacher,
-        temperature,
-        alpha,
+    data = distill.Recipe(data, teacher, temperature, alpha).compile(
+        wrapped, train.finetune_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
     )
     if desc is None:
         target = (
@@ -180,13 +147,8 @@ def finetune(
     epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
     env.seed_everything(seed)
     copy = models.clone(model, compile_like=False)
-    data = _compile_for(
-        copy,
-        data,
-        _optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay),
-        teacher,
-        temperature,
-        alpha,
+    data = distill.Recipe(data, teacher, temperature, alpha).compile(
+        copy, train.finetune_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
     )
     train.fit(
         copy,

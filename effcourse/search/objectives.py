@@ -81,43 +81,6 @@ def _accuracy_callback(reporter, offset: int = 0):
     return Report()
 
 
-class _Recipe:
-    """How a trial's fine-tuning is compiled: on the labels, or distilled from ``teacher``.
-
-    The teacher's soft targets (``distill.with_soft_targets``) are packed on the first
-    distilled fine-tuning and shared by every later trial of the objective; the label
-    accuracy is logged as ``accuracy``, so the pruner and the progress bars read it as usual.
-    """
-
-    def __init__(self, data, teacher=None, temperature: float = 4.0, alpha: float = 0.5):
-        self.data, self.teacher, self.temperature, self.alpha = data, teacher, temperature, alpha
-        self._soft = None
-
-    def compile(self, model, optimizer, distilled: bool = True):
-        """Compile ``model`` with ``optimizer``; return the data to fit it on."""
-        from .. import models
-
-        if not distilled or self.teacher is None:
-            models.compile_classifier(model, optimizer=optimizer)
-            return self.data
-        import tf_keras
-
-        from .. import distill
-
-        if self._soft is None:
-            packed, loss, metrics = distill.with_soft_targets(
-                self.data, self.teacher, self.temperature, self.alpha
-            )
-            self._soft = packed, loss, metrics[0]
-        packed, loss, metric = self._soft
-        model.compile(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=[tf_keras.metrics.MeanMetricWrapper(metric, name="accuracy")],
-        )
-        return packed
-
-
 def _prune_reporting(
     model,
     data,
@@ -140,7 +103,7 @@ def _prune_reporting(
 
     Introduced in notebook 08.
     """
-    from .. import env, models, prune, train
+    from .. import distill, env, models, prune, train
     from ..prune import training as _training
 
     learning_rate = options.pop("learning_rate", 1e-3)
@@ -159,9 +122,9 @@ def _prune_reporting(
         frequency=frequency,
         initial_sparsity=initial_sparsity,
     )
-    recipe = recipe if recipe is not None else _Recipe(data)
+    recipe = recipe if recipe is not None else distill.Recipe(data)
     fit_on = recipe.compile(
-        wrapped, _training._optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
+        wrapped, train.finetune_optimizer(learning_rate, len(data.x_train), batch_size, epochs, weight_decay)
     )
     train.fit(
         wrapped,
@@ -246,7 +209,7 @@ def compression_objective(
 
     Introduced in notebook 08.
     """
-    from .. import cluster, convert, measure, prune
+    from .. import cluster, convert, distill, measure, prune
     from ..validate import mnist_like
 
     mnist_like(data, "compression_objective")
@@ -256,7 +219,7 @@ def compression_objective(
     cluster_epochs = options.pop("cluster_epochs", 0)
     layers = prune.prunable_layers(base_model)
     held = held_sparsity(start) if start is not None else {}
-    recipe = _Recipe(data, teacher, temperature, alpha)
+    recipe = distill.Recipe(data, teacher, temperature, alpha)
 
     def evaluate(config, reporter):
         sparsity = _space.per_layer(config, "sparsity")
@@ -365,14 +328,15 @@ def channel_objective(
 
     Introduced in notebook 08.
     """
-    from .. import convert, env, measure, models, prune, train
-    from ..prune import training as _training
+    from .. import convert, distill, env, measure, models, prune, train
     from ..validate import mnist_like
 
     mnist_like(data, "channel_objective")
     rep = representative if representative is not None else data.x_train[:200]
     layers = list(prune.channel_norms(base_model))
-    recipe = _Recipe(data, teacher, temperature, alpha)  # the teacher's soft targets, packed on first use
+    recipe = distill.Recipe(
+        data, teacher, temperature, alpha
+    )  # the teacher's soft targets, packed on first use
 
     def evaluate(config, reporter):
         keep = _space.per_layer(config, "keep")
@@ -400,7 +364,7 @@ def channel_objective(
         seed = options.get("seed", 0)
         env.seed_everything(seed)
         copy = models.clone(narrow, compile_like=False)
-        optimizer = _training._optimizer(
+        optimizer = train.finetune_optimizer(
             options.get("learning_rate", 1e-3),
             len(data.x_train),
             batch_size,
