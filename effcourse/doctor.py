@@ -176,7 +176,7 @@ def diagnose(facts: dict) -> list[Finding]:
             "CPU",
             f"{facts['cpu']} x{facts['cpu_count']}; "
             + (
-                "vector units unknown (no /proc/cpuinfo)"
+                "vector units unknown (read from /proc/cpuinfo, which only Linux has)"
                 if unknown
                 else "units: " + (", ".join(have) or "none of AVX2/AVX-512/VNNI/bf16/fp16")
             )

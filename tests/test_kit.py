@@ -114,7 +114,7 @@ def solution_lines(cell):
 
 
 def test_student_zip_has_every_check_and_no_solution(tmp_path, capsys):
-    student.main([str(tmp_path / "student")])
+    student.main(["--out", str(tmp_path / "student")])
     zip_path = tmp_path / "student.zip"
     assert zip_path.exists() and "for students" in capsys.readouterr().out
     with zipfile.ZipFile(zip_path) as zf:

@@ -259,8 +259,12 @@ def _tail(text: str, lines: int = 25) -> str:
 def alive(pid: int) -> bool:
     """True if process ``pid`` is still running (a zombie, dead but not yet reaped, is not).
 
+    On Windows it asks the process's exit code (``os.kill`` there would end the process).
+
     Introduced in notebook 07.
     """
+    if os.name == "nt":
+        return _windows_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -274,8 +278,26 @@ def alive(pid: int) -> bool:
         return True
 
 
+def _windows_alive(pid: int) -> bool:  # pragma: no cover (Windows only)
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
 def _stop(procs, grace: float = 3.0) -> None:
-    """Stop every worker and its children (its process group): TERM, then KILL; reap them."""
+    """Stop every worker and its children (its process group): TERM, then KILL; reap them.
+
+    On Windows (no process groups or signals) each worker is terminated, then killed; a child
+    process a worker started itself would outlive it there (the course's workers start none).
+    """
     for proc in procs:
         if proc.poll() is None:
             try:
