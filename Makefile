@@ -59,11 +59,12 @@ comma := ,
 # Every wheel `make venv` installs (the learner set, pip and the build backend; WHEEL_EXTRAS=test
 # adds the test tools) at the locked versions, for this machine or for WHEEL_PLATFORM/PY, e.g.
 # WHEEL_PLATFORM=win_amd64 PY=311, WHEEL_PLATFORM=macosx_14_0_arm64 PY=312. The other platform's
-# dependency set is resolved with uv (its markers: pywin32, pywinpty, colorama on Windows), then
+# dependency set is resolved with uv (its markers: pywinpty and colorama on Windows), then
 # downloaded. About 1 GB; copy the course folder with wheelhouse/ to each machine and run
 # make venv there without the internet.
 wheelhouse: $(TEST_STAMP)
-	$(BIN)/python -m effcourse.wheelhouse --dest $(WHEELHOUSE)$(foreach p,$(WHEEL_PLATFORM), --platform $(p))$(if $(PY), --python-version $(PY))$(foreach e,$(WHEEL_EXTRAS), --extra $(e))
+	$(BIN)/python -m effcourse.wheelhouse $(strip --dest $(WHEELHOUSE) $(foreach p,$(WHEEL_PLATFORM),--platform $(p)) \
+		$(if $(PY),--python-version $(PY)) $(foreach e,$(WHEEL_EXTRAS),--extra $(e)))
 
 # Refresh the constraints file: the newest versions within pyproject's ranges, resolved with
 # uv for every platform and Python 3.10-3.12 at once (markers where they differ). Then run

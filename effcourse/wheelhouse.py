@@ -1,7 +1,7 @@
 """Wheels for an offline room, for this machine or another platform (``make wheelhouse``).
 
 ``pip download --platform win_amd64`` run on Linux evaluates the dependencies' environment
-markers for the machine it runs on, so Windows-only packages (pywin32, pywinpty, colorama)
+markers for the machine it runs on, so Windows-only packages (pywinpty, colorama; pywin32 with older jupyter_core)
 are never downloaded and an offline Windows room cannot install. Here the target platform's
 whole dependency set is resolved first, with ``uv pip compile --python-platform`` (markers
 evaluated for the target) inside the constraints file's exact versions; then pip downloads

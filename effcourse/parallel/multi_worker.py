@@ -30,6 +30,8 @@ from .data_parallel import per_replica_batch
 LOOPBACK = "127.0.0.1"
 WORKER_MODULE = "effcourse._mw_worker"
 RESULT_PREFIX = "EFFCOURSE_RESULT "
+# Process groups and signals (POSIX); on Windows each worker is terminated on its own.
+_POSIX = os.name == "posix"
 STEP_PREFIX = "EFFCOURSE_STEP "  # a worker's progress line: steps done so far
 
 
@@ -263,7 +265,7 @@ def alive(pid: int) -> bool:
 
     Introduced in notebook 07.
     """
-    if os.name == "nt":
+    if not _POSIX:
         return _windows_alive(pid)
     try:
         os.kill(pid, 0)
@@ -301,9 +303,9 @@ def _stop(procs, grace: float = 3.0) -> None:
     for proc in procs:
         if proc.poll() is None:
             try:
-                if os.name == "posix":
+                if _POSIX:
                     os.killpg(proc.pid, signal.SIGTERM)
-                else:  # pragma: no cover
+                else:
                     proc.terminate()
             except (ProcessLookupError, PermissionError):
                 pass
@@ -314,7 +316,7 @@ def _stop(procs, grace: float = 3.0) -> None:
         except subprocess.TimeoutExpired:
             pass
     for proc in procs:
-        if os.name == "posix":  # also children that outlived their worker
+        if _POSIX:  # also children that outlived their worker
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -420,7 +422,7 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc, pl
                     stdout=out,
                     stderr=err,
                     stdin=subprocess.DEVNULL,
-                    start_new_session=(os.name == "posix"),
+                    start_new_session=_POSIX,
                 )
             )
         failed, timed_out = None, False
