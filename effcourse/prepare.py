@@ -29,7 +29,9 @@ def main(argv=None) -> int:
         description="Download and verify MNIST, train and cache the three baselines, run the doctor.",
     )
     parser.add_argument(
-        "--profile", choices=("quick", "full"), help="profile to train the baselines for (default: $EFFCOURSE_PROFILE or full)"
+        "--profile",
+        choices=("quick", "full"),
+        help="profile to train the baselines for (default: $EFFCOURSE_PROFILE or full)",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only the data and the doctor")
     parser.add_argument("--no-doctor", action="store_true", help="skip the doctor at the end")
@@ -52,7 +54,9 @@ def main(argv=None) -> int:
     print(f"{path}: the four arrays match their sha256 ({time.perf_counter() - start:.0f} s)")
 
     if not args.no_baselines:
-        start = _step(f"Baselines for the {prof.name} profile (notebook 01's, cached in {models.cache_dir(prof)})")
+        start = _step(
+            f"Baselines for the {prof.name} profile (notebook 01's, cached in {models.cache_dir(prof)})"
+        )
         effcourse.setup(quiet=True)
         for name in models.BUILDERS:
             t0 = time.perf_counter()

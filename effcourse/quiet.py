@@ -26,7 +26,9 @@ import warnings
 #: TensorFlow's native log lines, in absl's form: severity (Info, Warning, Error, Fatal), date,
 #: time, thread, the C++ source ``file.cc:line``, then ``] `` and the message. Recognised by
 #: form and source, not one by one: CPUs and builds differ in which lines they print.
-ABSL = re.compile(r"^(?P<level>[IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ (?P<source>[\w./-]+:\d+)\] ?(?P<message>.*)$")
+ABSL = re.compile(
+    r"^(?P<level>[IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ (?P<source>[\w./-]+:\d+)\] ?(?P<message>.*)$"
+)
 
 #: Error-level messages known harmless on a working setup (no GPU driver, CUDA plugins
 #: registered twice, graph-optimizer notes).

@@ -177,7 +177,10 @@ def main(argv=None) -> int:
         description="Write solution-free copies of the notebooks and a zip to hand out.",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="folder for the copies (default: build/student); the zip goes beside it"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the copies (default: build/student); the zip goes beside it",
     )
     args = parser.parse_args(argv)
     root = project_root()

@@ -133,7 +133,9 @@ def download(
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=Path("wheelhouse"), help="folder for the wheels")
-    parser.add_argument("--platform", action="append", help="pip platform tag (repeat); default: this machine")
+    parser.add_argument(
+        "--platform", action="append", help="pip platform tag (repeat); default: this machine"
+    )
     parser.add_argument("--python-version", help="e.g. 311 (default: this Python)")
     parser.add_argument("--extra", action="append", default=[], help="also an extra, e.g. test or gpu")
     args = parser.parse_args(argv)

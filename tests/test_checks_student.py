@@ -115,7 +115,9 @@ def test_markers_are_stripped_wherever_they_are():
             "def rule(p):\n    ### BEGIN SOLUTION\n    return p.max() > 0.9\n    ### END SOLUTION\n"
             "t = 1  ### BEGIN SOLUTION\nt = 0.85\n### END SOLUTION"
         ),
-        nbformat.v4.new_markdown_cell("Why?\n### BEGIN SOLUTION\nBecause the exit is cheap.\n### END SOLUTION"),
+        nbformat.v4.new_markdown_cell(
+            "Why?\n### BEGIN SOLUTION\nBecause the exit is cheap.\n### END SOLUTION"
+        ),
     ]
     copy = student.student_notebook(nb)
     code, text = copy.cells[1].source, copy.cells[2].source

@@ -69,7 +69,11 @@ def test_a_fresh_laptop_is_told_the_one_command_not_failed(healthy):
     fresh = dict(healthy, data={"ok": False, "error": error, "missing": True, "reachable": True})
     findings = doctor.diagnose(fresh)
     found = [f for f in findings if f.what == "MNIST data"][0]
-    assert found.level == doctor.WARN and "make prepare" in found.fix and "python -m effcourse.prepare" in found.fix
+    assert (
+        found.level == doctor.WARN
+        and "make prepare" in found.fix
+        and "python -m effcourse.prepare" in found.fix
+    )
     assert doctor.exit_status(findings) == 0
     offline = dict(fresh, data=dict(fresh["data"], reachable=False))
     found = [f for f in doctor.diagnose(offline) if f.what == "MNIST data"][0]

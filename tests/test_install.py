@@ -131,9 +131,20 @@ def test_make_finds_a_supported_python_in_turn(tmp_path):
     broken = bin_dir / "python3.12"
     broken.write_text("#!/bin/sh\nexit 127\n")  # a shim for a version that is not installed
     broken.chmod(0o755)
-    out = run_make("--eval", "which-python: ; @echo $(PYTHON)", "which-python", PATH=f"{bin_dir}:/usr/bin:/bin").stdout
+    out = run_make(
+        "--eval", "which-python: ; @echo $(PYTHON)", "which-python", PATH=f"{bin_dir}:/usr/bin:/bin"
+    ).stdout
     assert out.strip() == "python3.11"
-    assert run_make("--eval", "w: ; @echo $(PYTHON)", "w", PATH=f"{bin_dir}:/usr/bin:/bin", PYTHON="/opt/py/bin/python3").stdout.strip() == "/opt/py/bin/python3"
+    assert (
+        run_make(
+            "--eval",
+            "w: ; @echo $(PYTHON)",
+            "w",
+            PATH=f"{bin_dir}:/usr/bin:/bin",
+            PYTHON="/opt/py/bin/python3",
+        ).stdout.strip()
+        == "/opt/py/bin/python3"
+    )
 
 
 @make
@@ -178,7 +189,9 @@ def test_learner_venv_and_test_tools_install_through_the_constraints(tmp_path):
     gpu = dry_run("venv", "VENV=/nonexistent/venv", "EXTRAS=gpu", f"WHEELHOUSE={tmp_path}/none")
     assert "-c constraints.txt -e '.[gpu]'" in gpu
     for target in ("test", "unit", "lint", "notebooks"):
-        assert ".effcourse-test-installed" in dry_run(target, "VENV=/nonexistent/venv", f"WHEELHOUSE={tmp_path}/none")
+        assert ".effcourse-test-installed" in dry_run(
+            target, "VENV=/nonexistent/venv", f"WHEELHOUSE={tmp_path}/none"
+        )
 
 
 @make
@@ -195,7 +208,9 @@ def test_venv_installs_offline_only_when_the_wheelhouse_holds_wheels(tmp_path):
 def test_wheelhouse_and_lock_commands(tmp_path):
     out = dry_run("wheelhouse", f"WHEELHOUSE={tmp_path}/wh", "VENV=/nonexistent/venv").splitlines()[-1]
     assert out == f"/nonexistent/venv/bin/python -m effcourse.wheelhouse --dest {tmp_path}/wh"
-    other = dry_run("wheelhouse", "WHEEL_PLATFORM=win_amd64 macosx_14_0_arm64", "PY=311", "VENV=/n/v").splitlines()[-1]
+    other = dry_run(
+        "wheelhouse", "WHEEL_PLATFORM=win_amd64 macosx_14_0_arm64", "PY=311", "VENV=/n/v"
+    ).splitlines()[-1]
     assert other.endswith("--platform win_amd64 --platform macosx_14_0_arm64 --python-version 311")
     lock = dry_run("lock", "VENV=/n/v")
     assert "-m uv pip compile pyproject.toml --universal" in lock and "-o constraints.txt" in lock
@@ -266,10 +281,16 @@ def test_entry_points_print_usage_and_refuse_unknown_options(name, capsys, tmp_p
 
 def _without_posix(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a child Python where fcntl, termios, pwd, grp and resource cannot be imported."""
-    prelude = "import sys\nfor m in ('fcntl', 'termios', 'pwd', 'grp', 'resource'):\n    sys.modules[m] = None\n"
+    prelude = (
+        "import sys\nfor m in ('fcntl', 'termios', 'pwd', 'grp', 'resource'):\n    sys.modules[m] = None\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 

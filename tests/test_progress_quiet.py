@@ -139,7 +139,11 @@ def test_filter_on_a_real_descriptor_in_a_child_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stderr.split(b"\n")
-    assert lines[:3] == [b"real line one", b"real line two", b"E0000 00:00:1.5 9 bfc_allocator.cc:52] OOM when allocating tensor"]
+    assert lines[:3] == [
+        b"real line one",
+        b"real line two",
+        b"E0000 00:00:1.5 9 bfc_allocator.cc:52] OOM when allocating tensor",
+    ]
     assert lines[3].startswith(b"(effcourse: the line above") and b"DT_HALF" not in out.stderr
     assert lines[4:] == [b"\r 50%|#####     | progress without newline"]
 

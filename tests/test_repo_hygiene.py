@@ -143,7 +143,15 @@ def test_long_cells_are_the_exception_with_a_reason(path):
 
 # Modules that are tools around the course (commands, checks, plumbing), not the API a notebook teaches.
 TOOL_MODULES = {
-    "course", "nbsource", "student", "errors", "validate", "_mw_worker", "doctor", "prepare", "wheelhouse"
+    "course",
+    "nbsource",
+    "student",
+    "errors",
+    "validate",
+    "_mw_worker",
+    "doctor",
+    "prepare",
+    "wheelhouse",
 }
 
 

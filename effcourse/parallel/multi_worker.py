@@ -289,7 +289,9 @@ def _windows_alive(pid: int) -> bool:  # pragma: no cover (Windows only)
         return False
     try:
         code = ctypes.c_ulong()
-        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+        return (
+            bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259
+        )  # STILL_ACTIVE
     finally:
         kernel32.CloseHandle(handle)
 
