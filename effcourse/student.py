@@ -31,7 +31,14 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your code here, then run the check below.")'
 # Files of the course that go into the students' zip besides the notebooks (no tests, no solutions).
-ZIP_FILES = ("pyproject.toml", "Makefile", "environment.yml", "data/README.md", "docs/TROUBLESHOOTING.md")
+ZIP_FILES = (
+    "pyproject.toml",
+    "constraints.txt",
+    "Makefile",
+    "environment.yml",
+    "data/README.md",
+    "docs/TROUBLESHOOTING.md",
+)
 ZIP_ROOT = "effcourse-student"
 # Package modules left out of the students' zip: this one names the markers and makes the copies.
 ZIP_EXCLUDE = ("effcourse/student.py",)
@@ -50,18 +57,26 @@ You need Python 3.10, 3.11 or 3.12. In this folder:
 
 ```bash
 make venv                     # creates .venv and installs the course (about 1 GB download)
-make doctor                   # checks versions, Keras 2 mode, the data; says what to fix
+make prepare                  # MNIST, the three baselines, then the doctor: says what to fix
+```
+
+Without `make` (Windows PowerShell or cmd; on macOS/Linux use `.venv/bin/python`):
+
+```
+py -3.11 -m venv .venv
+.venv\\Scripts\\python -m pip install -c constraints.txt -e .
+.venv\\Scripts\\python -m effcourse.prepare
 ```
 
 If your instructor gave you a `wheelhouse/` folder, put it here first: `make venv` then
-installs from it without the internet. Without `make` (Windows), see TROUBLESHOOTING.md.
-MNIST is downloaded on first use into `data/`, or read from the folder named by
+installs from it without the internet (without make: add `--no-index --find-links wheelhouse`
+to the pip line). MNIST is downloaded into `data/`, or read from the folder named by
 `EFFCOURSE_DATA_DIR` (your instructor may give you one).
 
 ## Work
 
 ```bash
-EFFCOURSE_PROFILE=quick make lab    # short runs (small data, few epochs): for the workshop
+make lab PROFILE=quick          # short runs (small data, few epochs): for the workshop
 make lab                            # the full course (longer; the real results)
 ```
 

@@ -160,6 +160,9 @@ def test_student_copies_and_zip_hold_no_marker_and_no_reference_code(tmp_path):
     student.main(["--out", str(tmp_path / "student")])
     with zipfile.ZipFile(tmp_path / "student.zip") as zf:
         members = {n: zf.read(n).decode("utf-8", "replace") for n in zf.namelist()}
+    for needed in ("constraints.txt", "Makefile", "pyproject.toml"):  # `make venv` installs from them
+        assert f"{student.ZIP_ROOT}/{needed}" in members
+    assert f"{student.ZIP_ROOT}/effcourse/student.py" not in members
     # a marker in the package is one that starts a line (the checks' docstring may name them in ``quotes``)
     marked = re.compile(rf"^\s*(?:{student.BEGIN}|{student.END})", re.M)
     assert not [n for n, body in members.items() if marked.search(body)]
