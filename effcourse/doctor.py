@@ -293,7 +293,8 @@ def _gpu_findings(facts) -> list[Finding]:
                 WARN,
                 "GPU",
                 f"nvidia-smi lists {facts['driver_gpus']} GPU(s), TensorFlow sees none ({cuda})",
-                "`pip install -e '.[gpu]'` (tensorflow[and-cuda]) and check the driver with nvidia-smi",
+                '`pip install -c constraints.txt -e ".[gpu]"` (tensorflow[and-cuda]; Linux or WSL2) '
+                "and check the driver with nvidia-smi",
             )
         )
     else:
