@@ -114,7 +114,7 @@ test-browser: $(TEST_STAMP)
 # JupyterLab rooted at the course folder (notebooks/ and build/student/ both reachable),
 # opened on notebooks/. Many classroom containers run as root: only then --allow-root.
 lab: $(STAMP)
-	@echo "JupyterLab: kernels use EFFCOURSE_PROFILE=$${EFFCOURSE_PROFILE:-$(PROFILE)} (EFFCOURSE_PROFILE=quick make lab for short runs); student copies: build/student/ (make student)"
+	@echo "JupyterLab: kernels use EFFCOURSE_PROFILE=$${EFFCOURSE_PROFILE:-$(PROFILE)} (make lab PROFILE=quick for short runs); student copies: build/student/ (make student)"
 	EFFCOURSE_PROFILE=$${EFFCOURSE_PROFILE:-$(PROFILE)} $(BIN)/jupyter lab --ServerApp.root_dir=. \
 		--LabApp.default_url=/lab/tree/notebooks $$(test "$$(id -u)" = 0 && echo --allow-root)
 
