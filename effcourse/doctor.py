@@ -29,6 +29,7 @@ PACKAGES = {
     "tf-keras": "tf_keras",
     "tensorflow-model-optimization": "tfmot",
     "ai-edge-litert": "LiteRT",
+    "filelock": "filelock",  # the results log's lock (every notebook)
 }
 PYTHON_RANGE = ((3, 10), (3, 12))  # pyproject's requires-python ">=3.10,<3.13"
 FAIL, WARN, OK = "FAIL", "WARN", "ok"
