@@ -4,7 +4,10 @@ Run it first, as a learner or an instructor. It reports the Python and package v
 Keras 2 mode, the MNIST file and its verification, the CPU's vector units, the GPUs
 (compute capability, memory, CUDA/cuDNN as TensorFlow sees them), what notebooks 03, 05
 and 07 will use on this machine, and every problem with its fix. The exit status is 1 when
-the course cannot run (a missing package, Keras 3 active, no verified data), else 0.
+the course cannot run (a missing package, Keras 3 active, no verified data that it can
+get), else 0. MNIST not downloaded yet on a machine that can reach the download is a
+warning naming the one command (``make prepare``); asked at a terminal, the doctor offers
+the download itself (``--download`` does it without asking, ``--no-download`` never asks).
 
 ``collect()`` reads the machine into a dict of facts; ``diagnose(facts)`` (pure) turns them
 into findings; ``render`` prints them. Tests pass made-up facts. Introduced in notebook 00
@@ -13,8 +16,10 @@ into findings; ``render`` prints them. Tests pass made-up facts. Introduced in n
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import socket
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -24,9 +29,11 @@ PACKAGES = {
     "tf-keras": "tf_keras",
     "tensorflow-model-optimization": "tfmot",
     "ai-edge-litert": "LiteRT",
+    "filelock": "filelock",  # the results log's lock (every notebook)
 }
 PYTHON_RANGE = ((3, 10), (3, 12))  # pyproject's requires-python ">=3.10,<3.13"
 FAIL, WARN, OK = "FAIL", "WARN", "ok"
+PREPARE = "`make prepare` (without make: `python -m effcourse.prepare`)"
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,40 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def collect(tiny_model: bool = True) -> dict:
+def can_reach(url: str, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to the URL's host (port 443) opens within ``timeout`` seconds.
+
+    Introduced in notebook 00.
+    """
+    from urllib.parse import urlparse
+
+    try:
+        with socket.create_connection((urlparse(url).hostname, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _data_facts(download: bool = False) -> dict:
+    from effcourse import data
+
+    env_dir = os.environ.get("EFFCOURSE_DATA_DIR")
+    missing = not env_dir and not (data.data_dir() / data.FILENAME).exists()
+    try:
+        path = data.locate(download=download)
+        data.load_raw(path, verify=True)
+        return {"ok": True, "path": str(path)}
+    except data.DataError as err:
+        facts = {"ok": False, "error": str(err), "missing": missing}
+        if missing:
+            facts["reachable"] = can_reach(data.KERAS_URL)
+        return facts
+
+
+def collect(tiny_model: bool = True, download: bool = False) -> dict:
     """Read this machine: versions, Keras mode, data, CPU, GPUs, device plan, XNNPACK (the doctor's facts).
 
-    Introduced in notebook 05.
+    ``download=True`` downloads MNIST first when it is missing. Introduced in notebook 05.
     """
     facts = {
         "python": platform.python_version(),
@@ -65,17 +102,12 @@ def collect(tiny_model: bool = True) -> dict:
     if facts["versions"]["TensorFlow"] is None:
         return facts  # nothing below works without TensorFlow
     import effcourse  # noqa: F401  (selects Keras 2 before TensorFlow resolves tf.keras)
-    from effcourse import data, hardware, parallel
+    from effcourse import hardware, parallel
 
     import tensorflow as tf
 
     facts["keras_module"] = getattr(tf.keras, "__name__", "")
-    try:
-        path = data.locate(download=False)
-        data.load_raw(path, verify=True)
-        facts["data"] = {"ok": True, "path": str(path)}
-    except data.DataError as err:
-        facts["data"] = {"ok": False, "error": str(err)}
+    facts["data"] = _data_facts(download)
     cpuinfo = hardware.read_cpuinfo()
     facts["cpu"] = hardware.cpu_name(cpuinfo)
     facts["cpu_count"] = os.cpu_count()
@@ -159,12 +191,7 @@ def diagnose(facts: dict) -> list[Finding]:
                 "`import effcourse` before tensorflow, or set TF_USE_LEGACY_KERAS=1",
             )
         )
-    d = facts["data"]
-    out.append(
-        Finding(OK, "MNIST data", f"{d['path']} (shapes and sha256 verified)")
-        if d["ok"]
-        else Finding(FAIL, "MNIST data", d["error"].splitlines()[0], " ".join(d["error"].splitlines()[1:]))
-    )
+    out.append(_data_finding(facts["data"]))
     feats = facts["cpu_features"]
     from effcourse import hardware
 
@@ -176,7 +203,7 @@ def diagnose(facts: dict) -> list[Finding]:
             "CPU",
             f"{facts['cpu']} x{facts['cpu_count']}; "
             + (
-                "vector units unknown (no /proc/cpuinfo)"
+                "vector units unknown (read from /proc/cpuinfo, which only Linux has)"
                 if unknown
                 else "units: " + (", ".join(have) or "none of AVX2/AVX-512/VNNI/bf16/fp16")
             )
@@ -195,6 +222,29 @@ def diagnose(facts: dict) -> list[Finding]:
     out += _gpu_findings(facts)
     out += _notebook_findings(facts)
     return out
+
+
+def _data_finding(d: dict) -> Finding:
+    if d["ok"]:
+        return Finding(OK, "MNIST data", f"{d['path']} (shapes and sha256 verified)")
+    if d.get("missing") and d.get("reachable"):
+        return Finding(
+            WARN,
+            "MNIST data",
+            "not downloaded yet (the download can be reached from here)",
+            f"{PREPARE} downloads and verifies it (11 MB) and trains the baselines; "
+            "or `python -m effcourse.doctor --download`; notebook 00 also downloads it on first use",
+        )
+    first, *rest = d["error"].splitlines()
+    if d.get("missing"):
+        return Finding(
+            FAIL,
+            "MNIST data",
+            "not downloaded yet, and the download cannot be reached (no network?)",
+            "on a connected machine run " + PREPARE + ", then copy data/mnist.npz here, "
+            "or set EFFCOURSE_DATA_DIR to a folder (a share) holding mnist.npz",
+        )
+    return Finding(FAIL, "MNIST data", first, " ".join(rest))
 
 
 def _gpu_findings(facts) -> list[Finding]:
@@ -244,7 +294,8 @@ def _gpu_findings(facts) -> list[Finding]:
                 WARN,
                 "GPU",
                 f"nvidia-smi lists {facts['driver_gpus']} GPU(s), TensorFlow sees none ({cuda})",
-                "`pip install -e '.[gpu]'` (tensorflow[and-cuda]) and check the driver with nvidia-smi",
+                '`pip install -c constraints.txt -e ".[gpu]"` (tensorflow[and-cuda]; Linux or WSL2) '
+                "and check the driver with nvidia-smi",
             )
         )
     else:
@@ -338,12 +389,35 @@ def exit_status(findings: list[Finding]) -> int:
     return 1 if any(f.level == FAIL for f in findings) else 0
 
 
+def _offer_download(ask=input) -> bool:
+    """At a terminal, when MNIST is missing and reachable: ask whether to download it now."""
+    try:
+        from effcourse import data
+    except ImportError:  # no TensorFlow yet: the report says what to install first
+        return False
+
+    if os.environ.get("EFFCOURSE_DATA_DIR") or (data.data_dir() / data.FILENAME).exists():
+        return False
+    if not sys.stdin.isatty() or not can_reach(data.KERAS_URL):
+        return False
+    answer = ask(f"MNIST is not downloaded yet. Download it now into {data.data_dir()} (11 MB)? [Y/n] ")
+    return answer.strip().lower() in ("", "y", "yes")
+
+
 def main(argv=None) -> int:
     """Collect, diagnose, print; return the exit status.
 
     Introduced in notebook 03.
     """
-    facts = collect()
+    parser = argparse.ArgumentParser(
+        prog="python -m effcourse.doctor", description="Check this machine for the course; say every fix."
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--download", action="store_true", help="download MNIST first if it is missing")
+    group.add_argument("--no-download", action="store_true", help="never download or ask")
+    args = parser.parse_args(argv)
+    download = args.download or (not args.no_download and _offer_download())
+    facts = collect(download=download)
     findings = diagnose(facts)
     print(render(findings, facts))
     return exit_status(findings)

@@ -66,6 +66,24 @@ def build_dir(*parts: str) -> Path:
     return path
 
 
+_WINDOWS = os.name == "nt"
+
+
+def _replace(tmp: Path, path: Path, tries: int = 50) -> None:
+    """os.replace; on Windows retried for up to 5 s while another process holds ``path`` open
+    (a notebook reading the results log, a virus scanner), where POSIX would just replace it."""
+    import time
+
+    for attempt in range(tries):
+        try:
+            os.replace(tmp, path)
+            return
+        except PermissionError:
+            if not _WINDOWS or attempt == tries - 1:
+                raise
+            time.sleep(0.1)
+
+
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file and a rename: never half-written.
 
@@ -79,7 +97,7 @@ def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -24,7 +24,7 @@ GPU_BFLOAT16_CC = (8, 0)  # tensor cores with bfloat16: Ampere and later
 
 
 def read_cpuinfo(path: str = CPUINFO) -> str | None:
-    """The text of /proc/cpuinfo, or None where there is none (macOS, Windows).
+    """The text of /proc/cpuinfo, or None where there is none (macOS, Windows: flags then read as unknown).
 
     Introduced in notebook 05.
     """
@@ -252,15 +252,6 @@ def nvidia_smi_gpus(run=None) -> list[dict] | None:
         except ValueError:
             continue
     return out
-
-
-def gpu_memory_mb(index: int = 0) -> int | None:
-    """Total memory of GPU ``index`` in MB as the driver reports it; None when unknown.
-
-    Introduced in notebook 07.
-    """
-    smi = nvidia_smi_gpus()
-    return smi[index]["memory_mb"] if smi and index < len(smi) else None
 
 
 def build_info() -> dict:

@@ -23,19 +23,30 @@ import re
 import threading
 import warnings
 
-#: Native lines that are TensorFlow's, absl's, CUDA's, oneDNN's, the converter's or LiteRT's
-#: own chatter. Informational and warning lines in absl's format (``I0000 ... file.cc:12]``)
-#: are all hidden; error lines only when they are known to be harmless on a working setup.
+#: TensorFlow's native log lines, in absl's form: severity (Info, Warning, Error, Fatal), date,
+#: time, thread, the C++ source ``file.cc:line``, then ``] `` and the message. Recognised by
+#: form and source, not one by one: CPUs and builds differ in which lines they print.
+ABSL = re.compile(
+    r"^(?P<level>[IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ (?P<source>[\w./-]+:\d+)\] ?(?P<message>.*)$"
+)
+
+#: Error-level messages known harmless on a working setup (no GPU driver, CUDA plugins
+#: registered twice, graph-optimizer notes).
+HARMLESS_ERRORS = re.compile(
+    r"failed call to cuInit"  # no GPU driver on this machine
+    r"|Unable to register cu(?:DNN|FFT|BLAS) factory"  # CUDA plugins registered twice
+    r"|NodeDef mentions attribute use_unbounded_threadpool"  # tf.data graph note (TF 2.21)
+    r"|Error in PredictCost\(\) for the op"  # grappler cost model note
+)
+#: An error-level message that TensorFlow itself marks as a fallback to another implementation
+#: (e.g. oneDNN's ``DT_HALF ... Falling back to the default Eigen-based implementation``):
+#: the work is done, by other kernels.
+FALLBACK = re.compile(r"\bfall(?:ing)? ?back\b", re.I)
+
+#: Other native chatter, not in absl's form: the converter's settings dump, LiteRT's notices.
 NOISE = re.compile(
     r"^(?:"
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w./-]+:\d+\] "  # absl INFO / WARNING lines
-    r"|E\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w./-]+:\d+\] (?:"  # absl ERROR lines known harmless:
-    r"failed call to cuInit"  #   no GPU driver on this machine
-    r"|Unable to register cu(?:DNN|FFT|BLAS) factory"  #   CUDA plugins registered twice
-    r"|.*NodeDef mentions attribute use_unbounded_threadpool"  #   tf.data graph note (TF 2.21)
-    r"|.*Error in PredictCost\(\) for the op"  #   grappler cost model note
-    r")"
     r"|(?:fully_quantize|input_inference_type|inference_type): "  # TFLite converter settings dump
     r"|INFO: Created TensorFlow Lite (?:XNNPACK )?delegate"  # LiteRT delegate notice
     r"|INFO: Initialized TensorFlow Lite runtime"
@@ -43,6 +54,13 @@ NOISE = re.compile(
     r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
     r"|This TensorFlow binary is optimized to use available CPU instructions"
     r")"
+)
+
+#: Said once, after the first native error line that is shown (it is not recognised as harmless).
+EXPLAIN = (
+    "(effcourse: the line above was written by TensorFlow's C++ code ({source}), not by your "
+    "code. If the cell finished and its numbers look right, it stopped nothing; otherwise it is "
+    "the cause. Set EFFCOURSE_NATIVE_LOGS=1 before starting Jupyter to see every native line.)"
 )
 
 #: Python warnings raised inside TensorFlow's converter or Keras about their own internals
@@ -55,15 +73,37 @@ PYTHON_NOISE = (
 
 _hidden: collections.deque = collections.deque(maxlen=500)
 _state: dict = {}
+_explained: list = []  # the native error line that was explained (once per process)
 _lock = threading.Lock()
 
 
 def is_noise(line: str) -> bool:
     """True when ``line`` is native log chatter that ``install()`` hides.
 
+    Every info and warning line in absl's form; an error line when it is known harmless or
+    TensorFlow says it falls back to another implementation; fatal lines never.
+
     Introduced in notebook 00.
     """
-    return bool(NOISE.match(line.lstrip("\r")))
+    text = line.lstrip("\r")
+    found = ABSL.match(text)
+    if found is None:
+        return bool(NOISE.match(text))
+    level, message = found["level"], found["message"]
+    if level in "IW":
+        return True
+    return level == "E" and bool(HARMLESS_ERRORS.search(message) or FALLBACK.search(message))
+
+
+def explanation(line: str) -> str | None:
+    """The note shown after a native error line that is not hidden (None for any other line).
+
+    Introduced in notebook 00.
+    """
+    found = ABSL.match(line.lstrip("\r"))
+    if found is None or found["level"] not in "EF" or is_noise(line):
+        return None
+    return EXPLAIN.format(source=found["source"])
 
 
 def hidden() -> list[str]:
@@ -95,8 +135,12 @@ def _pump(read_fd: int, out_fd: int) -> None:
             text = raw.decode("utf-8", "replace")
             if is_noise(text):
                 _hidden.append(text)
-            else:
-                keep.append(raw + b"\n")
+                continue
+            keep.append(raw + b"\n")
+            note = explanation(text)
+            if note and not _explained:
+                _explained.append(text)
+                keep.append(note.encode() + b"\n")
         if pending and not _might_become_noise(pending.decode("utf-8", "replace")):
             keep.append(pending)  # a progress bar or prompt without a newline: show it now
             pending = b""

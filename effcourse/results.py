@@ -72,14 +72,12 @@ def path(profile: str | None = None) -> Path:
 
 @contextlib.contextmanager
 def _locked(target: Path):
-    import fcntl
+    """Hold ``<target>.lock`` while the log is read, changed and replaced (every OS: ``filelock``)."""
+    from filelock import FileLock
 
-    with open(target.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_suffix(".lock"))):
+        yield
 
 
 def _validate(row: dict) -> dict:

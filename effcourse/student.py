@@ -4,22 +4,26 @@ A code cell tagged ``solution`` holds a reference answer. In the student copy th
 between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
 ``raise NotImplementedError(...)`` at the same indentation (so the surrounding ``def``
 line and signature stay as a scaffold); a tagged cell without markers is replaced whole.
+Markers are honoured wherever they are, tagged or not: an untagged code cell with markers
+is stripped the same way (and tagged ``exercise``), and in a markdown or raw cell the text
+between them becomes a line asking for the learner's answer.
 The placeholder names its exercise ("Exercise 3 is not solved yet ..."), so a student copy
 run top to bottom stops at the first unsolved exercise with that exercise's own message:
 in the exercise cell itself when the answer is a value, or in the check right after it
 when the answer is a function (the check says the function is not written yet).
 Outputs are cleared.
 
-``python -m effcourse.student [out_dir]`` writes the copies to ``out_dir`` (default
-``build/student``) and a zip beside it, ``<out_dir>.zip``: a course folder for students
-(the student notebooks, the ``effcourse`` package with its checks, the install files and a
-short README), which runs with the same ``make venv`` / ``make lab`` as the course.
+``python -m effcourse.student [--out DIR]`` writes the copies to ``DIR`` (default
+``build/student``) and a zip beside it, ``<DIR>.zip``: a course folder for students (the
+student notebooks, the ``effcourse`` package with its checks but without this module, the
+install files and a short README), which runs with the same ``make venv`` / ``make lab`` as
+the course.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
-import sys
 import zipfile
 from pathlib import Path
 
@@ -27,8 +31,18 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your code here, then run the check below.")'
 # Files of the course that go into the students' zip besides the notebooks (no tests, no solutions).
-ZIP_FILES = ("pyproject.toml", "Makefile", "environment.yml", "data/README.md", "docs/TROUBLESHOOTING.md")
+ZIP_FILES = (
+    "pyproject.toml",
+    "constraints.txt",
+    "Makefile",
+    "environment.yml",
+    "data/README.md",
+    "docs/TROUBLESHOOTING.md",
+)
 ZIP_ROOT = "effcourse-student"
+# Package modules left out of the students' zip: this one names the markers and makes the copies.
+ZIP_EXCLUDE = ("effcourse/student.py",)
+MARKDOWN_ANSWER = "*(Write your answer here.)*"
 
 STUDENT_README = """\
 # effcourse: the student copy
@@ -43,18 +57,26 @@ You need Python 3.10, 3.11 or 3.12. In this folder:
 
 ```bash
 make venv                     # creates .venv and installs the course (about 1 GB download)
-make doctor                   # checks versions, Keras 2 mode, the data; says what to fix
+make prepare                  # MNIST, the three baselines, then the doctor: says what to fix
+```
+
+Without `make` (Windows PowerShell or cmd; on macOS/Linux use `.venv/bin/python`):
+
+```
+py -3.11 -m venv .venv
+.venv\\Scripts\\python -m pip install -c constraints.txt -e .
+.venv\\Scripts\\python -m effcourse.prepare
 ```
 
 If your instructor gave you a `wheelhouse/` folder, put it here first: `make venv` then
-installs from it without the internet. Without `make` (Windows), see TROUBLESHOOTING.md.
-MNIST is downloaded on first use into `data/`, or read from the folder named by
+installs from it without the internet (without make: add `--no-index --find-links wheelhouse`
+to the pip line). MNIST is downloaded into `data/`, or read from the folder named by
 `EFFCOURSE_DATA_DIR` (your instructor may give you one).
 
 ## Work
 
 ```bash
-EFFCOURSE_PROFILE=quick make lab    # short runs (small data, few epochs): for the workshop
+make lab PROFILE=quick          # short runs (small data, few epochs): for the workshop
 make lab                            # the full course (longer; the real results)
 ```
 
@@ -81,16 +103,26 @@ def strip_solution(source: str, label: str | None = None) -> str:
     if BEGIN not in source:
         keep = [ln for ln in source.splitlines() if ln.lstrip().startswith("#")]
         return "\n".join(keep + [line_to_raise])
+    return _replace_blocks(source, line_to_raise)
+
+
+def has_markers(source: str) -> bool:
+    """True when ``source`` holds a solution marker (BEGIN or END) anywhere."""
+    return BEGIN in source or END in source
+
+
+def _replace_blocks(source: str, replacement: str) -> str:
+    """Every BEGIN..END block of ``source`` replaced by ``replacement`` at the BEGIN line's indentation."""
     out, inside = [], False
     for line in source.splitlines():
         stripped = line.strip()
-        if stripped.startswith(BEGIN):
+        if BEGIN in stripped:
             if inside:
                 raise ValueError("nested '### BEGIN SOLUTION' markers")
             inside = True
             indent = re.match(r"\s*", line).group(0)
-            out.append(indent + line_to_raise)
-        elif stripped.startswith(END):
+            out.append(indent + replacement)
+        elif END in stripped:
             if not inside:
                 raise ValueError("'### END SOLUTION' without a BEGIN")
             inside = False
@@ -114,16 +146,18 @@ def student_notebook(nb):
     nb = copy.deepcopy(nb)
     label = None
     for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            label = exercise_label(cell.source) or label
-            continue
         if cell.cell_type != "code":
+            if cell.cell_type == "markdown":
+                label = exercise_label(cell.source) or label
+            if has_markers(cell.source):
+                cell.source = _replace_blocks(cell.source, MARKDOWN_ANSWER)
             continue
         cell.outputs = []
         cell.execution_count = None
-        if "solution" in cell.get("metadata", {}).get("tags", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "solution" in tags or has_markers(cell.source):
             cell.source = strip_solution(cell.source, label)
-            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["exercise"]
+            cell.metadata["tags"] = [t for t in tags if t not in ("solution", "exercise")] + ["exercise"]
     return nb
 
 
@@ -142,6 +176,8 @@ def write_zip(zip_path: Path, notebooks: dict[str, bytes], root: Path) -> Path:
             if (root / rel).exists():
                 zf.write(root / rel, f"{ZIP_ROOT}/{Path(rel).name if rel.startswith('docs/') else rel}")
         for path in sorted((root / "effcourse").rglob("*.py")):
+            if path.relative_to(root).as_posix() in ZIP_EXCLUDE:
+                continue
             zf.write(path, f"{ZIP_ROOT}/{path.relative_to(root).as_posix()}")
     return atomic_write_bytes(zip_path, buffer.getvalue())
 
@@ -151,9 +187,19 @@ def main(argv=None) -> int:
 
     from .env import atomic_write_bytes, project_root
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m effcourse.student",
+        description="Write solution-free copies of the notebooks and a zip to hand out.",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the copies (default: build/student); the zip goes beside it",
+    )
+    args = parser.parse_args(argv)
     root = project_root()
-    out_dir = Path(args[0]) if args else root / "build" / "student"
+    out_dir = args.out or root / "build" / "student"
     written = {}
     for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         body = nbformat.writes(student_notebook(nbformat.read(path, as_version=4))).encode()

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import nbformat
@@ -128,6 +129,91 @@ def test_student_copy_has_no_solutions(path):
                 if line.strip() and not line.strip().startswith("#"):
                     assert line not in new.source.splitlines()
     assert nb.cells[0].source == copy.cells[0].source
+
+
+def test_markers_are_stripped_wherever_they_are():
+    """Untagged code cells, several blocks in a cell, a marker mid-line, markdown: nothing survives."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("**Exercise 3.** Write the rule."),
+        nbformat.v4.new_code_cell(  # no `solution` tag
+            "def rule(p):\n    ### BEGIN SOLUTION\n    return p.max() > 0.9\n    ### END SOLUTION\n"
+            "t = 1  ### BEGIN SOLUTION\nt = 0.85\n### END SOLUTION"
+        ),
+        nbformat.v4.new_markdown_cell(
+            "Why?\n### BEGIN SOLUTION\nBecause the exit is cheap.\n### END SOLUTION"
+        ),
+    ]
+    copy = student.student_notebook(nb)
+    code, text = copy.cells[1].source, copy.cells[2].source
+    assert "p.max() > 0.9" not in code and "0.85" not in code and "def rule(p):" in code
+    assert code.count("Exercise 3 is not solved yet") == 2 and "exercise" in copy.cells[1].metadata.tags
+    assert "cheap" not in text and student.MARKDOWN_ANSWER in text
+    assert not any(student.has_markers(c.source) for c in copy.cells)
+
+
+def _reference_lines(nb) -> set[str]:
+    """Every substantial line of every reference answer (between markers, or a tagged cell without them)."""
+    lines = set()
+    for cell in nb.cells:
+        tagged = "solution" in cell.metadata.get("tags", [])
+        if not (tagged or student.has_markers(cell.source)):
+            continue
+        if student.BEGIN in cell.source:
+            bodies = [b.split(student.END)[0] for b in cell.source.split(student.BEGIN)[1:]]
+        else:
+            bodies = [cell.source]
+        for body in bodies:
+            for line in body.splitlines()[1:] if student.BEGIN in cell.source else body.splitlines():
+                text = line.strip()
+                if len(text) >= 12 and not text.startswith("#"):
+                    lines.add(text)
+    elsewhere = {  # lines the notebook also shows outside its answers are no leak
+        ln.strip()
+        for c in nb.cells
+        if "solution" not in c.metadata.get("tags", []) and not student.has_markers(c.source)
+        for ln in c.source.splitlines()
+    }
+    return lines - elsewhere
+
+
+def test_student_copies_and_zip_hold_no_marker_and_no_reference_code(tmp_path):
+    """Every student notebook and every file of the students' zip: no marker, no line of an answer."""
+    import zipfile
+
+    student.main(["--out", str(tmp_path / "student")])
+    with zipfile.ZipFile(tmp_path / "student.zip") as zf:
+        members = {n: zf.read(n).decode("utf-8", "replace") for n in zf.namelist()}
+    for needed in ("constraints.txt", "Makefile", "pyproject.toml"):  # `make venv` installs from them
+        assert f"{student.ZIP_ROOT}/{needed}" in members
+    assert f"{student.ZIP_ROOT}/effcourse/student.py" not in members
+    # a marker in the package is one that starts a line (the checks' docstring may name them in ``quotes``)
+    marked = re.compile(rf"^\s*(?:{student.BEGIN}|{student.END})", re.M)
+    assert not [n for n, body in members.items() if marked.search(body)]
+    for path in NOTEBOOKS:
+        answers = _reference_lines(nbformat.read(path, as_version=4))
+        for where in (tmp_path / "student" / path.name, f"{student.ZIP_ROOT}/notebooks/{path.name}"):
+            body = where.read_text() if isinstance(where, Path) else members[where]
+            copy = nbformat.reads(body, as_version=4)
+            shown = {ln.strip() for c in copy.cells for ln in c.source.splitlines()}
+            assert not answers & shown, f"{path.name}: answer lines in the student copy: {answers & shown}"
+            assert not any(student.has_markers(c.source) for c in copy.cells), path.name
+
+
+def test_student_command_line():
+    """--help prints usage (no folder named --help); an unknown option is an error."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "effcourse.student", "--help"], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "usage:" in done.stdout and "--out" in done.stdout
+    assert not (root / "--help").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        student.main(["--bogus"])
+    assert exit_info.value.code == 2
 
 
 def test_every_exercise_is_followed_by_a_check():

@@ -35,8 +35,8 @@ def test_healthy_machine_report_and_exit_status(healthy, capsys, monkeypatch):
         assert _levels(findings, what) and FAIL not in _levels(findings, what), what
     text = doctor.render(findings, healthy)
     assert "The course can run here." in text and "sha256 verified" in text and "replicas" in text
-    monkeypatch.setattr(doctor, "collect", lambda: healthy)
-    assert doctor.main() == 0
+    monkeypatch.setattr(doctor, "collect", lambda **kw: healthy)
+    assert doctor.main([]) == 0
     assert "effcourse doctor" in capsys.readouterr().out
 
 
@@ -49,8 +49,8 @@ def test_keras3_active_fails_with_its_fix(healthy, monkeypatch, capsys):
     bad = [f for f in findings if f.what == "Keras 2 mode"][0]
     assert bad.level == FAIL and "3.15.0" in bad.found and "TF_USE_LEGACY_KERAS=1" in bad.fix
     assert doctor.exit_status(findings) == 1
-    monkeypatch.setattr(doctor, "collect", lambda: facts)
-    assert doctor.main() == 1
+    monkeypatch.setattr(doctor, "collect", lambda **kw: facts)
+    assert doctor.main([]) == 1
     assert "cannot run here" in capsys.readouterr().out
 
 
@@ -61,6 +61,54 @@ def test_missing_data_fails_with_the_data_modules_fixes(healthy, monkeypatch, tm
     bad = [f for f in findings if f.what == "MNIST data"][0]
     assert bad.level == FAIL and "does not exist" in bad.found and "EFFCOURSE_DATA_DIR" in bad.fix
     assert doctor.exit_status(findings) == 1
+
+
+def test_a_fresh_laptop_is_told_the_one_command_not_failed(healthy):
+    """MNIST not downloaded yet but reachable: a warning naming `make prepare`, exit 0; unreachable: FAIL."""
+    error = "MNIST not found at data/mnist.npz and downloads are off.\nProblem with the MNIST file."
+    fresh = dict(healthy, data={"ok": False, "error": error, "missing": True, "reachable": True})
+    findings = doctor.diagnose(fresh)
+    found = [f for f in findings if f.what == "MNIST data"][0]
+    assert (
+        found.level == doctor.WARN
+        and "make prepare" in found.fix
+        and "python -m effcourse.prepare" in found.fix
+    )
+    assert doctor.exit_status(findings) == 0
+    offline = dict(fresh, data=dict(fresh["data"], reachable=False))
+    found = [f for f in doctor.diagnose(offline) if f.what == "MNIST data"][0]
+    assert found.level == FAIL and "cannot be reached" in found.found and "EFFCOURSE_DATA_DIR" in found.fix
+
+
+def test_doctor_command_line(healthy, monkeypatch, capsys):
+    """--download asks collect() to download; --help prints usage; an unknown option is an error."""
+    asked = {}
+    monkeypatch.setattr(doctor, "collect", lambda **kw: asked.update(kw) or healthy)
+    assert doctor.main(["--download"]) == 0 and asked == {"download": True}
+    assert doctor.main(["--no-download"]) == 0 and asked == {"download": False}
+    for argv, code in ((["--help"], 0), (["--bogus"], 2)):
+        with pytest.raises(SystemExit) as exit_info:
+            doctor.main(argv)
+        assert exit_info.value.code == code
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_the_offer_to_download_only_at_a_terminal_when_missing(monkeypatch, tmp_path):
+    from effcourse import data
+
+    monkeypatch.delenv("EFFCOURSE_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "data_dir", lambda: tmp_path)  # no mnist.npz here
+    monkeypatch.setattr(doctor, "can_reach", lambda url, timeout=3.0: True)
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(doctor.sys, "stdin", Tty())
+    assert doctor._offer_download(ask=lambda prompt: "") is True  # Enter: yes
+    assert doctor._offer_download(ask=lambda prompt: "n") is False
+    monkeypatch.setattr(doctor, "can_reach", lambda url, timeout=3.0: False)
+    assert doctor._offer_download(ask=lambda prompt: "y") is False  # no network: not offered
 
 
 def test_missing_package_and_old_python_fail(healthy):

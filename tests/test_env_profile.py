@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -101,3 +102,24 @@ def test_hardware_module_is_the_one_place_that_reads_the_cpu():
     # precision re-exports the same functions it had before the move
     assert precision.cpu_flags is hardware.cpu_flags and precision.read_cpuinfo is hardware.read_cpuinfo
     assert precision.hardware_support(text, gpus=[])["cpu"] == "Test CPU 9000"
+
+
+def test_atomic_write_waits_for_a_reader_on_windows(tmp_path, monkeypatch):
+    """On Windows os.replace fails while another process has the file open: retried, then it lands."""
+    real, calls = os.replace, []
+
+    def busy_twice(src, dst):
+        calls.append(dst)
+        if len(calls) <= 2:
+            raise PermissionError(13, "The process cannot access the file", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(env.os, "replace", busy_twice)
+    monkeypatch.setattr(env, "_WINDOWS", True)
+    env.atomic_write_bytes(tmp_path / "log.csv", b"a,b\n")
+    assert (tmp_path / "log.csv").read_bytes() == b"a,b\n" and len(calls) == 3
+    monkeypatch.setattr(env, "_WINDOWS", False)  # on POSIX a PermissionError is a real error
+    calls.clear()
+    with pytest.raises(PermissionError):
+        env.atomic_write_bytes(tmp_path / "other.csv", b"x")
+    assert not list(tmp_path.glob(".other.csv.*.tmp"))

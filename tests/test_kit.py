@@ -1,8 +1,5 @@
-"""The workshop kit: predict-then-measure checks (00, 03), the students' zip, the offline install targets."""
+"""The workshop kit: predict-then-measure checks (00, 03), the students' zip."""
 
-import os
-import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -114,7 +111,7 @@ def solution_lines(cell):
 
 
 def test_student_zip_has_every_check_and_no_solution(tmp_path, capsys):
-    student.main([str(tmp_path / "student")])
+    student.main(["--out", str(tmp_path / "student")])
     zip_path = tmp_path / "student.zip"
     assert zip_path.exists() and "for students" in capsys.readouterr().out
     with zipfile.ZipFile(zip_path) as zf:
@@ -165,43 +162,4 @@ def test_student_notebook_00_stops_at_its_first_exercise(tmp_path):
         assert not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
 
 
-# --- offline rooms: the Makefile's wheelhouse route (dry runs: nothing is downloaded) -----------
-
-make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-
-
-def dry_run(*args):
-    # `make test` runs this test inside make: without the parent's MAKELEVEL/MAKEFLAGS the
-    # child prints only the recipe (no "Entering directory" lines, no inherited flags).
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
-    cmd = ["make", "--no-print-directory", "-n", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-
-
-@make
-def test_wheelhouse_downloads_everything_make_venv_installs(tmp_path):
-    out = dry_run("wheelhouse", f"WHEELHOUSE={tmp_path}/wh", "VENV=/nonexistent/venv")
-    download = out.splitlines()[-1]
-    assert download.startswith("/nonexistent/venv/bin/python -m pip download --dest ")
-    for needed in [f"{tmp_path}/wh", "'.[dev]'", " pip ", "'setuptools>=77'", " wheel"]:
-        assert needed in download, needed
-    assert "--platform" not in download and "--only-binary" not in download
-    other = dry_run("wheelhouse", "WHEEL_PLATFORM=win_amd64 macosx_12_0_arm64", "PY=311").splitlines()[-1]
-    assert (
-        "--only-binary=:all: --platform win_amd64 --platform macosx_12_0_arm64 --python-version 311" in other
-    )
-
-
-@make
-def test_venv_installs_offline_only_when_the_wheelhouse_holds_wheels(tmp_path):
-    without = dry_run("venv", "VENV=/nonexistent/venv", f"WHEELHOUSE={tmp_path}/none").splitlines()
-    assert without[1:] == [  # the online route, unchanged
-        "/nonexistent/venv/bin/python -m pip install --quiet --upgrade pip",
-        "/nonexistent/venv/bin/python -m pip install --quiet -e '.[dev]' && touch /nonexistent/venv/.effcourse-installed",
-    ]
-    (tmp_path / "wh").mkdir()
-    (tmp_path / "wh" / "tensorflow-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl").write_bytes(b"")
-    offline = dry_run("venv", "VENV=/nonexistent/venv", f"WHEELHOUSE={tmp_path}/wh").splitlines()
-    flags = f"--no-index --find-links {tmp_path}/wh"
-    assert offline[1] == f"/nonexistent/venv/bin/python -m pip install --quiet {flags} --upgrade pip"
-    assert offline[2].startswith(f"/nonexistent/venv/bin/python -m pip install --quiet {flags} -e '.[dev]'")
+# The offline rooms' Makefile routes (wheelhouse, venv from it) are tested in tests/test_install.py.

@@ -100,6 +100,26 @@ def test_noise_patterns_hide_tensorflow_lines_and_keep_real_ones():
     assert not any(quiet.is_noise(line) for line in real)
 
 
+DT_HALF = (
+    "E0000 00:00:1796172301.156595    2103 util.cc:131] oneDNN supports DT_HALF only on platforms "
+    "with AVX-512. Falling back to the default Eigen-based implementation if present."
+)
+
+
+def test_native_lines_are_judged_by_their_absl_form_and_message():
+    """A fallback TensorFlow announces is hidden whatever its source; an unknown error shows, explained."""
+    assert quiet.is_noise(DT_HALF) and quiet.explanation(DT_HALF) is None
+    unknown_info = "W0000 00:00:1.5 9 some_new_file.cc:7] a notice no one listed"
+    assert quiet.is_noise(unknown_info)  # info and warning lines: hidden by their form alone
+    error = "E0000 00:00:1.5 9 bfc_allocator.cc:52] OOM when allocating tensor"
+    fatal = "F0000 00:00:1.5 9 tensor_shape.cc:12] Check failed: new_num_elements"
+    assert not quiet.is_noise(error) and not quiet.is_noise(fatal)
+    note = quiet.explanation(error)
+    assert "bfc_allocator.cc:52" in note and "not by your code" in note and "EFFCOURSE_NATIVE_LOGS=1" in note
+    assert quiet.explanation("an ordinary line") is None
+    assert not quiet.is_noise("E0000 is how my own table starts")  # not absl's form
+
+
 def test_filter_on_a_real_descriptor_in_a_child_process():
     """C-level writes to fd 2 pass through the filter: noise hidden, other lines kept in order."""
     code = (
@@ -110,13 +130,22 @@ def test_filter_on_a_real_descriptor_in_a_child_process():
         "os.write(2, b'I0000 00:00:1.5 1 port.cc:153] oneDNN custom operations are on.\\n')\n"
         "os.write(2, b'real line one\\n')\n"
         "os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\nreal line two\\n')\n"
+        "os.write(2, b'" + DT_HALF + "\\n')\n"
+        "os.write(2, b'E0000 00:00:1.5 9 bfc_allocator.cc:52] OOM when allocating tensor\\n')\n"
         "os.write(2, b'\\r 50%|#####     | progress without newline')\n"
     )
     env = dict(os.environ)
     env.pop("EFFCOURSE_NATIVE_LOGS", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stderr == b"real line one\nreal line two\n\r 50%|#####     | progress without newline"
+    lines = out.stderr.split(b"\n")
+    assert lines[:3] == [
+        b"real line one",
+        b"real line two",
+        b"E0000 00:00:1.5 9 bfc_allocator.cc:52] OOM when allocating tensor",
+    ]
+    assert lines[3].startswith(b"(effcourse: the line above") and b"DT_HALF" not in out.stderr
+    assert lines[4:] == [b"\r 50%|#####     | progress without newline"]
 
 
 def test_failed_check_renders_as_its_hint_alone_and_pass_prints_only_pass(capsys):

@@ -44,12 +44,12 @@ def _names(reqs):
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    wanted = _names(project["dependencies"])  # the learner set; test tools are the `test` extra
     env_text = (ROOT / "environment.yml").read_text()
     pip_lines = re.findall(r"^\s+- (\S+)\s*(?:#.*)?$", env_text.split("- pip:")[1], re.M)
-    listed = _names(p for p in pip_lines if not p.startswith("-e"))
+    listed = _names(p for p in pip_lines if not p.startswith("-"))
     assert listed == wanted
-    assert "python=3.11" in env_text and "-e ." in env_text
+    assert "python=3.11" in env_text and "-e ." in env_text and "-c constraints.txt" in env_text
     for line in env_text.split("- pip:")[1].splitlines():
         if line.strip().startswith("- "):
             assert "#" in line, f"environment.yml line without a reason: {line.strip()}"
@@ -142,7 +142,17 @@ def test_long_cells_are_the_exception_with_a_reason(path):
 
 
 # Modules that are tools around the course (commands, checks, plumbing), not the API a notebook teaches.
-TOOL_MODULES = {"course", "nbsource", "student", "errors", "validate", "_mw_worker", "doctor"}
+TOOL_MODULES = {
+    "course",
+    "nbsource",
+    "student",
+    "errors",
+    "validate",
+    "_mw_worker",
+    "doctor",
+    "prepare",
+    "wheelhouse",
+}
 
 
 def _public_definitions():

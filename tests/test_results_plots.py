@@ -106,11 +106,17 @@ def _writer(args):
 
 
 def test_parallel_appends_lose_nothing(tmp_root):
-    ctx = mp.get_context("fork")
+    """Processes appending at once under the lock (filelock, every OS): no row lost, no torn line."""
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(4) as pool:
         pool.map(_writer, [(str(tmp_root), w) for w in range(4)])
     table = results.load("quick")
     assert len(table) == 20 and table.groupby("notebook").size().tolist() == [5] * 4
+    import csv
+
+    with open(results.path("quick"), newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == results.COLUMNS and all(len(row) == len(results.COLUMNS) for row in rows[1:])
 
 
 def test_pareto_on_a_constructed_set():

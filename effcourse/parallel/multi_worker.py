@@ -30,6 +30,8 @@ from .data_parallel import per_replica_batch
 LOOPBACK = "127.0.0.1"
 WORKER_MODULE = "effcourse._mw_worker"
 RESULT_PREFIX = "EFFCOURSE_RESULT "
+# Process groups and signals (POSIX); on Windows each worker is terminated on its own.
+_POSIX = os.name == "posix"
 STEP_PREFIX = "EFFCOURSE_STEP "  # a worker's progress line: steps done so far
 
 
@@ -259,8 +261,12 @@ def _tail(text: str, lines: int = 25) -> str:
 def alive(pid: int) -> bool:
     """True if process ``pid`` is still running (a zombie, dead but not yet reaped, is not).
 
+    On Windows it asks the process's exit code (``os.kill`` there would end the process).
+
     Introduced in notebook 07.
     """
+    if not _POSIX:
+        return _windows_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -274,14 +280,34 @@ def alive(pid: int) -> bool:
         return True
 
 
+def _windows_alive(pid: int) -> bool:  # pragma: no cover (Windows only)
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return (
+            bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259
+        )  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
 def _stop(procs, grace: float = 3.0) -> None:
-    """Stop every worker and its children (its process group): TERM, then KILL; reap them."""
+    """Stop every worker and its children (its process group): TERM, then KILL; reap them.
+
+    On Windows (no process groups or signals) each worker is terminated, then killed; a child
+    process a worker started itself would outlive it there (the course's workers start none).
+    """
     for proc in procs:
         if proc.poll() is None:
             try:
-                if os.name == "posix":
+                if _POSIX:
                     os.killpg(proc.pid, signal.SIGTERM)
-                else:  # pragma: no cover
+                else:
                     proc.terminate()
             except (ProcessLookupError, PermissionError):
                 pass
@@ -292,7 +318,7 @@ def _stop(procs, grace: float = 3.0) -> None:
         except subprocess.TimeoutExpired:
             pass
     for proc in procs:
-        if os.name == "posix":  # also children that outlived their worker
+        if _POSIX:  # also children that outlived their worker
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -398,7 +424,7 @@ def _launch_once(n_workers, args, timeout, command, log_dir, extra_env, desc, pl
                     stdout=out,
                     stderr=err,
                     stdin=subprocess.DEVNULL,
-                    start_new_session=(os.name == "posix"),
+                    start_new_session=_POSIX,
                 )
             )
         failed, timed_out = None, False

@@ -9,7 +9,7 @@ stderr output at all, at least one figure, the progress-bar widgets rendered, an
 01) an exercise check's PASS line. Screenshots land in build/screenshots/.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``; or set EFFCOURSE_CHROMIUM to
-a Chromium binary) and the ``playwright`` Python package (dev extra). Playwright's own
+a Chromium binary) and the ``playwright`` Python package (test extra). Playwright's own
 browser download is never used. Without them the test is skipped, except under CI
 (``CI=true``), where it fails and says what to install.
 """
@@ -94,7 +94,7 @@ def _missing() -> list[str]:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         missing.append(
-            "Playwright: `pip install -e '.[dev]'` (the `playwright` package; "
+            "Playwright: `pip install -c constraints.txt -e '.[test]'` (the `playwright` package; "
             "do not run `playwright install`, the test uses the system Chromium)"
         )
     return missing
