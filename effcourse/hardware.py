@@ -199,7 +199,7 @@ def support_table(s: dict | None = None):
     return pd.DataFrame(rows).set_index("what")
 
 
-# --- added for the learner's own hardware (issue 16: parallel.device_plan, effcourse.doctor) ---
+# --- added for the learner's own hardware (parallel.device_plan, effcourse.doctor) ---
 
 # CPU flags (as in /proc/cpuinfo) the doctor reports: vector units the CPU kernels use.
 CPU_FEATURES = {
