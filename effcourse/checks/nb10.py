@@ -40,8 +40,8 @@ def quantize_groups(fn) -> None:
         groups = w.reshape(rows // group, group, cols)
         peak = np.abs(groups).max(axis=1)
         want_scales = np.where(peak == 0, 1.0, peak / qmax)
-        if not np.all(np.isfinite(scales)):
-            fail("a scale is not finite: a group of zeros needs a scale of 1, not 0/0.")
+        if not np.all(np.isfinite(scales)) or np.any((peak == 0) & (scales != 1)):
+            fail("a group of zeros needs a scale of 1: its largest |w| is 0, and w / 0 is not a number.")
         if not np.allclose(scales, want_scales, rtol=1e-5, atol=1e-8):
             fail(
                 f"at bits={bits}, group={group} some scales are off: each is the group's largest |w| "
@@ -54,7 +54,9 @@ def quantize_groups(fn) -> None:
                 f"at bits={bits}, group={group}, {share:.1%} of the codes differ: round w / scale to the "
                 "nearest integer (np.round), then clip to the symmetric range."
             )
-    return passed("codes and scales are right at 2, 3, 4 and 8 bits, for several group sizes and a group of zeros.")
+    return passed(
+        "codes and scales are right at 2, 3, 4 and 8 bits, for several group sizes and a group of zeros."
+    )
 
 
 def _sweep(rows):
@@ -93,37 +95,45 @@ def choose_quantization(fn) -> None:
                 f"with float32 validation {reference}, max_drop {max_drop} and max_bytes {max_bytes:,} "
                 f"your rule returned {got!r}. Hint: {hint}."
             )
-    return passed("your rule picks the smallest variant within both budgets, judged on validation, on five tables.")
+    return passed(
+        "your rule picks the smallest variant within both budgets, judged on validation, on five tables."
+    )
 
 
 def head_importance(fn) -> None:
-    """Exercise 10.3: accuracy lost when each head alone is masked, on a made-up evaluate()."""
-    heads = [3, 2]
-    value = np.array([[0.05, 0.0, 0.2], [0.01, 0.3]], dtype=object)
-    calls = []
+    """Exercise 10.3: accuracy lost when each head alone is masked, on made-up evaluate() functions."""
+    cases = [([3, 2], [[0.05, 0.0, 0.2], [0.01, 0.3]]), ([2, 2, 1], [[0.1, 0.02], [0.0, 0.07], [0.15]])]
+    for heads, value in cases:
+        calls = []
 
-    def evaluate(mask):
-        calls.append(mask)
-        lost = sum(v for layer, m in enumerate(mask) for v, on in zip(value[layer], m) if not on)
-        return 0.9 - lost - 0.01 * sum(1 for m in mask for on in m if not on) ** 2
+        def evaluate(mask, value=value, calls=calls):
+            calls.append(mask)
+            off = [(layer, h) for layer, m in enumerate(mask) for h, on in enumerate(m) if not on]
+            return 0.9 - sum(value[layer][h] for layer, h in off) - 0.01 * len(off) ** 2
 
-    got = call(fn, evaluate, heads, name="head_importance")
-    got = np.asarray(got, dtype=float)
-    if got.shape != (len(heads), max(heads)):
-        fail(f"return an array (layers, heads): with heads {heads} that is {(len(heads), max(heads))}; got {got.shape}.")
-    want = np.array([[0.06, 0.01, 0.21], [0.02, 0.31]], dtype=object)
-    for layer, n in enumerate(heads):
-        for h in range(n):
-            if abs(got[layer, h] - want[layer][h]) > 1e-9:
-                if abs(got[layer, h] + want[layer][h]) < 1e-9:
-                    fail("the signs are reversed: importance = accuracy with all heads on - accuracy with one off.")
-                fail(
-                    f"head {h} of layer {layer}: expected the accuracy lost with that head alone switched off; "
-                    "mask one head at a time (head_mask([(layer, head)], heads_per_layer)), the others on."
-                )
-    if len(calls) > sum(heads) + 2:
-        fail(f"evaluate was called {len(calls)} times: once for the full model and once per head is enough.")
-    return passed("your importances match on a made-up model of 5 heads in 2 layers.")
+        got = np.asarray(call(fn, evaluate, list(heads), name="head_importance"), dtype=float)
+        if got.shape != (len(heads), max(heads)):
+            fail(
+                f"return an array (layers, heads): with heads {heads} that is {(len(heads), max(heads))}; got {got.shape}."
+            )
+        for layer, n in enumerate(heads):
+            for h in range(n):
+                want = value[layer][h] + 0.01
+                if abs(got[layer, h] - want) > 1e-9:
+                    if abs(got[layer, h] + want) < 1e-9:
+                        fail(
+                            "the signs are reversed: importance = accuracy with all heads on - accuracy with one off."
+                        )
+                    fail(
+                        f"with heads {heads}, head {h} of layer {layer} is off: expected the accuracy lost with that "
+                        "head alone switched off; mask one head at a time (head_mask([(layer, head)], heads_per_layer)), "
+                        "the others on."
+                    )
+        if len(calls) > sum(heads) + 2:
+            fail(
+                f"evaluate was called {len(calls)} times: once for the full model and once per head is enough."
+            )
+    return passed("your importances match on two made-up models (5 heads in 2 layers, 5 in 3).")
 
 
 one_pass_line_each(__name__)
