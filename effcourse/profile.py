@@ -452,6 +452,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "max_drop": {"quick": 0.01, "full": 0.01},  # accuracy floor: 1 point of exact match below float32
         "byte_budget": {"quick": 0.3, "full": 0.3},  # exercise 2: share of the float32 weights' bytes
         "outlier_factor": {"quick": 30.0, "full": 30.0},  # the made outlier channel's growth
+        "outlier_ratio": {"quick": 20.0, "full": 20.0},  # an outlier channel: its max over 20x the median
         "smooth_alpha": {"quick": 0.5, "full": 0.5},  # SmoothQuant's migration strength
         "latency_rounds": {"quick": 3, "full": 7},  # LiteRT: interleaved rounds of profile.latency_runs
     },
