@@ -482,6 +482,7 @@ RUN_MINUTES = {
     "07_parallelism": {"quick": 1.4, "full": 3.2},
     "08_automated_compression": {"quick": 1.4, "full": 11.2},
     "09_deploy_onnx": {"quick": 0.7, "full": 1.1},
+    # 10: quick measured alone with nbval (94 s); full is the ceiling it was sized for, to be measured
     "10_transformer_inference": {"quick": 1.5, "full": 8.0},
 }
 
