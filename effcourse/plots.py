@@ -126,6 +126,7 @@ MODEL_NAMES = {
     "cnn": "small CNN",
     "mlp": "one-hidden-layer MLP (00)",
     "balanced_mlp": "balanced MLP (07)",
+    "decoder": "small decoder (10): addition, error = 1 - exact match",
 }
 # Course-map panels: the one-hidden-layer MLPs of notebook 00 share LeNet-300-100's panel.
 PANELS = {

@@ -426,6 +426,35 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "options_rounds": {"quick": 2, "full": 3},  # interleaved rounds of the session-options sweep
         "levels": {"quick": ("disabled", "basic", "all"), "full": ("disabled", "basic", "extended", "all")},
     },
+    "10_transformer_inference": {
+        # the task: a + b with `digits` digits each; the answer written least significant digit first
+        "digits": {"quick": 2, "full": 3},
+        "width": {"quick": 64, "full": 128},  # the model's width (embedding size)
+        "heads": {"quick": 4, "full": 4},
+        "head_dim": {"quick": 16, "full": 32},
+        "layers": {"quick": 2, "full": 2},
+        "mlp_width": {"quick": 256, "full": 512},
+        "seed": {"quick": 0, "full": 0},
+        "train_steps": {"quick": 300, "full": 3000},  # one pass over fresh training problems
+        "batch_size": {"quick": 128, "full": 128},
+        "learning_rate": {"quick": 3e-3, "full": 1e-3},  # Adam, warm-up then cosine decay
+        "val_size": {"quick": 500, "full": 2000},
+        "test_size": {"quick": 500, "full": 4000},
+        "calibration_size": {"quick": 128, "full": 256},  # training problems for GPTQ and SmoothQuant
+        "kv_batch": {"quick": 256, "full": 256},  # sequences decoded together when timing each position
+        "kv_rounds": {"quick": 3, "full": 7},  # interleaved rounds per position (median)
+        "decode_runs": {"quick": 3, "full": 10},  # single-problem greedy decodes per round
+        "bits": {"quick": (8, 4, 3), "full": (8, 4, 3)},  # round-to-nearest sweep
+        "groups": {"quick": (None, 32), "full": (None, 64, 32)},  # None: one scale per output channel
+        "gptq_bits": {"quick": (4, 3), "full": (4, 3)},
+        "gptq_group": {"quick": 32, "full": 32},
+        "max_drop": {"quick": 0.01, "full": 0.01},  # accuracy floor: 1 point of exact match below float32
+        "byte_budget": {"quick": 0.3, "full": 0.3},  # exercise 2: share of the float32 weights' bytes
+        "outlier_factor": {"quick": 30.0, "full": 30.0},  # the made outlier channel's growth
+        "outlier_ratio": {"quick": 20.0, "full": 20.0},  # an outlier channel: its max over 20x the median
+        "smooth_alpha": {"quick": 0.5, "full": 0.5},  # SmoothQuant's migration strength
+        "latency_rounds": {"quick": 3, "full": 7},  # LiteRT: interleaved rounds of profile.latency_runs
+    },
 }
 
 
@@ -452,6 +481,8 @@ RUN_MINUTES = {
     "07_parallelism": {"quick": 1.4, "full": 3.2},
     "08_automated_compression": {"quick": 1.4, "full": 11.2},
     "09_deploy_onnx": {"quick": 0.7, "full": 1.1},
+    # 10: each profile alone on the shared 2-core machine (load 3-6 in the full run: training 335 of 510 s)
+    "10_transformer_inference": {"quick": 1.5, "full": 8.5},
 }
 
 
