@@ -435,7 +435,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "layers": {"quick": 2, "full": 2},
         "mlp_width": {"quick": 256, "full": 512},
         "seed": {"quick": 0, "full": 0},
-        "train_steps": {"quick": 300, "full": 3000},  # one pass over fresh training problems
+        "train_steps": {"quick": 500, "full": 3000},  # one pass over fresh training problems
         "batch_size": {"quick": 128, "full": 128},
         "learning_rate": {"quick": 3e-3, "full": 1e-3},  # Adam, warm-up then cosine decay
         "val_size": {"quick": 500, "full": 2000},
