@@ -453,7 +453,9 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "outlier_factor": {"quick": 30.0, "full": 30.0},  # the made outlier channel's growth
         "outlier_ratio": {"quick": 20.0, "full": 20.0},  # an outlier channel: its max over 20x the median
         "smooth_alpha": {"quick": 0.5, "full": 0.5},  # SmoothQuant's migration strength
-        "latency_rounds": {"quick": 3, "full": 7},  # LiteRT: interleaved rounds of profile.latency_runs
+        "latency_rounds": {"quick": 3, "full": 7},  # LiteRT and ONNX Runtime: rounds of latency_runs
+        "opset": {"quick": 17, "full": 17},  # the ONNX operator set tf2onnx writes (as notebook 09)
+        "onnx_atol": {"quick": 1e-3, "full": 1e-3},  # largest logit gap, ONNX float32 against Keras
     },
 }
 

@@ -55,7 +55,15 @@ IN_VIEW = {
         r"quantize_static\(",
         r"CalibrationDataReader",
     ],
-    "10": [r"def decode_step\(", r"np\.round\(", r"np\.linalg\.cholesky\(", r"TFLiteConverter"],
+    "10": [
+        r"def decode_step\(",
+        r"np\.round\(",
+        r"np\.linalg\.cholesky\(",
+        r"TFLiteConverter",
+        r"tf2onnx\.convert\.from_keras\(",
+        r"InferenceSession\(",
+        r"quantize_dynamic\(",
+    ],
 }
 # Notebooks whose exercises must feed the course (00's exercise is a prediction).
 FEEDS = [k for k in NOTEBOOKS if k != "00"]
