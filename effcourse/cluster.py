@@ -26,10 +26,7 @@ PRESERVE = {"sparsity": "PQAT", "clusters": "CQAT", "both": "PCQAT"}
 
 def _kernel(layer):
     """The kernel of a Dense/Conv layer (looking through tfmot wrappers) as an array, or None."""
-    inner = getattr(layer, "layer", layer)
-    var = getattr(inner, "kernel", None)
-    if var is None:
-        var = getattr(inner, "depthwise_kernel", None)
+    var = getattr(getattr(layer, "layer", layer), "kernel", None)
     return None if var is None else np.asarray(var.numpy())
 
 
@@ -53,8 +50,8 @@ def _plan(model, clusters, per_layer, preserve_sparsity) -> dict:
         if not 2 <= k <= room:
             raise ValueError(
                 f"layer {name!r} cannot be clustered into {k} values: use at least 2 (1 bit per weight) "
-                f"and at most {room} (its {'non-zero weights + the zero' if preserve_sparsity else 'only'} "
-                f"{room} kernel weights), or leave the layer out with per_layer."
+                f"and at most {room} ({'its non-zero weights and the zero' if preserve_sparsity else 'its kernel weights'}),"
+                " or leave the layer out with per_layer."
             )
         plan[name] = int(k)
     if not plan:
