@@ -1,14 +1,10 @@
 """Weight clustering and collaborative QAT with tfmot (notebook 04; reused by 08 and 09).
 
-Notebook 04 shows both in plain tfmot calls (``cluster_weights``, ``strip_clustering``,
-``quantize_apply`` with a collaborative scheme) and then uses these helpers, which notebook
-08's search runs in every trial: ``cluster_and_finetune`` (per-layer cluster counts,
-sparsity-preserving clustering) and ``collaborative_qat`` (PQAT, CQAT or PCQAT).
-``tflite_kernels`` reads what a ``.tflite`` file stores for each kernel (04 and 09).
-
-tfmot 0.8.1 accepts ``preserve_sparsity`` only in
-``tensorflow_model_optimization.python.core.clustering.keras.experimental.cluster`` (the
-documented ``tfmot.clustering.keras.experimental.cluster_weights`` raises ``AttributeError``).
+Notebook 04 shows both in plain tfmot calls, then uses ``cluster_and_finetune`` and
+``collaborative_qat``, which notebook 08's search runs in every trial; ``tflite_kernels`` reads
+what a ``.tflite`` file stores for each kernel (04 and 09). tfmot 0.8.1 accepts
+``preserve_sparsity`` only in its ``python.core.clustering.keras.experimental.cluster`` module
+(the documented ``tfmot.clustering.keras.experimental.cluster_weights`` raises AttributeError).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from . import env, models, progress, train
+from . import env, models, train
 
 
 def _check(temperature, alpha) -> tuple[float, float]:
@@ -165,8 +165,6 @@ def train_student(
     """
     import tf_keras
 
-    from . import data as _data
-
     models.check_model(student, what="distill.train_student")
     shape = (len(data.x_train), student.output_shape[-1])
     if teacher is None:
@@ -194,10 +192,6 @@ def train_student(
         desc = f"training {student.name} alone"
     elif desc is None:
         desc = f"distilling into {student.name} (T={temperature:g}, alpha={alpha:g})"
-    model.fit(
-        _data.pipeline(data.x_train, packed, batch_size, shuffle=True, seed=seed),
-        epochs=epochs,
-        verbose=verbose,
-        callbacks=progress.with_bar([], desc, verbose),
-    )
+    labelled = dataclasses.replace(data, y_train=packed)
+    train.fit(model, labelled, epochs, batch_size, verbose=verbose, seed=seed, validation=False, desc=desc)
     return models.compile_classifier(model)

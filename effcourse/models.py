@@ -237,7 +237,7 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
 
     from . import data as _data
     from . import profile as _profile
-    from . import progress, train
+    from . import train
 
     prof = profile or _profile.active()
     data = data or _data.load(prof)
@@ -248,12 +248,9 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     )
     model = compile_classifier(build(name), optimizer=tf_keras.optimizers.Adam(schedule))
     start = time.perf_counter()
-    hist = model.fit(
-        _data.pipeline(data.x_train, data.y_train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
-        validation_data=_data.pipeline(data.x_val, data.y_val, 512),
-        epochs=cfg["epochs"],
-        verbose=verbose,
-        callbacks=progress.with_bar([], f"training baseline {name} ({cfg['epochs']} epochs)", verbose),
+    desc = f"training baseline {name} ({cfg['epochs']} epochs)"
+    hist = train.fit(
+        model, data, cfg["epochs"], cfg["batch_size"], verbose=verbose, seed=cfg["seed"], desc=desc
     )
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=512, verbose=0)
@@ -269,8 +266,9 @@ def _cached(name: str, prof) -> tuple[Path, TrainRecord | None]:
     try:
         info = json.loads(path.with_suffix(".json").read_text())
         if all(info.get(k) == v for k, v in _train_config(name, prof).items()):
-            return path, TrainRecord(**{f.name: info[f.name] for f in dataclasses.fields(TrainRecord)})
-    except (OSError, ValueError, TypeError, KeyError):
+            known = {f.name for f in dataclasses.fields(TrainRecord)}
+            return path, TrainRecord(**{k: v for k, v in info.items() if k in known})
+    except (OSError, ValueError, TypeError):
         pass  # missing, unreadable or incomplete sidecar
     return path, None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from . import convert, models, progress, timing
+from . import convert, models, timing
 from .errors import EffcourseError
 
 
@@ -79,7 +79,7 @@ def qat(
 
     Introduced in notebook 03.
     """
-    from . import data as _data
+    from . import train
     from .env import seed_everything
     from .validate import mnist_like, positive_int
 
@@ -87,13 +87,8 @@ def qat(
     epochs = positive_int(epochs, "epochs")
     q_model = models.compile_classifier(quantize_aware(model, custom_objects), learning_rate=learning_rate)
     seed_everything(seed, deterministic=False)  # seeds only; keeps determinism as setup() set it
-    q_model.fit(
-        _data.pipeline(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed),
-        validation_data=_data.pipeline(data.x_val, data.y_val, 512),
-        epochs=epochs,
-        verbose=verbose,
-        callbacks=progress.with_bar([], f"quantization-aware training of {model.name}", verbose),
-    )
+    desc = f"quantization-aware training of {model.name}"
+    train.fit(q_model, data, epochs, batch_size, verbose=verbose, seed=seed, desc=desc)
     return q_model
 
 
