@@ -71,13 +71,10 @@ def cluster_and_finetune(
 ):
     """Cluster a copy of ``model``, fine-tune the centroids on ``data``; return it stripped, compiled.
 
-    ``clusters`` shared values per Dense/Conv kernel, initialised by ``init`` (one of
-    ``INITS``); ``per_layer`` ({layer name: k}) overrides ``clusters``, and 0 or None there
-    leaves a layer unclustered; ``preserve_sparsity`` pins one centroid to 0 and keeps a pruned
-    kernel's zeros; ``per_channel`` clusters each Conv2D output channel apart. ``epochs=0``
-    clusters without fine-tuning. Fine-tuning trains the centroids (Adam at a small,
-    cosine-decayed ``learning_rate``); the weights are re-assigned to their nearest centroid at
-    every step. The input model is never changed.
+    ``clusters`` shared values per Dense/Conv kernel, initialised by ``init`` (one of ``INITS``);
+    ``per_layer`` ({layer name: k}) overrides it, 0 or None there leaving a layer unclustered;
+    ``preserve_sparsity`` pins one centroid to 0; ``per_channel`` clusters each Conv2D output
+    channel apart; ``epochs=0`` clusters without fine-tuning the centroids.
 
     Introduced in notebook 04.
     """
@@ -170,11 +167,9 @@ def collaborative_qat(
 ):
     """Quantization-aware training that keeps what pruning and clustering made.
 
-    tfmot's collaborative schemes passed to ``quantize_apply``: ``preserve="sparsity"`` is
-    prune-preserving QAT (PQAT), ``"clusters"`` cluster-preserving QAT (CQAT), ``"both"``
-    sparsity- and cluster-preserving QAT (PCQAT). ``model`` is a stripped pruned and/or
-    clustered model (never changed); returns the trained quantization-aware model, ready for
-    ``convert.to_tflite(q, "int8", ..)``. Plain QAT is ``effcourse.quantize.qat``.
+    ``preserve``: ``"sparsity"`` (PQAT), ``"clusters"`` (CQAT) or ``"both"`` (PCQAT), tfmot's
+    collaborative schemes for ``quantize_apply``, on a copy of a stripped pruned and/or clustered
+    ``model``. Plain QAT is ``quantize.qat``.
 
     Introduced in notebook 04.
     """

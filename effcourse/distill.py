@@ -94,9 +94,8 @@ def teacher_logits(teacher, x, batch_size: int = 512) -> np.ndarray:
 def with_soft_targets(data, teacher, temperature: float, alpha: float):
     """``(packed, loss, metrics)`` to train any model on ``data`` distilled from ``teacher``.
 
-    ``packed`` is a copy of the ``data.MNIST`` whose training and validation labels carry the
-    teacher's logits (computed once); compile with ``loss`` and ``metrics`` (the accuracy on
-    the labels) and fit on ``packed``. Pruning's retraining uses it through ``Recipe``.
+    ``packed`` is ``data`` with the teacher's logits packed into its training and validation
+    labels; compile with ``loss`` and ``metrics`` (the label accuracy) and fit on ``packed``.
 
     Introduced in notebook 04.
     """
@@ -155,11 +154,10 @@ def train_student(
 ):
     """Train a copy of ``student`` on ``data``, alone (``teacher=None``) or distilled from ``teacher``.
 
-    Both ways use the same optimizer (Adam, cosine-decayed from ``learning_rate``), batches and
-    seed; only the loss differs (``loss(labels, student_logits, teacher_logits, T, alpha)``, by
-    default ``distillation_loss``; alone is ``alpha = 0``). ``teacher_train_logits`` (from
-    ``teacher_logits(teacher, data.x_train)``) saves recomputing them across a sweep. Returns
-    the trained copy compiled as an ordinary classifier; the input is never changed.
+    Both ways share the optimizer (Adam, cosine-decayed from ``learning_rate``), batches and seed;
+    only the loss differs (``loss(labels, student_logits, teacher_logits, T, alpha)``, by default
+    ``distillation_loss``; alone is ``alpha = 0``). ``teacher_train_logits`` saves recomputing the
+    teacher's logits across a sweep.
 
     Introduced in notebook 04.
     """

@@ -276,10 +276,8 @@ def _cached(name: str, prof) -> tuple[Path, TrainRecord | None]:
 def pretrained(name: str, profile=None, retrain: bool = False, verbose: int = 0):
     """The trained baseline ``name`` for the profile: loaded from the cache, or trained and cached.
 
-    The cache is build/cache/<profile>/<name>.keras with a JSON sidecar of the training
-    settings; if the settings changed, the model is retrained. Writes are atomic, so two
-    notebooks running at once never see a half-written file. Returns the compiled model; how
-    it was trained is ``training_record(name, profile)``.
+    The cache is build/cache/<profile>/<name>.keras with a JSON sidecar of the training settings
+    (a changed setting retrains); atomic writes, so notebooks running at once never see half a file.
 
     Introduced in notebook 01.
     """
@@ -303,9 +301,7 @@ def pretrained(name: str, profile=None, retrain: bool = False, verbose: int = 0)
 def training_record(name: str, profile=None) -> TrainRecord:
     """How the cached baseline ``name`` was trained: epochs, time, history, test accuracy.
 
-    Reads the JSON sidecar ``pretrained`` writes next to the model; without an up-to-date
-    one, trains and caches the baseline first, so the record describes what ``pretrained``
-    returns.
+    Reads the sidecar ``pretrained`` writes; without an up-to-date one, trains the baseline first.
 
     Introduced in notebook 01.
     """

@@ -32,10 +32,8 @@ _FIX = (
 def quantize_aware(model, custom_objects: dict | None = None):
     """A quantization-aware copy of a tf_keras model: tfmot's ``quantize_model`` on a clone.
 
-    Fake-quantization nodes simulate int8 weights and activations in the forward pass; gradients
-    pass straight through the rounding. Layers wrapped with ``quantize_annotate_layer`` keep
-    their ``QuantizeConfig`` (name its class in ``custom_objects``). Raises ``QuantizeError``
-    naming a layer QAT cannot annotate (tfmot would leave a Lambda in float silently).
+    Layers wrapped with ``quantize_annotate_layer`` keep their ``QuantizeConfig`` (name its class
+    in ``custom_objects``). Raises ``QuantizeError`` naming a layer QAT cannot annotate.
 
     Introduced in notebook 03.
     """
@@ -72,10 +70,9 @@ def qat(
 ):
     """Quantization-aware training: fine-tune a quantization-aware copy of ``model``.
 
-    Applies ``quantize_aware`` (``model`` is never modified), compiles it like the baselines
-    (Adam at a small ``learning_rate``, cross-entropy on logits, accuracy) and trains for
-    ``epochs`` on a ``data.MNIST``, validating on its validation split. Returns the trained
-    tf_keras model; convert it with ``convert.to_tflite(q, "int8", ..)``.
+    ``quantize_aware`` (``model`` is never modified), compiled like the baselines at a small
+    ``learning_rate`` and trained for ``epochs`` on a ``data.MNIST``; convert the result with
+    ``convert.to_tflite(q, "int8", ..)``.
 
     Introduced in notebook 03.
     """
@@ -102,13 +99,10 @@ def compare_latency(
 ):
     """Single-sample latency of several models, interleaved, with rotating order (a DataFrame).
 
-    ``variants``: {name: .tflite bytes (opened at the profile's thread count with ``delegate``:
-    ``"auto"``, LiteRT's default XNNPACK, or ``"none"``) or a model with an ``invoker``
-    (``convert.TFLiteModel``, ``deploy.OnnxModel``)}. On ``timing.interleaved``: each model warms
-    up, then in each round every model runs the profile's ``latency_runs`` invokes, the order
-    rotating from round to round; per variant, the median over rounds of each round's median
-    and 90th percentile, so that a burst of load hits all variants alike. ``desc`` shows a
-    progress bar over the rounds.
+    ``variants``: {name: .tflite bytes (opened with ``delegate``: ``"auto"``, LiteRT's XNNPACK, or
+    ``"none"``) or a model with an ``invoker`` (``convert.TFLiteModel``, ``deploy.OnnxModel``)}.
+    Per variant, the median over ``timing.interleaved``'s rounds of each round's median and 90th
+    percentile, so that a burst of load hits all variants alike; ``desc`` shows a progress bar.
 
     Introduced in notebook 03.
     """
