@@ -1,18 +1,17 @@
 """The course's baseline models and the trained-baseline cache (notebook 01).
 
-All models take (28, 28, 1) images in [0, 1] and return **logits** (no softmax): the
-loss is ``SparseCategoricalCrossentropy(from_logits=True)``, which is numerically safer,
-is what distillation (notebook 04) and loss scaling (notebook 05) need, and leaves
-``argmax`` unchanged.
+All models take (28, 28, 1) images in [0, 1] and return **logits** (no softmax): the loss is
+``SparseCategoricalCrossentropy(from_logits=True)``, numerically safer, what distillation
+(notebook 04) and loss scaling (notebook 05) need, and ``argmax`` is unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import env
@@ -36,24 +35,42 @@ def check_model(model, need_graph: bool = True, what: str = "this helper"):
     """
     import tf_keras
 
-    mod = type(model).__module__
-    if mod.split(".")[0] == "keras":
+    kind = f"{type(model).__module__}.{type(model).__name__}"
+    if kind.split(".")[0] == "keras":
         raise ModelError(
-            f"{what} needs a Keras 2 (tf_keras) model, got a Keras 3 object "
-            f"({type(model).__module__}.{type(model).__name__}). Build it with "
+            f"{what} needs a Keras 2 (tf_keras) model, got a Keras 3 object ({kind}). Build it with "
             "`from effcourse import keras` (tf_keras), after `import effcourse`, not `import keras`."
         )
     if not isinstance(model, tf_keras.Model):
         raise ModelError(f"{what} needs a tf_keras Model, got {type(model).__name__}.")
-    if need_graph and not (
-        isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)
-    ):
+    if need_graph and not (isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", 0)):
         raise ModelError(
-            f"{what} needs a Sequential or Functional model (a graph of layers it can walk); "
-            f"got the subclassed model {type(model).__name__}. Rebuild it with "
-            "keras.Sequential([...]) or keras.Model(inputs, outputs)."
+            f"{what} needs a Sequential or Functional model (a graph of layers it can walk); got the "
+            f"subclassed model {type(model).__name__}. Rebuild it with keras.Sequential([...]) or "
+            "keras.Model(inputs, outputs)."
         )
     return model
+
+
+def _classifier(name: str, body: list):
+    """Input, the ``body`` layers, then the 10 logits, as one Sequential model."""
+    from tf_keras import Sequential, layers
+
+    logits = layers.Dense(NUM_CLASSES, name="logits")
+    return Sequential([layers.Input(INPUT_SHAPE), *body, logits], name=name)
+
+
+def _conv_pool(filters, size: int) -> list:
+    """Two ReLU convolutions of ``size`` x ``size``, each followed by 2x2 max-pooling, then Flatten."""
+    from tf_keras import layers
+
+    return [
+        layers.Conv2D(filters[0], size, activation="relu", name="conv1"),
+        layers.MaxPooling2D(2, name="pool1"),
+        layers.Conv2D(filters[1], size, activation="relu", name="conv2"),
+        layers.MaxPooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+    ]
 
 
 def lenet_300_100(name: str = "lenet_300_100"):
@@ -61,18 +78,13 @@ def lenet_300_100(name: str = "lenet_300_100"):
 
     Introduced in notebook 00.
     """
-    from tf_keras import Sequential, layers
+    from tf_keras import layers
 
-    return Sequential(
-        [
-            layers.Input(INPUT_SHAPE),
-            layers.Flatten(name="flatten"),
-            layers.Dense(300, activation="relu", name="fc1"),
-            layers.Dense(100, activation="relu", name="fc2"),
-            layers.Dense(NUM_CLASSES, name="logits"),
-        ],
-        name=name,
-    )
+    return _classifier(name, [
+        layers.Flatten(name="flatten"),
+        layers.Dense(300, activation="relu", name="fc1"),
+        layers.Dense(100, activation="relu", name="fc2"),
+    ])  # fmt: skip
 
 
 def lenet5(name: str = "lenet5", widths=(20, 50, 500)):
@@ -84,20 +96,10 @@ def lenet5(name: str = "lenet5", widths=(20, 50, 500)):
 
     Introduced in notebook 01.
     """
-    from tf_keras import Sequential, layers
+    from tf_keras import layers
 
-    return Sequential(
-        [
-            layers.Input(INPUT_SHAPE),
-            layers.Conv2D(widths[0], 5, activation="relu", name="conv1"),
-            layers.MaxPooling2D(2, name="pool1"),
-            layers.Conv2D(widths[1], 5, activation="relu", name="conv2"),
-            layers.MaxPooling2D(2, name="pool2"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(widths[2], activation="relu", name="fc1"),
-            layers.Dense(NUM_CLASSES, name="logits"),
-        ],
-        name=name,
+    return _classifier(
+        name, [*_conv_pool(widths[:2], 5), layers.Dense(widths[2], activation="relu", name="fc1")]
     )
 
 
@@ -106,22 +108,10 @@ def cnn(name: str = "cnn"):
 
     Introduced in notebook 01.
     """
-    from tf_keras import Sequential, layers
+    from tf_keras import layers
 
-    return Sequential(
-        [
-            layers.Input(INPUT_SHAPE),
-            layers.Conv2D(32, 3, activation="relu", name="conv1"),
-            layers.MaxPooling2D(2, name="pool1"),
-            layers.Conv2D(64, 3, activation="relu", name="conv2"),
-            layers.MaxPooling2D(2, name="pool2"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(64, activation="relu", name="fc1"),
-            layers.Dropout(0.5, name="dropout"),
-            layers.Dense(NUM_CLASSES, name="logits"),
-        ],
-        name=name,
-    )
+    head = [layers.Dense(64, activation="relu", name="fc1"), layers.Dropout(0.5, name="dropout")]
+    return _classifier(name, _conv_pool((32, 64), 3) + head)
 
 
 BUILDERS = {"lenet_300_100": lenet_300_100, "lenet5": lenet5, "cnn": cnn}
@@ -129,14 +119,18 @@ BUILDERS = {"lenet_300_100": lenet_300_100, "lenet5": lenet5, "cnn": cnn}
 PAPER_ERROR = {"lenet_300_100": 0.0164, "lenet5": 0.0080}
 
 
+def _known(name: str) -> str:
+    if name not in BUILDERS:
+        raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
+    return name
+
+
 def build(name: str):
     """A fresh, untrained baseline by name: ``lenet_300_100``, ``lenet5`` or ``cnn``.
 
     Introduced in notebook 05.
     """
-    if name not in BUILDERS:
-        raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
-    return BUILDERS[name]()
+    return BUILDERS[_known(name)]()
 
 
 def compile_classifier(model, learning_rate: float = 1e-3, optimizer=None):
@@ -167,8 +161,7 @@ def save_model(model, path: os.PathLike) -> Path:
         model.save(tmp)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -189,11 +182,11 @@ def cache_dir(profile=None) -> Path:
     """
     from . import profile as _profile
 
-    prof = profile or _profile.active()
-    return env.build_dir("cache", prof.name)
+    return env.build_dir("cache", (profile or _profile.active()).name)
 
 
 def _train_config(name: str, prof) -> dict:
+    """How the profile trains baseline ``name``: the cache key (a changed value retrains it)."""
     return {
         "model": name,
         "profile": prof.name,
@@ -208,12 +201,12 @@ def _train_config(name: str, prof) -> dict:
     }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TrainRecord:
     """How a cached baseline was trained, and how well: the JSON sidecar of its .keras file.
 
-    Introduced in notebook 01 (``models.training_record(name)``). ``history`` maps each Keras
-    metric (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``) to one float per epoch.
+    ``history`` maps each Keras metric (``loss``, ``accuracy``, ``val_loss``,
+    ``val_accuracy``) to one float per epoch.
 
     Introduced in notebook 01.
     """
@@ -230,24 +223,12 @@ class TrainRecord:
     version: int
     train_seconds: float
     test_accuracy: float
-    history: dict = field(default_factory=dict)
+    history: dict = dataclasses.field(default_factory=dict)
     tensorflow: str = ""
-
-    @classmethod
-    def from_dict(cls, info: dict) -> TrainRecord:
-        """The record of a sidecar's JSON dict (unknown keys are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in info.items() if k in names})
-
-    def to_dict(self) -> dict:
-        """The JSON-ready dict the sidecar stores."""
-        return asdict(self)
 
 
 def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     """Train a baseline from scratch, deterministically, as the profile says; return (model, TrainRecord).
-
-    Introduced in notebook 01 (through ``pretrained``, which caches the result).
 
     Introduced in notebook 01.
     """
@@ -256,7 +237,7 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
 
     from . import data as _data
     from . import profile as _profile
-    from . import progress, train
+    from . import train
 
     prof = profile or _profile.active()
     data = data or _data.load(prof)
@@ -267,85 +248,70 @@ def train_baseline(name: str, profile=None, data=None, verbose: int = 0):
     )
     model = compile_classifier(build(name), optimizer=tf_keras.optimizers.Adam(schedule))
     start = time.perf_counter()
-    hist = model.fit(
-        _data.pipeline(data.x_train, data.y_train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
-        validation_data=_data.pipeline(data.x_val, data.y_val, 512),
-        epochs=cfg["epochs"],
-        verbose=verbose,
-        callbacks=progress.with_bar([], f"training baseline {name} ({cfg['epochs']} epochs)", verbose),
+    desc = f"training baseline {name} ({cfg['epochs']} epochs)"
+    hist = train.fit(
+        model, data, cfg["epochs"], cfg["batch_size"], verbose=verbose, seed=cfg["seed"], desc=desc
     )
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=512, verbose=0)
-    record = TrainRecord(
-        **cfg,
-        train_seconds=round(seconds, 2),
-        test_accuracy=float(test_acc),
-        history=train.history_dict(hist),
-        tensorflow=tf.__version__,
-    )
+    history = {k: [float(v) for v in values] for k, values in hist.history.items()}
+    record = TrainRecord(**cfg, train_seconds=round(seconds, 2), test_accuracy=float(test_acc),
+                         history=history, tensorflow=tf.__version__)  # fmt: skip
     return model, record
+
+
+def _cached(name: str, prof) -> tuple[Path, TrainRecord | None]:
+    """The cached model's path and its sidecar's record, None unless it matches the profile's settings."""
+    path = cache_dir(prof) / f"{name}.keras"
+    try:
+        info = json.loads(path.with_suffix(".json").read_text())
+        if all(info.get(k) == v for k, v in _train_config(name, prof).items()):
+            known = {f.name for f in dataclasses.fields(TrainRecord)}
+            return path, TrainRecord(**{k: v for k, v in info.items() if k in known})
+    except (OSError, ValueError, TypeError):
+        pass  # missing, unreadable or incomplete sidecar
+    return path, None
 
 
 def pretrained(name: str, profile=None, retrain: bool = False, verbose: int = 0):
     """The trained baseline ``name`` for the profile: loaded from the cache, or trained and cached.
 
-    Introduced in notebook 01. The cache is build/cache/<profile>/<name>.keras with a JSON
-    sidecar of the training settings; if the settings changed, the model is retrained. Writes
-    are atomic, so two notebooks running at once never see a half-written file.
-    Returns the compiled model; how it was trained is ``training_record(name, profile)``.
+    The cache is build/cache/<profile>/<name>.keras with a JSON sidecar of the training settings
+    (a changed setting retrains); atomic writes, so notebooks running at once never see half a file.
+
+    Introduced in notebook 01.
     """
     from . import profile as _profile
 
     prof = profile or _profile.active()
-    if name not in BUILDERS:
-        raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
-    path, meta_path = _cache_paths(name, prof)
-    if not retrain and path.exists() and _cached_record(name, prof) is not None:
+    path, record = _cached(_known(name), prof)
+    if not retrain and record is not None and path.exists():
         try:
-            return compile_classifier(
-                load_model(path, compile=False), _train_config(name, prof)["learning_rate"]
-            )
+            return compile_classifier(load_model(path, compile=False))
         except (OSError, ValueError):
             pass  # unreadable cache: retrain below
     model, record = train_baseline(name, prof, verbose=verbose)
     save_model(model, path)
-    env.atomic_write_bytes(meta_path, json.dumps(record.to_dict(), indent=1).encode())
+    env.atomic_write_bytes(
+        path.with_suffix(".json"), json.dumps(dataclasses.asdict(record), indent=1).encode()
+    )
     return model
 
 
-def _cache_paths(name: str, prof) -> tuple[Path, Path]:
-    folder = cache_dir(prof)
-    return folder / f"{name}.keras", folder / f"{name}.json"
-
-
-def _cached_record(name: str, prof) -> TrainRecord | None:
-    """The sidecar's record if it matches the profile's training settings, else None."""
-    _, meta_path = _cache_paths(name, prof)
-    try:
-        info = json.loads(meta_path.read_text())
-        if not all(info.get(k) == v for k, v in _train_config(name, prof).items()):
-            return None
-        return TrainRecord.from_dict(info)
-    except (OSError, ValueError, TypeError):
-        return None  # missing, unreadable or incomplete sidecar
-
-
 def training_record(name: str, profile=None) -> TrainRecord:
-    """How the cached baseline ``name`` of the profile was trained: epochs, time, history, test accuracy.
+    """How the cached baseline ``name`` was trained: epochs, time, history, test accuracy.
 
-    Introduced in notebook 01. Reads the JSON sidecar ``pretrained`` writes next to the
-    model; if there is no up-to-date one, trains and caches the baseline first (as
-    ``pretrained`` would), so the record always describes the model ``pretrained`` returns.
+    Reads the sidecar ``pretrained`` writes; without an up-to-date one, trains the baseline first.
+
+    Introduced in notebook 01.
     """
     from . import profile as _profile
 
     prof = profile or _profile.active()
-    if name not in BUILDERS:
-        raise KeyError(f"Unknown model {name!r}; choose from {sorted(BUILDERS)}.")
-    record = _cached_record(name, prof)
+    record = _cached(_known(name), prof)[1]
     if record is None:
         pretrained(name, prof)
-        record = _cached_record(name, prof)
+        record = _cached(name, prof)[1]
     return record
 
 

@@ -28,9 +28,10 @@ def fit(
 ):
     """``model.fit`` on a ``data.MNIST`` with the course's pipeline; returns the History.
 
-    Introduced in notebook 00. The model must already be compiled
-    (``models.compile_classifier``). With ``verbose=0`` a progress bar (``desc``, default
-    the model's name) shows batches, epoch and loss.
+    The model must already be compiled (``models.compile_classifier``). With ``verbose=0`` a
+    progress bar (``desc``, default the model's name) shows batches, epoch and loss.
+
+    Introduced in notebook 00.
     """
     from . import data as _data
     from . import progress
@@ -54,19 +55,14 @@ def steps_for(n_examples: int, batch_size: int, epochs: int) -> int:
     """
     from .validate import positive_int
 
-    n_examples, batch_size, epochs = (
-        positive_int(n_examples, "n_examples"),
-        positive_int(batch_size, "batch_size"),
-        positive_int(epochs, "epochs"),
-    )
-    return -(-n_examples // batch_size) * epochs
+    batches = -(-positive_int(n_examples, "n_examples") // positive_int(batch_size, "batch_size"))
+    return batches * positive_int(epochs, "epochs")
 
 
 def cosine_schedule(
     learning_rate: float, n_examples: int, batch_size: int, epochs: int, alpha: float = TRAIN_FLOOR
 ):
-    """The course's learning-rate schedule: cosine decay over all the steps of a run, to
-    ``alpha`` times the start (introduced in notebook 01; every technique's fine-tuning uses it).
+    """The course's learning-rate schedule: cosine decay over all the steps of a run to ``alpha`` x the start.
 
     Introduced in notebook 01.
     """
@@ -77,15 +73,6 @@ def cosine_schedule(
     return tf_keras.optimizers.schedules.CosineDecay(
         learning_rate, steps_for(n_examples, batch_size, epochs), alpha=alpha
     )
-
-
-def history_dict(history) -> dict:
-    """A Keras ``History`` (or its ``.history`` dict) as plain floats: {metric: [per epoch]}.
-
-    Introduced in notebook 01.
-    """
-    raw = getattr(history, "history", history)
-    return {k: [float(v) for v in vals] for k, vals in raw.items()}
 
 
 def finetune_optimizer(

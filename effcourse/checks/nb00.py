@@ -54,10 +54,10 @@ def score_range(low: float, high: float, measured: float, what: str, known: dict
     ``known`` maps labels of values the learner has already seen (and that a right
     prediction cannot contain) to those values. Introduced in notebook 00.
     """
-    if measured in (low, high):
+    if np.isclose([low, high], measured, rtol=1e-6, atol=0).any():
         fail(
-            f"an end of your range is the measured {what} itself, to the last digit: that was copied from "
-            "an output, not predicted. Write down what you expect before you run the measurement."
+            f"an end of your range is the measured {what} itself: that was copied from an output, not "
+            "predicted. Write down what you expect before you run the measurement."
         )
     for label, value in (known or {}).items():
         if low <= value <= high and not low <= measured <= high:

@@ -13,21 +13,27 @@ def quantize_dequantize(quantize, dequantize) -> None:
     x = rng.normal(scale=2.0, size=200)
     x[:2] = 40.0, -40.0  # outside the range: must saturate, not wrap around
     scale, zero = 0.05, -7
-    want = np.clip(np.round(x / scale) + zero, -128, 127)
     q = np.asarray(call(quantize, x, scale, zero, -128, 127, name="quantize"))
-    if q.shape != x.shape:
-        fail(f"quantize must keep the shape of x {x.shape}; got {q.shape}.")
-    if q.dtype != np.int8:
-        fail(f"quantize should return int8 (cast with .astype(np.int8) after clipping); got {q.dtype}.")
+    if q.shape != x.shape or q.dtype != np.int8:
+        fail(
+            f"quantize should return int8 values in the shape of x {x.shape} (clip, then "
+            f".astype(np.int8)); got {q.dtype} of shape {q.shape}."
+        )
     if q[0] != 127 or q[1] != -128:
         fail(
             "values outside the range must saturate at q_min / q_max: clip before casting "
             "(a bare astype(np.int8) wraps 40 / 0.05 = 800 around to another number)."
         )
-    if np.array_equal(q, np.clip(np.round(x / scale) - zero, -128, 127).astype(np.int8)):
-        fail("the zero point is added after rounding: q = round(x / scale) + zero_point.")
-    if np.array_equal(q, np.clip(np.floor(x / scale) + zero, -128, 127).astype(np.int8)):
-        fail("round to the nearest integer (np.round), do not truncate or floor.")
+    for wrong, hint in [
+        (
+            np.round(x / scale) - zero,
+            "the zero point is added after rounding: q = round(x / scale) + zero_point.",
+        ),
+        (np.floor(x / scale) + zero, "round to the nearest integer (np.round), do not truncate or floor."),
+    ]:
+        if np.array_equal(q, np.clip(wrong, -128, 127)):
+            fail(hint)
+    want = np.clip(np.round(x / scale) + zero, -128, 127)
     close(q, want, "int8 values", atol=0, hint="q = clip(round(x / scale) + zero_point, q_min, q_max).")
     narrow = np.asarray(call(quantize, np.array([-40.0, 40.0]), 0.1, 0, -127, 127, name="quantize"))
     if narrow.tolist() != [-127, 127]:
@@ -35,28 +41,22 @@ def quantize_dequantize(quantize, dequantize) -> None:
     kernel = rng.normal(size=(30, 4)) * np.array([0.01, 0.1, 1.0, 3.0])  # Keras layout: channels last
     scales = np.abs(kernel).max(axis=0) / 127
     qk = np.asarray(call(quantize, kernel, scales, 0, -127, 127, name="quantize"))
-    close(
-        qk,
-        np.clip(np.round(kernel / scales), -127, 127),
-        "per-channel int8 kernel",
-        atol=0,
-        hint="one scale per output channel: x / scale must broadcast scale over the last axis.",
-    )
+    per_channel = "one scale per output channel: x / scale must broadcast scale over the last axis."
+    close(qk, np.round(kernel / scales), "per-channel int8 kernel", atol=0, hint=per_channel)
 
     back = np.asarray(call(dequantize, q, scale, zero, name="dequantize"), dtype=float)
+    expected = scale * (q.astype(np.float64) - zero)
     if back.shape != q.shape:
         fail(f"dequantize must keep the shape of q {q.shape}; got {back.shape}.")
-    if np.allclose(back, scale * q.astype(float)):
+    if np.allclose(back, scale * q):
         fail("subtract the zero point before scaling: x = scale * (q - zero_point).")
-    expected = scale * (q.astype(np.float64) - zero)
-    if np.allclose(back, scale * (q - np.int8(zero)).astype(float)) and not np.allclose(back, expected):
+    if np.allclose(back, scale * (q - np.int8(zero))) and not np.allclose(back, expected):
         fail(
             "q - zero_point overflowed in int8 (127 - (-7) wraps around): convert q to float "
             "(q.astype(np.float64)) before subtracting."
         )
     close(back, expected, "dequantized values", atol=1e-9, hint="x = scale * (q - zero_point), in float.")
-    inside = np.abs(x) < 5
-    worst = float(np.max(np.abs(back[inside] - x[inside])))
+    worst = float(np.max(np.abs(back - x)[np.abs(x) < 5]))
     if worst > scale / 2 + 1e-9:
         fail(f"inside the range the round trip must stay within half a step ({scale / 2}); got {worst:.3g}.")
     back_k = np.asarray(call(dequantize, qk, scales, 0, name="dequantize"), dtype=float)
