@@ -1,5 +1,7 @@
 """effcourse.search: stored, seeded, budgeted, resumable Optuna studies (notebook 08)."""
 
+import warnings
+
 import numpy as np
 import optuna
 import pytest
@@ -100,9 +102,11 @@ def test_the_same_seed_suggests_the_same_configurations_as_plain_optuna(tmp_path
         trial.set_user_attr("c", [0.987 - out["accuracy"]])
         return out["size_bytes"]
 
-    sampler = optuna.samplers.TPESampler(
-        seed=7, n_startup_trials=3, constraints_func=lambda t: t.user_attrs["c"]
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*constraints_func.*")
+        sampler = optuna.samplers.TPESampler(
+            seed=7, n_startup_trials=3, constraints_func=lambda t: t.user_attrs["c"]
+        )
     plain = optuna.create_study(sampler=sampler)
     plain.optimize(objective, n_trials=6)
     assert [t.params for t in plain.trials] == seq[0]
