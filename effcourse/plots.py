@@ -567,8 +567,8 @@ def _panels(n: int, figsize=(9.0, 7.6)):
     return fig, axes[:n], axes[n]
 
 
-def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar: bool, numbers: bool):
-    """Shared body of course_map and latency_chart: one panel per model, colours by family."""
+def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, numbers: bool):
+    """The body of course_map: one panel per model, colours by family."""
     from matplotlib.lines import Line2D
 
     need = ["accuracy", x]
@@ -602,25 +602,10 @@ def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar:
         pp = paper[paper["model"] == panel] if paper is not None else None
         xs = list(d["xv"]) + (list(pp["xv"]) if pp is not None else [])
         ys = list(d["err"]) + (list(pp["err"]) if pp is not None else [])
-        if errbar and "latency_p90_ms" in d:
-            xs += list(d["latency_p90_ms"].dropna())
         _log_axis(ax, "x", *_limits(xs, margin=0.08))
         _log_axis(ax, "y", *_limits(ys, margin=0.08))
         for fam in [f for f in list(FAMILIES) + ["other"] if f in set(d["fam"])]:
             g = d[d["fam"] == fam]
-            if errbar:
-                p90 = g["latency_p90_ms"].fillna(g["latency_ms"])
-                ax.errorbar(
-                    g["xv"],
-                    g["err"],
-                    xerr=[np.zeros(len(g)), (p90 - g["latency_ms"]).clip(lower=0)],
-                    fmt="none",
-                    ecolor=FAMILY_COLORS.get(fam, "tab:gray"),
-                    elinewidth=1,
-                    capsize=2,
-                    alpha=0.7,
-                    zorder=2,
-                )
             ax.scatter(
                 g["xv"],
                 g["err"],
@@ -676,11 +661,7 @@ def _course_panels(table, x: str, xlabel: str, title: str, papers: bool, errbar:
     handles.append(
         Line2D([], [], marker="o", color="black", markerfacecolor="none", markersize=9, linewidth=1.1)
     )
-    names.append(
-        "Pareto frontier"
-        + (" (numbers: table below)" if numbers else "")
-        + ("; bar to p90" if errbar else "")
-    )
+    names.append("Pareto frontier" + (" (numbers: table below)" if numbers else ""))
     if paper is not None:
         handles.append(
             Line2D([], [], marker="*", linestyle="", color="gold", markeredgecolor="black", markersize=12)
@@ -717,58 +698,9 @@ def course_map(table, title: str | None = None, papers: bool = True, numbers: bo
         "size (KB, log scale)",
         title or "Every measured variant of the course ({profile} profile); lower left is better",
         papers,
-        errbar=False,
         numbers=numbers,
     )
     return fig
-
-
-def latency_chart(table, ax=None, title: str | None = None):
-    """Test error (%, log) against median single-sample latency (ms, log), p90 as an error bar,
-    one colour per technique family: every results row that has a latency.
-
-    Without ``ax``: one panel per model with its latency Pareto frontier ringed (returns the
-    first panel's axes; ``ax.figure`` is the whole figure). With ``ax``: one axes, all models.
-
-    Introduced in notebook 08.
-    """
-    from matplotlib.lines import Line2D
-
-    title = title or "Test error versus latency ({profile} profile); lower left is better"
-    xlabel = "latency, median (ms, log scale)"
-    if ax is None:
-        _, axes = _course_panels(table, "latency_ms", xlabel, title, papers=False, errbar=True, numbers=False)
-        return axes[0]
-    style()
-    data = table.dropna(subset=["latency_ms", "accuracy"]) if len(table) else table
-    ax.set_title(_title(title, data))
-    ax.set_xlabel(xlabel + "; bar to p90")
-    ax.set_ylabel(ERROR_LABEL)
-    if not len(data):
-        ax.text(0.5, 0.5, "no latencies recorded yet", transform=ax.transAxes, ha="center")
-        return ax
-    data = data.assign(err=_error_pct(data["accuracy"]), fam=data["technique"].map(family))
-    p90 = data["latency_p90_ms"].fillna(data["latency_ms"])
-    _log_axis(ax, "x", *_limits(list(data["latency_ms"]) + list(p90)))
-    _log_axis(ax, "y", *_limits(data["err"]))
-    handles, names = [], []
-    for fam in [f for f in list(FAMILIES) + ["other"] if f in set(data["fam"])]:
-        g = data[data["fam"] == fam]
-        gp = p90[g.index]
-        ax.errorbar(
-            g["latency_ms"],
-            g["err"],
-            xerr=[np.zeros(len(g)), (gp - g["latency_ms"]).clip(lower=0)],
-            fmt="o",
-            ms=5,
-            color=FAMILY_COLORS.get(fam, "tab:gray"),
-            alpha=0.85,
-            capsize=2,
-        )
-        handles.append(Line2D([], [], marker="o", linestyle="", color=FAMILY_COLORS.get(fam, "tab:gray")))
-        names.append(fam)
-    _legend_right(ax, handles, names)
-    return ax
 
 
 def curves(

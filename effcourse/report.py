@@ -1,50 +1,27 @@
-"""The course-wide view of the results log: what is missing, the best hand-tuned points
-and the targets against the papers (notebook 08)."""
+"""The course's targets against the papers, measured from the results log (notebook 08).
+
+``TARGETS`` is a table, one ``Target`` per row: what it asks, where the figure comes from,
+the rows it reads (selected by notebook, technique and model, carrying the structured fields
+it needs: never labels), what it measures and the comparisons that must all hold; the short
+loop of ``targets(table)`` reads it. ``paper_points`` gives the papers' points to the course map.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-NOTEBOOK_TITLES = {
-    "01_sgd_loss_formulation": "01: the baselines",
-    "02_pruning": "02: pruning",
-    "03_quantization": "03: quantization",
-    "04_clustering_distillation_deep_compression": "04: clustering, distillation, Deep Compression",
-    "05_mixed_precision": "05: mixed precision",
-    "06_dynamic_networks": "06: dynamic networks",
-    "07_parallelism": "07: parallelism",
-}
-# Notebook 09 (deploying with ONNX Runtime) is left out on purpose: it runs after 08, whose
-# course map lists these notebooks as the ones to run first (explain_missing); 09's rows
-# (techniques "LiteRT" and "ONNX Runtime") still appear on the map when they are in the log.
-
+import pandas as pd
 
 # The papers' LeNet figures the course compares against (Han, Mao, Dally 2016, "Deep
 # Compression", Table 1; the baselines' errors are models.PAPER_ERROR): top-1 test error
 # after compression and the compression ratio over the dense float32 weights. Used by
 # ``targets`` (the goals) and by plots.course_map (the papers' points on the course map).
 PAPER_POINTS = [
-    {
-        "model": "lenet_300_100",
-        "paper": "Han, Mao, Dally 2016",
-        "what": "Deep Compression",
-        "error": 0.0158,
-        "compression": 40,
-    },
-    {
-        "model": "lenet5",
-        "paper": "Han, Mao, Dally 2016",
-        "what": "Deep Compression",
-        "error": 0.0074,
-        "compression": 39,
-    },
+    {"model": m, "paper": "Han, Mao, Dally 2016", "what": "Deep Compression", "error": e, "compression": x}
+    for m, e, x in (("lenet_300_100", 0.0158, 40), ("lenet5", 0.0074, 39))
 ]
 
 
@@ -57,81 +34,35 @@ def paper_points(table=None) -> pd.DataFrame:
 
     Introduced in notebook 08.
     """
-    import pandas as pd
-
     from . import models
 
     rows = []
     for model, base_error in models.PAPER_ERROR.items():
-        base = baseline_row(table, model) if table is not None and len(table) else None
+        base = _baseline(table, model) if table is not None and len(table) else None
         dense = (
             float(base["dense_fp32_bytes"]) if base is not None else 4.0 * models.build(model).count_params()
         )
-        rows.append(
-            {
-                "model": model,
-                "variant": "paper baseline",
-                "paper": "Han, Mao, Dally 2016 (their baseline)",
-                "accuracy": 1 - base_error,
-                "size_bytes": dense,
-                "compression": 1.0,
-            }
-        )
-        for p in PAPER_POINTS:
-            if p["model"] == model:
-                rows.append(
-                    {
-                        "model": model,
-                        "variant": f"{p['what']}, {p['compression']}x",
-                        "paper": p["paper"],
-                        "accuracy": 1 - p["error"],
-                        "size_bytes": dense / p["compression"],
-                        "compression": float(p["compression"]),
-                    }
-                )
+        points = [("paper baseline", "Han, Mao, Dally 2016 (their baseline)", base_error, 1)]
+        points += [
+            (f"{p['what']}, {p['compression']}x", p["paper"], p["error"], p["compression"])
+            for p in PAPER_POINTS
+            if p["model"] == model
+        ]
+        rows += [
+            dict(model=model, variant=v, paper=s, accuracy=1 - e, size_bytes=dense / x, compression=float(x))
+            for v, s, e, x in points
+        ]
     return pd.DataFrame(rows)
 
 
-def missing(table, notebooks) -> list[str]:
-    """The notebooks (of ``notebooks``) that have no rows in ``table`` yet.
-
-    Introduced in notebook 08.
-    """
-    have = set(table["notebook"]) if len(table) else set()
-    return [nb for nb in notebooks if nb not in have]
-
-
-def explain_missing(table, notebooks, profile_name: str) -> str:
-    """'' if all rows are there, else a sentence saying which notebooks to run first.
-
-    Introduced in notebook 08.
-    """
-    gone = missing(table, notebooks)
-    if not gone:
-        return ""
-    names = ", ".join(f"{nb}.ipynb" for nb in gone)
-    return (
-        f"No results from {names} in the {profile_name} profile's log yet. Run "
-        f"{'it' if len(gone) == 1 else 'them'} under the same profile "
-        f"(EFFCOURSE_PROFILE={profile_name}), then re-run this cell; the rest of this "
-        "notebook shows what is there."
-    )
-
-
-def baseline_row(table, model: str):
-    """The notebook-01 baseline row of ``model``, or None if notebook 01 has not run.
-
-    Introduced in notebook 01.
-    """
+def _baseline(table, model: str):
+    """The notebook-01 baseline row of ``model``, or None if notebook 01 has not run."""
     rows = table[(table["notebook"] == "01_sgd_loss_formulation") & (table["model"] == model)]
     return None if rows.empty else rows.iloc[-1]
 
 
-def ratio(numerator, denominator) -> float:
-    """numerator / denominator, NaN when either is missing or the denominator is 0.
-
-    Introduced in notebook 02.
-    """
+def _ratio(numerator, denominator) -> float:
+    """numerator / denominator, NaN when either is missing or the denominator is 0."""
     try:
         num, den = float(numerator), float(denominator)
     except (TypeError, ValueError):
@@ -140,30 +71,23 @@ def ratio(numerator, denominator) -> float:
 
 
 def _extra(row, key, default=None):
-    import json
-
-    raw = row.get("extra") if hasattr(row, "get") else None
-    if not isinstance(raw, str):
-        return default
-    return json.loads(raw).get(key, default)
+    raw = row.get("extra")
+    return json.loads(raw).get(key, default) if isinstance(raw, str) else default
 
 
 def _rows(table, notebook, technique=None, model=None):
     """Rows of one notebook (and technique, model), oldest first: the last row is the newest run."""
     rows = table[table["notebook"] == notebook]
-    if "timestamp" in rows:
-        rows = rows.sort_values("timestamp", kind="stable")
+    rows = rows.sort_values("timestamp", kind="stable") if "timestamp" in rows else rows
     if technique is not None:
         rows = rows[rows["technique"] == technique]
-    if model is not None:
-        rows = rows[rows["model"] == model]
-    return rows
+    return rows if model is None else rows[rows["model"] == model]
 
 
 def _field(rows, name):
     """Column ``name`` of ``rows`` (None where empty): the log's structured fields, never labels."""
     if name not in rows:
-        return rows.index.to_series().map(lambda _: None)
+        return pd.Series([None] * len(rows), index=rows.index, dtype=object)
     return rows[name].map(lambda v: v if isinstance(v, str) and v else None)
 
 
@@ -173,20 +97,8 @@ def _lacks(rows, name) -> bool:
 
 
 def _refresh(notebook, field) -> str:
-    return (
-        f"re-run notebook {notebook[:2]}: its rows in this log have no `{field}` field "
-        f"(written before notebook {notebook[:2]} recorded it)"
-    )
-
-
-def _paper(model) -> str:
-    p = next(p for p in PAPER_POINTS if p["model"] == model)
-    return f"{p['paper']}: {p['compression']}x at {p['error']:.2%} error"
-
-
-def _base(table, model, key):
-    b = baseline_row(table, model)
-    return float("nan") if b is None else b[key]
+    nb = notebook[:2]
+    return f"re-run notebook {nb}: its rows in this log have no `{field}` field (written before notebook {nb} recorded it)"
 
 
 def _newest(rows, **fields):
@@ -195,12 +107,17 @@ def _newest(rows, **fields):
     return None if rows.empty else rows.iloc[-1]
 
 
+def _base(table, model, key):
+    b = _baseline(table, model)
+    return float("nan") if b is None else b[key]
+
+
 # --- what each target measures: (rows, table) -> quantities and "text", or a str saying why not measured
 
 
 def _pruning(model):
     def measure(rows, table):
-        base = baseline_row(table, model)
+        base = _baseline(table, model)
         if base is None:
             return "run notebooks 01 and 02"
         nonzero = rows.apply(lambda r: _extra(r, "nonzero"), axis=1).astype(float)
@@ -208,28 +125,35 @@ def _pruning(model):
         ok = rows[rows["accuracy"] >= base["accuracy"]]
         if ok.empty:
             b = rows.sort_values("accuracy").iloc[-1]
+            text = f"most accurate: {b['fewer']:.1f}x fewer at {b['accuracy']:.2%}"
             return {
                 "fewer": float("nan"),
-                "text": f"no pruned variant at the baseline's {base['accuracy']:.2%}; "
-                f"most accurate: {b['fewer']:.1f}x fewer at {b['accuracy']:.2%}",
+                "text": f"no pruned variant at the baseline's {base['accuracy']:.2%}; {text}",
             }
         b = ok.sort_values("fewer").iloc[-1]
+        text = f"(baseline {base['accuracy']:.2%}; {b['variant']})"
         return {
             "fewer": b["fewer"],
-            "text": f"{b['fewer']:.1f}x fewer non-zeros at {b['accuracy']:.2%} "
-            f"(baseline {base['accuracy']:.2%}; {b['variant']})",
+            "text": f"{b['fewer']:.1f}x fewer non-zeros at {b['accuracy']:.2%} {text}",
         }
 
     return measure
 
 
+def _speed(mac_x, lat_x, loss, what):
+    text = f"{mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points{what}"
+    return dict(mac_x=mac_x, lat_x=lat_x, loss=loss, text=text)
+
+
 def _channels(rows, table):
     r = rows.iloc[-1]
-    mac_x = ratio(_base(table, r["model"], "macs"), r["macs"])
-    lat_x = ratio(_extra(r, "dense_latency_ms"), r["latency_ms"])
-    loss = (_base(table, r["model"], "accuracy") - r["accuracy"]) * 100
-    text = f"{r['model']}: {mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points lost"
-    return dict(mac_x=mac_x, lat_x=lat_x, loss=loss, text=text)
+    speed = _speed(
+        _ratio(_base(table, r["model"], "macs"), r["macs"]),
+        _ratio(_extra(r, "dense_latency_ms"), r["latency_ms"]),
+        (_base(table, r["model"], "accuracy") - r["accuracy"]) * 100,
+        " lost",
+    )
+    return {**speed, "text": f"{r['model']}: {speed['text']}"}
 
 
 def _int8(rows, table):
@@ -243,16 +167,16 @@ def _int8(rows, table):
                 smaller.append(f32["size_bytes"].iloc[0] / v["size_bytes"].iloc[0])
                 parts.append(f"{model} {variant}: {losses[-1]:+.2f} points, {smaller[-1]:.2f}x smaller")
     return {
-        "loss": np.max(losses) if losses else -np.inf,
-        "smaller": np.min(smaller) if smaller else np.inf,
+        "loss": max(losses, default=-np.inf),
+        "smaller": min(smaller, default=np.inf),
         "text": "; ".join(parts),
     }
 
 
 def _int8_latency(rows, table):
-    d = rows[(rows["model"] == "lenet_300_100")]
+    d = rows[rows["model"] == "lenet_300_100"]
     setting = _field(d, "setting")
-    speed = ratio(
+    speed = _ratio(
         d.loc[setting == "float32", "latency_ms"].min(), d.loc[setting == "int8", "latency_ms"].min()
     )
     return {"speed": speed, "text": f"{speed:.2f}x", **({} if np.isfinite(speed) else {"reached": None})}
@@ -260,7 +184,7 @@ def _int8_latency(rows, table):
 
 def _deep_compression(model):
     def measure(rows, table):
-        base = baseline_row(table, model)
+        base = _baseline(table, model)
         if base is None:
             return "run notebooks 01 and 04"
         r = rows.sort_values("size_bytes").iloc[0]
@@ -271,7 +195,7 @@ def _deep_compression(model):
 
 
 def _distillation(rows, table):
-    teacher = baseline_row(table, "lenet5")
+    teacher = _baseline(table, "lenet5")
     dist = rows.assign(setting=_field(rows, "setting"), role=_field(rows, "role"))
     shares = {}
     for setting in dist.loc[dist["role"].notna(), "setting"].dropna().unique():
@@ -282,13 +206,13 @@ def _distillation(rows, table):
         if a is None or d is None or teacher is None:
             continue
         # a row may carry every seed's test accuracy (the mean over seeds); else its own accuracy
-        e_a, e_d = (1 - float(np.mean(_extra(r, "seed_accuracies", None) or [r["accuracy"]])) for r in (a, d))
+        e_a, e_d = (1 - float(np.mean(_extra(r, "seed_accuracies") or [r["accuracy"]])) for r in (a, d))
         e_t = 1 - teacher["accuracy"]
-        shares[setting] = (ratio(e_a - e_d, e_a - e_t), e_a, e_d, e_t)
+        shares[setting] = (_ratio(e_a - e_d, e_a - e_t), e_a, e_d, e_t)
     if not shares:
-        nb = "04_clustering_distillation_deep_compression"
+        nb04 = "04_clustering_distillation_deep_compression"
         return (
-            _refresh(nb, "role")
+            _refresh(nb04, "role")
             if teacher is not None and _lacks(rows, "role")
             else "run notebooks 01 and 04"
         )
@@ -306,10 +230,9 @@ def _early_exit(rows, table):
     f, d = _newest(rows, role="reference"), _newest(rows, role="treated")
     if f is None or d is None:
         return "run notebook 06"
-    mac_x, lat_x = ratio(f["macs"], d["macs"]), float(_extra(d, "speedup_mean_latency", float("nan")))
+    lat_x = float(_extra(d, "speedup_mean_latency", float("nan")))
     loss = (f["accuracy"] - d["accuracy"]) * 100
-    text = f"{mac_x:.1f}x fewer MACs, {lat_x:.1f}x lower latency, {loss:+.2f} points ({d['variant']})"
-    return dict(mac_x=mac_x, lat_x=lat_x, loss=loss, text=text)
+    return _speed(_ratio(f["macs"], d["macs"]), lat_x, loss, f" ({d['variant']})")
 
 
 def _mixed_precision(rows, table):
@@ -323,10 +246,11 @@ def _mixed_precision(rows, table):
             "reached": False,
             "text": "one run per policy, no seed spread to compare with: re-run notebook 05",
         }
-    runs = []
-    for _, r in seeded.groupby("setting", sort=False).tail(1).iterrows():  # the newest run of each policy
-        for loss, acc in zip(_extra(r, "seed_test_loss"), _extra(r, "seed_accuracy")):
-            runs.append({"policy": r["setting"], "test_loss": loss, "accuracy": acc})
+    runs = [
+        {"policy": r["setting"], "test_loss": loss, "accuracy": acc}
+        for _, r in seeded.groupby("setting", sort=False).tail(1).iterrows()  # the newest run of each policy
+        for loss, acc in zip(_extra(r, "seed_test_loss"), _extra(r, "seed_accuracy"))
+    ]
     try:
         par = parity_table(runs)
     except ValueError as err:
@@ -335,72 +259,49 @@ def _mixed_precision(rows, table):
     parts = [
         f"float32 loss {ref['test loss']:.4f} (sd {ref['test loss sd']:.4f}), accuracy "
         f"{ref['accuracy (%)']:.2f}% (sd {ref['accuracy sd (points)']:.2f}), {int(ref['seeds'])} seeds"
+    ] + [
+        f"{policy}: loss {r['test loss - float32']:+.4f} (limit {r['loss limit']:.4f}), accuracy "
+        f"{r['accuracy - float32 (points)']:+.2f} points (limit {r['accuracy limit (points)']:.2f})"
+        f"{'' if r['at parity'] else ', outside'}"
+        for policy, r in others.iterrows()
     ]
-    for policy, r in others.iterrows():
-        parts.append(
-            f"{policy}: loss {r['test loss - float32']:+.4f} (limit {r['loss limit']:.4f}), accuracy "
-            f"{r['accuracy - float32 (points)']:+.2f} points (limit {r['accuracy limit (points)']:.2f})"
-            f"{'' if r['at parity'] else ', outside'}"
-        )
-    return {
-        "policies": len(others),
-        "outside": int((~others["at parity"].astype(bool)).sum()),
-        "text": "; ".join(parts),
-    }
+    outside = int((~others["at parity"].astype(bool)).sum())
+    return {"policies": len(others), "outside": outside, "text": "; ".join(parts)}
 
 
 def _parallel(rows, table):
     def most(technique, key):
-        v = rows[rows["technique"] == technique].apply(lambda r: _extra(r, key), axis=1)
-        return v.dropna() if len(v) else v
+        return rows[rows["technique"] == technique].apply(lambda r: _extra(r, key), axis=1).dropna()
 
-    grad, mw, rel = (
-        most("data_parallel", "max_abs_diff"),
-        most("multi_worker", "workers_weights_max_diff"),
-        most("pipeline", "relative_error"),
-    )
+    grad, mw = most("data_parallel", "max_abs_diff"), most("multi_worker", "workers_weights_max_diff")
+    rel = most("pipeline", "relative_error")
     g = float(grad.max()) if len(grad) else float("nan")
     w = float(mw.max()) if len(mw) else float("nan")
     within = int((rel.astype(float).abs() <= 0.10).sum()) if len(rel) else 0
-    return {
-        "g": g,
-        "w": w,
-        "within": within,
-        "text": f"gradient max diff {g:.1e}; workers' weights max diff "
-        f"{w:.1e}; {within} of {len(rel)} (K, M) settings within 10%",
-    }
+    text = f"gradient max diff {g:.1e}; workers' weights max diff {w:.1e}; {within} of {len(rel)} (K, M) settings within 10%"
+    return {"g": g, "w": w, "within": within, "text": text}
 
 
 def _size_search(model):
     def measure(rows, table):
         mine = rows.assign(setting=_field(rows, "setting"), role=_field(rows, "role"))
         mine = mine[(mine["model"] == model) & (mine["setting"] == "size")]
-        w, ref, base = (
-            _newest(mine, role="treated"),
-            _newest(mine, role="reference"),
-            baseline_row(table, model),
-        )
+        w, ref, base = _newest(mine, role="treated"), _newest(mine, role="reference"), _baseline(table, model)
         dc = _rows(table, "04_clustering_distillation_deep_compression", "deep compression", model)
         hand = dc.sort_values("size_bytes").iloc[0] if len(dc) else ref
         if w is None or base is None or hand is None:
             return "run notebooks 01, 04 and 08"
         where = "notebook 04" if len(dc) else "04's plan re-run in 08"
-        loss, x = (base["accuracy"] - w["accuracy"]) * 100, ratio(w["dense_fp32_bytes"], w["size_bytes"])
-        moonshot = (
-            f"; moonshot 50x: {'yes' if x >= 50 and loss <= 0.1 + 1e-9 else 'no'}"
-            if model == "lenet_300_100"
-            else ""
+        loss, x = (base["accuracy"] - w["accuracy"]) * 100, _ratio(w["dense_fp32_bytes"], w["size_bytes"])
+        moonshot = x >= 50 and loss <= 0.1 + 1e-9
+        moonshot = f"; moonshot 50x: {'yes' if moonshot else 'no'}" if model == "lenet_300_100" else ""
+        hand_x = _ratio(hand["dense_fp32_bytes"], hand["size_bytes"])
+        text = (
+            f"{w['size_bytes']:,.0f} B ({x:.1f}x) at {w['accuracy']:.2%}, {abs(loss):.2f} points "
+            f"{'below' if loss > 0 else 'above'} the baseline; {w['variant']}; vs {where}: "
+            f"{hand['size_bytes']:,.0f} B ({hand_x:.1f}x){moonshot}"
         )
-        return {
-            "over": w["size_bytes"] - hand["size_bytes"],
-            "loss": loss,
-            "text": (
-                f"{w['size_bytes']:,.0f} B ({x:.1f}x) at {w['accuracy']:.2%}, {abs(loss):.2f} points "
-                f"{'below' if loss > 0 else 'above'} the baseline; {w['variant']}; vs "
-                f"{where}: {hand['size_bytes']:,.0f} B "
-                f"({ratio(hand['dense_fp32_bytes'], hand['size_bytes']):.1f}x){moonshot}"
-            ),
-        }
+        return {"over": w["size_bytes"] - hand["size_bytes"], "loss": loss, "text": text}
 
     return measure
 
@@ -439,7 +340,6 @@ class Target:
 
 NB02, NB03, NB04 = "02_pruning", "03_quantization", "04_clustering_distillation_deep_compression"
 NB08 = "08_automated_compression"
-_AMC_HAQ = "AMC (He et al. 2018), HAQ (Wang et al. 2019)"
 
 TARGETS = [
     *(
@@ -538,19 +438,14 @@ TARGETS = [
     ),
     Target(
         "latency search: dominates 02's hand-chosen channel widths (faster, at least as accurate)",
-        _AMC_HAQ,
+        "AMC (He et al. 2018), HAQ (Wang et al. 2019)",
         (NB08, "automated search", None),
         _latency_search,
         (("faster", "<", 0), ("gain", ">=", 0), ("other", "==", True)),
         "run notebook 08",
     ),
 ]
-_OPS = {
-    ">=": lambda a, t: a >= t,
-    "<=": lambda a, t: a <= t + 1e-9,
-    "<": lambda a, t: a < t,
-    "==": lambda a, t: a == t,
-}
+_OPS = {">=": np.greater_equal, "<=": lambda a, t: a <= t + 1e-9, "<": np.less, "==": np.equal}
 _REACHED = {True: "yes", False: "no", None: "not measured", "partly": "partly"}
 
 
@@ -561,8 +456,6 @@ def targets(table) -> pd.DataFrame:
 
     Introduced in notebook 08.
     """
-    import pandas as pd
-
     out = []
     for t in TARGETS:
         notebook, technique, model = t.select
@@ -575,8 +468,9 @@ def targets(table) -> pd.DataFrame:
             text, reached = got, None
         else:
             text = got["text"]
-            tests = (bool(_OPS[op](got[q], v)) for q, op, v in t.tests)
-            reached = got["reached"] if "reached" in got else all(tests)
+            reached = (
+                got["reached"] if "reached" in got else all(bool(_OPS[op](got[q], v)) for q, op, v in t.tests)
+            )
         out.append(
             {
                 "target": t.name,

@@ -4,7 +4,7 @@
 parameters and metrics): the parameters as hyperparameters, the metrics as scalars, and
 the experiment's configuration (every parameter's values, every metric) at the top of
 ``log_dir``. Any sweep can be logged this way: notebook 08's study trials
-(``search.log_study``), notebook 02's sparsity sweep, notebook 04's cluster counts. This
+(``search.run(..., log_dir=...)``), notebook 02's sparsity sweep, notebook 04's cluster counts. This
 module knows nothing of Optuna (``search`` imports it, never the other way). Look at it
 with ``tensorboard --logdir build/tensorboard`` (or ``%tensorboard`` in Jupyter); the
 HPARAMS tab compares the runs in a table, parallel coordinates and scatter plots.

@@ -32,10 +32,8 @@ BUILTIN_BASE = {
     "effcourse.models.ModelError": TypeError,
     "effcourse.quantize.QuantizeError": ValueError,
     "effcourse.results.ResultError": ValueError,
-    "effcourse.search.study.BudgetError": RuntimeError,
-    "effcourse.search.study.StudyFileError": RuntimeError,
-    "effcourse.search.space.SpaceError": ValueError,
-    "effcourse.search.objectives.LatencyBudgetError": ValueError,
+    "effcourse.search.BudgetError": RuntimeError,
+    "effcourse.search.StudyFileError": RuntimeError,
 }
 
 

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from effcourse import report, results
+from effcourse import report
 
 
 def _table():
@@ -48,23 +48,6 @@ def _table():
             ),
         ]
     )
-
-
-def test_missing_notebooks_are_named_with_the_fix():
-    table = _table()
-    assert report.missing(table, ["02_pruning", "05_mixed_precision"]) == ["05_mixed_precision"]
-    text = report.explain_missing(table, ["05_mixed_precision", "06_dynamic_networks"], "full")
-    assert "05_mixed_precision.ipynb" in text and "06_dynamic_networks.ipynb" in text
-    assert "EFFCOURSE_PROFILE=full" in text
-    assert report.explain_missing(table, ["02_pruning"], "full") == ""
-    assert report.missing(results.load("nonexistent-profile"), ["02_pruning"]) == ["02_pruning"]
-
-
-def test_baseline_row_and_ratio():
-    table = _table()
-    assert report.baseline_row(table, "m")["variant"] == "float32"
-    assert report.baseline_row(table, "zzz") is None
-    assert report.ratio(10, 4) == 2.5 and report.ratio(1, 0) != report.ratio(1, 0)  # NaN
 
 
 def test_targets_from_a_constructed_log():
@@ -496,3 +479,60 @@ def test_a_target_misses_when_one_comparison_fails():
     i = table.index[table["technique"] == "channel pruning"][0]
     slower = table.assign(latency_ms=table["latency_ms"].where(table.index != i, 0.06))  # 1.7x
     assert report.targets(slower).set_index("target").loc[name, "reached"] == "no"
+
+
+def test_the_targets_compare_the_search_with_the_hand_tuned_rows():
+    import json
+
+    import pandas as pd
+
+    def row(nb, tech, model, acc, size=None, lat=None, setting=None, role=None):
+        return dict(
+            notebook=nb,
+            technique=tech,
+            model=model,
+            variant="x",
+            setting=setting,
+            role=role,
+            accuracy=acc,
+            size_bytes=size,
+            dense_fp32_bytes=1_066_160.0,
+            latency_ms=lat,
+            timestamp="2026",
+            extra=json.dumps({}),
+        )
+
+    nb08, nb04 = "08_automated_compression", "04_clustering_distillation_deep_compression"
+    table = pd.DataFrame(
+        [
+            row("01_sgd_loss_formulation", "baseline", "lenet_300_100", 0.9820, 900_000),
+            row(nb04, "deep compression", "lenet_300_100", 0.9815, 25_570),
+            row(nb08, "automated search", "lenet_300_100", 0.9812, 21_000, setting="size", role="treated"),
+            row(nb08, "automated search", "lenet5", 0.990, lat=0.05, setting="latency", role="reference"),
+            row(nb08, "automated search", "lenet5", 0.989, lat=0.03, setting="latency", role="treated"),
+        ]
+    )
+    table["compression"] = table["dense_fp32_bytes"] / table["size_bytes"]
+
+    def search_targets(t):
+        out = report.targets(t)
+        return out[out["notebook"] == "08"]
+
+    rows = search_targets(table)
+    size300 = rows[rows["target"].str.contains("lenet_300_100")].iloc[0]
+    assert (
+        size300["reached"] == "yes"
+        and "21,000 B" in size300["measured here"]
+        and "25,570 B" in size300["measured here"]
+        and "0.08 points below the baseline" in size300["measured here"]
+        and "moonshot 50x: yes" in size300["measured here"]  # 50.8x, within 0.1 points
+    )
+    better = table.copy()
+    better.loc[2, ["accuracy", "size_bytes"]] = [0.9830, 25_000]  # above the baseline, 42.6x: no moonshot
+    size300 = search_targets(better).iloc[0]
+    assert size300["reached"] == "yes" and "0.10 points above the baseline" in size300["measured here"]
+    assert "moonshot 50x: no" in size300["measured here"]
+    assert rows[rows["target"].str.contains("automated search, lenet5")].iloc[0]["reached"] == "not measured"
+    assert (
+        rows[rows["target"].str.startswith("latency")].iloc[0]["reached"] == "no"
+    )  # faster but less accurate

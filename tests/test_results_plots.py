@@ -262,7 +262,6 @@ def test_course_map_is_short_and_marks_frontier_and_papers():
     assert len(labels) <= 11 and any("Pareto" in t for t in labels) and any("paper" in t for t in labels)
     panels = [a for a in fig.axes if a.get_title()]
     assert [a.get_title().split(":")[0] for a in panels] == ["MLPs", "LeNet-5"]
-    assert plots.latency_chart(table).get_title() == "LeNet-300-100"  # no MLP of 00 has a latency
     assert all(a.get_yscale() == "log" and "error" in a.get_ylabel() for a in panels)
     # the frontier points carry the numbers of course_frontier's "#" column
     front = plots.course_frontier(table)
@@ -274,22 +273,6 @@ def test_course_map_is_short_and_marks_frontier_and_papers():
 
     stars = [c for a in panels for c in a.collections if c.get_sizes().size and c.get_sizes()[0] == 150]
     assert sum(len(c.get_offsets()) for c in stars) == 2 * len(report.PAPER_POINTS)
-
-
-def test_latency_chart_and_colours_agree(tmp_root):
-    results.record(**_row(1, technique="pruning", model="lenet5", latency_ms=0.05, latency_p90_ms=0.07))
-    results.record(**_row(2, technique="baseline"))  # no latency: not on the latency chart
-    table = results.load("quick")
-    fig, ax = plots.style().subplots()
-    ax = plots.latency_chart(table, ax=ax)
-    assert ax.get_xscale() == "log" and "ms" in ax.get_xlabel() and ax.get_yscale() == "log"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["pruning"]
-    import matplotlib.colors as mcolors
-
-    drawn = ax.lines[0].get_color()  # the marker line of the pruning errorbar
-    assert mcolors.to_rgba(drawn) == mcolors.to_rgba(plots.FAMILY_COLORS["pruning"])
-    panels = plots.latency_chart(table)
-    assert panels.get_title() == "LeNet-5" and "ms" in panels.get_xlabel()
 
 
 def test_digits_and_curves_are_readable():

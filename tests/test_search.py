@@ -1,13 +1,21 @@
+"""effcourse.search: stored, seeded, budgeted, resumable Optuna studies (notebook 08)."""
+
+import warnings
+
+import numpy as np
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution as Choice
+from optuna.distributions import FloatDistribution as Float
+from optuna.distributions import IntDistribution as Int
 
-from effcourse import search, tracking
-from effcourse.search import Budget, Choice, Float, Int
+from effcourse import models, search, tracking
+from effcourse.search import Budget
 
 SPACE = {"sparsity": Float(0.0, 0.95, step=0.05), "bits": Choice((2, 4, 8, 32)), "epochs": Int(1, 4)}
 
 
-def _evaluate(config, reporter):
+def _evaluate(config, trial):
     # size falls with sparsity and bits; accuracy collapses beyond 80% sparsity or at 2 bits
     sparsity, bits = config["sparsity"], config["bits"]
     size = int(10_000 * (1 - sparsity) * bits / 32) + 100
@@ -36,10 +44,8 @@ def test_the_winner_never_misses_a_budget(tmp_path):
 
 
 def test_two_budgets_and_several_objectives(tmp_path):
-    def evaluate(config, reporter):
-        out = _evaluate(config, reporter)
-        out["latency_ms"] = 0.01 * config["bits"]
-        return out
+    def evaluate(config, trial):
+        return {**_evaluate(config, trial), "latency_ms": 0.01 * config["bits"]}
 
     budgets = (Budget("accuracy", "min", 0.987), Budget("latency_ms", "max", 0.1))
     study = search.open_study(
@@ -67,15 +73,14 @@ def test_a_resumed_study_continues_from_its_stored_trials(tmp_path):
     search.run(again, _evaluate, SPACE, n_trials=12)
     after = search.table(again)
     assert len(after) == 12  # four more, not twelve more
-    assert after.iloc[:8][["trial", "sparsity", "bits", "size_bytes"]].equals(
-        before[["trial", "sparsity", "bits", "size_bytes"]]
-    )
+    cols = ["trial", "sparsity", "bits", "size_bytes"]
+    assert after.iloc[:8][cols].equals(before[cols])
     assert search.best(again)["size_bytes"] <= best_before["size_bytes"]
     search.run(again, _evaluate, SPACE, n_trials=12)  # already complete: nothing runs
     assert len(search.table(again)) == 12
 
 
-def test_the_same_seed_suggests_the_same_configurations(tmp_path):
+def test_the_same_seed_suggests_the_same_configurations_as_plain_optuna(tmp_path):
     seq = []
     for run in range(2):
         study = _study(tmp_path, name=f"seed{run}", seed=7, n_startup_trials=3)
@@ -87,26 +92,40 @@ def test_the_same_seed_suggests_the_same_configurations(tmp_path):
     assert seq[0] == seq[1]
     assert [t.params for t in other.trials] != seq[0]
 
+    def objective(trial):  # the same study written in plain Optuna
+        config = {
+            "sparsity": trial.suggest_float("sparsity", 0.0, 0.95, step=0.05),
+            "bits": trial.suggest_categorical("bits", (2, 4, 8, 32)),
+            "epochs": trial.suggest_int("epochs", 1, 4),
+        }
+        out = _evaluate(config, trial)
+        trial.set_user_attr("c", [0.987 - out["accuracy"]])
+        return out["size_bytes"]
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*constraints_func.*")
+        sampler = optuna.samplers.TPESampler(
+            seed=7, n_startup_trials=3, constraints_func=lambda t: t.user_attrs["c"]
+        )
+    plain = optuna.create_study(sampler=sampler)
+    plain.optimize(objective, n_trials=6)
+    assert [t.params for t in plain.trials] == seq[0]
+
 
 def test_the_pruner_stops_a_hopeless_trial(tmp_path):
     epochs_run = []
 
-    def evaluate(config, reporter):
+    def evaluate(config, trial):
         hopeless = config["bits"] == 2  # a constructed objective: 2 bits can never reach the budget
         for epoch in range(5):
             epochs_run.append((config["bits"], epoch))
-            reporter.report(0.5 if hopeless else 0.99, epoch)
-        return _evaluate(config, reporter)
+            trial.report(0.5 if hopeless else 0.99, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return _evaluate({**config, "sparsity": 0.5}, trial)
 
-    pruner = optuna.pruners.ThresholdPruner(lower=0.9)
-    study = _study(tmp_path, pruner=pruner)
-    search.run(
-        study,
-        evaluate,
-        {"bits": Choice((2, 8)), "sparsity": 0.5},
-        n_trials=4,
-        enqueue=[{"bits": 2}, {"bits": 8}],
-    )
+    study = _study(tmp_path, pruner=optuna.pruners.ThresholdPruner(lower=0.9))
+    search.run(study, evaluate, {"bits": Choice((2, 8))}, n_trials=4, enqueue=[{"bits": 2}, {"bits": 8}])
     rows = search.table(study)
     hopeless = rows[rows["bits"] == 2]
     assert (hopeless["state"] == "pruned").all() and (hopeless["pruned_at_step"] == 0).all()
@@ -124,6 +143,22 @@ def test_the_hand_tuned_configuration_is_tried_first(tmp_path):
     assert sum(t.params == hand for t in study.trials) == 1
 
 
+def test_a_configuration_proposed_again_is_not_measured_again(tmp_path):
+    calls = []
+
+    def evaluate(config, trial):
+        calls.append(config["p"])
+        return {"size_bytes": {"a": 3, "b": 2}[config["p"]]}
+
+    s = search.open_study("tw", {"size_bytes": "minimize"}, path=tmp_path / "tw.db")
+    search.run(s, evaluate, {"p": Choice(("a", "b"))}, n_trials=6)
+    assert len(search.table(s)) == 6 and sorted(set(calls)) == sorted(calls)  # each measured once
+    repeats = [t for t in s.trials if "repeat_of" in t.user_attrs]
+    assert len(repeats) == 6 - len(calls)
+    for t in repeats:
+        assert t.user_attrs["metrics"] == s.trials[t.user_attrs["repeat_of"]].user_attrs["metrics"]
+
+
 def test_every_trial_is_logged_to_hparams(tmp_path):
     study = search.run(_study(tmp_path), _evaluate, SPACE, n_trials=5, log_dir=tmp_path / "tb")
     runs = tracking.read_runs(tmp_path / "tb")
@@ -138,32 +173,58 @@ def test_every_trial_is_logged_to_hparams(tmp_path):
         assert "feasible" in run["metrics"] and "seconds" in run["metrics"]
 
 
+def test_the_start_model_is_built_once_and_read_back_on_resume(tmp_path, tiny_model):
+    built = []
+
+    def build():
+        built.append(1)
+        return models.clone(tiny_model)
+
+    def study():
+        return search.open_study("st", {"size_bytes": "minimize"}, path=tmp_path / "st.db")
+
+    first = search.start_model(study(), build)
+    search.run(study(), lambda c, t: {"size_bytes": c["x"]}, {"x": Float(0.0, 1.0)}, n_trials=1)
+    again = search.start_model(study(), build)  # resumed: read back, not built again
+    assert len(built) == 1
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "st.db").unlink()
+    search.start_model(study(), build)  # a fresh study never inherits a stale start
+    assert len(built) == 2
+
+
+def test_best_with_extra_conditions_picks_a_dominating_trial(tmp_path):
+    s = search.open_study(
+        "ex",
+        {"latency_ms": "minimize", "accuracy": "maximize"},
+        [Budget("accuracy", "min", 0.9)],
+        path=tmp_path / "ex.db",
+        population_size=4,
+    )
+    points = {"a": (1.0, 0.99), "b": (0.5, 0.95), "c": (0.7, 0.995), "d": (0.2, 0.5)}
+    search.run(
+        s,
+        lambda c, t: dict(zip(("latency_ms", "accuracy"), points[c["p"]])),
+        {"p": Choice(tuple(points))},
+        n_trials=4,
+        enqueue=[{"p": p} for p in points],
+    )
+    assert search.best(s, order=["latency_ms", "accuracy"])["latency_ms"] == 0.5  # b; d misses the budget
+    won = search.best(s, order=["latency_ms", "accuracy"], extra=[Budget("accuracy", "min", 0.99)])
+    assert (won["latency_ms"], won["accuracy"]) == (0.7, 0.995)  # c: faster than a and as accurate
+    with pytest.raises(search.BudgetError, match="accuracy >= 0.999"):
+        search.best(s, extra=[Budget("accuracy", "min", 0.999)])
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "space, match",
-    [
-        ({}, "empty"),
-        (None, "empty"),
-        ({"s": Float(0.9, 0.5)}, "above high"),
-        ({"s": Float(0.0, 1.0, step=0.3)}, "does not divide"),
-        ({"s": Float(0.0, 1.0, log=True)}, "low > 0"),
-        ({"s": Choice(())}, "at least one"),
-        ({"s": Choice((1, 1))}, "twice"),
-        ({"s": [0.5, 0.9]}, "Choice"),
-        ({"s": Int(1, 4, step=2)}, "does not divide"),
-        ({"s": 0.5, "k": "int8"}, "nothing to search"),
-    ],
-)
-def test_empty_or_inconsistent_spaces_are_refused(tmp_path, space, match):
-    with pytest.raises(search.SpaceError, match=match):
-        search.run(_study(tmp_path), _evaluate, space, n_trials=1)
-
-
-def test_a_space_naming_layers_the_model_lacks():
-    with pytest.raises(search.SpaceError, match=r"\['fc9'\].*its layers are \['fc1', 'fc2'\]"):
-        search.check_layers({"sparsity.fc1": 0.5, "sparsity.fc9": 0.5}, "sparsity", ["fc1", "fc2"])
+def test_an_empty_space_or_one_optuna_refuses():
+    with pytest.raises(ValueError, match="empty"):
+        search.run(None, _evaluate, {}, n_trials=1)
+    with pytest.raises(ValueError):
+        Float(0.9, 0.5)  # Optuna's own check, before any trial runs
 
 
 def test_an_unmeetable_budget_says_which_and_by_how_much(tmp_path):
@@ -177,7 +238,7 @@ def test_an_unmeetable_budget_says_which_and_by_how_much(tmp_path):
 
 
 def test_budgets_met_separately_but_never_together(tmp_path):
-    def evaluate(config, reporter):
+    def evaluate(config, trial):
         return {"accuracy": 0.99 if config["bits"] == 32 else 0.5, "size_bytes": 10 * config["bits"]}
 
     budgets = (Budget("accuracy", "min", 0.9), Budget("size_bytes", "max", 100))
@@ -219,22 +280,9 @@ def test_moved_budgets_judge_the_stored_trials_again(tmp_path):
     assert (rows["feasible"] == (rows["accuracy"] >= 0.9895)).all()
 
 
-def test_a_latency_budget_below_what_the_machine_can_measure():
-    with pytest.raises(search.LatencyBudgetError, match=r"below what this machine can measure.*20\.0 µs"):
-        search.check_latency_budget(0.005, floor_ms=0.02)
-    with pytest.raises(search.LatencyBudgetError, match="positive"):
-        search.check_latency_budget(-1, floor_ms=0.02)
-    assert search.check_latency_budget(0.5, floor_ms=0.02) == 0.5
-
-
-def test_the_latency_floor_is_measured():
-    floor = search.latency_floor_ms(runs=20, warmup=2)
-    assert 0 < floor < 5  # a one-unit model: microseconds, never seconds
-
-
 def test_objective_must_return_the_budgeted_metrics(tmp_path):
     with pytest.raises(KeyError, match="size_bytes"):
-        search.run(_study(tmp_path), lambda c, r: {"accuracy": 1.0}, SPACE, n_trials=1)
+        search.run(_study(tmp_path), lambda c, t: {"accuracy": 1.0}, SPACE, n_trials=1)
 
 
 def test_bad_budgets_and_objectives():
@@ -244,83 +292,3 @@ def test_bad_budgets_and_objectives():
         Budget("accuracy", "min", float("nan"))
     with pytest.raises(ValueError, match="minimize"):
         search.open_study("x", {"size_bytes": "smallest"})
-
-
-def test_the_targets_compare_the_search_with_the_hand_tuned_rows():
-    import json
-
-    import pandas as pd
-
-    from effcourse import report
-
-    def row(nb, tech, model, acc, size=None, lat=None, setting=None, role=None):
-        return dict(
-            notebook=nb,
-            technique=tech,
-            model=model,
-            variant="x",
-            setting=setting,
-            role=role,
-            accuracy=acc,
-            size_bytes=size,
-            dense_fp32_bytes=1_066_160.0,
-            latency_ms=lat,
-            timestamp="2026",
-            extra=json.dumps({}),
-        )
-
-    nb08, nb04 = "08_automated_compression", "04_clustering_distillation_deep_compression"
-    table = pd.DataFrame(
-        [
-            row("01_sgd_loss_formulation", "baseline", "lenet_300_100", 0.9820, 900_000),
-            row(nb04, "deep compression", "lenet_300_100", 0.9815, 25_570),
-            row(nb08, "automated search", "lenet_300_100", 0.9812, 21_000, setting="size", role="treated"),
-            row(nb08, "automated search", "lenet5", 0.990, lat=0.05, setting="latency", role="reference"),
-            row(nb08, "automated search", "lenet5", 0.989, lat=0.03, setting="latency", role="treated"),
-        ]
-    )
-    table["compression"] = table["dense_fp32_bytes"] / table["size_bytes"]
-
-    def search_targets(t):
-        out = report.targets(t)
-        return out[out["notebook"] == "08"]
-
-    rows = search_targets(table)
-    size300 = rows[rows["target"].str.contains("lenet_300_100")].iloc[0]
-    assert (
-        size300["reached"] == "yes"
-        and "21,000 B" in size300["measured here"]
-        and "25,570 B" in size300["measured here"]
-        and "0.08 points below the baseline" in size300["measured here"]
-        and "moonshot 50x: yes" in size300["measured here"]  # 50.8x, within 0.1 points
-    )
-    better = table.copy()
-    better.loc[2, ["accuracy", "size_bytes"]] = [0.9830, 25_000]  # above the baseline, 42.6x: no moonshot
-    size300 = search_targets(better).iloc[0]
-    assert size300["reached"] == "yes" and "0.10 points above the baseline" in size300["measured here"]
-    assert "moonshot 50x: no" in size300["measured here"]
-    assert rows[rows["target"].str.contains("automated search, lenet5")].iloc[0]["reached"] == "not measured"
-    assert (
-        rows[rows["target"].str.startswith("latency")].iloc[0]["reached"] == "no"
-    )  # faster but less accurate
-
-
-def test_a_configuration_to_try_first_must_lie_in_the_space(tmp_path):
-    """Optuna only warns and samples another value; the course refuses, naming the parameter."""
-    space = {
-        "sparsity": search.Float(0.5, 0.9, step=0.1),
-        "epochs": search.Int(1, 3),
-        "mode": search.Choice(("a", "b")),
-    }
-    assert search.check_config({"sparsity": 0.7, "epochs": 3, "mode": "b"}, space)
-    for bad, words in (
-        ({"epochs": 0}, "epochs = 0, outside the space's 1..3"),
-        ({"sparsity": 0.95}, "sparsity = 0.95, outside"),
-        ({"sparsity": 0.75}, "in steps of 0.1"),
-        ({"mode": "c"}, "not one of"),
-        ({"width": 2}, "not in the space"),
-    ):
-        with pytest.raises(search.SpaceError, match=words):
-            search.check_config(bad, space)
-    with pytest.raises(search.SpaceError, match="epochs = 0"):
-        search.run(_study(tmp_path), _evaluate, SPACE, n_trials=1, enqueue=[{"epochs": 0}])

@@ -48,7 +48,14 @@ IN_VIEW = {
         r"experimental_distribute_dataset\(|distribute_datasets_from_function\(",
         r"TF_CONFIG",
     ],
-    "08": [r"def objective\(trial", r"trial\.suggest_", r"create_study\(", r"constraints_func"],
+    "08": [
+        r"def objective\(trial",
+        r"trial\.suggest_",
+        r"create_study\(",
+        r"constraints_func",
+        r"trial\.report\(",
+        r"should_prune\(",
+    ],
     "09": [
         r"tf2onnx\.convert\.from_keras\(",
         r"InferenceSession\(",
