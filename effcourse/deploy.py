@@ -34,9 +34,9 @@ class DeployError(EffcourseError, ValueError):
     """
 
 
-def _require(module: str, package: str):
+def _require(package: str):
     try:
-        return importlib.import_module(module)
+        return importlib.import_module(package)
     except ImportError as err:
         raise DeployError(
             f"notebook 09 needs {package}, which is not installed here: install the course's set with "
@@ -56,7 +56,7 @@ def export(model, opset: int = 17, path=None) -> bytes:
     from .models import check_model
 
     check_model(model, need_graph=True, what="deploy.export")
-    onnx, tf2onnx = _require("onnx", "onnx"), _require("tf2onnx", "tf2onnx")
+    onnx, tf2onnx = _require("onnx"), _require("tf2onnx")
     import tensorflow as tf
 
     top = min(max(tf2onnx.constants.OPSET_TO_IR_VERSION), onnx.defs.onnx_opset_version())
@@ -89,7 +89,7 @@ class OnnxModel:
     """
 
     def __init__(self, blob: bytes, threads: int = 1, optimization: str = "all"):
-        ort = _require("onnxruntime", "onnxruntime")
+        ort = _require("onnxruntime")
         if optimization not in LEVELS:
             raise DeployError(f"unknown optimisation level {optimization!r}; choose one of {list(LEVELS)}.")
         if not isinstance(blob, (bytes, bytearray)):
