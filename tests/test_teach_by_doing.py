@@ -41,7 +41,14 @@ IN_VIEW = {
         r"\*\*\s*2",
     ],
     "05": [r"set_global_policy\(", r"LossScaleOptimizer\(", r"get_scaled_loss\(|scale_loss\("],
-    "06": [r"Model\(", r"loss_weights\s*="],
+    "06": [
+        r"Model\(",
+        r"loss_weights\s*=",
+        r"TFLiteConverter",
+        r"Interpreter\(",
+        r"stop_gradient\(",
+        r"add_loss\(",
+    ],
     "07": [
         r"MirroredStrategy\(",
         r"strategy\.run\(",

@@ -126,7 +126,7 @@ def prediction(predicted: dict, measured: pd.DataFrame, close_call: float = 1.2)
     """Exercise 09.3: a prediction (which setting is faster, by how many times) against the measurement.
 
     ``predicted``: {"faster": a row label of ``measured``, "ratio": slower / faster, > 1}.
-    ``measured``: ``deploy.compare_latency``'s table of two rows. A wrong side fails when the
+    ``measured``: ``quantize.compare_latency``'s table of two rows. A wrong side fails when the
     measurement is clear (ratio above ``close_call``); a close call accepts either side.
     """
     if not isinstance(predicted, dict) or set(predicted) != {"faster", "ratio"}:
