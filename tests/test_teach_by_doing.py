@@ -54,6 +54,10 @@ IN_VIEW = {
         r"strategy\.run\(",
         r"experimental_distribute_dataset\(|distribute_datasets_from_function\(",
         r"TF_CONFIG",
+        r"experimental_distribute_values_from_function\(",
+        r"with tf\.device\(",
+        r"output_gradients=",
+        r"\.build\(stage\.trainable_variables\)",
     ],
     "08": [
         r"def objective\(trial",

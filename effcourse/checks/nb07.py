@@ -1,4 +1,4 @@
-"""Self-checks for the exercises of notebook 07 (data, multi-worker, model and pipeline parallelism)."""
+"""Self-checks for the exercises of notebook 07 (data, model and pipeline parallelism, memory)."""
 
 from __future__ import annotations
 
@@ -53,9 +53,25 @@ def replica_loss(fn) -> None:
     )
 
 
+def _gpipe_reference(forward, backward):
+    """GPipe's tasks on K devices: each starts when its device is free and its input is ready."""
+    n_stages, n_micro = forward.shape
+    free, done, tasks = [0.0] * n_stages, {}, []
+    order = [("F", m, k) for m in range(n_micro) for k in range(n_stages)]
+    order += [("B", m, k) for m in reversed(range(n_micro)) for k in reversed(range(n_stages))]
+    for phase, m, k in order:
+        if phase == "F":
+            ready = done.get(("F", k - 1, m), 0.0)
+        else:
+            ready = done[("F", k, m)] if k == n_stages - 1 else done[("B", k + 1, m)]
+        start = max(free[k], ready)
+        done[phase, k, m] = free[k] = start + (forward if phase == "F" else backward)[k, m]
+        tasks.append({"stage": k, "phase": phase, "micro_batch": m, "start": start, "end": free[k]})
+    return tasks
+
+
 def gpipe_schedule(fn) -> None:
     """Exercise 07.2: GPipe's tasks laid out on K devices from each task's duration."""
-    from ..parallel import gpipe_timeline
 
     rng = np.random.default_rng(11)
     cases = [(2, 1), (2, 4), (3, 3), (4, 2)]
@@ -64,7 +80,7 @@ def gpipe_schedule(fn) -> None:
         got = call(fn, fwd.tolist(), bwd.tolist(), name="gpipe_schedule")
         if not isinstance(got, (list, tuple)) or not all(isinstance(t, dict) for t in got):
             fail("return a list of tasks, each a dict with stage, phase, micro_batch, start and end.")
-        want = {(t["stage"], t["phase"], t["micro_batch"]): t for t in gpipe_timeline(fwd, bwd)}
+        want = {(t["stage"], t["phase"], t["micro_batch"]): t for t in _gpipe_reference(fwd, bwd)}
         try:
             mine = {(int(t["stage"]), t["phase"], int(t["micro_batch"])): t for t in got}
         except KeyError as err:
@@ -98,11 +114,9 @@ def gpipe_schedule(fn) -> None:
 
 def micro_batches(fn) -> None:
     """Exercise 07.3: the fewest micro-batches that keep GPipe's bubble at or below a target."""
-    from .. import parallel
-
     cases = [(2, 0.1), (4, 0.1), (4, 0.25), (8, 0.05), (1, 0.01), (4, 0.6)]
     for stages, target in cases:
-        expected = next(m for m in range(1, 10_000) if parallel.bubble_formula(stages, m) <= target + 1e-12)
+        expected = next(m for m in range(1, 10_000) if (stages - 1) / (m + stages - 1) <= target + 1e-12)
         got = call(fn, stages, target, name="micro_batches_for")
         if got is None or int(got) != got:
             fail(f"return a whole number of micro-batches; got {got!r} for K={stages}, bubble <= {target}.")
@@ -133,6 +147,8 @@ def stage_split(fn) -> None:
         ([3, 3, 3, 3], 4),
         ([1, 2, 3, 4, 5, 6, 7, 8], 3),
         ([9, 1, 1, 1, 9, 1, 1, 1], 3),
+        ([0, 8, 4, 4, 4, 1], 3),  # a layer without weights (Flatten) costs 0
+        ([3, 1, 2], 1),  # one stage: no boundaries
     ]
     for costs, k in cases:
         got = call(fn, list(costs), k, name="split_stages")
@@ -164,85 +180,41 @@ def stage_split(fn) -> None:
     return passed("the split minimises the slowest stage's cost, the pace of the whole pipeline.")
 
 
-_MB = 1024 * 1024
+def memory_prediction(predicted_mb, widest) -> None:
+    """Exercise 07.5 (predict, then measure): the MB one device holds for the widest MLP with Adam.
 
-
-def _width(width, accuracy, one, two, four):
-    """A made-up row of ``parallel.memory_sweep``: the fullest device's MB for K = 1, 2, 4."""
-    return {"width": width, "accuracy": accuracy, "largest": {1: one * _MB, 2: two * _MB, 4: four * _MB}}
-
-
-def _fewest(row, budget, devices):
-    fits = [k for k, b in row["largest"].items() if k <= devices and b <= budget]
-    return min(fits) if fits else None
-
-
-def choose_width(fn) -> None:
-    """Exercise 07.5 (a judgement): which width to train on ``devices`` devices of ``budget_bytes`` each.
-
-    The best test accuracy among the widths whose fullest device fits the budget with at
-    most ``devices`` devices; among equally accurate ones, the one needing fewer devices
-    (then the smaller); None when nothing fits. Made-up tables, so that an answer read off
-    the notebook's own table (a hard-coded width) cannot pass.
+    ``widest``: section 7's row of the widest width (``"largest"[1]``: the bytes measured on
+    one device; ``"params"``). The range must hold the measurement and be no wider than a
+    factor 1.5; a range around the weights alone, or with a copy for the gradients, gets its hint.
     """
-    table = [_width(64, 0.90, 1, 0.6, 0.6), _width(512, 0.95, 14, 8, 5), _width(1024, 0.96, 45, 24, 12)]
-    tie = [_width(128, 0.93, 2, 1.2, 1), _width(256, 0.95, 4, 2.5, 2), _width(512, 0.95, 14, 8, 5)]
-    cases = [  # (widths, budget in MB, devices, what the case is about)
-        (table, 10, 1, "one device"),
-        (table, 10, 2, "two devices"),
-        (table, 10, 4, "four devices, the widest still too big"),
-        (table, 13, 4, "a larger budget"),
-        (table, 0.5, 4, "a budget nothing fits"),
-        (tie, 10, 4, "two equally accurate widths"),
-        (list(reversed(table)), 10, 2, "the same widths in another order"),
-    ]
-    answers = []
-    for widths, budget, devices, _ in cases:
-        got = call(fn, [dict(w) for w in widths], budget * _MB, devices, name="choose_width")
-        if isinstance(got, (list, tuple, set, dict)):
-            fail(f"return ONE width (an int), or None when nothing fits; got {got!r}.")
-        answers.append(got)
-    if len({repr(a) for a in answers}) == 1:
+    from .nb00 import prediction_range
+
+    low, high = prediction_range(predicted_mb, "the MB one device holds", 1.5, name="predicted_mb")
+    measured, weights = widest["largest"][1] / 2**20, 4 * widest["params"] / 2**20
+    if measured in (low, high):
         fail(
-            f"choose_width returned {answers[0]!r} for every table, budget and device count: the choice "
-            "has to be computed from its arguments, not typed in."
+            "an end of your range is the measured value itself, to the last digit: that was copied from an "
+            "output, not predicted. Write down what you expect before the sweep runs."
         )
-    for (widths, budget, devices, about), got in zip(cases, answers):
-        by_width = {w["width"]: w for w in widths}
-        fitting = [w for w in widths if _fewest(w, budget * _MB, devices) is not None]
-        if not fitting:
-            if got is not None:
-                fail(
-                    f"with {devices} devices of {budget:g} MB ({about}) no width fits, yet you chose {got!r}: "
-                    "return None when nothing fits."
-                )
-            continue
-        if got is None or got not in by_width:
-            fail(f"({about}) return one of the widths in the table, got {got!r}.")
-        need = _fewest(by_width[got], budget * _MB, devices)
-        if need is None:
+    if not low <= measured <= high:
+        if low <= weights <= high:
             fail(
-                f"with {devices} device(s) of {budget:g} MB ({about}) width {got} does not fit: its fullest "
-                "device holds more than the budget under every split with at most that many devices."
+                f"your range holds the float32 weights alone ({weights:,.1f} MB). The device also holds "
+                "the optimizer's state: what does Adam keep for every weight?"
             )
-        best = max(w["accuracy"] for w in fitting)
-        if by_width[got]["accuracy"] < best:
+        if low <= 4 * weights <= high:
             fail(
-                f"({about}) width {got} fits, but a more accurate width fits too: among the widths that fit, "
-                "take the most accurate."
+                "your range holds four copies of the weights. Gradients exist during a step, but the "
+                "device's variables are the weights and the optimizer's state: count Adam's again."
             )
-        rivals = [w for w in fitting if w["accuracy"] == best]
-        if len(rivals) > 1:
-            cheapest = min((_fewest(w, budget * _MB, devices), w["width"]) for w in rivals)
-            if (need, got) != cheapest:
-                fail(
-                    f"({about}) several widths are equally accurate and you chose {got}, which needs {need} "
-                    "device(s): break the tie by the fewest devices (a split costs a pipeline bubble and "
-                    "transfers), then the smaller width."
-                )
+        side = "above" if measured > high else "below"
+        fail(
+            f"the measured memory is {side} your whole range. Count the parameters again (784 inputs, "
+            "the blocks, the head of 10; weights and biases), then what is stored for each, in bytes."
+        )
     return passed(
-        "the most accurate width that fits the budget on the devices you have: more devices, "
-        "a wider model, and no more devices than it needs."
+        f"measured {measured:,.1f} MB, inside your range [{low:,.1f}, {high:,.1f}]: the weights "
+        f"({weights:,.1f} MB) and Adam's two moments, 3 x 4 bytes per parameter."
     )
 
 
