@@ -248,6 +248,7 @@ def test_every_technique_has_a_family():
         found |= set(re.findall(r'(?<!\.)\brecord\("([^"]+)", ', text))
         found |= set(re.findall(r'"((?:post-training|quantization-aware)[^"]*)"', text))
         found |= set(re.findall(r'technique = "([^"]+)"', text))
+        found |= set(re.findall(r'": \("([a-z][^"]+)", ', text))  # rows = {variant: (technique, ...)}
     assert {"baseline", "pruning", "early exit", "automated search"} <= found
     unmapped = sorted(t for t in found if plots.family(t) == "other")
     assert not unmapped, f"techniques without a family: {unmapped}"
