@@ -1,4 +1,5 @@
-"""Exercise 05.5's check: predicted directions of the mixed policies' step time against constructed ratios."""
+"""Exercise 05.3's checks: the prediction recorded before the training, then its directions against
+constructed step-time ratios."""
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_wrong_direction_fails_with_a_hint_not_the_answer(ratios):
         with pytest.raises(checks.CheckFailed, match="hardware report") as err:
             checks.nb05.speed_direction(wrong, ratios)
         message = str(err.value)
-        assert policy in message and "per-operation table" in message
+        assert policy in message and "section 5" in message
         assert f"{ratios[policy]:.2f}" not in message and "should be" not in message
 
 
@@ -59,4 +60,13 @@ def test_within_noise_either_answer_passes(r):
 )
 def test_placeholder_missing_and_malformed_answers_fail(answer, hint):
     with pytest.raises(checks.CheckFailed, match=hint):
+        checks.nb05.speed_prediction(answer)  # before the training: nothing measured yet
+    with pytest.raises(checks.CheckFailed, match=hint):
         checks.nb05.speed_direction(answer, CPU_LIKE)
+
+
+def test_a_well_formed_prediction_is_recorded_before_anything_is_measured(capsys):
+    checks.nb05.speed_prediction({"mixed_float16": "Slower ", "mixed_bfloat16": "faster"})
+    out = capsys.readouterr().out
+    assert out.startswith("PASS") and out.count("PASS") == 1
+    assert "mixed_float16 slower, mixed_bfloat16 faster" in out

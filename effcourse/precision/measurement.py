@@ -67,7 +67,7 @@ def train_side_by_side(
         raise ValueError(f"steps and chunk must be >= 1, got steps={steps}, chunk={chunk}.")
     uncompiled = [name for name, model in runs.items() if model.optimizer is None]
     if uncompiled:
-        raise ValueError(f"compile {uncompiled} first (model.compile(optimizer, loss, metrics)).")
+        raise ValueError(f"{uncompiled} not compiled: call model.compile(optimizer, loss, metrics) first.")
     x, y = np.asarray(x), np.asarray(y)
     rng, per_epoch = np.random.default_rng(seed), max(1, len(x) // batch_size)
     order = np.concatenate(
