@@ -36,7 +36,7 @@ def test_wrong_direction_fails_with_a_hint_not_the_answer(ratios):
         assert f"{ratios[policy]:.2f}" not in message and "should be" not in message
 
 
-@pytest.mark.parametrize("r", [0.9, 0.95, 1.0, 1.08, 1.1])
+@pytest.mark.parametrize("r", [0.8, 0.93, 1.0, 1.08, 1.25])
 def test_within_noise_either_answer_passes(r):
     ratios = dict(CPU_LIKE, mixed_bfloat16=r)
     for word in ("faster", "slower"):

@@ -34,20 +34,18 @@ def float32_policy():
 # --- measurement: side-by-side training and op timing ---------------------------------------------
 
 
+def seven_steps(runs, mnist, **kwargs):
+    """Seven steps of 64 images side by side, in chunks of 3: rounds of 3, 3 and 1 steps."""
+    x, y = mnist.x_train[:640], mnist.y_train[:640]
+    return precision.train_side_by_side(runs, x, y, steps=7, chunk=3, batch_size=64, **kwargs)
+
+
 def test_train_side_by_side_same_batches_and_timings(mnist):
     effcourse.env.seed_everything(0)
     base = models.lenet_300_100()
     runs = {"a": compiled_copy(base), "b": compiled_copy(base)}
     seen = []
-    out = precision.train_side_by_side(
-        runs,
-        mnist.x_train[:640],
-        mnist.y_train[:640],
-        steps=7,
-        chunk=3,
-        batch_size=64,
-        on_chunk=lambda n, m, s: seen.append((n, s)),
-    )
+    out = seven_steps(runs, mnist, on_chunk=lambda n, m, s: seen.append((n, s)))
     assert len(out.losses["a"]) == 7 and out.losses["a"] == out.losses["b"]  # same batches, same model
     assert [len(s) for s in out.chunk_seconds.values()] == [3, 3]
     assert seen[:4] == [("a", 3), ("b", 3), ("b", 6), ("a", 6)]  # the order rotates every round
@@ -102,16 +100,7 @@ def test_train_side_by_side_times_chunks_on_the_clock_without_on_chunk(mnist):
     def on_chunk(name, model, step):
         clock.now += 100.0  # e.g. collecting gradients: must not count as training time
 
-    out = precision.train_side_by_side(
-        runs,
-        mnist.x_train[:640],
-        mnist.y_train[:640],
-        steps=7,
-        chunk=3,
-        batch_size=64,
-        on_chunk=on_chunk,
-        clock=clock,
-    )
+    out = seven_steps(runs, mnist, on_chunk=on_chunk, clock=clock)
     # Chunks of 3, 3 and 1 steps; the short last chunk is scaled to a full one.
     np.testing.assert_allclose(out.chunk_seconds["slow"], [1.2, 1.2, 1.2])
     np.testing.assert_allclose(out.chunk_seconds["fast"], [0.3, 0.3, 0.3])
