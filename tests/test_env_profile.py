@@ -87,7 +87,7 @@ def test_profiles_table_holds_only_profiles_and_every_notebook_has_settings():
 
 
 def test_hardware_module_is_the_one_place_that_reads_the_cpu():
-    from effcourse import hardware, precision
+    from effcourse import hardware
 
     text = "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx512_fp16 amx_bf16\n"
     assert hardware.cpu_name(text) == "Test CPU 9000"
@@ -99,9 +99,7 @@ def test_hardware_module_is_the_one_place_that_reads_the_cpu():
         "amx_fp16": False,
     }
     assert env.hardware_report()["cpu"] == hardware.cpu_name()
-    # precision re-exports the same functions it had before the move
-    assert precision.cpu_flags is hardware.cpu_flags and precision.read_cpuinfo is hardware.read_cpuinfo
-    assert precision.hardware_support(text, gpus=[])["cpu"] == "Test CPU 9000"
+    assert hardware.support(text, gpus=[])["cpu"] == "Test CPU 9000"
 
 
 def test_atomic_write_waits_for_a_reader_on_windows(tmp_path, monkeypatch):

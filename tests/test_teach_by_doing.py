@@ -40,7 +40,13 @@ IN_VIEW = {
         r"PreserveQuantizeScheme\(",
         r"\*\*\s*2",
     ],
-    "05": [r"set_global_policy\(", r"LossScaleOptimizer\(", r"get_scaled_loss\(|scale_loss\("],
+    "05": [
+        r"set_global_policy\(",
+        r"LossScaleOptimizer\(",
+        r"get_scaled_loss\(|scale_loss\(",
+        r"clone_model\(",
+        r"compute_dtype",
+    ],
     "06": [
         r"Model\(",
         r"loss_weights\s*=",
