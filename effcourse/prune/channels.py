@@ -59,15 +59,7 @@ def channel_prune(model, keep: dict):
     check_model(model, what="prune.channel_prune")
     norms = channel_norms(model)
     kept = {name: _kept(model, norms, name, amount) for name, amount in keep.items()}
-
-    def narrower(layer):
-        config = layer.get_config()
-        if layer.name in kept:
-            config["filters" if "filters" in config else "units"] = len(kept[layer.name])
-        return type(layer).from_config(config)
-
-    narrow = tf_keras.models.clone_model(model, clone_function=narrower)
-    idx, previous = None, model.inputs[0]  # the kept channels of the tensor flowing on (None: all)
+    idx, previous, new_weights = None, model.inputs[0], {}  # idx: channels kept so far (None: all)
     for layer in model.layers:
         kind = type(layer).__name__
         if kind != "InputLayer" and layer.input is not previous:
@@ -86,5 +78,15 @@ def channel_prune(model, keep: dict):
                 f"channel pruning passes kept channels through Conv2D, Dense, Flatten and "
                 f"{', '.join(PASS_THROUGH)}; {layer.name!r} is a {kind}: do not prune the layers before it."
             )
-        narrow.get_layer(layer.name).set_weights(weights)
+        new_weights[layer.name] = weights
+
+    def narrower(layer):
+        config = layer.get_config()
+        if layer.name in kept:
+            config["filters" if "filters" in config else "units"] = len(kept[layer.name])
+        return type(layer).from_config(config)
+
+    narrow = tf_keras.models.clone_model(model, clone_function=narrower)
+    for name, weights in new_weights.items():
+        narrow.get_layer(name).set_weights(weights)
     return models.compile_classifier(narrow)
