@@ -31,6 +31,7 @@ IN_VIEW = {
         r"UpdatePruningStep\(",
         r"strip_pruning\(",
         r"PolynomialDecay\(|ConstantSparsity\(",
+        r"\.from_config\(",  # the channel surgery, narrow_copy
     ],
     "03": [r"TFLiteConverter", r"Optimize\.DEFAULT", r"representative_dataset", r"quantize_model\("],
     "04": [

@@ -96,33 +96,34 @@ def global_allocation(fn) -> None:
 
 
 def filters_to_keep(fn) -> None:
-    """Exercise 02.3: indices of the k output filters of a Conv2D kernel with the largest L2 norms."""
+    """Exercise 02.3: indices of the k output channels (last axis) of a Conv2D or Dense kernel with the
+    largest L2 norms."""
     rng = np.random.default_rng(3)
     kernel = rng.normal(size=(3, 3, 4, 10)).astype(np.float32)
-    scale = np.linspace(0.2, 2.0, 10)[rng.permutation(10)]
-    kernel *= scale  # filters of clearly different sizes
-    norms = np.sqrt((kernel**2).sum(axis=(0, 1, 2)))
-    for k in (1, 4, 10):
-        got = call(fn, kernel.copy(), k, name="filters_to_keep")
+    kernel *= np.linspace(0.2, 2.0, 10)[rng.permutation(10)]  # filters of clearly different sizes
+    dense = rng.normal(size=(12, 7)).astype(np.float32) * np.linspace(0.3, 3.0, 7)[rng.permutation(7)]
+    for w, k in ((kernel, 1), (kernel, 4), (kernel, 10), (dense, 3)):
+        norms = np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).sum(axis=0))
+        got = call(fn, w.copy(), k, name="filters_to_keep")
         got = np.sort(np.asarray(got).ravel())
         want = np.sort(np.argsort(-norms)[:k])
         if got.shape != want.shape:
             fail(f"for k={k} return k indices; got {got.size}.")
-        if not np.array_equal(got, want):
-            wrong_axis = np.sort(np.argsort(-np.sqrt((kernel**2).sum(axis=(0, 1, 3))))[: min(k, 4)])
-            if got.size == wrong_axis.size and np.array_equal(got, wrong_axis):
-                fail(
-                    "you ranked input channels; filters are the LAST axis of a Conv2D kernel "
-                    "(h, w, in, out): sum over axes (0, 1, 2)."
-                )
-            smallest = np.sort(np.argsort(norms)[:k])
-            if np.array_equal(got, smallest):
-                fail("you kept the smallest filters; keep the k with the LARGEST norms.")
+        if np.array_equal(got, want):
+            continue
+        inputs = np.sqrt((np.moveaxis(w, -2, -1).reshape(-1, w.shape[-2]) ** 2).sum(axis=0))
+        if got.size <= inputs.size and np.array_equal(got, np.sort(np.argsort(-inputs)[: got.size])):
             fail(
-                f"for k={k} expected filters {want.tolist()}, got {got.tolist()}. The L2 norm of filter j "
-                "is sqrt(sum of kernel[..., j]**2)."
+                "you ranked input channels; the output channels are the LAST axis of the kernel "
+                "(Conv2D: (h, w, in, out); Dense: (in, out)): take the norm over every other axis."
             )
-    return passed("the kept filters are the k with the largest L2 norms.")
+        if np.array_equal(got, np.sort(np.argsort(norms)[:k])):
+            fail("you kept the smallest channels; keep the k with the LARGEST norms.")
+        fail(
+            f"for a kernel of shape {w.shape} and k={k} expected channels {want.tolist()}, got "
+            f"{got.tolist()}. The L2 norm of channel j is sqrt(sum of kernel[..., j]**2)."
+        )
+    return passed("the kept channels are the k with the largest L2 norms, for Conv2D and Dense kernels.")
 
 
 one_pass_line_each(__name__)  # every check above prints exactly one PASS line

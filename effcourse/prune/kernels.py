@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ..models import check_model
 
 
@@ -14,14 +12,11 @@ def _tfmot_sparsity():
 
 
 def _check_sparsity(value, what: str = "sparsity") -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} must be a number in [0, 1), got {value!r}") from err
-    if not (0.0 <= value < 1.0) or math.isnan(value):
+    value = float(value)
+    if not 0.0 <= value < 1.0:  # NaN fails too
         raise ValueError(
-            f"{what} must be in [0, 1) (the fraction of weights set to zero), got "
-            f"{value}. Use e.g. 0.9 to keep 10% of the weights; 1.0 would remove all."
+            f"{what} must be in [0, 1) (the fraction of weights set to zero), got {value}. "
+            "Use e.g. 0.9 to keep 10% of the weights; 1.0 would remove all."
         )
     return value
 
@@ -29,15 +24,12 @@ def _check_sparsity(value, what: str = "sparsity") -> float:
 def _kernel_of(layer):
     """The kernel variable of a Dense/Conv layer (through a tfmot wrapper), or None."""
     inner = getattr(layer, "layer", layer)
-    for name in ("kernel", "depthwise_kernel"):
-        var = getattr(inner, name, None)
-        if var is not None:
-            return var
-    return None
+    kernel = getattr(inner, "kernel", None)
+    return kernel if kernel is not None else getattr(inner, "depthwise_kernel", None)
 
 
 def prunable_layers(model) -> list[str]:
-    """Names of the layers whose kernel magnitude pruning acts on (Dense, Conv*), in order, notebook 02.
+    """Names of the layers whose kernel magnitude pruning acts on (Dense, Conv*), in order.
 
     Introduced in notebook 02.
     """

@@ -17,11 +17,8 @@ def magnitude_mask(weights, sparsity: float) -> np.ndarray:
 
     Introduced in notebook 02.
     """
-    sparsity = _check_sparsity(sparsity)
     weights = np.asarray(weights)
-    n_zero = int(round(sparsity * weights.size))
+    n_zero = int(round(_check_sparsity(sparsity) * weights.size))
     keep = np.ones(weights.size, dtype=bool)
-    if n_zero:
-        order = np.argsort(np.abs(weights).ravel(), kind="stable")
-        keep[order[:n_zero]] = False
+    keep[np.argsort(np.abs(weights).ravel(), kind="stable")[:n_zero]] = False
     return keep.reshape(weights.shape)
