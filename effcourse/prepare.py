@@ -53,9 +53,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             models.pretrained(name, prof)
             rec = models.training_record(name, prof)
-            took = time.perf_counter() - t0
+            took = f"ready in {time.perf_counter() - t0:5.1f} s"
             print(
-                f"{name:14s} ready in {took:5.1f} s (test accuracy {rec.test_accuracy:.2%}, {rec.epochs} epochs)"
+                f"{name:14s} {took} (test accuracy {rec.test_accuracy:.2%}, {rec.epochs} epochs)", flush=True
             )
         print(f"baselines: {time.perf_counter() - start:.0f} s")
 
