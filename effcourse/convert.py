@@ -143,27 +143,20 @@ class TFLiteModel:
             model = Path(model).read_bytes() if is_tflite(model) else None
         if not isinstance(model, (bytes, bytearray)) or not is_tflite(model):
             raise TypeError(
-                "TFLiteModel needs the bytes or the path of a .tflite file "
-                "(from effcourse.convert.to_tflite)."
+                "TFLiteModel needs the bytes or the path of a .tflite file (from effcourse.convert.to_tflite)."
             )
-        self.blob = bytes(model)
-        self.threads = threads
-        self._interp = self._make()
-        self._batch = 1
-
-    def _make(self):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        auto = self.delegate == "auto"
+        self.blob, self.threads, self._batch = bytes(model), threads, 1
+        auto = delegate == "auto"
         resolver = OpResolverType.AUTO if auto else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        interp = Interpreter(
+        self._interp = Interpreter(
             model_content=self.blob,
-            num_threads=self.threads,
+            num_threads=threads,
             experimental_op_resolver_type=resolver,
-            experimental_preserve_all_tensors=self.preserve_all_tensors,
+            experimental_preserve_all_tensors=preserve_all_tensors,
         )
-        interp.allocate_tensors()
-        return interp
+        self._interp.allocate_tensors()
 
     def ops(self) -> list[str]:
         """The op names of the graph in execution order (delegate nodes left out)."""
@@ -187,10 +180,6 @@ class TFLiteModel:
     @property
     def output_details(self):
         return self._interp.get_output_details()[0]
-
-    @property
-    def size_bytes(self) -> int:
-        return len(self.blob)
 
     def _quantize_input(self, x):
         det = self.input_details
@@ -224,10 +213,8 @@ class TFLiteModel:
         return self._dequantize_output(self._interp.get_tensor(self.output_details["index"]))
 
     def invoker(self, sample: np.ndarray | None = None):
-        """A zero-argument callable that runs one inference on ``sample`` (for timing).
-
-        The input (default: a fixed random image) is set once, here; each call is only ``invoke()``.
-        """
+        """A zero-argument callable that runs one inference on ``sample`` (default: a fixed random
+        image), set once here: each call is only ``invoke()`` (for timing)."""
         shape = list(self.input_details["shape"])
         shape[0] = 1
         if sample is None:
@@ -248,9 +235,7 @@ class TFLiteModel:
 
     def activations(self, x_batch: np.ndarray) -> dict:
         """Every op's output on one batch, dequantized to float: {tensor name: (op name, array)}.
-
-        Needs ``preserve_all_tensors=True`` (the interpreter reuses intermediate buffers otherwise).
-        """
+        Needs ``preserve_all_tensors=True`` (the interpreter reuses intermediate buffers otherwise)."""
         if not self.preserve_all_tensors:
             raise ValueError("activations() needs TFLiteModel(..., preserve_all_tensors=True).")
         self.run(x_batch)
