@@ -150,12 +150,10 @@ class TFLiteModel:
         self.blob, self.threads, self._batch = bytes(model), threads, 1
         auto = delegate == "auto"
         resolver = OpResolverType.AUTO if auto else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        self._interp = Interpreter(
-            model_content=self.blob,
-            num_threads=threads,
-            experimental_op_resolver_type=resolver,
-            experimental_preserve_all_tensors=preserve_all_tensors,
+        opts = dict(
+            experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=preserve_all_tensors
         )
+        self._interp = Interpreter(model_content=self.blob, num_threads=threads, **opts)
         self._interp.allocate_tensors()
 
     def ops(self) -> list[str]:

@@ -176,12 +176,8 @@ def setup(seed: int = 42, deterministic: bool = True, logical_cpus: int | None =
     seed_everything(seed, deterministic)
     if not quiet:
         rep = hardware_report()
-        gpus = ", ".join(rep["gpus"]) or "none"
-        print(
-            f"effcourse profile: {prof.name} ({prof.description})\n"
-            f"Python {rep['python']} | TensorFlow {rep['tensorflow']} | tf_keras {rep['tf_keras']} "
-            f"| tfmot {rep['tfmot']}\n"
-            f"CPU: {rep['cpu']} x{rep['cpu_count']} | GPUs: {gpus} | "
-            f"logical devices: {len(rep['logical_devices'])}"
-        )
+        versions = f"TensorFlow {rep['tensorflow']} | tf_keras {rep['tf_keras']} | tfmot {rep['tfmot']}"
+        gpus, n_logical = ", ".join(rep["gpus"]) or "none", len(rep["logical_devices"])
+        print(f"effcourse profile: {prof.name} ({prof.description})\nPython {rep['python']} | {versions}")
+        print(f"CPU: {rep['cpu']} x{rep['cpu_count']} | GPUs: {gpus} | logical devices: {n_logical}")
     return prof

@@ -128,18 +128,10 @@ def support(cpuinfo_text: str | None = ..., gpus: list | None = None) -> dict:
         return True if on_gpu or on_cpu else None if on_cpu is None or None in ccs else False
 
     cpu_f16, cpu_bf16 = cpu_has("float16"), cpu_has("bfloat16")
-    return {
-        "cpu": _model_name(cpuinfo_text) or cpu_name(),  # a text naming no CPU: this machine's name
-        "cpu_flags": flags,
-        "gpus": gpus,
-        "onednn": onednn_enabled(),
-        "cpu_float16": cpu_f16,
-        "cpu_bfloat16": cpu_bf16,
-        "gpu_float16": gpu_f16,
-        "gpu_bfloat16": gpu_bf16,
-        "float16_units": combine(gpu_f16, cpu_f16),
-        "bfloat16_units": combine(gpu_bf16, cpu_bf16),
-    }
+    name = _model_name(cpuinfo_text) or cpu_name()  # a text naming no CPU: this machine's name
+    out = {"cpu": name, "cpu_flags": flags, "gpus": gpus, "onednn": onednn_enabled()}
+    out.update(cpu_float16=cpu_f16, cpu_bfloat16=cpu_bf16, gpu_float16=gpu_f16, gpu_bfloat16=gpu_bf16)
+    return dict(out, float16_units=combine(gpu_f16, cpu_f16), bfloat16_units=combine(gpu_bf16, cpu_bf16))
 
 
 def support_table(s: dict | None = None):

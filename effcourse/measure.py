@@ -92,13 +92,6 @@ def keras_weights_bytes(model, compressed: bool = True) -> int:
     return len(gzip_bytes(raw)) if compressed else len(raw)
 
 
-def _out_hw(layer):
-    shape = layer.output_shape
-    if isinstance(shape, list):
-        shape = shape[0]
-    return int(np.prod([d for d in shape[1:-1]]))
-
-
 def macs_table(model):
     """Multiply-accumulates per sample for each Dense / Conv2D / DepthwiseConv2D layer (DataFrame).
     Introduced in notebook 02."""
@@ -110,20 +103,15 @@ def macs_table(model):
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # look through tfmot wrappers
         if isinstance(inner, tf_keras.layers.DepthwiseConv2D):
-            kh, kw = inner.kernel_size
-            kernel = inner.depthwise_kernel.shape  # (kh, kw, cin, mult)
-            macs = _out_hw(layer) * kh * kw * int(kernel[2]) * int(kernel[3])
-        elif isinstance(inner, tf_keras.layers.Conv2D):
-            kh, kw, cin_per_group, cout = (int(d) for d in inner.kernel.shape)
-            macs = _out_hw(layer) * kh * kw * cin_per_group * cout
-        elif isinstance(inner, tf_keras.layers.Dense):
-            cin, cout = (int(d) for d in inner.kernel.shape)
-            shape = layer.output_shape
-            positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
-            macs = positions * cin * cout
+            kernel = inner.depthwise_kernel  # (kh, kw, cin, multiplier)
+        elif isinstance(inner, (tf_keras.layers.Conv2D, tf_keras.layers.Dense)):
+            kernel = inner.kernel  # (kh, kw, cin per group, cout) or (cin, cout)
         else:
             continue
-        rows.append({"layer": layer.name, "type": type(inner).__name__, "macs": int(macs)})
+        shape = layer.output_shape[0] if isinstance(layer.output_shape, list) else layer.output_shape
+        positions = int(np.prod(shape[1:-1]))  # output pixels (1 for a Dense layer on vectors)
+        macs = positions * int(np.prod(kernel.shape.as_list()))
+        rows.append({"layer": layer.name, "type": type(inner).__name__, "macs": macs})
     return pd.DataFrame(rows, columns=["layer", "type", "macs"])
 
 

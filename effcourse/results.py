@@ -112,19 +112,14 @@ def record(
     from . import profile as _profile
 
     prof = profile or _profile.active().name
-    row = dict(
-        notebook=notebook, technique=technique, model=model, variant=variant, setting=setting, role=role
-    )
-    row.update(accuracy=accuracy, size_bytes=size_bytes, dense_fp32_bytes=dense_fp32_bytes, macs=macs)
-    row.update(latency_ms=latency_ms, latency_p90_ms=latency_p90_ms)
-    row = _validate(
-        dict(row, extra={k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()})
-    )
+    row = dict(notebook=notebook, technique=technique, model=model, variant=variant, setting=setting)
+    row.update(role=role, accuracy=accuracy, size_bytes=size_bytes, dense_fp32_bytes=dense_fp32_bytes)
+    row.update(latency_ms=latency_ms, latency_p90_ms=latency_p90_ms, macs=macs)
+    row["extra"] = {k: v.item() if isinstance(v, np.generic) else v for k, v in extra.items()}
+    row = _validate(row)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     row.update(
-        profile=prof,
-        timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        versions=env.versions(),
-        extra=json.dumps(row["extra"], sort_keys=True),
+        profile=prof, timestamp=now, versions=env.versions(), extra=json.dumps(row["extra"], sort_keys=True)
     )
     target = path(prof)
     with _locked(target):
