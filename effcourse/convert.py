@@ -128,9 +128,7 @@ class TFLiteModel:
     ``preserve_all_tensors`` keeps intermediate outputs readable (``activations``).
     """
 
-    def __init__(
-        self, model, threads: int = 1, delegate: str | None = None, preserve_all_tensors: bool = False
-    ):
+    def __init__(self, model, threads=1, delegate=None, preserve_all_tensors=False):
         if isinstance(model, TFLiteModel):
             delegate = delegate or model.delegate
             model = model.blob

@@ -258,15 +258,7 @@ def _key_handle(**kw):
     return Line2D([], [], **kw)
 
 
-def tradeoff(
-    table,
-    ax=None,
-    title: str | None = None,
-    highlight: str | None = None,
-    annotate: bool = False,
-    frontier: bool = True,
-    labels: str = "auto",
-):
+def tradeoff(table, ax=None, title=None, highlight=None, annotate=False, frontier=True, labels="auto"):
     """Test error (%, log axis) against compressed size (KB, log axis): the course's chart.
     Introduced in notebook 00.
 

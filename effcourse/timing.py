@@ -14,7 +14,6 @@ call only queues work: ``gpu_sync``). The clock is injectable, so tests check th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,15 +68,7 @@ def rotation(names: list, round_index: int) -> list:
     return list(names[k:]) + list(names[:k])
 
 
-def interleaved(
-    tasks: dict,
-    rounds: int = 3,
-    runs: int = 1,
-    warmup: int = 1,
-    clock: Callable[[], float] = time.perf_counter,
-    sync: Callable[[], object] | None = None,
-    progress_desc: str | None = None,
-) -> Comparison:
+def interleaved(tasks, rounds=3, runs=1, warmup=1, clock=time.perf_counter, sync=None, progress_desc=None):
     """Time zero-argument callables against each other, interleaved (see the module docstring).
     Introduced in notebook 03. ``tasks`` maps a name to a callable doing one unit of work."""
     if not tasks:

@@ -24,11 +24,7 @@ def _value(v):
         return None
     if isinstance(v, (bool, str)):
         return v
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return float(v)
-    return str(v)
+    return int(v) if isinstance(v, numbers.Integral) else float(v) if isinstance(v, numbers.Real) else str(v)
 
 
 def _domain(values):
