@@ -135,8 +135,7 @@ class TFLiteModel:
         delegate = delegate or "auto"
         if delegate not in DELEGATES:
             raise ValueError(f"Unknown delegate setting {delegate!r}; choose one of {', '.join(DELEGATES)}.")
-        self.delegate = delegate
-        self.preserve_all_tensors = preserve_all_tensors
+        self.delegate, self.preserve_all_tensors = delegate, preserve_all_tensors
         if isinstance(model, (str, os.PathLike)):
             model = Path(model).read_bytes() if is_tflite(model) else None
         if not isinstance(model, (bytes, bytearray)) or not is_tflite(model):

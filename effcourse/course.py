@@ -69,9 +69,8 @@ def write_index(out_html: Path, entries: list[dict], prof_name: str) -> Path:
     try:
         from . import report, results
 
-        figure += "<h2>Targets against the papers</h2>" + report.targets(results.load(prof_name)).to_html(
-            index=False, escape=True
-        )
+        targets = report.targets(results.load(prof_name)).to_html(index=False, escape=True)
+        figure += "<h2>Targets against the papers</h2>" + targets
     except Exception as err:  # the index must still be written
         figure += f"<p>Targets table unavailable: {html.escape(str(err))}</p>"
     page = (
@@ -104,11 +103,8 @@ def main(argv=None) -> int:
 
     for i, path in enumerate(todo, 1):
         left = sum(expected(p.stem) for p in todo[i - 1 :])
-        print(
-            f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): expected about "
-            f"{expected(path.stem):g} min; about {left:.1f} min left in all",
-            flush=True,
-        )
+        eta = f"expected about {expected(path.stem):g} min; about {left:.1f} min left in all"
+        print(f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): {eta}", flush=True)
         ok = True
         try:
             seconds = run_one(path, out_html, out_nb, args.timeout)
@@ -123,10 +119,8 @@ def main(argv=None) -> int:
         entries.append({"name": path.stem, "title": title, "seconds": seconds, "ok": ok})
     index = write_index(out_html, entries, prof.name)
     failed = [e["name"] for e in entries if not e["ok"]]
-    print(
-        f"Course built in {time.perf_counter() - total:.0f} s: {index}"
-        + (f"; FAILED: {', '.join(failed)}" if failed else "")
-    )
+    failures = f"; FAILED: {', '.join(failed)}" if failed else ""
+    print(f"Course built in {time.perf_counter() - total:.0f} s: {index}{failures}")
     return 1 if failed else 0
 
 

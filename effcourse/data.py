@@ -172,9 +172,7 @@ def load(profile=None, path: os.PathLike | None = None) -> MNIST:
     return MNIST(*(a for pair in splits for a in pair), prof.name)
 
 
-def pipeline(
-    x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 128, shuffle: bool = False, seed: int = 0
-):
+def pipeline(x, y=None, batch_size: int = 128, shuffle: bool = False, seed: int = 0):
     """A batched, prefetched ``tf.data.Dataset`` over arrays (shuffled with a fixed seed).
     Introduced in notebook 05."""
     import tensorflow as tf

@@ -73,18 +73,11 @@ def _data_facts(download: bool = False) -> dict:
 
 
 def collect(tiny_model: bool = True, download: bool = False) -> dict:
-    """Read this machine: versions, Keras mode, data, CPU, GPUs, device plan, XNNPACK (the doctor's facts).
-
-    ``download=True`` downloads MNIST first when it is missing.
-    """
-    facts = {
-        "python": platform.python_version(),
-        "python_tuple": tuple(sys.version_info[:2]),
-        "versions": {name: _version(dist) for dist, name in PACKAGES.items()},
-        "keras3_version": _version("keras"),
-        "profile": os.environ.get("EFFCOURSE_PROFILE", "full"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
+    """Read this machine (versions, Keras mode, data, CPU, GPUs, XNNPACK); ``download``: fetch MNIST first."""
+    facts = dict(python=platform.python_version(), python_tuple=tuple(sys.version_info[:2]))
+    facts["versions"] = {name: _version(dist) for dist, name in PACKAGES.items()}
+    facts.update(keras3_version=_version("keras"), profile=os.environ.get("EFFCOURSE_PROFILE", "full"))
+    facts["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     if facts["versions"]["TensorFlow"] is None:
         return facts  # nothing below works without TensorFlow
     import effcourse  # noqa: F401  (selects Keras 2 before TensorFlow resolves tf.keras)
@@ -95,19 +88,11 @@ def collect(tiny_model: bool = True, download: bool = False) -> dict:
     cpuinfo = hardware.read_cpuinfo()
     gpus = parallel.plan._this_machines_gpus()
     smi = hardware.nvidia_smi_gpus()
-    facts.update(
-        keras_module=getattr(tf.keras, "__name__", ""),
-        data=_data_facts(download),
-        cpu=hardware.cpu_name(cpuinfo),
-        cpu_count=os.cpu_count(),
-        cpu_features=hardware.cpu_features(cpuinfo),
-        onednn=hardware.onednn_enabled(),
-        gpus=gpus,
-        driver_gpus=None if smi is None else len(smi),
-        build=hardware.build_info(),
-        support=hardware.support(cpuinfo, gpus=gpus),
-        split=profile.active().section("07_parallelism").logical_cpus,
-    )
+    facts.update(keras_module=getattr(tf.keras, "__name__", ""), data=_data_facts(download), gpus=gpus)
+    facts.update(cpu=hardware.cpu_name(cpuinfo), cpu_count=os.cpu_count(), onednn=hardware.onednn_enabled())
+    facts.update(cpu_features=hardware.cpu_features(cpuinfo), build=hardware.build_info())
+    facts.update(driver_gpus=None if smi is None else len(smi), support=hardware.support(cpuinfo, gpus=gpus))
+    facts["split"] = profile.active().section("07_parallelism").logical_cpus
     if tiny_model:
         facts["xnnpack"] = _xnnpack()
     return facts

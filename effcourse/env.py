@@ -137,16 +137,10 @@ def hardware_report() -> dict:
 
     from . import hardware
 
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "tf_keras": tf_keras.__version__,
-        "tfmot": tfmot.__version__,
-        "cpu": hardware.cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-        "logical_devices": [d.name for d in tf.config.list_logical_devices()],
-    }
+    rep = dict(python=platform.python_version(), tensorflow=tf.__version__, tf_keras=tf_keras.__version__)
+    rep.update(tfmot=tfmot.__version__, cpu=hardware.cpu_name(), cpu_count=os.cpu_count())
+    rep["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return dict(rep, logical_devices=[d.name for d in tf.config.list_logical_devices()])
 
 
 def versions() -> str:

@@ -151,12 +151,8 @@ def support_table(s: dict | None = None):
 
 
 def nvidia_smi_gpus(run=None) -> list[dict] | None:
-    """GPUs the NVIDIA driver lists (``nvidia-smi``): name and memory in MB; None without a driver.
-    Introduced in notebook 07.
-
-    Independent of TensorFlow, so a GPU TensorFlow cannot use still shows. ``run`` (tests)
-    replaces the call: it takes the argument list and returns nvidia-smi's text, or None.
-    """
+    """GPUs the NVIDIA driver lists (``nvidia-smi``, even those TensorFlow cannot use): name and MB.
+    Introduced in notebook 07. None without a driver; ``run`` (tests) returns nvidia-smi's text."""
     import shutil
     import subprocess
 

@@ -139,9 +139,7 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     return float(np.mean(pred == np.asarray(y)))
 
 
-def latency(
-    tflite_model, sample=None, runs: int = 200, warmup: int = 20, threads: int = 1, rounds: int = 1
-) -> dict:
+def latency(tflite_model, sample=None, runs=200, warmup=20, threads=1, rounds=1) -> dict:
     """Single-sample latency of a .tflite model in LiteRT: median and p90 in milliseconds.
     Introduced in notebook 00.
 

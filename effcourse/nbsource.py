@@ -23,10 +23,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but \n, and \t 
 
 
 def normalise(nb, stem: str | None = None):
-    """Return a normalised copy of an nbformat notebook node (see the module docstring).
-
-    With ``stem`` (the file name without .ipynb), the first cell's run-time line is rewritten too.
-    """
+    """A normalised copy of a notebook node; with ``stem`` (file name) its run-time line too."""
     import copy
 
     import nbformat

@@ -143,8 +143,7 @@ def _log_axis(ax, which: str, lo: float, hi: float):
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
-    ticks = _nice_ticks(lo, hi)
-    if ticks:
+    if ticks := _nice_ticks(lo, hi):
         axis.set_ticks(ticks)
     axis.set_major_formatter(FuncFormatter(lambda value, _pos=None: f"{value:,g}"))
     axis.set_minor_locator(NullLocator())
@@ -365,8 +364,7 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
         half = int(np.ceil(len(wrapped) / 2))
         cols = [wrapped[:half], wrapped[half:]]
         rows = max(sum(w.count("\n") + 1 for w in c) for c in cols)
-        w_in, h_in = fig.get_size_inches()
-        pos = ax.get_position()
+        (w_in, h_in), pos = fig.get_size_inches(), ax.get_position()
         extra = rows * 9 * 1.3 / 72 + 0.35
         new_h = h_in + extra
         fig.set_size_inches(w_in, new_h)

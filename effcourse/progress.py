@@ -47,9 +47,7 @@ class KerasBar(tf_keras.callbacks.Callback):
 
     def __init__(self, desc: str = "training"):
         super().__init__()
-        self.desc = desc
-        self._bar = None
-        self._epoch = 0
+        self.desc, self._bar, self._epoch = desc, None, 0
 
     def on_train_begin(self, logs=None):
         total = (self.params.get("steps") or 0) * (self.params.get("epochs") or 1) or None

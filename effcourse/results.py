@@ -57,29 +57,23 @@ def _locked(target: Path):
 def _validate(row: dict) -> dict:
     missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
     if missing:
-        raise ResultError(
-            f"results.record needs non-empty text for {missing}; got { {k: row.get(k) for k in missing} }."
-        )
+        got = {k: row.get(k) for k in missing}
+        raise ResultError(f"results.record needs non-empty text for {missing}; got {got}.")
     for key in FIELDS:
-        value = row.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ResultError(f"{key} must be non-empty text or None, got {value!r}")
+        if row.get(key) is not None and (not isinstance(row[key], str) or not row[key].strip()):
+            raise ResultError(f"{key} must be non-empty text or None, got {row[key]!r}")
     if row.get("role") is not None and row["role"] not in ROLES:
         raise ResultError(f"role must be one of {ROLES} or None, got {row['role']!r}")
-    extra = row.get("extra") or {}
-    if all(row.get(k) is None for k in METRICS) and not extra:
+    if all(row.get(k) is None for k in METRICS) and not row.get("extra"):
         raise ResultError(
             "results.record got no measurement: give at least one of "
             f"{METRICS} or a technique-specific metric as a keyword."
         )
-    for key in METRICS:
-        value = row.get(key)
-        if value is None:
-            continue
+    for key in [k for k in METRICS if row.get(k) is not None]:
         try:
-            value = float(value)
+            value = float(row[key])
         except (TypeError, ValueError) as err:
-            raise ResultError(f"{key} must be a number, got {value!r}") from err
+            raise ResultError(f"{key} must be a number, got {row[key]!r}") from err
         if not math.isfinite(value) or value < 0:
             raise ResultError(f"{key} must be finite and >= 0, got {value}")
         if key == "accuracy" and value > 1:

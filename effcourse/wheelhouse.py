@@ -57,15 +57,12 @@ def _uv() -> str:
 
         return find_uv_bin()
     except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
+        if found := shutil.which("uv"):
             return found
     raise EffcourseError("uv is not installed: `pip install -e '.[test]'` (or `make test-venv`) installs it")
 
 
-def requirements(
-    platform: str | None = None, python_version: str | None = None, extras=(), root: Path | None = None
-) -> list[str]:
+def requirements(platform=None, python_version=None, extras=(), root=None) -> list[str]:
     """The course's dependency set as ``name==version`` lines for a pip platform tag (None: here) and Python."""
     root = root or project_root()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,9 +93,7 @@ def unreachable(message: str) -> bool:
     return any(w in message.lower() for w in words)
 
 
-def download(
-    dest: Path, platform: list[str] | None = None, python_version: str | None = None, extras=()
-) -> Path:
+def download(dest: Path, platform=None, python_version=None, extras=()) -> Path:
     """Resolve (per platform) and download every wheel into ``dest``; return the requirements file."""
     dest.mkdir(parents=True, exist_ok=True)
     targets = platform or [None]

@@ -95,8 +95,7 @@ def call(fn, *args, name: str = "your function", **kwargs):
 
 def close(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
     """Check two numbers or arrays agree to ``atol``; the hint says by how much they differ."""
-    got_a = np.asarray(got, dtype=float)
-    exp_a = np.asarray(expected, dtype=float)
+    got_a, exp_a = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
     if got_a.shape != exp_a.shape:
         fail(f"{what}: expected shape {exp_a.shape}, got {got_a.shape}. {hint}".strip())
     err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
