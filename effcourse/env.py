@@ -107,11 +107,15 @@ def seed_everything(seed: int = 42, deterministic: bool = True) -> None:
 def _configure_devices(logical_cpus: int | None) -> None:
     import tensorflow as tf
 
-    from .validate import positive_int
-
     if not logical_cpus:
         return
-    logical_cpus = positive_int(logical_cpus, "logical_cpus")
+    import numbers
+
+    if isinstance(logical_cpus, bool) or not isinstance(logical_cpus, numbers.Integral):
+        raise TypeError(f"logical_cpus must be a whole number of devices (an int), got {logical_cpus!r}")
+    if logical_cpus < 1:
+        raise ValueError(f"logical_cpus must be >= 1, got {logical_cpus}")
+    logical_cpus = int(logical_cpus)
     cpu = tf.config.list_physical_devices("CPU")[0]
     current = tf.config.get_logical_device_configuration(cpu)
     if current is not None and len(current) == logical_cpus:

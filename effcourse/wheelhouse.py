@@ -87,12 +87,6 @@ def requirements(platform=None, python_version=None, extras=(), root=None) -> li
     return [ln.split(";")[0].strip() for ln in done.stdout.splitlines() if "==" in ln]
 
 
-def unreachable(message: str) -> bool:
-    """True when a resolver's message says the package index could not be reached (no network)."""
-    words = ("failed to fetch", "dns", "connect", "network", "timed out", "offline", "resolve host")
-    return any(w in message.lower() for w in words)
-
-
 def download(dest: Path, platform=None, python_version=None, extras=()) -> Path:
     """Resolve (per platform) and download every wheel into ``dest``; return the requirements file."""
     dest.mkdir(parents=True, exist_ok=True)
