@@ -20,17 +20,4 @@ import tf_keras as keras  # noqa: E402
 from . import checks, data, measure, models, plots, profile, results, train, convert  # noqa: E402,F401
 
 __version__ = "0.1.0"
-__all__ = [
-    "setup",
-    "keras",
-    "env",
-    "profile",
-    "data",
-    "models",
-    "train",
-    "measure",
-    "convert",
-    "results",
-    "plots",
-    "checks",
-]
+__all__ = "setup keras env profile data models train measure convert results plots checks".split()

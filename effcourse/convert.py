@@ -1,16 +1,9 @@
 """TFLite conversion and running .tflite models in the LiteRT interpreter (notebooks 01 and 03).
 
-Modes (the standard post-training options of the TFLite converter):
-
-* ``float32``: no quantization;
-* ``float16``: weights stored as float16, computed in float32;
-* ``dynamic``: weights int8, activations float, quantized on the fly;
-* ``int8``: full integer: weights and activations int8, float input/output (needs a
-  representative dataset for calibration);
-* ``int8_io``: as ``int8`` with int8 input and output tensors too (integer-only devices).
-
-Models run in ``ai_edge_litert`` (LiteRT, the current TFLite runtime); ``tf.lite.Interpreter``
-is deprecated.
+Modes: ``float32``; ``float16`` (float16 weights); ``dynamic`` (int8 weights, float
+activations); ``int8`` (weights and activations int8, float input/output, calibrated on a
+representative dataset); ``int8_io`` (``int8`` with int8 input and output tensors too).
+Models run in ``ai_edge_litert`` (LiteRT); ``tf.lite.Interpreter`` is deprecated.
 """
 
 from __future__ import annotations
@@ -28,9 +21,7 @@ TFLITE_MAGIC = b"TFL3"
 
 class ConversionError(EffcourseError, ValueError):
     """A conversion request that cannot work (bad mode, bad representative data).
-
-    Introduced in notebook 01.
-    """
+    Introduced in notebook 01."""
 
 
 def _representative(data, input_shape):
@@ -42,28 +33,19 @@ def _representative(data, input_shape):
     arr = np.asarray(data, dtype=np.float32)
     if arr.ndim == 0 or len(arr) == 0:
         raise ConversionError(
-            "The representative dataset is empty; pass a few hundred training "
-            "images (profile.representative_samples)."
+            "The representative dataset is empty; pass a few hundred training images (profile.representative_samples)."
         )
-    want = tuple(d for d in input_shape[1:])
-    if tuple(arr.shape[1:]) != want:
+    if tuple(arr.shape[1:]) != tuple(input_shape[1:]):
         raise ConversionError(
             f"Representative samples have shape {arr.shape[1:]}, the model expects "
-            f"{want}. Pass images shaped like the model's input."
+            f"{tuple(input_shape[1:])}. Pass images shaped like the model's input."
         )
-
-    def gen():
-        for sample in arr:
-            yield [sample[None, ...]]
-
-    return gen
+    return lambda: ([sample[None, ...]] for sample in arr)
 
 
 def to_tflite(model, mode: str = "float32", representative=None) -> bytes:
     """Convert a tf_keras model to a .tflite flatbuffer (bytes) in one of ``MODES``.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     import tensorflow as tf
 
     from .models import check_model
@@ -87,9 +69,7 @@ def to_tflite(model, mode: str = "float32", representative=None) -> bytes:
 
 def is_tflite(blob) -> bool:
     """True if ``blob`` (bytes or a path) is a TFLite flatbuffer.
-
-    Introduced in notebook 01.
-    """
+    Introduced in notebook 01."""
     try:
         head = blob[:8] if isinstance(blob, (bytes, bytearray)) else Path(blob).read_bytes()[:8]
     except (OSError, TypeError):
@@ -99,9 +79,7 @@ def is_tflite(blob) -> bool:
 
 def save(blob: bytes, path: os.PathLike) -> Path:
     """Write a .tflite model atomically.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     from .env import atomic_write_bytes
 
     return atomic_write_bytes(path, blob)
@@ -111,9 +89,7 @@ def constant_tensors(blob: bytes) -> list[dict]:
     """The tensors stored in a .tflite file (weights, biases): name, dtype, shape, bytes,
     quantization scale / zero point and the stored ``values`` (a NumPy array, None for types
     NumPy lacks), read from the flatbuffer itself.
-
-    Introduced in notebook 03.
-    """
+    Introduced in notebook 03."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -132,17 +108,11 @@ def constant_tensors(blob: bytes) -> list[dict]:
                 values = np.frombuffer(bytes(bytearray(data)), dtype=np.dtype(dtype)).reshape(shape)
             except (TypeError, ValueError):  # a type NumPy lacks (int4, string, ...) or packed data
                 values = None
-            out.append(
-                {
-                    "name": tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
-                    "dtype": dtype,
-                    "shape": shape,
-                    "bytes": len(data),
-                    "scale": None if q is None or q.scale is None else np.asarray(q.scale),
-                    "zero_point": None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint),
-                    "values": values,
-                }
-            )
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+            scale = None if q is None or q.scale is None else np.asarray(q.scale)
+            zero_point = None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint)
+            info = dict(name=name, dtype=dtype, shape=shape, bytes=len(data))
+            out.append(dict(info, scale=scale, zero_point=zero_point, values=values))
     return out
 
 
@@ -151,54 +121,37 @@ DELEGATES = ("auto", "none")
 
 class TFLiteModel:
     """A .tflite model in the LiteRT interpreter: ``predict`` on float images, quantizing if needed.
-
-    ``delegate``: ``"auto"`` (default) is LiteRT's default, which applies the XNNPACK
-    delegate to the ops it supports; ``"none"`` runs the built-in kernels only (notebook 03
-    compares the two). Given a ``TFLiteModel``, its delegate setting is kept unless one is
-    passed. ``preserve_all_tensors`` keeps intermediate outputs readable (``activations``).
-
     Introduced in notebook 03.
+
+    ``delegate``: ``"auto"`` (LiteRT's default: XNNPACK where it can) or ``"none"`` (built-in
+    kernels only); a ``TFLiteModel`` given keeps its setting unless one is passed.
+    ``preserve_all_tensors`` keeps intermediate outputs readable (``activations``).
     """
 
-    def __init__(
-        self, model, threads: int = 1, delegate: str | None = None, preserve_all_tensors: bool = False
-    ):
+    def __init__(self, model, threads=1, delegate=None, preserve_all_tensors=False):
         if isinstance(model, TFLiteModel):
             delegate = delegate or model.delegate
             model = model.blob
         delegate = delegate or "auto"
         if delegate not in DELEGATES:
             raise ValueError(f"Unknown delegate setting {delegate!r}; choose one of {', '.join(DELEGATES)}.")
-        self.delegate = delegate
-        self.preserve_all_tensors = preserve_all_tensors
+        self.delegate, self.preserve_all_tensors = delegate, preserve_all_tensors
         if isinstance(model, (str, os.PathLike)):
             model = Path(model).read_bytes() if is_tflite(model) else None
         if not isinstance(model, (bytes, bytearray)) or not is_tflite(model):
             raise TypeError(
-                "TFLiteModel needs the bytes or the path of a .tflite file "
-                "(from effcourse.convert.to_tflite)."
+                "TFLiteModel needs the bytes or the path of a .tflite file (from effcourse.convert.to_tflite)."
             )
-        self.blob = bytes(model)
-        self.threads = threads
-        self._interp = self._make()
-        self._batch = 1
-
-    def _make(self):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        resolver = (
-            OpResolverType.AUTO
-            if self.delegate == "auto"
-            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        self.blob, self.threads, self._batch = bytes(model), threads, 1
+        auto = delegate == "auto"
+        resolver = OpResolverType.AUTO if auto else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        opts = dict(
+            experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=preserve_all_tensors
         )
-        interp = Interpreter(
-            model_content=self.blob,
-            num_threads=self.threads,
-            experimental_op_resolver_type=resolver,
-            experimental_preserve_all_tensors=self.preserve_all_tensors,
-        )
-        interp.allocate_tensors()
-        return interp
+        self._interp = Interpreter(model_content=self.blob, num_threads=threads, **opts)
+        self._interp.allocate_tensors()
 
     def ops(self) -> list[str]:
         """The op names of the graph in execution order (delegate nodes left out)."""
@@ -206,15 +159,13 @@ class TFLiteModel:
 
     def delegated(self) -> str:
         """Whether a delegate (XNNPACK) took the graph over: 'all', 'none' or 'partly (k nodes)'."""
-        details = self._interp._get_ops_details()
-        nodes = [op for op in details if op["op_name"] == "DELEGATE"]
+        nodes = [op for op in self._interp._get_ops_details() if op["op_name"] == "DELEGATE"]
         if not nodes:
             return "none"
         outputs = {int(i) for op in nodes for i in op["outputs"]}
         inputs = {int(i) for op in nodes for i in op["inputs"]}
-        whole = {int(d["index"]) for d in self._interp.get_output_details()} <= outputs and {
-            int(d["index"]) for d in self._interp.get_input_details()
-        } <= inputs
+        whole = {int(d["index"]) for d in self._interp.get_output_details()} <= outputs
+        whole = whole and {int(d["index"]) for d in self._interp.get_input_details()} <= inputs
         return "all" if whole and len(nodes) == 1 else f"partly ({len(nodes)} delegate nodes)"
 
     @property
@@ -224,10 +175,6 @@ class TFLiteModel:
     @property
     def output_details(self):
         return self._interp.get_output_details()[0]
-
-    @property
-    def size_bytes(self) -> int:
-        return len(self.blob)
 
     def _quantize_input(self, x):
         det = self.input_details
@@ -261,13 +208,8 @@ class TFLiteModel:
         return self._dequantize_output(self._interp.get_tensor(self.output_details["index"]))
 
     def invoker(self, sample: np.ndarray | None = None):
-        """A zero-argument callable that runs one inference on ``sample`` (for timing).
-
-        Introduced in notebook 03. The input is resized to one sample, quantized if the
-        model takes integers, and set once, here; each call of the returned function is
-        then only ``invoke()``, which is what single-sample latency means. Without a
-        sample, a fixed random image of the model's input shape is used.
-        """
+        """A zero-argument callable that runs one inference on ``sample`` (default: a fixed random
+        image), set once here: each call is only ``invoke()`` (for timing)."""
         shape = list(self.input_details["shape"])
         shape[0] = 1
         if sample is None:
@@ -288,9 +230,7 @@ class TFLiteModel:
 
     def activations(self, x_batch: np.ndarray) -> dict:
         """Every op's output on one batch, dequantized to float: {tensor name: (op name, array)}.
-
-        Needs ``preserve_all_tensors=True`` (the interpreter reuses intermediate buffers otherwise).
-        """
+        Needs ``preserve_all_tensors=True`` (the interpreter reuses intermediate buffers otherwise)."""
         if not self.preserve_all_tensors:
             raise ValueError("activations() needs TFLiteModel(..., preserve_all_tensors=True).")
         self.run(x_batch)

@@ -1,10 +1,8 @@
 """Build the course: execute every notebook in order and write HTML (``make course``).
 
-Runs ``notebooks/NN_*.ipynb`` in order under the active profile with nbclient, writes each
-executed notebook to ``build/html/<name>.html`` (and the executed .ipynb to
-``build/executed/``), records each run time in ``build/html/timings.json`` and writes an
-index page linking them. Progress is printed as it goes. Usage:
-``python -m effcourse.course [--only 02_pruning] [--timeout 3600]``.
+Runs ``notebooks/NN_*.ipynb`` under the active profile with nbclient, writes
+``build/html/<name>.html``, the executed .ipynb to ``build/executed/``, the run times to
+``build/html/timings.json`` and an index page. ``python -m effcourse.course [--only 02_pruning]``.
 """
 
 from __future__ import annotations
@@ -20,18 +18,15 @@ from . import env, profile as _profile
 
 def notebooks(root: Path | None = None) -> list[Path]:
     """The course notebooks in order."""
-    root = root or env.project_root()
-    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted(((root or env.project_root()) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def title_of(nb) -> str:
     """The first markdown heading of a notebook."""
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("#"):
-                    return line.lstrip("#").strip()
-    return ""
+    heads = [
+        ln for c in nb.cells if c.cell_type == "markdown" for ln in c.source.splitlines() if ln[:1] == "#"
+    ]
+    return heads[0].lstrip("#").strip() if heads else ""
 
 
 def run_one(path: Path, out_html: Path, out_nb: Path, timeout: int) -> float:
@@ -48,8 +43,7 @@ def run_one(path: Path, out_html: Path, out_nb: Path, timeout: int) -> float:
             timeout=timeout,
             kernel_name="python3",
             store_widget_state=True,
-            # the kernel's own start-up warnings (TCP transport) are not the course's
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # the kernel's own start-up warnings
             resources={"metadata": {"path": str(path.parent)}},
         ).execute()
     finally:
@@ -75,9 +69,8 @@ def write_index(out_html: Path, entries: list[dict], prof_name: str) -> Path:
     try:
         from . import report, results
 
-        figure += "<h2>Targets against the papers</h2>" + report.targets(results.load(prof_name)).to_html(
-            index=False, escape=True
-        )
+        targets = report.targets(results.load(prof_name)).to_html(index=False, escape=True)
+        figure += "<h2>Targets against the papers</h2>" + targets
     except Exception as err:  # the index must still be written
         figure += f"<p>Targets table unavailable: {html.escape(str(err))}</p>"
     page = (
@@ -110,11 +103,8 @@ def main(argv=None) -> int:
 
     for i, path in enumerate(todo, 1):
         left = sum(expected(p.stem) for p in todo[i - 1 :])
-        print(
-            f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): expected about "
-            f"{expected(path.stem):g} min; about {left:.1f} min left in all",
-            flush=True,
-        )
+        eta = f"expected about {expected(path.stem):g} min; about {left:.1f} min left in all"
+        print(f"[{i}/{len(todo)}] {path.name} ({prof.name} profile): {eta}", flush=True)
         ok = True
         try:
             seconds = run_one(path, out_html, out_nb, args.timeout)
@@ -125,20 +115,12 @@ def main(argv=None) -> int:
             print(f"    done in {seconds:.0f} s -> build/html/{path.stem}.html", flush=True)
         timings.setdefault(prof.name, {})[path.stem] = seconds
         env.atomic_write_bytes(timings_path, json.dumps(timings, indent=1).encode())
-        entries.append(
-            {
-                "name": path.stem,
-                "title": title_of(nbformat.read(path, as_version=4)),
-                "seconds": seconds,
-                "ok": ok,
-            }
-        )
+        title = title_of(nbformat.read(path, as_version=4))
+        entries.append({"name": path.stem, "title": title, "seconds": seconds, "ok": ok})
     index = write_index(out_html, entries, prof.name)
     failed = [e["name"] for e in entries if not e["ok"]]
-    print(
-        f"Course built in {time.perf_counter() - total:.0f} s: {index}"
-        + (f"; FAILED: {', '.join(failed)}" if failed else "")
-    )
+    failures = f"; FAILED: {', '.join(failed)}" if failed else ""
+    print(f"Course built in {time.perf_counter() - total:.0f} s: {index}{failures}")
     return 1 if failed else 0
 
 

@@ -1,15 +1,8 @@
 """MNIST: finding, verifying and loading it, subsets by profile, tf.data pipelines (notebook 00).
 
-Where the file comes from, in this order:
-
-1. ``$EFFCOURSE_DATA_DIR/mnist.npz`` when that variable is set (CI, offline machines);
-2. ``data/mnist.npz`` in the course folder;
-3. a download of the standard Keras copy into ``data/`` (Keras' ``get_file`` checks the
-   file's sha256).
-
-Whatever the source, the four arrays are checked against known content hashes, so the
-Keras copy and an offline rebuild of MNIST both pass and a corrupt file never reaches a
-notebook.
+The file is ``$EFFCOURSE_DATA_DIR/mnist.npz`` when that is set, else ``data/mnist.npz``, else a
+download of the Keras copy into ``data/`` (sha256 checked). Whatever the source, the four
+arrays are checked against known content hashes, so a corrupt file never reaches a notebook.
 """
 
 from __future__ import annotations
@@ -28,12 +21,7 @@ from .errors import EffcourseError
 FILENAME = "mnist.npz"
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 KERAS_FILE_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
-SHAPES = {
-    "x_train": (60000, 28, 28),
-    "y_train": (60000,),
-    "x_test": (10000, 28, 28),
-    "y_test": (10000,),
-}
+SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
 ARRAY_SHA256 = {
     "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
     "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
@@ -45,9 +33,7 @@ CLASSES = 10
 
 class DataError(EffcourseError, RuntimeError):
     """MNIST is missing, corrupt or of the wrong shape.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
 
 
 def _fixes(path: Path | None = None) -> str:
@@ -63,9 +49,7 @@ def _fixes(path: Path | None = None) -> str:
 
 def data_dir() -> Path:
     """The course's ``data/`` folder (downloads land here; git-ignored).
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     return project_root() / "data"
 
 
@@ -74,19 +58,18 @@ def _download(target_dir: Path) -> Path:
 
     target_dir.mkdir(parents=True, exist_ok=True)
     try:
-        got = get_file(
-            FILENAME, KERAS_URL, file_hash=KERAS_FILE_SHA256, cache_dir=str(target_dir), cache_subdir="."
+        return Path(
+            get_file(
+                FILENAME, KERAS_URL, file_hash=KERAS_FILE_SHA256, cache_dir=str(target_dir), cache_subdir="."
+            )
         )
     except Exception as err:  # no network, hash mismatch, ...
         raise DataError(f"Could not download MNIST: {err}\n" + _fixes()) from err
-    return Path(got)
 
 
 def locate(download: bool = True) -> Path:
     """Path of the MNIST file, following the order in the module docstring.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     env_dir = os.environ.get("EFFCOURSE_DATA_DIR")
     if env_dir:
         path = Path(env_dir).expanduser() / FILENAME
@@ -103,9 +86,7 @@ def locate(download: bool = True) -> Path:
 
 def array_digest(array: np.ndarray) -> str:
     """sha256 of an array's bytes in C order (how the dataset README states its hashes).
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
@@ -113,10 +94,8 @@ _VERIFIED: dict[tuple, dict] = {}
 
 
 def load_raw(path: os.PathLike | None = None, verify: bool = True) -> dict:
-    """The four uint8 arrays of MNIST as a dict, verified by shape, dtype and content hash.
-
-    Introduced in notebook 00.
-    """
+    """The four uint8 arrays of MNIST as a dict, verified by shape, dtype and content hash (cached).
+    Introduced in notebook 00."""
     path = Path(path) if path else locate()
     try:
         stat = path.stat()
@@ -153,9 +132,7 @@ def load_raw(path: os.PathLike | None = None, verify: bool = True) -> dict:
 @dataclass(frozen=True)
 class MNIST:
     """Normalised MNIST splits: images float32 in [0, 1] of shape (N, 28, 28, 1), labels int32.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -166,59 +143,38 @@ class MNIST:
     profile: str
 
     def __repr__(self) -> str:
-        return (
-            f"MNIST(profile={self.profile!r}, train={len(self.x_train)}, "
-            f"val={len(self.x_val)}, test={len(self.x_test)})"
-        )
+        sizes = f"train={len(self.x_train)}, val={len(self.x_val)}, test={len(self.x_test)}"
+        return f"MNIST(profile={self.profile!r}, {sizes})"
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
     """uint8 images (N, 28, 28) to float32 in [0, 1] with a channel axis (N, 28, 28, 1).
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     return (images.astype(np.float32) / 255.0)[..., None]
 
 
 def load(profile=None, path: os.PathLike | None = None) -> MNIST:
-    """MNIST split and subset as the profile says.
-
-    The validation images are the last ``val_size`` of the official training set; the
-    training subset is the first ``train_size`` of the rest; the test subset the first
-    ``test_size`` test images. Same profile, same images, every time.
-
+    """MNIST split and subset as the profile says (same profile, same images, every time).
     Introduced in notebook 00.
+
+    Validation: the last ``val_size`` training images; training: the first ``train_size`` of
+    the rest (None: all); test: the first ``test_size`` test images.
     """
     from . import profile as _profile
 
     prof = profile or _profile.active()
     raw = load_raw(path)
-    n_val = prof.val_size
-    x_tr, y_tr = raw["x_train"][:-n_val], raw["y_train"][:-n_val]
+    n_val, n_tr, n_te = prof.val_size, prof.train_size, prof.test_size
+    x_tr, y_tr = raw["x_train"][:-n_val][:n_tr], raw["y_train"][:-n_val][:n_tr]
     x_val, y_val = raw["x_train"][-n_val:], raw["y_train"][-n_val:]
-    if prof.train_size is not None:
-        x_tr, y_tr = x_tr[: prof.train_size], y_tr[: prof.train_size]
-    x_te, y_te = raw["x_test"], raw["y_test"]
-    if prof.test_size is not None:
-        x_te, y_te = x_te[: prof.test_size], y_te[: prof.test_size]
-    return MNIST(
-        normalise(x_tr),
-        y_tr.astype(np.int32),
-        normalise(x_val),
-        y_val.astype(np.int32),
-        normalise(x_te),
-        y_te.astype(np.int32),
-        prof.name,
-    )
+    x_te, y_te = raw["x_test"][:n_te], raw["y_test"][:n_te]
+    splits = [(normalise(x), y.astype(np.int32)) for x, y in ((x_tr, y_tr), (x_val, y_val), (x_te, y_te))]
+    return MNIST(*(a for pair in splits for a in pair), prof.name)
 
 
-def pipeline(
-    x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 128, shuffle: bool = False, seed: int = 0
-):
+def pipeline(x, y=None, batch_size: int = 128, shuffle: bool = False, seed: int = 0):
     """A batched, prefetched ``tf.data.Dataset`` over arrays (shuffled with a fixed seed).
-
-    Introduced in notebook 05.
-    """
+    Introduced in notebook 05."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
@@ -229,7 +185,5 @@ def pipeline(
 
 def class_counts(labels: np.ndarray) -> np.ndarray:
     """How many examples of each digit 0-9.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=CLASSES)

@@ -1,9 +1,7 @@
 """Environment: Keras 2 mode, seeds, logs, paths and the hardware report (notebook 00).
 
-This is the one module that knows about ``TF_USE_LEGACY_KERAS``. tfmot only works with
-Keras 2 (the ``tf_keras`` package); since TensorFlow 2.16 ``tf.keras`` is Keras 3 unless
-that variable is set *before* TensorFlow resolves ``tf.keras``. Importing ``effcourse``
-settles it, so every notebook starts with ``import effcourse``.
+The one module that knows about ``TF_USE_LEGACY_KERAS``: tfmot needs Keras 2 (``tf_keras``),
+and ``tf.keras`` is Keras 3 unless that variable is set before TensorFlow resolves it.
 """
 
 from __future__ import annotations
@@ -25,9 +23,7 @@ _quiet.install()  # hide TensorFlow's native log lines (C-level stderr) before i
 
 class Keras3Error(EffcourseError, RuntimeError):
     """TensorFlow resolved tf.keras to Keras 3 before effcourse could select Keras 2.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
 
 
 def _check_keras2():
@@ -45,22 +41,16 @@ def _check_keras2():
 
 def project_root() -> Path:
     """The course's top folder: $EFFCOURSE_ROOT, else the checkout holding this package.
-
-    Introduced in notebook 02.
-    """
+    Introduced in notebook 02."""
     if os.environ.get("EFFCOURSE_ROOT"):
         return Path(os.environ["EFFCOURSE_ROOT"]).resolve()
     here = Path(__file__).resolve().parent.parent
-    if (here / "pyproject.toml").exists():
-        return here
-    return Path.cwd().resolve()
+    return here if (here / "pyproject.toml").exists() else Path.cwd().resolve()
 
 
 def build_dir(*parts: str) -> Path:
     """A folder under build/ (created): cache, results, figures, logs (all git-ignored).
-
-    Introduced in notebook 01.
-    """
+    Introduced in notebook 01."""
     path = project_root().joinpath("build", *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -70,8 +60,7 @@ _WINDOWS = os.name == "nt"
 
 
 def _replace(tmp: Path, path: Path, tries: int = 50) -> None:
-    """os.replace; on Windows retried for up to 5 s while another process holds ``path`` open
-    (a notebook reading the results log, a virus scanner), where POSIX would just replace it."""
+    """os.replace; on Windows retried for up to 5 s while another process holds ``path`` open."""
     import time
 
     for attempt in range(tries):
@@ -86,9 +75,7 @@ def _replace(tmp: Path, path: Path, tries: int = 50) -> None:
 
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file and a rename: never half-written.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -106,9 +93,7 @@ def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
 
 def seed_everything(seed: int = 42, deterministic: bool = True) -> None:
     """Seed Python, NumPy and TensorFlow; optionally make TF ops deterministic.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     import numpy as np
     import tensorflow as tf
 
@@ -130,50 +115,41 @@ def _configure_devices(logical_cpus: int | None) -> None:
         raise TypeError(f"logical_cpus must be a whole number of devices (an int), got {logical_cpus!r}")
     if logical_cpus < 1:
         raise ValueError(f"logical_cpus must be >= 1, got {logical_cpus}")
-    cpu = tf.config.list_physical_devices("CPU")[0]
     logical_cpus = int(logical_cpus)
-    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(logical_cpus)]
+    cpu = tf.config.list_physical_devices("CPU")[0]
     current = tf.config.get_logical_device_configuration(cpu)
     if current is not None and len(current) == logical_cpus:
         return
     try:
-        tf.config.set_logical_device_configuration(cpu, wanted)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus
+        )
     except RuntimeError as err:  # TensorFlow already created its devices
         raise RuntimeError(
-            f"Cannot split the CPU into {logical_cpus} logical devices: TensorFlow has "
-            "already initialised its devices in this process. Restart the kernel and call "
+            f"Cannot split the CPU into {logical_cpus} logical devices: TensorFlow has already initialised "
+            "its devices in this process. Restart the kernel and call "
             f"effcourse.setup(logical_cpus={logical_cpus}) before running any TensorFlow op."
         ) from err
 
 
 def hardware_report() -> dict:
     """Versions and devices of this machine, as a dict (printed by setup; the CPU name from ``hardware``).
-
-    Introduced in notebook 03.
-    """
+    Introduced in notebook 03."""
     import tensorflow as tf
     import tf_keras
     import tensorflow_model_optimization as tfmot
 
     from . import hardware
 
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "tf_keras": tf_keras.__version__,
-        "tfmot": tfmot.__version__,
-        "cpu": hardware.cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-        "logical_devices": [d.name for d in tf.config.list_logical_devices()],
-    }
+    rep = dict(python=platform.python_version(), tensorflow=tf.__version__, tf_keras=tf_keras.__version__)
+    rep.update(tfmot=tfmot.__version__, cpu=hardware.cpu_name(), cpu_count=os.cpu_count())
+    rep["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return dict(rep, logical_devices=[d.name for d in tf.config.list_logical_devices()])
 
 
 def versions() -> str:
     """A short version string stored with every results row.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
 
@@ -182,12 +158,10 @@ def versions() -> str:
 
 def setup(seed: int = 42, deterministic: bool = True, logical_cpus: int | None = None, quiet: bool = False):
     """Prepare a notebook: Keras 2, seeds, quiet logs, devices; print a report; return the profile.
+    Introduced in notebook 00.
 
-    Introduced in notebook 00; the first code cell of every notebook calls it.
     ``logical_cpus`` splits the CPU into that many logical devices (notebook 07); it must
     run before any TensorFlow op.
-
-    Introduced in notebook 00.
     """
     from . import profile as _profile
 
@@ -200,12 +174,8 @@ def setup(seed: int = 42, deterministic: bool = True, logical_cpus: int | None =
     seed_everything(seed, deterministic)
     if not quiet:
         rep = hardware_report()
-        gpus = ", ".join(rep["gpus"]) or "none"
-        print(
-            f"effcourse profile: {prof.name} ({prof.description})\n"
-            f"Python {rep['python']} | TensorFlow {rep['tensorflow']} | tf_keras {rep['tf_keras']} "
-            f"| tfmot {rep['tfmot']}\n"
-            f"CPU: {rep['cpu']} x{rep['cpu_count']} | GPUs: {gpus} | "
-            f"logical devices: {len(rep['logical_devices'])}"
-        )
+        versions = f"TensorFlow {rep['tensorflow']} | tf_keras {rep['tf_keras']} | tfmot {rep['tfmot']}"
+        gpus, n_logical = ", ".join(rep["gpus"]) or "none", len(rep["logical_devices"])
+        print(f"effcourse profile: {prof.name} ({prof.description})\nPython {rep['python']} | {versions}")
+        print(f"CPU: {rep['cpu']} x{rep['cpu_count']} | GPUs: {gpus} | logical devices: {n_logical}")
     return prof

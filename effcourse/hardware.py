@@ -1,10 +1,8 @@
 """Hardware detection in one place: CPU name and flags, GPUs, oneDNN (notebooks 00 and 05).
 
-``env.hardware_report`` (notebook 00) names the CPU with ``cpu_name``; ``precision``
-(notebook 05) asks ``support`` which float16 / bfloat16 arithmetic units this machine has.
-Everything is read from the machine (/proc/cpuinfo, TensorFlow's device list): where it
-cannot be read the answer is None (unknown), never a guess. Every function that parses
-takes the text as an argument, so the logic is tested with made-up /proc/cpuinfo files.
+Everything is read from the machine (/proc/cpuinfo, TensorFlow's device list); what cannot be
+read is None (unknown), never a guess. Parsers take the text as an argument, so tests pass
+made-up /proc/cpuinfo files.
 """
 
 from __future__ import annotations
@@ -21,13 +19,20 @@ CPU_FLAGS = {
 }
 GPU_FLOAT16_CC = (7, 0)  # tensor cores with float16: Volta and later
 GPU_BFLOAT16_CC = (8, 0)  # tensor cores with bfloat16: Ampere and later
+# CPU flags the doctor reports: vector units the CPU kernels use.
+CPU_FEATURES = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512",
+    "avx512_vnni": "AVX-512 VNNI (int8 dot products)",
+    "avx_vnni": "AVX-VNNI (int8 dot products)",
+    "amx_int8": "AMX int8 tiles",
+    **{flag: f"{kind} ({flag})" for flag, kind in CPU_FLAGS.items()},
+}
 
 
 def read_cpuinfo(path: str = CPUINFO) -> str | None:
-    """The text of /proc/cpuinfo, or None where there is none (macOS, Windows: flags then read as unknown).
-
-    Introduced in notebook 05.
-    """
+    """The text of /proc/cpuinfo, or None where there is none (macOS, Windows: flags then unknown).
+    Introduced in notebook 05."""
     try:
         with open(path) as fh:
             return fh.read()
@@ -36,12 +41,8 @@ def read_cpuinfo(path: str = CPUINFO) -> str | None:
 
 
 def cpu_name(cpuinfo_text: str | None = ...) -> str:
-    """The CPU's model name from /proc/cpuinfo, else what ``platform`` says.
-
-    ``cpuinfo_text`` defaults to this machine's /proc/cpuinfo; pass a text to test the parsing.
-
-    Introduced in notebook 00.
-    """
+    """The CPU's model name from /proc/cpuinfo (default: this machine's), else what ``platform`` says.
+    Introduced in notebook 00."""
     if cpuinfo_text is ...:
         cpuinfo_text = read_cpuinfo()
     return _model_name(cpuinfo_text) or platform.processor() or platform.machine()
@@ -56,29 +57,29 @@ def _model_name(cpuinfo_text: str | None) -> str | None:
 
 def _flags_present(cpuinfo_text: str | None, wanted) -> dict:
     """{flag: True/False} for each wanted flag of a /proc/cpuinfo text; {flag: None} if unreadable."""
-    found: set[str] = set()
+    found = set()
     for line in (cpuinfo_text or "").splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             found.update(value.split())
-    if not found:
-        return {flag: None for flag in wanted}
-    return {flag: flag in found for flag in wanted}
+    return {flag: (flag in found if found else None) for flag in wanted}
 
 
 def cpu_flags(cpuinfo_text: str | None) -> dict:
     """Which of ``CPU_FLAGS`` the CPU reports: {flag: True/False}, or {flag: None} if unknown.
-
-    Introduced in notebook 05.
-    """
+    Introduced in notebook 05."""
     return _flags_present(cpuinfo_text, CPU_FLAGS)
+
+
+def cpu_features(cpuinfo_text: str | None) -> dict:
+    """Which of ``CPU_FEATURES`` the CPU reports: {flag: True/False}, {flag: None} if unknown.
+    Introduced in notebook 00."""
+    return _flags_present(cpuinfo_text, CPU_FEATURES)
 
 
 def gpu_devices() -> list[dict]:
     """Physical GPUs TensorFlow sees, with their names and compute capabilities.
-
-    Introduced in notebook 05.
-    """
+    Introduced in notebook 05."""
     import tensorflow as tf
 
     out = []
@@ -87,21 +88,14 @@ def gpu_devices() -> list[dict]:
             details = tf.config.experimental.get_device_details(gpu)
         except Exception:  # noqa: BLE001  (details are best effort)
             details = {}
-        out.append(
-            {
-                "device": gpu.name,
-                "name": details.get("device_name", gpu.name),
-                "compute_capability": details.get("compute_capability"),
-            }
-        )
+        name, cc = details.get("device_name", gpu.name), details.get("compute_capability")
+        out.append({"device": gpu.name, "name": name, "compute_capability": cc})
     return out
 
 
 def onednn_enabled() -> bool | None:
     """Whether TensorFlow runs its oneDNN CPU kernels (None if it cannot be told).
-
-    Introduced in notebook 05.
-    """
+    Introduced in notebook 05."""
     try:
         from tensorflow.python.util import _pywrap_util_port
 
@@ -112,136 +106,66 @@ def onednn_enabled() -> bool | None:
 
 def support(cpuinfo_text: str | None = ..., gpus: list | None = None) -> dict:
     """Detect native float16 / bfloat16 arithmetic on this machine: GPUs and CPU flags.
-
-    * GPU: tensor cores for float16 need compute capability >= 7.0 (Volta+), for bfloat16
-      >= 8.0 (Ampere+).
-    * CPU: ``avx512_bf16`` / ``amx_bf16`` give bfloat16, ``avx512_fp16`` / ``amx_fp16`` float16
-      arithmetic, read from /proc/cpuinfo (TensorFlow reaches them through oneDNN).
-
-    Nothing is assumed: where the flags cannot be read the answer is None (unknown), not
-    False. ``cpuinfo_text`` and ``gpus`` can be given to test the logic.
-
     Introduced in notebook 05.
+
+    GPU tensor cores: float16 from compute capability 7.0 (Volta), bfloat16 from 8.0 (Ampere).
+    CPU: the ``CPU_FLAGS`` (TensorFlow reaches them through oneDNN). Unreadable flags or
+    capabilities give None (unknown), not False. ``cpuinfo_text`` and ``gpus`` are for tests.
     """
     if cpuinfo_text is ...:
         cpuinfo_text = read_cpuinfo()
-    if gpus is None:
-        gpus = gpu_devices()
+    gpus = gpu_devices() if gpus is None else gpus
     flags = cpu_flags(cpuinfo_text)
-    name = _model_name(cpuinfo_text) or cpu_name()  # a text naming no CPU: this machine's name
-
-    def cc_at_least(gpu, need):
-        cc = gpu.get("compute_capability")
-        return None if cc is None else tuple(cc) >= need
-
-    gpu_f16 = [g for g in gpus if cc_at_least(g, GPU_FLOAT16_CC)]
-    gpu_bf16 = [g for g in gpus if cc_at_least(g, GPU_BFLOAT16_CC)]
+    ccs = [g.get("compute_capability") for g in gpus]
+    gpu_f16 = any(cc is not None and tuple(cc) >= GPU_FLOAT16_CC for cc in ccs)
+    gpu_bf16 = any(cc is not None and tuple(cc) >= GPU_BFLOAT16_CC for cc in ccs)
 
     def cpu_has(kind):
         vals = [v for f, v in flags.items() if CPU_FLAGS[f] == kind]
-        if any(v is True for v in vals):
-            return True
-        return None if any(v is None for v in vals) else False
+        return True if True in vals else None if None in vals else False
 
-    def combine(gpu_list, cpu_value):
-        if gpu_list or cpu_value is True:
-            return True
-        if cpu_value is None or any(g.get("compute_capability") is None for g in gpus):
-            return None
-        return False
+    def combine(on_gpu, on_cpu):
+        return True if on_gpu or on_cpu else None if on_cpu is None or None in ccs else False
 
     cpu_f16, cpu_bf16 = cpu_has("float16"), cpu_has("bfloat16")
-    return {
-        "cpu": name,
-        "cpu_flags": flags,
-        "gpus": gpus,
-        "onednn": onednn_enabled(),
-        "cpu_float16": cpu_f16,
-        "cpu_bfloat16": cpu_bf16,
-        "gpu_float16": bool(gpu_f16),
-        "gpu_bfloat16": bool(gpu_bf16),
-        "float16_units": combine(gpu_f16, cpu_f16),
-        "bfloat16_units": combine(gpu_bf16, cpu_bf16),
-    }
+    name = _model_name(cpuinfo_text) or cpu_name()  # a text naming no CPU: this machine's name
+    out = {"cpu": name, "cpu_flags": flags, "gpus": gpus, "onednn": onednn_enabled()}
+    out.update(cpu_float16=cpu_f16, cpu_bfloat16=cpu_bf16, gpu_float16=gpu_f16, gpu_bfloat16=gpu_bf16)
+    return dict(out, float16_units=combine(gpu_f16, cpu_f16), bfloat16_units=combine(gpu_bf16, cpu_bf16))
 
 
 def support_table(s: dict | None = None):
     """``support()`` as a small DataFrame for display.
-
-    Introduced in notebook 05.
-    """
+    Introduced in notebook 05."""
     import pandas as pd
 
     s = s or support()
-
-    def word(v):
-        return {True: "yes", False: "no", None: "unknown"}[v]
-
-    rows = [
-        {"what": "CPU", "value": s["cpu"]},
-        {"what": "oneDNN enabled in TensorFlow", "value": word(s["onednn"])},
-    ]
-    rows += [
-        {"what": f"CPU flag {flag} ({CPU_FLAGS[flag]})", "value": word(v)}
-        for flag, v in s["cpu_flags"].items()
-    ]
-    if s["gpus"]:
-        rows += [
-            {"what": f"GPU {g['name']}", "value": f"compute capability {g['compute_capability']}"}
-            for g in s["gpus"]
-        ]
-    else:
-        rows.append({"what": "GPU", "value": "none found"})
-    rows += [
-        {"what": "native float16 arithmetic", "value": word(s["float16_units"])},
-        {"what": "native bfloat16 arithmetic", "value": word(s["bfloat16_units"])},
-    ]
-    return pd.DataFrame(rows).set_index("what")
-
-
-# --- added for the learner's own hardware (parallel.device_plan, effcourse.doctor) ---
-
-# CPU flags (as in /proc/cpuinfo) the doctor reports: vector units the CPU kernels use.
-CPU_FEATURES = {
-    "avx2": "AVX2",
-    "avx512f": "AVX-512",
-    "avx512_vnni": "AVX-512 VNNI (int8 dot products)",
-    "avx_vnni": "AVX-VNNI (int8 dot products)",
-    "amx_int8": "AMX int8 tiles",
-    **{flag: f"{kind} ({flag})" for flag, kind in CPU_FLAGS.items()},
-}
-
-
-def cpu_features(cpuinfo_text: str | None) -> dict:
-    """Which of ``CPU_FEATURES`` the CPU reports: {flag: True/False}, {flag: None} if unknown.
-
-    Introduced in notebook 00.
-    """
-    return _flags_present(cpuinfo_text, CPU_FEATURES)
+    word = {True: "yes", False: "no", None: "unknown"}.get
+    rows = [("CPU", s["cpu"]), ("oneDNN enabled in TensorFlow", word(s["onednn"]))]
+    rows += [(f"CPU flag {flag} ({CPU_FLAGS[flag]})", word(v)) for flag, v in s["cpu_flags"].items()]
+    rows += [(f"GPU {g['name']}", f"compute capability {g['compute_capability']}") for g in s["gpus"]]
+    rows += [] if s["gpus"] else [("GPU", "none found")]
+    rows += [("native float16 arithmetic", word(s["float16_units"]))]
+    rows += [("native bfloat16 arithmetic", word(s["bfloat16_units"]))]
+    return pd.DataFrame(rows, columns=["what", "value"]).set_index("what")
 
 
 def nvidia_smi_gpus(run=None) -> list[dict] | None:
-    """GPUs the NVIDIA driver lists (``nvidia-smi``): name and memory in MB; None without a driver.
-
-    Independent of TensorFlow, so a GPU that TensorFlow cannot use (no CUDA libraries, a
-    hidden ``CUDA_VISIBLE_DEVICES``) still shows here. ``run`` (tests) replaces the call:
-    it takes the argument list and returns nvidia-smi's text output, or None.
-
-    Introduced in notebook 07.
-    """
+    """GPUs the NVIDIA driver lists (``nvidia-smi``, even those TensorFlow cannot use): name and MB.
+    Introduced in notebook 07. None without a driver; ``run`` (tests) returns nvidia-smi's text."""
     import shutil
     import subprocess
 
     args = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"]
-    if run is None:
-        if shutil.which("nvidia-smi") is None:
-            return None
+    if run is not None:
+        text = run(args)
+    elif shutil.which("nvidia-smi") is None:
+        return None
+    else:
         try:
             text = subprocess.run(args, capture_output=True, text=True, timeout=20).stdout
         except (OSError, subprocess.SubprocessError):
             return None
-    else:
-        text = run(args)
     if text is None:
         return None
     out = []
@@ -256,17 +180,12 @@ def nvidia_smi_gpus(run=None) -> list[dict] | None:
 
 def build_info() -> dict:
     """CUDA and cuDNN versions this TensorFlow was built with (``tf.sysconfig.get_build_info``).
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     import tensorflow as tf
 
     try:
         info = dict(tf.sysconfig.get_build_info())
     except Exception:  # noqa: BLE001  (best effort)
         info = {}
-    return {
-        "cuda_build": bool(info.get("is_cuda_build", False)),
-        "cuda": info.get("cuda_version"),
-        "cudnn": info.get("cudnn_version"),
-    }
+    cuda_build = bool(info.get("is_cuda_build", False))
+    return {"cuda_build": cuda_build, "cuda": info.get("cuda_version"), "cudnn": info.get("cudnn_version")}

@@ -1,22 +1,11 @@
 """Keep the notebooks as their own source: normalise, check, and list problems (contributors).
 
-The ``.ipynb`` files in ``notebooks/`` are the one source of the course: edit them in
-JupyterLab (or as JSON), then run ``make nbfix`` (``python -m effcourse.nbsource --fix``)
-before committing. Normalising makes a notebook byte-for-byte what the repository expects:
-
-- outputs and execution counts removed (a committed notebook never holds results);
-- notebook metadata reduced to the kernel spec; cell metadata reduced to ``tags``
-  (JupyterLab's ``scrolled``, ``collapsed``, ``execution`` timings and the like go);
-- every cell keeps its id; a cell without one, or with a duplicate, gets a new random
-  id, so ids never depend on a cell's position and survive inserting or moving cells;
-- the first cell's ``**Run time:**`` line rewritten from ``profile.RUN_MINUTES``, the
-  one source of run times (the README's syllabus is checked against it too);
-- written the way nbformat (and JupyterLab) write: one-space indent, sorted keys,
-  trailing newline.
-
-``python -m effcourse.nbsource --check`` (run by the test suite) fails when a notebook is
-not normalised, and also reports text that renders wrongly: a control character in a
-cell's source, such as a tab where ``\\t`` in ``\\tfrac`` was meant.
+``make nbfix`` (``python -m effcourse.nbsource --fix``) makes a notebook byte-for-byte what
+the repository expects: no outputs or execution counts, metadata reduced to the kernel spec
+and cell ``tags``, every cell with a unique id (kept; new random ones where missing or
+duplicated), the first cell's ``**Run time:**`` line from ``profile.RUN_MINUTES``, and
+nbformat's layout. ``--check`` (run by the test suite) changes nothing and also reports text
+that renders wrongly, such as a tab where ``\\t`` in ``\\tfrac`` was meant.
 """
 
 from __future__ import annotations
@@ -29,45 +18,23 @@ from pathlib import Path
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")  # nbformat 4.5's rule for cell ids
+RUN_TIME = re.compile(r"^\*\*Run time:\*\*.*$", re.M)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but \n, and \t handled below
 
 
-def _new_id(taken: set) -> str:
-    while True:
-        cid = uuid.uuid4().hex[:8]
-        if cid not in taken:
-            return cid
-
-
-RUN_TIME = re.compile(r"^\*\*Run time:\*\*.*$", re.M)
-
-
-def sync_run_time(nb, stem: str):
-    """Rewrite the first cell's "**Run time:**" line from ``profile.RUN_MINUTES`` (one source)."""
-    from . import profile
-
-    if stem not in profile.RUN_MINUTES or not nb.cells or nb.cells[0].cell_type != "markdown":
-        return nb
-    cell = nb.cells[0]
-    source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
-    line = profile.run_time_line(stem)
-    cell.source = RUN_TIME.sub(lambda _: line, source)
-    return nb
-
-
 def normalise(nb, stem: str | None = None):
-    """Return a normalised copy of an nbformat notebook node (see the module docstring).
-
-    With ``stem`` (the notebook's file name without .ipynb), the first cell's run-time line
-    is also brought in line with ``profile.RUN_MINUTES``.
-    """
+    """A normalised copy of a notebook node; with ``stem`` (file name) its run-time line too."""
     import copy
 
     import nbformat
 
+    from . import profile
+
     nb = copy.deepcopy(nb)
-    if stem:
-        sync_run_time(nb, stem)
+    first = nb.cells[0] if nb.cells else None
+    if stem in profile.RUN_MINUTES and first is not None and first.cell_type == "markdown":
+        source = first.source if isinstance(first.source, str) else "".join(first.source)
+        first.source = RUN_TIME.sub(lambda _: profile.run_time_line(stem), source)
     nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
     nb.metadata = nbformat.from_dict({"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
     taken: set = set()
@@ -75,14 +42,13 @@ def normalise(nb, stem: str | None = None):
         tags = sorted(set(cell.get("metadata", {}).get("tags", [])))
         cell.metadata = nbformat.from_dict({"tags": tags} if tags else {})
         cid = cell.get("id")
-        if not cid or cid in taken or not ID_PATTERN.match(cid):
-            cid = _new_id(taken)
+        while not cid or cid in taken or not ID_PATTERN.match(cid):
+            cid = uuid.uuid4().hex[:8]
         cell.id = cid
         taken.add(cid)
         if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-        elif "outputs" in cell or "execution_count" in cell:
+            cell.outputs, cell.execution_count = [], None
+        else:
             cell.pop("outputs", None)
             cell.pop("execution_count", None)
         if isinstance(cell.source, list):
@@ -100,14 +66,13 @@ def text_problems(nb) -> list[str]:
         for lineno, line in enumerate(source.split("\n"), 1):
             where = f"cell {i} (id {cell.get('id')}), line {lineno}"
             if _CONTROL.search(line):
+                char = _CONTROL.search(line).group()
                 problems.append(
-                    f"{where}: control character {_CONTROL.search(line).group()!r} "
-                    "(a backslash escape such as \\b or \\f lost in a string?)"
+                    f"{where}: control character {char!r} (a backslash escape such as \\b or \\f lost in a string?)"
                 )
             if cell.cell_type == "markdown" and "\t" in line:
                 problems.append(
-                    f"{where}: tab character in markdown (was \\t in \\tfrac or "
-                    f"\\theta meant?): {line.strip()[:60]!r}"
+                    f"{where}: tab character in markdown (was \\t in \\tfrac or \\theta meant?): {line.strip()[:60]!r}"
                 )
     return problems
 
@@ -143,27 +108,23 @@ def fix(path: Path) -> bool:
 
     text = Path(path).read_text(encoding="utf-8")
     new = serialise(normalise(nbformat.reads(text, as_version=4), Path(path).stem))
-    if new == text:
-        return False
-    atomic_write_bytes(path, new.encode("utf-8"))
-    return True
-
-
-def course_notebooks(root: Path | None = None) -> list[Path]:
-    """The notebooks the repository holds, in order."""
-    from .env import project_root
-
-    return sorted(((root or project_root()) / "notebooks").glob("*.ipynb"))
+    if new != text:
+        atomic_write_bytes(path, new.encode("utf-8"))
+    return new != text
 
 
 def main(argv=None) -> int:
+    import nbformat
+
+    from .course import notebooks
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--fix", action="store_true", help="normalise in place (default)")
     group.add_argument("--check", action="store_true", help="report, change nothing; exit 1 on problems")
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: notebooks/*.ipynb)")
     args = parser.parse_args(argv)
-    paths = args.paths or course_notebooks()
+    paths = args.paths or notebooks()
     if args.check:
         problems = [p for path in paths for p in check(path)]
         print("\n".join(problems) or f"{len(paths)} notebooks normalised, no text problems")
@@ -171,15 +132,9 @@ def main(argv=None) -> int:
     changed = [path for path in paths if fix(path)]
     for path in changed:
         print(f"normalised {path}")
-    remaining = [p for path in paths for p in text_problems(_read(path))]
+    remaining = [p for path in paths for p in text_problems(nbformat.read(path, as_version=4))]
     print("\n".join(remaining) or f"{len(paths)} notebooks checked, {len(changed)} changed")
     return 1 if remaining else 0
-
-
-def _read(path: Path):
-    import nbformat
-
-    return nbformat.read(path, as_version=4)
 
 
 if __name__ == "__main__":

@@ -13,44 +13,23 @@ MARKERS = {"lenet_300_100": "o", "lenet5": "s", "cnn": "^", "mlp": "D"}
 LINESTYLES = ["-", "--", "-.", ":"]
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def style():
     """Apply the course's plot style (called by every helper here).
+    Introduced in notebook 00."""
+    import matplotlib.pyplot as plt
 
-    Introduced in notebook 00.
-    """
-    plt = _plt()
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 130, "axes.grid": True, "grid.alpha": 0.3})
+    plt.rcParams.update({"axes.spines.top": False, "axes.spines.right": False, "font.size": 10})
     plt.rcParams.update(
-        {
-            "figure.dpi": 110,
-            "savefig.dpi": 130,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "font.size": 10,
-            "axes.titlesize": 11,
-            "axes.labelsize": 10,
-            "xtick.labelsize": 10,
-            "ytick.labelsize": 10,
-            "legend.fontsize": 9,
-            "legend.title_fontsize": 9,
-            "legend.frameon": False,
-        }
+        {"axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10}
     )
+    plt.rcParams.update({"legend.fontsize": 9, "legend.title_fontsize": 9, "legend.frameon": False})
     return plt
 
 
 def save(fig, name: str):
     """Save ``fig`` as build/figures/<name>.png (written atomically) and return the path.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     import io
 
     buf = io.BytesIO()
@@ -81,45 +60,24 @@ FAMILIES = {
     "parallelism": ("data_parallel", "multi_worker", "pipeline"),
     "deployment runtime": ("LiteRT", "ONNX Runtime"),  # notebook 09: the same models in two runtimes
 }
-# A technique not listed above is placed by the first keyword it contains.
-_KEYWORDS = [
-    ("distill", "distillation"),
-    ("deep compression", "clustering / Deep Compression"),
-    ("cluster", "clustering / Deep Compression"),
-    ("prun", "pruning"),
-    ("quantiz", "quantization"),
-    ("int8", "quantization"),
-    ("precision", "mixed precision"),
-    ("exit", "dynamic (early exit)"),
-    ("dynamic", "dynamic (early exit)"),
-    ("search", "automated search"),
-    ("parallel", "parallelism"),
-    ("pipeline", "parallelism"),
-    ("worker", "parallelism"),
-    ("narrow", "narrower model"),
-    ("width", "narrower model"),
-    ("baseline", "baseline"),
-    ("onnx", "deployment runtime"),
-    ("litert", "deployment runtime"),
-]
-FAMILY_COLORS = dict(
-    zip(
-        FAMILIES,
-        [
-            "black",
-            "tab:brown",
-            "tab:blue",
-            "tab:orange",
-            "tab:green",
-            "tab:purple",
-            "tab:cyan",
-            "tab:red",
-            "tab:pink",
-            "tab:gray",
-            "tab:olive",
-        ],
-    )
+# A technique not listed above is placed by the first keyword it contains (in this order).
+_KEYWORDS = {
+    "distillation": ("distill",),
+    "clustering / Deep Compression": ("deep compression", "cluster"),
+    "pruning": ("prun",),
+    "quantization": ("quantiz", "int8"),
+    "mixed precision": ("precision",),
+    "dynamic (early exit)": ("exit", "dynamic"),
+    "automated search": ("search",),
+    "parallelism": ("parallel", "pipeline", "worker"),
+    "narrower model": ("narrow", "width"),
+    "baseline": ("baseline",),
+    "deployment runtime": ("onnx", "litert"),
+}
+_COLORS = (
+    "black tab:brown tab:blue tab:orange tab:green tab:purple tab:cyan tab:red tab:pink tab:gray tab:olive"
 )
+FAMILY_COLORS = dict(zip(FAMILIES, _COLORS.split()))
 MODEL_NAMES = {
     "lenet_300_100": "LeNet-300-100",
     "lenet5": "LeNet-5",
@@ -139,17 +97,12 @@ _PANEL_OF = {"mlp": "lenet_300_100", "balanced_mlp": "lenet_300_100"}
 
 def family(technique: str) -> str:
     """The family of a technique name (``FAMILIES``; keywords for new names; else 'other').
-
-    Introduced in notebook 05.
-    """
+    Introduced in notebook 05."""
     name = str(technique).strip().lower()
     for fam, members in FAMILIES.items():
         if name in members:
             return fam
-    for word, fam in _KEYWORDS:
-        if word in name:
-            return fam
-    return "other"
+    return next((fam for fam, words in _KEYWORDS.items() for w in words if w in name), "other")
 
 
 def _error_pct(accuracy):
@@ -183,10 +136,6 @@ def _nice_ticks(lo: float, hi: float, max_ticks: int = 7) -> list:
     return [float(f"{t:.6g}") for t in best]
 
 
-def _fmt(value, _pos=None) -> str:
-    return f"{value:,g}"
-
-
 def _log_axis(ax, which: str, lo: float, hi: float):
     """Log scale from lo to hi with plain-number ticks (0.8, 1, 1.5, ... never 10^x)."""
     from matplotlib.ticker import FuncFormatter, NullLocator
@@ -194,19 +143,15 @@ def _log_axis(ax, which: str, lo: float, hi: float):
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
-    ticks = _nice_ticks(lo, hi)
-    if ticks:
+    if ticks := _nice_ticks(lo, hi):
         axis.set_ticks(ticks)
-    axis.set_major_formatter(FuncFormatter(_fmt))
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos=None: f"{value:,g}"))
     axis.set_minor_locator(NullLocator())
 
 
 def plain_log(ax, which: str = "y"):
-    """Plain-number ticks (0.2, 0.3, 0.5, 1) on a log axis that already has its limits, instead
-    of matplotlib's 2x10^-1 labels (any notebook's own log-scale figure).
-
-    Introduced in notebook 01.
-    """
+    """Plain-number ticks (0.2, 0.3, 0.5, 1) on a log axis that already has its limits.
+    Introduced in notebook 01."""
     lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
     _log_axis(ax, which, min(lo, hi), max(lo, hi))
     return ax
@@ -231,98 +176,65 @@ def _wrap(text: str, width: int = 24) -> str:
     return "\n".join(textwrap.wrap(str(text), width, break_long_words=False)) or str(text)
 
 
+_OFFSETS = [
+    (7, 2, "left", "bottom"),
+    (7, -2, "left", "top"),
+    (-7, 2, "right", "bottom"),
+    (-7, -2, "right", "top"),
+]
+_OFFSETS += [(0, 8, "center", "bottom"), (0, -8, "center", "top")]
+# label positions around a point, nearest first: the offsets scaled, then higher and lower
+_CANDIDATES = [(dx * k, dy * k, ha, va) for k in (1, 2.2, 3.6, 5.5) for dx, dy, ha, va in _OFFSETS]
+_CANDIDATES += [(dx, 8 * k * np.sign(dy), ha, va) for k in (1.6, 3) for dx, dy, ha, va in _OFFSETS[:4]]
+
+
 def _place_labels(ax, xs, ys, texts, fontsize: float = 9, lines=(), force: bool = False, obstacles=None):
     """Put ``texts`` next to the points (xs, ys) without overlapping each other, the points or
-    ``lines`` (lists of (x, y) data vertices), inside the axes. Tries offsets around each point,
-    nearest first (far ones get a leader line). Returns the annotations, or None when one of
-    them found no free place (nothing is left drawn then), unless ``force``."""
+    ``lines`` (lists of (x, y) data vertices), inside the axes; far ones get a leader line.
+    Returns the annotations, or None (nothing left drawn) when one found no free place, unless ``force``."""
     from matplotlib.transforms import Bbox
 
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     axbox = ax.get_window_extent(renderer)
     pts = ax.transData.transform(np.column_stack([xs, ys])) if len(xs) else np.zeros((0, 2))
+    others = np.zeros((0, 2))
+    if obstacles is not None and len(obstacles):
+        others = ax.transData.transform(np.asarray(obstacles, dtype=float))
     r = 4.5 * fig.dpi / 72
-    others = (
-        ax.transData.transform(np.asarray(obstacles, dtype=float))
-        if obstacles is not None and len(obstacles)
-        else np.zeros((0, 2))
-    )
     boxes = [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in np.concatenate([pts, others])]
-    samples = []
+    samples = [np.zeros((0, 2))]
     for line in lines:
         v = ax.transData.transform(np.asarray(line, dtype=float))
         for a, b in zip(v[:-1], v[1:]):
-            n = max(2, int(np.hypot(*(b - a)) / 3))
-            samples.append(a + np.linspace(0, 1, n)[:, None] * (b - a))
-    samples = np.concatenate(samples) if samples else np.zeros((0, 2))
-    base = [
-        (7, 2, "left", "bottom"),
-        (7, -2, "left", "top"),
-        (-7, 2, "right", "bottom"),
-        (-7, -2, "right", "top"),
-        (0, 8, "center", "bottom"),
-        (0, -8, "center", "top"),
-    ]
-    candidates = [
-        (dx * k, dy * k if dy else dy, ha, va) for k in (1, 2.2, 3.6, 5.5) for dx, dy, ha, va in base
-    ]
-    candidates = [(dx, dy if dy else 0, ha, va) for dx, dy, ha, va in candidates]
-    extra = [
-        (dx, 8 * k * np.sign(dy) if abs(dx) > 0 else dy, ha, va)
-        for k in (1.6, 3)
-        for dx, dy, ha, va in base[:4]
-    ]
-    candidates += extra
+            samples.append(a + np.linspace(0, 1, max(2, int(np.hypot(*(b - a)) / 3)))[:, None] * (b - a))
+    sx, sy = np.concatenate(samples).T
+    arrow = dict(arrowstyle="-", color="0.45", lw=0.7, shrinkA=0, shrinkB=3)
+    kw = dict(textcoords="offset points", fontsize=fontsize, zorder=6)
     placed, out = [], []
-    order = np.argsort(-pts[:, 1]) if len(pts) else []
-    for i in order:
+    for i in np.argsort(-pts[:, 1]) if len(pts) else []:
         best, best_cost = None, None
-        for dx, dy, ha, va in candidates:
-            far = np.hypot(dx, dy) > 12
-            t = ax.annotate(
-                texts[i],
-                (xs[i], ys[i]),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=fontsize,
-                zorder=6,
-                arrowprops=dict(arrowstyle="-", color="0.45", lw=0.7, shrinkA=0, shrinkB=3) if far else None,
-            )
+        for dx, dy, ha, va in _CANDIDATES:
+            far = arrow if np.hypot(dx, dy) > 12 else None
+            t = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), ha=ha, va=va, arrowprops=far, **kw)
             bb = t.get_window_extent(renderer).expanded(1.04, 1.08)
-            cost = sum(bb.overlaps(b) for b in placed) * 3
-            cost += sum(bb.overlaps(b) for j, b in enumerate(boxes))
-            if len(samples):
-                cost += int(
-                    np.any(
-                        (samples[:, 0] > bb.x0)
-                        & (samples[:, 0] < bb.x1)
-                        & (samples[:, 1] > bb.y0)
-                        & (samples[:, 1] < bb.y1)
-                    )
-                )
+            cost = sum(bb.overlaps(b) for b in placed) * 3 + sum(bb.overlaps(b) for b in boxes)
+            cost += int(np.any((sx > bb.x0) & (sx < bb.x1) & (sy > bb.y0) & (sy < bb.y1)))
             inside = bb.x0 >= axbox.x0 and bb.x1 <= axbox.x1 and bb.y0 >= axbox.y0 and bb.y1 <= axbox.y1
             cost += 0 if inside else 10
-            if cost == 0:
-                if best is not None:
-                    best.remove()
-                best, best_cost = t, 0
-                placed.append(bb)
-                break
             if best_cost is None or cost < best_cost:
                 if best is not None:
                     best.remove()
                 best, best_cost, best_bb = t, cost, bb
+                if cost == 0:
+                    break
             else:
                 t.remove()
-        if best_cost:
-            if not force:
-                for t in out + [best]:
-                    t.remove()
-                return None
-            placed.append(best_bb)
+        if best_cost and not force:
+            for t in out + [best]:
+                t.remove()
+            return None
+        placed.append(best_bb)
         out.append(best)
     return out
 
@@ -339,39 +251,23 @@ def _legend_right(ax, handles, labels, title=None):
     )
 
 
-def _context_handles():
+def _key_handle(**kw):
     from matplotlib.lines import Line2D
 
-    return (
-        Line2D([], [], marker="o", linestyle="", color="0.75", markersize=5),
-        Line2D([], [], linestyle="--", color="0.35", linewidth=1),
-    )
+    return Line2D([], [], **kw)
 
 
-def tradeoff(
-    table,
-    ax=None,
-    title: str | None = None,
-    highlight: str | None = None,
-    annotate: bool = False,
-    frontier: bool = True,
-    labels: str = "auto",
-):
+def tradeoff(table, ax=None, title=None, highlight=None, annotate=False, frontier=True, labels="auto"):
     """Test error (%, log axis) against compressed size (KB, log axis): the course's chart.
-
-    With ``highlight`` (a notebook name, notebooks 00-07) the axes are scaled to that
-    notebook's points, which are drawn in colour (one per technique, one marker per model)
-    and labelled with their variant names (``labels="auto"``: names where they fit without
-    overlapping, else numbers with a key beside the chart; ``"names"``, ``"numbers"``,
-    ``"none"``); the rest of the course is faint grey context and the dashed line is the
-    Pareto frontier so far of the highlighted models. Without ``highlight``: every row
-    coloured by technique family (``annotate=True`` labels them too). ``table`` is a results
-    DataFrame (``results.load()``); rows without size or accuracy are skipped.
-
     Introduced in notebook 00.
-    """
-    from matplotlib.lines import Line2D
 
+    With ``highlight`` (a notebook name) the axes are scaled to that notebook's points, drawn in
+    colour (one per technique, one marker per model) and labelled (``labels``: "auto" names
+    where they fit, else numbers with a key; "names", "numbers", "none"); the rest of the course
+    is grey context, the dashed line each model's Pareto frontier. Without ``highlight``: every
+    row coloured by technique family (``annotate=True`` labels them). Rows lacking size or
+    accuracy are skipped.
+    """
     plt = style()
     data = table.dropna(subset=["size_bytes", "accuracy"]) if len(table) else table
     own_fig = ax is None
@@ -379,10 +275,10 @@ def tradeoff(
         fig, ax = plt.subplots(figsize=(8.6, 4.9))
         fig.subplots_adjust(left=0.09, right=0.66, bottom=0.13, top=0.9)
     ax.set_title(_title(title or "Test error versus size ({profile} profile)", data))
+    ax.set_xlabel(SIZE_LABEL)
+    ax.set_ylabel(ERROR_LABEL)
     if not len(data):
         ax.text(0.5, 0.5, "no results recorded yet", transform=ax.transAxes, ha="center")
-        ax.set_xlabel(SIZE_LABEL)
-        ax.set_ylabel(ERROR_LABEL)
         return ax
     data = data.assign(kb=data["size_bytes"] / 1024, err=_error_pct(data["accuracy"]))
     mine = data[data["notebook"] == highlight] if highlight is not None else data.iloc[0:0]
@@ -392,75 +288,42 @@ def tradeoff(
         rest, by = data[data["notebook"] != highlight], "technique"
     _log_axis(ax, "x", *_limits(mine["kb"]))
     _log_axis(ax, "y", *_limits(mine["err"]))
-    ax.set_xlabel(SIZE_LABEL)
-    ax.set_ylabel(ERROR_LABEL)
-    handles, names = [], []
+    handles, names, lines = [], [], []
     if len(rest):
         ax.scatter(rest["kb"], rest["err"], s=14, color="0.78", zorder=1, linewidth=0)
-        handles.append(_context_handles()[0])
+        handles.append(_key_handle(marker="o", linestyle="", color="0.75", markersize=5))
         names.append("other notebooks")
-    lines = []
-    if frontier:
-        for model in mine["model"].unique():
-            front = results.pareto_front(data[data["model"] == model])
-            if len(front) > 1:
-                ax.plot(front["kb"], front["err"], "--", color="0.35", linewidth=1, zorder=2)
-                lines.append(np.column_stack([front["kb"], front["err"]]))
-        if lines:
-            handles.append(_context_handles()[1])
-            names.append(
-                "Pareto frontier, all notebooks" + (" (per model)" if mine["model"].nunique() > 1 else "")
-            )
-    keys = mine["technique"].map(family) if by == "family" else mine["technique"]
-    order = list(dict.fromkeys(FAMILIES)) if by == "family" else list(dict.fromkeys(mine["technique"]))
-    order = [k for k in order if k in set(keys)] + sorted(set(keys) - set(order))
-    palette = (
-        [FAMILY_COLORS.get(k, "tab:gray") for k in order]
-        if by == "family"
-        else [plt.cm.tab10(i % 10) for i in range(len(order))]
-    )
-    colors = dict(zip(order, palette))
-    for key in order:
-        grp = mine[keys == key]
-        for model, g in grp.groupby("model"):
-            ax.scatter(
-                g["kb"],
-                g["err"],
-                s=44,
-                marker=MARKERS.get(model, "D"),
-                color=colors[key],
-                edgecolor="black",
-                linewidth=0.6,
-                zorder=4,
-            )
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker="o",
-                linestyle="",
-                color=colors[key],
-                markeredgecolor="black",
-                markeredgewidth=0.6,
-                markersize=7,
-            )
+    for model in mine["model"].unique() if frontier else []:
+        front = results.pareto_front(data[data["model"] == model])
+        if len(front) > 1:
+            ax.plot(front["kb"], front["err"], "--", color="0.35", linewidth=1, zorder=2)
+            lines.append(np.column_stack([front["kb"], front["err"]]))
+    if lines:
+        handles.append(_key_handle(linestyle="--", color="0.35", linewidth=1))
+        names.append(
+            "Pareto frontier, all notebooks" + (" (per model)" if mine["model"].nunique() > 1 else "")
         )
+    keys = mine["technique"].map(family) if by == "family" else mine["technique"]
+    order = list(FAMILIES) if by == "family" else list(dict.fromkeys(mine["technique"]))
+    order = [k for k in order if k in set(keys)] + sorted(set(keys) - set(order))
+    if by == "family":
+        colors = {k: FAMILY_COLORS.get(k, "tab:gray") for k in order}
+    else:
+        colors = {k: plt.cm.tab10(i % 10) for i, k in enumerate(order)}
+    edge = dict(edgecolor="black", linewidth=0.6, zorder=4)
+    key_kw = dict(marker="o", linestyle="", markeredgecolor="black", markeredgewidth=0.6, markersize=7)
+    for key in order:
+        for model, g in mine[keys == key].groupby("model"):
+            ax.scatter(g["kb"], g["err"], s=44, marker=MARKERS.get(model, "D"), color=colors[key], **edge)
+        handles.append(_key_handle(color=colors[key], **key_kw))
         names.append(str(key))
     models_here = list(dict.fromkeys(mine["model"]))
-    if len(models_here) > 1 or by == "technique":
-        for model in models_here:
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    marker=MARKERS.get(model, "D"),
-                    linestyle="",
-                    color="white",
-                    markeredgecolor="black",
-                    markersize=7,
-                )
-            )
-            names.append(MODEL_NAMES.get(model, model))
+    for model in models_here if len(models_here) > 1 or by == "technique" else []:
+        marker = MARKERS.get(model, "D")
+        handles.append(
+            _key_handle(marker=marker, linestyle="", color="white", markeredgecolor="black", markersize=7)
+        )
+        names.append(MODEL_NAMES.get(model, model))
     legend = _legend_right(ax, handles, names)
     if highlight is not None or annotate:
         _label_points(ax, mine, legend, labels, lines, own_fig=own_fig)
@@ -477,12 +340,8 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
     the chart; below it in two columns when long and the figure is ours to resize)."""
     if labels == "none" or not len(mine):
         return
-    mine = mine.sort_values(
-        ["model", "kb"],
-        key=lambda s: (
-            s.map({m: i for i, m in enumerate(dict.fromkeys(mine["model"]))}) if s.name == "model" else s
-        ),
-    )
+    rank = {m: i for i, m in enumerate(dict.fromkeys(mine["model"]))}
+    mine = mine.sort_values(["model", "kb"], key=lambda s: s.map(rank) if s.name == "model" else s)
     several = mine["model"].nunique() > 1
     variants = [str(v) for v in mine["variant"]]
     models_ = [MODEL_NAMES.get(m, m) for m in mine["model"]]
@@ -493,24 +352,19 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
     else:
         names = [_wrap(v) for v in variants]
     xs, ys = mine["kb"].to_numpy(), mine["err"].to_numpy()
-    if (
-        labels in ("auto", "names")
-        and _place_labels(ax, xs, ys, names, lines=lines, force=labels == "names") is not None
-    ):
-        return
+    if labels in ("auto", "names"):
+        if _place_labels(ax, xs, ys, names, lines=lines, force=labels == "names") is not None:
+            return
     key = [
-        f"{i + 1}  " + (f"{MODEL_NAMES.get(m, m)}: " if several else "") + str(v)
-        for i, (m, v) in enumerate(zip(mine["model"], mine["variant"]))
+        f"{i + 1}  " + (f"{m}: " if several else "") + v for i, (m, v) in enumerate(zip(models_, variants))
     ]
     fig = ax.figure
     wrapped = [_wrap(k, 46).replace("\n", "\n      ") for k in key]
-    n_lines = sum(w.count("\n") + 1 for w in wrapped)
-    if own_fig and n_lines > 14:
+    if own_fig and sum(w.count("\n") + 1 for w in wrapped) > 14:
         half = int(np.ceil(len(wrapped) / 2))
         cols = [wrapped[:half], wrapped[half:]]
         rows = max(sum(w.count("\n") + 1 for w in c) for c in cols)
-        w_in, h_in = fig.get_size_inches()
-        pos = ax.get_position()
+        (w_in, h_in), pos = fig.get_size_inches(), ax.get_position()
         extra = rows * 9 * 1.3 / 72 + 0.35
         new_h = h_in + extra
         fig.set_size_inches(w_in, new_h)
@@ -520,12 +374,12 @@ def _label_points(ax, mine, legend, labels: str, lines, own_fig: bool = False):
                 x, (extra - 0.2) / new_h, "\n".join(col), va="top", ha="left", fontsize=9, linespacing=1.3
             )
     else:
-        renderer = fig.canvas.get_renderer()
-        bottom = legend.get_window_extent(renderer).transformed(ax.transAxes.inverted()).y0
+        bottom = legend.get_window_extent(fig.canvas.get_renderer()).transformed(ax.transAxes.inverted()).y0
+        text = "\n".join(wrapped)
         ax.text(
             1.02,
             bottom - 0.04,
-            "\n".join(wrapped),
+            text,
             transform=ax.transAxes,
             va="top",
             ha="left",
@@ -706,31 +560,19 @@ def course_map(table, title: str | None = None, papers: bool = True, numbers: bo
 def curves(
     series: dict, xlabel: str, ylabel: str, title: str, ax=None, logy: bool = False, legend: str = "right"
 ):
-    """Line plot of several named curves (loss per step, accuracy per sparsity, .).
-
-    Each curve gets its own colour *and* line style; the legend sits outside the data
-    (``legend="right"`` or ``"below"``; ``"none"`` for no legend).
-
-    Introduced in notebook 01.
-    """
+    """Line plot of several named curves, each with its own colour and line style; the legend
+    outside the data (``legend``: "right", "below" or "none"). A curve is a list of y values or (x, y).
+    Introduced in notebook 01."""
     plt = style()
     if ax is None:
         fig, ax = plt.subplots(figsize=(8.4, 4.2))
-        if series and legend == "right":
-            fig.subplots_adjust(left=0.1, right=0.7, bottom=0.14, top=0.88)
-        elif series and legend == "below":
-            fig.subplots_adjust(left=0.1, right=0.97, bottom=0.3, top=0.88)
+        if series and legend in ("right", "below"):
+            right, bottom = (0.7, 0.14) if legend == "right" else (0.97, 0.3)
+            fig.subplots_adjust(left=0.1, right=right, bottom=bottom, top=0.88)
     for i, (name, ys) in enumerate(series.items()):
-        style_i = dict(
-            linestyle=LINESTYLES[(i // 10) % len(LINESTYLES)]
-            if len(series) > 10
-            else LINESTYLES[i % len(LINESTYLES)],
-            linewidth=1.5,
-        )
-        if isinstance(ys, tuple) and len(ys) == 2:
-            ax.plot(ys[0], ys[1], label=str(name), **style_i)
-        else:
-            ax.plot(np.arange(len(ys)), ys, label=str(name), **style_i)
+        dash = LINESTYLES[(i // 10 if len(series) > 10 else i) % len(LINESTYLES)]
+        xy = ys if isinstance(ys, tuple) and len(ys) == 2 else (np.arange(len(ys)), ys)
+        ax.plot(*xy, label=str(name), linestyle=dash, linewidth=1.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(_wrap(title, 70))
@@ -747,38 +589,29 @@ def digits(
     images, labels=None, ncols: int = 10, title: str | None = None, size: float = 0.9, fontsize: float = 10
 ):
     """A grid of digit images with optional labels (strings or ints) above each.
-
-    The figure is at most 9 inches wide (cells shrink when ``ncols`` is large) so that
-    JupyterLab shows it unscaled and the labels stay at ``fontsize`` points.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00. At most 9 inches wide, so JupyterLab shows it unscaled."""
     plt = style()
     images = np.asarray(images)
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     size = min(size, 9.0 / ncols)
-    longest = max((len(str(lab)) for lab in labels), default=1) if labels is not None else 0
-    lines = max((str(lab).count("\n") + 1 for lab in labels), default=1) if labels is not None else 0
-    label_h = lines * fontsize * 1.4 / 72
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(ncols * size, nrows * (size + label_h) + (0.45 if title else 0.1)),
-        squeeze=False,
+    texts = [str(lab) for lab in labels] if labels is not None else []
+    longest = max((len(t) for t in texts), default=1) if labels is not None else 0
+    label_h = (
+        (max((t.count("\n") + 1 for t in texts), default=1) if labels is not None else 0)
+        * fontsize
+        * 1.4
+        / 72
     )
+    figsize = (ncols * size, nrows * (size + label_h) + (0.45 if title else 0.1))
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    label_size = fontsize if longest * fontsize * 0.6 / 72 <= size * 1.15 else max(9, fontsize - 1)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < n:
             ax.imshow(images[i].squeeze(), cmap="gray_r")
             if labels is not None:
-                ax.set_title(
-                    str(labels[i]),
-                    fontsize=fontsize
-                    if longest * fontsize * 0.6 / 72 <= size * 1.15
-                    else max(9, fontsize - 1),
-                    pad=2,
-                )
+                ax.set_title(texts[i], fontsize=label_size, pad=2)
     if title:
         fig.suptitle(_wrap(title, 90), fontsize=11)
     fig.tight_layout(pad=0.3)
@@ -791,25 +624,21 @@ def _number_format(values, percent: bool):
     if percent:
         return lambda v: "" if v is None or not np.isfinite(v) else f"{100 * v:.2f} %"
     if finite.size and np.all(finite == np.round(finite)):
-        return lambda v: "" if v is None or not np.isfinite(v) else f"{v:,.0f}"
-    top = float(np.max(np.abs(finite))) if finite.size else 0.0
-    digits = 0 if top >= 1000 else 2 if top >= 1 else 4 if top >= 1e-4 else 6
-    small = np.abs(finite[finite != 0])
-    if digits == 0 and small.size and small.min() < 10:  # e.g. a loss of 2.3 next to a diverged 7e5
-        digits = 2
-    return lambda v: "" if v is None or not np.isfinite(v) else f"{v:,.{digits}f}"
+        spec = ",.0f"
+    else:
+        top = float(np.max(np.abs(finite))) if finite.size else 0.0
+        places = 0 if top >= 1000 else 2 if top >= 1 else 4 if top >= 1e-4 else 6
+        small = np.abs(finite[finite != 0])
+        if places == 0 and small.size and small.min() < 10:  # e.g. a loss of 2.3 next to a diverged 7e5
+            places = 2
+        spec = f",.{places}f"
+    return lambda v: "" if v is None or not np.isfinite(v) else format(v, spec)
 
 
 def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
-    """A DataFrame formatted for people (notebook 00): thousands separators, fractions in
-    ``percent`` shown as percentages, no scientific notation; returns a pandas Styler.
-
-    Put units in column names (``"size (KB)"``, ``"latency (ms)"``); pass accuracy-like
-    fraction columns in ``percent``. Unknown ``percent`` columns are an error (a renamed
-    column would otherwise silently lose its format).
-
-    Introduced in notebook 00.
-    """
+    """A DataFrame formatted for people: thousands separators, ``percent`` columns as percentages,
+    no scientific notation; returns a pandas Styler.
+    Introduced in notebook 00. Put units in column names; an unknown ``percent`` column is an error."""
     import pandas as pd
 
     missing = [c for c in percent if c not in df.columns]
@@ -817,19 +646,15 @@ def table(df, percent=(), caption: str | None = None, hide_index: bool = False):
         raise KeyError(
             f"percent names columns the table does not have: {missing}; its columns are {list(df.columns)}"
         )
-    formats = {}
-    for col in df.columns:
-        series = df[col]
-        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
-            continue
-        values = [None if pd.isna(v) else float(v) for v in series]
-        formats[col] = _number_format(values, col in percent)
+    formats = {
+        col: _number_format([None if pd.isna(v) else float(v) for v in df[col]], col in percent)
+        for col in df.columns
+        if pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
+    }
     styler = df.style.format(formats, na_rep="")
     text = [c for c in df.columns if c not in formats]
     if text:  # "<= 0.1 points" must show as text, not as the start of an HTML tag
         styler = styler.format(escape="html", subset=text, na_rep="")
     if caption:
         styler = styler.set_caption(caption)
-    if hide_index:
-        styler = styler.hide(axis="index")
-    return styler
+    return styler.hide(axis="index") if hide_index else styler

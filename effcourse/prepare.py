@@ -1,13 +1,8 @@
 """Prepare a machine for the course: ``make prepare``, or ``python -m effcourse.prepare`` without make.
 
-Three steps, each said as it runs: download MNIST (unless ``EFFCOURSE_DATA_DIR`` or
-``data/mnist.npz`` already holds it) and verify its four arrays by content hash; train and
-cache the three baselines notebook 01 uses (``models.pretrained``: the same deterministic
-training and the same cache, ``build/cache/<profile>/``, so notebook 01 and every later
-notebook load them in a second); then run the doctor, whose exit status this command returns.
-The profile is ``EFFCOURSE_PROFILE`` (default ``full``) or ``--profile``.
-
-Options: ``--profile quick|full``, ``--no-baselines`` (data and doctor only), ``--no-doctor``.
+Downloads and verifies MNIST, trains and caches the three baselines through ``models.pretrained``
+(the cache notebook 01 reads), then runs the doctor and returns its exit status.
+Options: ``--profile quick|full``, ``--no-baselines``, ``--no-doctor``.
 """
 
 from __future__ import annotations
@@ -28,11 +23,7 @@ def main(argv=None) -> int:
         prog="python -m effcourse.prepare",
         description="Download and verify MNIST, train and cache the three baselines, run the doctor.",
     )
-    parser.add_argument(
-        "--profile",
-        choices=("quick", "full"),
-        help="profile to train the baselines for (default: $EFFCOURSE_PROFILE or full)",
-    )
+    parser.add_argument("--profile", choices=("quick", "full"), help="default: $EFFCOURSE_PROFILE or full")
     parser.add_argument("--no-baselines", action="store_true", help="only the data and the doctor")
     parser.add_argument("--no-doctor", action="store_true", help="skip the doctor at the end")
     args = parser.parse_args(argv)
@@ -61,11 +52,10 @@ def main(argv=None) -> int:
         for name in models.BUILDERS:
             t0 = time.perf_counter()
             models.pretrained(name, prof)
-            record = models.training_record(name, prof)
+            rec = models.training_record(name, prof)
+            took = f"ready in {time.perf_counter() - t0:5.1f} s"
             print(
-                f"{name:14s} ready in {time.perf_counter() - t0:5.1f} s "
-                f"(test accuracy {record.test_accuracy:.2%}, {record.epochs} epochs)",
-                flush=True,
+                f"{name:14s} {took} (test accuracy {rec.test_accuracy:.2%}, {rec.epochs} epochs)", flush=True
             )
         print(f"baselines: {time.perf_counter() - start:.0f} s")
 

@@ -1,16 +1,9 @@
 """The named run profiles, ``quick`` and ``full`` (notebook 00).
 
-A profile fixes every size and count a notebook uses: how much data, how many epochs,
-which sweep points, how many timing repeats. Notebooks never type these numbers; they read
-them from the active profile (``EFFCOURSE_PROFILE``, default ``full``).
-
-* ``full``: the real course. All of MNIST, enough epochs to reach the published baselines.
-* ``quick``: the same code on small subsets with few epochs, so that CI executes every
-  notebook in minutes. Its numbers are real measurements of a small run, not the course's
-  results.
-
-Settings that only one notebook uses live in ``NOTEBOOK_SETTINGS`` under the notebook's
-name, with a quick and a full value for each key; read them with ``profile.section(name)``.
+A profile fixes every size and count a notebook uses; notebooks read them from the active
+profile (``EFFCOURSE_PROFILE``, default ``full``: all of MNIST, the real course; ``quick``: the
+same code on small subsets for CI). One notebook's settings live in ``NOTEBOOK_SETTINGS``
+under its name, a quick and a full value per key, read with ``profile.section(name)``.
 """
 
 from __future__ import annotations
@@ -26,9 +19,7 @@ DEFAULT = "full"
 @dataclass(frozen=True)
 class Profile:
     """One profile: data sizes, baseline epochs, timing repeats and per-notebook settings.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
 
     name: str
     description: str
@@ -460,18 +451,10 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 }
 
 
-#: Measured run time of each notebook in minutes, per profile: the one source for the
-#: notebooks' own "Run time" lines, the README's syllabus and ``make course``'s estimate of
-#: what is left (a test checks that the three agree). Full: a fresh clone's ``make course``
-#: with an empty cache on a 2-core Intel Xeon (Sapphire Rapids, no GPU) on 2026-12-02 (the fifth
-#: session's run), 61.5 minutes in all (01 trains the three baselines: 6 of its 6.8 minutes). 08
-#: ran slower in it than the same cells alone an hour before (its LeNet-5 size trials 58-68 s
-#: against 44-45 s; host load, nothing else ran in the VM), so 08's 11.2 is on the high side
-#: (about 9 alone); the session before measured 59.1 in all with the previous, cheaper 08. Quick: each
-#: notebook alone with nbclient on the same machine, baselines trained by 01 (02 and 08 at a
-#: load average of 1-4). On that CPU notebook 05's float16 training falls back to slow reference
-#: kernels (a mixed_float16 CNN step 180x float32's); 05 bounds it by ``side_by_side_budget_s``
-#: and says so.
+#: Measured run time of each notebook in minutes, per profile: the one source for the notebooks'
+#: "Run time" lines, the README's syllabus and ``make course``'s estimate (a test checks they agree).
+#: Full: ``make course`` from an empty cache on a 2-core Intel Xeon (Sapphire Rapids, no GPU), 61.5
+#: minutes in all (01 trains the three baselines); quick: each notebook alone with nbclient there.
 RUN_MINUTES = {
     "00_setup_and_tour": {"quick": 0.4, "full": 1.3},
     "01_sgd_loss_formulation": {"quick": 0.6, "full": 6.8},
@@ -491,9 +474,7 @@ RUN_MINUTES = {
 
 def run_time_line(notebook: str) -> str:
     """The "Run time" sentence every notebook's first cell carries (checked by a test).
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     m = RUN_MINUTES[notebook]
     return (
         f"**Run time:** about {m['full']:g} min in the full profile, {m['quick']:g} min in the quick profile"
@@ -502,9 +483,7 @@ def run_time_line(notebook: str) -> str:
 
 def get(name: str | None = None) -> Profile:
     """The profile called ``name``; an unknown name is an error listing the valid ones.
-
-    Introduced in notebook 01.
-    """
+    Introduced in notebook 01."""
     key = (name or DEFAULT).strip().lower()
     if key not in PROFILES:
         raise ValueError(
@@ -516,7 +495,5 @@ def get(name: str | None = None) -> Profile:
 
 def active() -> Profile:
     """The profile named by ``$EFFCOURSE_PROFILE`` (default ``full``).
-
-    Introduced in notebook 07.
-    """
+    Introduced in notebook 07."""
     return get(os.environ.get(ENV_VAR) or DEFAULT)

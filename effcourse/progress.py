@@ -1,10 +1,7 @@
 """Progress for long cells: tqdm bars for loops and for Keras training (every notebook).
 
-A learner should never stare at a silent cell for minutes. ``bar`` wraps a loop (a sweep
-over sparsities, a list of configurations) and ``KerasBar`` is a Keras 2 callback with one
-bar over all the batches of a ``fit`` call, the epoch and the latest loss in its caption.
-In JupyterLab they are tqdm's notebook widgets (ipywidgets); in a terminal, tqdm's text
-bars. ``EFFCOURSE_PROGRESS=0`` turns every bar off (the unit tests do).
+``bar`` wraps a loop; ``KerasBar`` is a Keras 2 callback with one bar over every batch of a
+``fit``. Widgets in JupyterLab, text in a terminal; ``EFFCOURSE_PROGRESS=0`` turns them off.
 """
 
 from __future__ import annotations
@@ -19,28 +16,15 @@ _TRANSIENT = [0]  # depth of nested ``transient()`` blocks
 
 def enabled() -> bool:
     """True unless ``EFFCOURSE_PROGRESS=0``.
-
-    Introduced in notebook 02.
-    """
+    Introduced in notebook 02."""
     return os.environ.get("EFFCOURSE_PROGRESS", "1") not in ("0", "false", "no", "")
 
 
-def _tqdm():
+def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it", **kwargs):
+    """A tqdm progress bar over ``iterable`` (silent when progress is off), for any loop of seconds.
+    Introduced in notebook 00."""
     from tqdm.auto import tqdm
 
-    return tqdm
-
-
-def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it", **kwargs):
-    """A tqdm progress bar over ``iterable``.
-
-    Use it on any loop that takes more than a few seconds: ``for s in progress.bar(sparsities,
-    desc="sparsity sweep"):``. With progress disabled the iterable comes back unchanged (or a
-    silent bar for manual ``update`` calls).
-
-    Introduced in notebook 00.
-    """
-    tqdm = _tqdm()
     return tqdm(
         iterable, total=total, desc=desc, unit=unit, disable=not enabled(), dynamic_ncols=True, **kwargs
     )
@@ -48,14 +32,8 @@ def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it
 
 @contextmanager
 def transient():
-    """Inside this block, Keras training bars vanish when their training ends.
-
-    For loops that train many times (stages, seeds, configurations) and keep a bar of their
-    own: the loop's bar stays on screen, the bar of each ``fit`` inside it does not, so a cell
-    does not end with dozens of finished bars.
-
-    Introduced in notebook 02.
-    """
+    """Inside this block, Keras training bars vanish when their training ends (loops that train often).
+    Introduced in notebook 02."""
     _TRANSIENT[0] += 1
     try:
         yield
@@ -64,24 +42,15 @@ def transient():
 
 
 class KerasBar(tf_keras.callbacks.Callback):
-    """One progress bar over every batch of a ``fit`` call, with epoch and loss.
-
-    ``model.fit(.., verbose=0, callbacks=[progress.KerasBar("LeNet-5")])``. The bar closes
-    at the end of training and stays on screen with the final loss and accuracy.
-
-    Introduced in notebook 00.
-    """
+    """One progress bar over every batch of a ``fit`` call, with epoch and loss (``verbose=0``).
+    Introduced in notebook 00."""
 
     def __init__(self, desc: str = "training"):
         super().__init__()
-        self.desc = desc
-        self._bar = None
-        self._epoch = 0
+        self.desc, self._bar, self._epoch = desc, None, 0
 
     def on_train_begin(self, logs=None):
-        steps = self.params.get("steps") or 0
-        epochs = self.params.get("epochs") or 1
-        total = steps * epochs if steps else None
+        total = (self.params.get("steps") or 0) * (self.params.get("epochs") or 1) or None
         self._bar = bar(total=total, desc=self.desc, unit="batch", leave=not _TRANSIENT[0])
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -104,19 +73,13 @@ class KerasBar(tf_keras.callbacks.Callback):
             self._bar = None
 
     def _caption(self, logs) -> dict:
-        epochs = self.params.get("epochs") or 1
-        shown = {"epoch": f"{self._epoch}/{epochs}"}
-        for key in ("loss", "accuracy", "val_accuracy"):
-            if key in logs:
-                shown[key] = f"{float(logs[key]):.4f}"
-        return shown
+        shown = {"epoch": f"{self._epoch}/{self.params.get('epochs') or 1}"}
+        return shown | {k: f"{float(logs[k]):.4f}" for k in ("loss", "accuracy", "val_accuracy") if k in logs}
 
 
 def with_bar(callbacks, desc: str, verbose: int = 0) -> list:
     """``callbacks`` plus a ``KerasBar`` when Keras prints nothing itself and bars are on.
-
-    Introduced in notebook 05.
-    """
+    Introduced in notebook 05."""
     callbacks = list(callbacks or [])
     if verbose == 0 and enabled() and not any(isinstance(c, KerasBar) for c in callbacks):
         callbacks.append(KerasBar(desc))

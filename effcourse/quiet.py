@@ -1,46 +1,35 @@
 """Quiet native logs: keep TensorFlow's C++ log lines out of the learner's notebook (every notebook).
 
-TensorFlow 2.21 writes its native log lines straight to file descriptor 2 (C-level stderr)
-through absl, whatever ``TF_CPP_MIN_LOG_LEVEL`` says: the "All log messages before
-absl::InitializeLog()" banner, oneDNN and "Could not find cuda drivers" notices,
-``failed call to cuInit`` on a machine without a GPU, graph-optimizer notes, the TFLite
-converter's settings dump and the XNNPACK delegate's INFO line. A beginner reads "ERROR"
-and "CUDA error" as something broken, and none of these lines is about the learner's code.
-
-``install()`` (called when ``effcourse`` is imported, before TensorFlow is) puts a pipe in
-front of descriptor 2 and a thread that forwards every line except those, so Python
-warnings and errors, the course's own messages and any native line not recognised as
-noise still show. The hidden lines are kept: ``hidden()`` returns the most recent ones.
-Set ``EFFCOURSE_NATIVE_LOGS=1`` before importing effcourse to see everything.
+TensorFlow writes native log lines (absl banners, oneDNN and CUDA notices, converter dumps)
+straight to file descriptor 2, whatever ``TF_CPP_MIN_LOG_LEVEL`` says; a beginner reads them
+as errors. ``install()`` (run by ``import effcourse``) puts a pipe and a thread in front of
+descriptor 2 that forward every line except those; ``hidden()`` returns the latest hidden
+ones. ``EFFCOURSE_NATIVE_LOGS=1`` before importing effcourse shows everything.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import os
 import re
 import threading
 import warnings
 
-#: TensorFlow's native log lines, in absl's form: severity (Info, Warning, Error, Fatal), date,
-#: time, thread, the C++ source ``file.cc:line``, then ``] `` and the message. Recognised by
-#: form and source, not one by one: CPUs and builds differ in which lines they print.
+#: absl's native log form: severity (I, W, E, F), date, time, thread, ``file.cc:line] message``.
 ABSL = re.compile(
     r"^(?P<level>[IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ (?P<source>[\w./-]+:\d+)\] ?(?P<message>.*)$"
 )
 
-#: Error-level messages known harmless on a working setup (no GPU driver, CUDA plugins
-#: registered twice, graph-optimizer notes).
+#: Error-level messages known harmless on a working setup.
 HARMLESS_ERRORS = re.compile(
     r"failed call to cuInit"  # no GPU driver on this machine
     r"|Unable to register cu(?:DNN|FFT|BLAS) factory"  # CUDA plugins registered twice
     r"|NodeDef mentions attribute use_unbounded_threadpool"  # tf.data graph note (TF 2.21)
     r"|Error in PredictCost\(\) for the op"  # grappler cost model note
 )
-#: An error-level message that TensorFlow itself marks as a fallback to another implementation
-#: (e.g. oneDNN's ``DT_HALF ... Falling back to the default Eigen-based implementation``):
-#: the work is done, by other kernels.
+#: An error-level message TensorFlow marks as a fallback to other kernels: the work is done.
 FALLBACK = re.compile(r"\bfall(?:ing)? ?back\b", re.I)
 
 #: Other native chatter, not in absl's form: the converter's settings dump, LiteRT's notices.
@@ -63,8 +52,7 @@ EXPLAIN = (
     "the cause. Set EFFCOURSE_NATIVE_LOGS=1 before starting Jupyter to see every native line.)"
 )
 
-#: Python warnings raised inside TensorFlow's converter or Keras about their own internals
-#: (not about anything a learner wrote): filtered by message, never by category alone.
+#: Python warnings of TensorFlow's converter or Keras about their own internals (by message).
 PYTHON_NOISE = (
     r"Statistics for quantized inputs were expected, but not specified",
     r"Please consider providing the trackable_obj argument in the from_concrete_functions",
@@ -78,13 +66,9 @@ _lock = threading.Lock()
 
 
 def is_noise(line: str) -> bool:
-    """True when ``line`` is native log chatter that ``install()`` hides.
-
-    Every info and warning line in absl's form; an error line when it is known harmless or
-    TensorFlow says it falls back to another implementation; fatal lines never.
-
-    Introduced in notebook 00.
-    """
+    """True when ``line`` is native log chatter that ``install()`` hides (absl info and warnings,
+    harmless or fallback errors; fatal lines never).
+    Introduced in notebook 00."""
     text = line.lstrip("\r")
     found = ABSL.match(text)
     if found is None:
@@ -97,9 +81,7 @@ def is_noise(line: str) -> bool:
 
 def explanation(line: str) -> str | None:
     """The note shown after a native error line that is not hidden (None for any other line).
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     found = ABSL.match(line.lstrip("\r"))
     if found is None or found["level"] not in "EF" or is_noise(line):
         return None
@@ -108,15 +90,8 @@ def explanation(line: str) -> str | None:
 
 def hidden() -> list[str]:
     """The most recent native lines that were hidden (up to 500), oldest first.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     return list(_hidden)
-
-
-def _might_become_noise(partial: str) -> bool:
-    """Hold an unfinished line back until its end, unless it is a progress redraw ("\\r...")."""
-    return not partial.startswith("\r") and len(partial) < 4096
 
 
 def _pump(read_fd: int, out_fd: int) -> None:
@@ -141,29 +116,20 @@ def _pump(read_fd: int, out_fd: int) -> None:
             if note and not _explained:
                 _explained.append(text)
                 keep.append(note.encode() + b"\n")
-        if pending and not _might_become_noise(pending.decode("utf-8", "replace")):
-            keep.append(pending)  # a progress bar or prompt without a newline: show it now
+        if pending and (pending.startswith(b"\r") or len(pending.decode("utf-8", "replace")) >= 4096):
+            keep.append(pending)  # a progress redraw or a long unfinished line: show it now
             pending = b""
         if keep:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(out_fd, b"".join(keep))
-            except OSError:
-                pass
     if pending:
-        try:
+        with contextlib.suppress(OSError):
             os.write(out_fd, pending)
-        except OSError:
-            pass
 
 
 def install(fd: int = 2) -> bool:
     """Filter native log noise out of descriptor ``fd`` (stderr); idempotent. True when active.
-
-    Introduced in notebook 00 (``import effcourse`` calls it). Does nothing when
-    ``EFFCOURSE_NATIVE_LOGS=1``, or when the descriptor cannot be duplicated.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00. Does nothing when ``EFFCOURSE_NATIVE_LOGS=1`` or ``fd`` cannot be duplicated."""
     for message in PYTHON_NOISE:
         warnings.filterwarnings("ignore", message=message)
     if os.environ.get("EFFCOURSE_NATIVE_LOGS", "") not in ("", "0"):
@@ -178,9 +144,8 @@ def install(fd: int = 2) -> bool:
         except OSError:
             return False
         os.close(write_fd)
-        thread = threading.Thread(
-            target=_pump, args=(read_fd, original), daemon=True, name=f"effcourse-quiet-fd{fd}"
-        )
+        name = f"effcourse-quiet-fd{fd}"
+        thread = threading.Thread(target=_pump, args=(read_fd, original), daemon=True, name=name)
         thread.start()
         _state[fd] = (original, read_fd, thread)
     if len(_state) == 1:
@@ -190,9 +155,7 @@ def install(fd: int = 2) -> bool:
 
 def uninstall(fd: int = 2, timeout: float = 2.0) -> None:
     """Restore descriptor ``fd`` and forward what is still in the pipe (tests, clean exit).
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     with _lock:
         entry = _state.pop(fd, None)
     if entry is None:

@@ -1,17 +1,10 @@
 """The results log every notebook writes to, and the Pareto frontier (notebook 00).
 
-One row per measured variant in ``build/results/<profile>.csv``. ``record`` appends under a
-file lock and replaces the file atomically, so notebooks can run in parallel and a crash
-never leaves half a file; a re-run replaces the rows with the same (notebook, model,
-variant, profile). Metrics that only one technique has (throughput, bubble, ...) go in
-``extra`` as JSON.
-
-``variant`` is a label for people and may be reworded at any time; what a program needs to
-find a row is in fields: ``technique``, ``setting`` (the configuration within the technique,
-from a fixed vocabulary: a conversion mode, a precision policy, a training-set size) and
-``role`` (``"reference"``: the row a comparison is made against, ``"treated"``: the row with
-the technique applied that the comparison measures). ``report.targets`` reads only fields;
-the schema, per notebook, is in docs/DESIGN.md ("Results log").
+One row per measured variant in ``build/results/<profile>.csv``, appended under a file lock
+and replaced atomically (parallel notebooks, crashes); a re-run replaces the rows with the same
+(notebook, model, variant, profile). Technique-specific metrics go in ``extra`` (JSON).
+``variant`` is a label for people; programs select rows by ``technique``, ``setting`` and
+``role`` (``reference`` / ``treated``). The schema per notebook: docs/DESIGN.md ("Results log").
 """
 
 from __future__ import annotations
@@ -27,24 +20,10 @@ import numpy as np
 from . import env
 from .errors import EffcourseError
 
-COLUMNS = [
-    "notebook",
-    "technique",
-    "model",
-    "variant",
-    "setting",
-    "role",
-    "accuracy",
-    "size_bytes",
-    "dense_fp32_bytes",
-    "latency_ms",
-    "latency_p90_ms",
-    "macs",
-    "profile",
-    "timestamp",
-    "versions",
-    "extra",
-]
+COLUMNS = (
+    "notebook technique model variant setting role accuracy size_bytes dense_fp32_bytes latency_ms "
+    "latency_p90_ms macs profile timestamp versions extra"
+).split()
 KEY = ["notebook", "model", "variant", "profile"]
 REQUIRED = ["notebook", "technique", "model", "variant"]
 METRICS = ["accuracy", "size_bytes", "dense_fp32_bytes", "latency_ms", "latency_p90_ms", "macs"]
@@ -54,20 +33,15 @@ ROLES = ("reference", "treated")
 
 class ResultError(EffcourseError, ValueError):
     """A results row that is incomplete or holds impossible values.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
 
 
 def path(profile: str | None = None) -> Path:
     """build/results/<profile>.csv.
-
-    Introduced in notebook 00.
-    """
+    Introduced in notebook 00."""
     from . import profile as _profile
 
-    name = profile or _profile.active().name
-    return env.build_dir("results") / f"{name}.csv"
+    return env.build_dir("results") / f"{profile or _profile.active().name}.csv"
 
 
 @contextlib.contextmanager
@@ -83,29 +57,23 @@ def _locked(target: Path):
 def _validate(row: dict) -> dict:
     missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
     if missing:
-        raise ResultError(
-            f"results.record needs non-empty text for {missing}; got { {k: row.get(k) for k in missing} }."
-        )
+        got = {k: row.get(k) for k in missing}
+        raise ResultError(f"results.record needs non-empty text for {missing}; got {got}.")
     for key in FIELDS:
-        value = row.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ResultError(f"{key} must be non-empty text or None, got {value!r}")
+        if row.get(key) is not None and (not isinstance(row[key], str) or not row[key].strip()):
+            raise ResultError(f"{key} must be non-empty text or None, got {row[key]!r}")
     if row.get("role") is not None and row["role"] not in ROLES:
         raise ResultError(f"role must be one of {ROLES} or None, got {row['role']!r}")
-    extra = row.get("extra") or {}
-    if all(row.get(k) is None for k in METRICS) and not extra:
+    if all(row.get(k) is None for k in METRICS) and not row.get("extra"):
         raise ResultError(
             "results.record got no measurement: give at least one of "
             f"{METRICS} or a technique-specific metric as a keyword."
         )
-    for key in METRICS:
-        value = row.get(key)
-        if value is None:
-            continue
+    for key in [k for k in METRICS if row.get(k) is not None]:
         try:
-            value = float(value)
+            value = float(row[key])
         except (TypeError, ValueError) as err:
-            raise ResultError(f"{key} must be a number, got {value!r}") from err
+            raise ResultError(f"{key} must be a number, got {row[key]!r}") from err
         if not math.isfinite(value) or value < 0:
             raise ResultError(f"{key} must be finite and >= 0, got {value}")
         if key == "accuracy" and value > 1:
@@ -132,46 +100,25 @@ def record(
     **extra,
 ) -> dict:
     """Append one measured variant to the results log (replacing an earlier run of it).
-
-    Introduced in notebook 00. ``variant`` is the label people read; ``setting`` and ``role``
-    are the fields programs select rows by (see the module docstring and docs/DESIGN.md).
-    """
+    Introduced in notebook 00."""
     import pandas as pd
 
     from . import profile as _profile
 
     prof = profile or _profile.active().name
-    row = _validate(
-        {
-            "notebook": notebook,
-            "technique": technique,
-            "model": model,
-            "variant": variant,
-            "setting": setting,
-            "role": role,
-            "accuracy": accuracy,
-            "size_bytes": size_bytes,
-            "dense_fp32_bytes": dense_fp32_bytes,
-            "latency_ms": latency_ms,
-            "latency_p90_ms": latency_p90_ms,
-            "macs": macs,
-            "extra": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in extra.items()},
-        }
-    )
+    row = dict(notebook=notebook, technique=technique, model=model, variant=variant, setting=setting)
+    row.update(role=role, accuracy=accuracy, size_bytes=size_bytes, dense_fp32_bytes=dense_fp32_bytes)
+    row.update(latency_ms=latency_ms, latency_p90_ms=latency_p90_ms, macs=macs)
+    row["extra"] = {k: v.item() if isinstance(v, np.generic) else v for k, v in extra.items()}
+    row = _validate(row)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     row.update(
-        profile=prof,
-        timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        versions=env.versions(),
-        extra=json.dumps(row["extra"], sort_keys=True),
+        profile=prof, timestamp=now, versions=env.versions(), extra=json.dumps(row["extra"], sort_keys=True)
     )
     target = path(prof)
     with _locked(target):
         old = load(prof).reindex(columns=COLUMNS) if target.exists() else pd.DataFrame(columns=COLUMNS)
-        if len(old):
-            same = np.ones(len(old), dtype=bool)
-            for k in KEY:
-                same &= old[k].astype(str).to_numpy() == str(row[k])
-            old = old[~same]
+        old = old[~(old[KEY].astype(str) == [str(row[k]) for k in KEY]).all(axis=1)]
         new = pd.DataFrame([row], columns=COLUMNS)
         table = new if old.empty else pd.concat([old[COLUMNS], new], ignore_index=True)
         env.atomic_write_bytes(target, table.to_csv(index=False).encode())
@@ -180,11 +127,9 @@ def record(
 
 def load(profile: str | None = None):
     """The results log of a profile as a DataFrame (empty if nothing was recorded yet).
-
-    Adds ``compression`` = dense_fp32_bytes / size_bytes where both are known. A log written
-    before a column existed (``setting``, ``role``) reads with that column empty (NaN).
-
     Introduced in notebook 00.
+
+    Adds ``compression`` = dense_fp32_bytes / size_bytes; columns an older log lacks read as empty.
     """
     import pandas as pd
 
@@ -202,18 +147,13 @@ def load(profile: str | None = None):
 
 def extra(table, key: str):
     """One technique-specific metric from the ``extra`` JSON column, as a Series.
-
-    Introduced in notebook 02.
-    """
+    Introduced in notebook 02."""
     return table["extra"].map(lambda s: json.loads(s).get(key) if isinstance(s, str) else None)
 
 
 def pareto_mask(size, accuracy) -> np.ndarray:
-    """True for points no other point beats: none is at most as large and at least as accurate,
-    better in one of the two. NaNs are never on the frontier.
-
-    Introduced in notebook 00.
-    """
+    """True for points no other point beats (at most as large, at least as accurate, better in one).
+    Introduced in notebook 00. NaNs are never on the frontier."""
     size = np.asarray(size, dtype=float)
     acc = np.asarray(accuracy, dtype=float)
     ok = np.isfinite(size) & np.isfinite(acc)
@@ -227,7 +167,5 @@ def pareto_mask(size, accuracy) -> np.ndarray:
 
 def pareto_front(table, size: str = "size_bytes", accuracy: str = "accuracy"):
     """The rows of ``table`` on the accuracy-versus-size Pareto frontier, sorted by size.
-
-    Introduced in notebook 08.
-    """
+    Introduced in notebook 08."""
     return table[pareto_mask(table[size], table[accuracy])].sort_values(size)

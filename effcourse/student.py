@@ -1,23 +1,13 @@
 """Student copies of the notebooks: solutions removed, checks kept (``make student``).
 
-A code cell tagged ``solution`` holds a reference answer. In the student copy the lines
-between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
-``raise NotImplementedError(...)`` at the same indentation (so the surrounding ``def``
-line and signature stay as a scaffold); a tagged cell without markers is replaced whole.
-Markers are honoured wherever they are, tagged or not: an untagged code cell with markers
-is stripped the same way (and tagged ``exercise``), and in a markdown or raw cell the text
-between them becomes a line asking for the learner's answer.
-The placeholder names its exercise ("Exercise 3 is not solved yet ..."), so a student copy
-run top to bottom stops at the first unsolved exercise with that exercise's own message:
-in the exercise cell itself when the answer is a value, or in the check right after it
-when the answer is a function (the check says the function is not written yet).
-Outputs are cleared.
-
+In every code cell tagged ``solution`` or holding markers, the lines between ``### BEGIN
+SOLUTION`` and ``### END SOLUTION`` become ``raise NotImplementedError("Exercise N is not
+solved yet ...")`` at the same indentation (a tagged cell without markers is replaced whole),
+so a copy run top to bottom stops at the first unsolved exercise; in markdown the text between
+markers becomes a line asking for the answer. Outputs are cleared.
 ``python -m effcourse.student [--out DIR]`` writes the copies to ``DIR`` (default
-``build/student``) and a zip beside it, ``<DIR>.zip``: a course folder for students (the
-student notebooks, the ``effcourse`` package with its checks but without this module, the
-install files and a short README), which runs with the same ``make venv`` / ``make lab`` as
-the course.
+``build/student``) and ``<DIR>.zip``: notebooks, the package without this module, the install
+files and a README, which runs with the same ``make venv`` / ``make lab``.
 """
 
 from __future__ import annotations
@@ -31,14 +21,7 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your code here, then run the check below.")'
 # Files of the course that go into the students' zip besides the notebooks (no tests, no solutions).
-ZIP_FILES = (
-    "pyproject.toml",
-    "constraints.txt",
-    "Makefile",
-    "environment.yml",
-    "data/README.md",
-    "docs/TROUBLESHOOTING.md",
-)
+ZIP_FILES = "pyproject.toml constraints.txt Makefile environment.yml data/README.md docs/TROUBLESHOOTING.md"
 ZIP_ROOT = "effcourse-student"
 # Package modules left out of the students' zip: this one names the markers and makes the copies.
 ZIP_EXCLUDE = ("effcourse/student.py",)
@@ -172,7 +155,7 @@ def write_zip(zip_path: Path, notebooks: dict[str, bytes], root: Path) -> Path:
         zf.writestr(f"{ZIP_ROOT}/README.md", STUDENT_README)
         for name, body in notebooks.items():
             zf.writestr(f"{ZIP_ROOT}/notebooks/{name}", body)
-        for rel in ZIP_FILES:
+        for rel in ZIP_FILES.split():
             if (root / rel).exists():
                 zf.write(root / rel, f"{ZIP_ROOT}/{Path(rel).name if rel.startswith('docs/') else rel}")
         for path in sorted((root / "effcourse").rglob("*.py")):
@@ -189,13 +172,10 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m effcourse.student",
-        description="Write solution-free copies of the notebooks and a zip to hand out.",
+        description="Write solution-free copies of the notebooks and a zip.",
     )
     parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for the copies (default: build/student); the zip goes beside it",
+        "--out", type=Path, help="folder for the copies (default: build/student); zip beside it"
     )
     args = parser.parse_args(argv)
     root = project_root()

@@ -1,17 +1,9 @@
 """Experiment tracking: runs and their settings in TensorBoard's HParams dashboard (notebook 08).
 
-``log_runs(rows, log_dir, metrics=[...])`` writes one TensorBoard run per row (a dict of
-parameters and metrics): the parameters as hyperparameters, the metrics as scalars, and
-the experiment's configuration (every parameter's values, every metric) at the top of
-``log_dir``. Any sweep can be logged this way: notebook 08's study trials
-(``search.run(..., log_dir=...)``), notebook 02's sparsity sweep, notebook 04's cluster counts. This
-module knows nothing of Optuna (``search`` imports it, never the other way). Look at it
-with ``tensorboard --logdir build/tensorboard`` (or ``%tensorboard`` in Jupyter); the
-HPARAMS tab compares the runs in a table, parallel coordinates and scatter plots.
-``read_runs`` reads a log back (for tests, and to check what was written).
-
-A log directory is rewritten as a whole (written beside it, then swapped in), so logging
-the same sweep twice leaves one run per row, not two.
+``log_runs`` writes one run per row (parameters as hyperparameters, metrics as scalars) for
+any sweep (08's trials, 02's sparsities, 04's cluster counts); the folder is replaced as a
+whole, so a re-run leaves one run per row. ``read_runs`` reads a log back. View it with
+``tensorboard --logdir build/tensorboard`` (the HPARAMS tab).
 """
 
 from __future__ import annotations
@@ -32,11 +24,7 @@ def _value(v):
         return None
     if isinstance(v, (bool, str)):
         return v
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return float(v)
-    return str(v)
+    return int(v) if isinstance(v, numbers.Integral) else float(v) if isinstance(v, numbers.Real) else str(v)
 
 
 def _domain(values):
@@ -55,19 +43,11 @@ def _domain(values):
 
 def log_runs(rows, log_dir, metrics, params=None, run_name: str = "run", names=None) -> Path:
     """Log ``rows`` (dicts of parameters and metrics) to TensorBoard HParams under ``log_dir``, one run each.
-
-    ``metrics`` lists the keys that are measurements (logged as scalars, e.g.
-    ``["accuracy", "size_bytes"]``); ``params`` the keys that are settings (default: every
-    other key). Values may be numbers, strings or bools; None and NaN are left out of that
-    run. Runs are named ``names[i]`` if given, else ``f"{run_name}-{i:03d}"``. The folder is
-    replaced as a whole, so a re-run leaves one run per row. Returns ``log_dir``. Example
-    (notebook 02's sweep)::
-
-        tracking.log_runs([{"sparsity": 0.9, "model": "lenet5", "accuracy": 0.991, "size_bytes": 61000}, ...],
-                          effcourse.env.build_dir("tensorboard") / "02_sparsity_sweep",
-                          metrics=["accuracy", "size_bytes"])
-
     Introduced in notebook 08.
+
+    ``metrics``: the keys logged as scalars; ``params``: the settings (default: every other
+    key). None and NaN values are left out of a run. Runs are named ``names[i]``, else
+    ``f"{run_name}-{i:03d}"``. Returns ``log_dir``.
     """
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
@@ -85,9 +65,7 @@ def log_runs(rows, log_dir, metrics, params=None, run_name: str = "run", names=N
     params = [k for k in (params if params is not None else keys) if k not in metrics]
     if names is not None and len(names) != len(rows):
         raise ValueError(f"names has {len(names)} entries for {len(rows)} rows.")
-    names = (
-        [str(n) for n in names] if names is not None else [f"{run_name}-{i:03d}" for i in range(len(rows))]
-    )
+    names = [f"{run_name}-{i:03d}" for i in range(len(rows))] if names is None else [str(n) for n in names]
     if len(set(names)) != len(names):
         raise ValueError("Run names must be distinct (one run per row).")
     target = Path(log_dir)
@@ -118,9 +96,7 @@ def log_runs(rows, log_dir, metrics, params=None, run_name: str = "run", names=N
 
 def read_runs(log_dir) -> dict:
     """{run name: {"params": {...}, "metrics": {...}}} read back from a ``log_runs`` folder.
-
-    Introduced in notebook 08.
-    """
+    Introduced in notebook 08."""
     import tensorflow as tf
     from tensorboard.plugins.hparams import plugin_data_pb2
 

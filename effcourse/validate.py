@@ -1,7 +1,6 @@
 """Argument checks shared by the package: one message style for bad input (every notebook).
 
-Each check returns the value it accepted (converted where that is safe), or raises a
-``ValueError`` / ``TypeError`` whose message names the argument, what it got and what to do.
+Each returns the value it accepted, or raises an error naming the argument, what it got and what to do.
 """
 
 from __future__ import annotations

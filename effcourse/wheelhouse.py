@@ -1,21 +1,15 @@
 """Wheels for an offline room, for this machine or another platform (``make wheelhouse``).
 
-``pip download --platform win_amd64`` run on Linux evaluates the dependencies' environment
-markers for the machine it runs on, so Windows-only packages (pywinpty, colorama; pywin32 with older jupyter_core)
-are never downloaded and an offline Windows room cannot install. Here the target platform's
-whole dependency set is resolved first, with ``uv pip compile --python-platform`` (markers
-evaluated for the target) inside the constraints file's exact versions; then pip downloads
-exactly that list, ``--no-deps``, as wheels for the target. Resolving needs the package
-index (metadata only); downloading needs it too.
-
-``python -m effcourse.wheelhouse [--dest wheelhouse] [--platform win_amd64] [--python-version 311]
-[--extra test]``. ``requirements(platform, python_version)`` returns the resolved list alone
-(no download).
+``pip download --platform`` evaluates environment markers for the machine it runs on and
+misses Windows-only packages, so the target's set is first resolved with ``uv pip compile
+--python-platform`` inside constraints.txt, then pip downloads exactly that list (``--no-deps``).
+``python -m effcourse.wheelhouse [--dest wheelhouse] [--platform win_amd64] [--python-version 311]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -63,20 +57,13 @@ def _uv() -> str:
 
         return find_uv_bin()
     except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
+        if found := shutil.which("uv"):
             return found
     raise EffcourseError("uv is not installed: `pip install -e '.[test]'` (or `make test-venv`) installs it")
 
 
-def requirements(
-    platform: str | None = None, python_version: str | None = None, extras=(), root: Path | None = None
-) -> list[str]:
-    """The course's full dependency set as ``name==version`` lines, resolved for ``platform`` and Python.
-
-    ``platform`` is a pip tag (None: this machine); versions come from the constraints file.
-    Raises ``EffcourseError`` with uv's message (``unreachable`` tells a missing network).
-    """
+def requirements(platform=None, python_version=None, extras=(), root=None) -> list[str]:
+    """The course's dependency set as ``name==version`` lines for a pip platform tag (None: here) and Python."""
     root = root or project_root()
     with tempfile.TemporaryDirectory() as tmp:
         extra_in = Path(tmp) / "build-tools.in"
@@ -87,12 +74,8 @@ def requirements(
             cmd += ["--extra", extra]
         if platform:
             cmd += ["--python-platform", uv_platform(platform)]
-        env = None
-        mac = re.fullmatch(r"macosx_(\d+)_(\d+)_\w+", platform or "")
-        if mac:  # the oldest macOS the wheels must support
-            import os
-
-            env = dict(os.environ, MACOSX_DEPLOYMENT_TARGET=f"{mac.group(1)}.{mac.group(2)}")
+        mac = re.fullmatch(r"macosx_(\d+)_(\d+)_\w+", platform or "")  # the oldest macOS to support
+        env = dict(os.environ, MACOSX_DEPLOYMENT_TARGET=f"{mac.group(1)}.{mac.group(2)}") if mac else None
         version = _python_version(python_version)
         if version:
             cmd += ["--python-version", version]
@@ -104,15 +87,7 @@ def requirements(
     return [ln.split(";")[0].strip() for ln in done.stdout.splitlines() if "==" in ln]
 
 
-def unreachable(message: str) -> bool:
-    """True when a resolver's message says the package index could not be reached (no network)."""
-    words = ("failed to fetch", "dns", "connect", "network", "timed out", "offline", "resolve host")
-    return any(w in message.lower() for w in words)
-
-
-def download(
-    dest: Path, platform: list[str] | None = None, python_version: str | None = None, extras=()
-) -> Path:
+def download(dest: Path, platform=None, python_version=None, extras=()) -> Path:
     """Resolve (per platform) and download every wheel into ``dest``; return the requirements file."""
     dest.mkdir(parents=True, exist_ok=True)
     targets = platform or [None]

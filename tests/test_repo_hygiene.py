@@ -141,6 +141,24 @@ def test_long_cells_are_the_exception_with_a_reason(path):
             )
 
 
+MAX_CODE_LINE = 100  # JupyterLab's default width shows about 100 characters of a code cell
+
+
+@pytest.mark.skip(reason="enabled by the lead after the notebook helpers' merges")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_lines_fit_jupyterlabs_width(path):
+    """Every line of every code cell is at most MAX_CODE_LINE characters (no sideways scrolling)."""
+    nb = nbformat.read(path, as_version=4)
+    long = [
+        f"cell {cell.id} line {i}: {len(line)} characters"
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for i, line in enumerate(cell.source.splitlines(), 1)
+        if len(line) > MAX_CODE_LINE
+    ]
+    assert not long, f"{path.name}: code lines over {MAX_CODE_LINE} characters: {long}"
+
+
 # Modules that are tools around the course (commands, checks, plumbing), not the API a notebook teaches.
 TOOL_MODULES = {
     "course",

@@ -31,7 +31,7 @@ def test_rotation_rotates_left_by_round():
     assert timing.rotation(["a", "b", "c"], 4) == ["b", "c", "a"]
 
 
-def test_medians_p90_spread_and_ratios_are_exact():
+def test_medians_p90_and_spread_are_exact():
     clock = FakeClock()
     # warm-up 1 each (durations ignored), then 3 rounds x 3 runs
     a = clock.task("a", [100] + [1, 2, 9] + [2, 2, 2] + [3, 4, 5])
@@ -42,7 +42,6 @@ def test_medians_p90_spread_and_ratios_are_exact():
     assert res["a"].median == 2 and res["a"].spread == (2, 4)
     assert list(res["b"].round_medians) == [4, 7, 4]
     assert res["b"].median == 4
-    assert res.ratio("b", "a") == 2 and res.speedup("a", "b") == 2
     # p90 of [1, 2, 9] is 2 + 0.8 * 7 = 7.6; of [2, 2, 2] is 2; of [3, 4, 5] is 4.8
     assert res["a"].p90 == pytest.approx(4.8)
     assert clock.log[:2] == ["a", "b"]  # warm-up first, untimed
@@ -54,10 +53,6 @@ def test_order_rotates_between_rounds():
     res = timing.interleaved(tasks, rounds=3, runs=1, warmup=0, clock=clock)
     assert res.orders == [["x", "y", "z"], ["y", "z", "x"], ["z", "x", "y"]]
     assert clock.log == ["x", "y", "z", "y", "z", "x", "z", "x", "y"]
-    fixed = timing.interleaved(
-        {k: clock.task(k, [0.0] * 10) for k in "xy"}, rounds=2, warmup=0, clock=clock, rotate=False
-    )
-    assert fixed.orders == [["x", "y"], ["x", "y"]]
 
 
 def test_sync_is_called_before_the_clock_is_read():
@@ -78,20 +73,6 @@ def test_sync_is_called_before_the_clock_is_read():
     res = timing.interleaved({"op": work}, rounds=1, runs=1, warmup=0, clock=clock, sync=sync)
     assert events == ["clock", "work", "sync", "clock"]
     assert res["op"].median == 5.0
-
-
-def test_table_units_and_speedup_column():
-    clock = FakeClock()
-    res = timing.interleaved(
-        {"a": clock.task("a", [0.002] * 3), "b": clock.task("b", [0.001] * 3)},
-        rounds=3,
-        warmup=0,
-        clock=clock,
-    )
-    df = res.table(unit="ms", baseline="a")
-    assert df.loc["a", "median (ms)"] == pytest.approx(2.0)
-    assert df.loc["b", "speed-up vs a"] == pytest.approx(2.0)
-    assert df.loc["b", "rounds"] == 3
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,8 @@
 """Self-checks for the exercises (every notebook).
 
-An exercise asks the learner to write a bounded block of code, in a cell tagged
-``solution`` whose answer sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
-(``make student`` replaces that part with ``raise NotImplementedError``). The next cell
-calls a check from here. A check prints a line that starts with "PASS" and says what was
-verified, or raises ``CheckFailed`` whose message is a hint about what is off: never a bare
-"wrong".
-
-The core helpers are here; each notebook's checks live in their own submodule
-``checks/nbNN.py`` (loaded on first use: ``checks.nb01.sgd_update(fn)``).
+The cell after an exercise calls a check: it prints one line starting with "PASS" that says
+what was verified, or raises ``CheckFailed`` whose message is a hint (never the answer).
+Each notebook's checks live in ``checks/nbNN.py``, loaded on first use (``checks.nb01``).
 """
 
 from __future__ import annotations
@@ -25,9 +19,8 @@ from ..errors import EffcourseError
 class CheckFailed(EffcourseError, AssertionError):
     """An exercise answer that does not pass; the message is the hint.
 
-    In Jupyter it renders as its hint alone: no traceback frames, which would show the
-    check's own code (and so the reference answer), and no chained exceptions. The cell
-    still ends in an error, so nbval and "Run All" stop there.
+    Jupyter shows the hint alone (no traceback, which would show the reference answer); the
+    cell still ends in an error, so nbval and "Run All" stop there.
     """
 
     def _render_traceback_(self):
@@ -40,11 +33,7 @@ _PASSES: contextvars.ContextVar = contextvars.ContextVar("effcourse_check_passes
 
 
 def passed(message: str) -> None:
-    """Print the pass line (and return nothing, so Jupyter prints nothing after it).
-
-    Inside a check (``one_pass_line``) the lines of its partial verifications are
-    collected instead, and the check prints only its last one: one PASS line per check.
-    """
+    """Print the pass line; inside a ``one_pass_line`` check, collect it (the check prints its last)."""
     collected = _PASSES.get()
     if collected is None:
         print(f"PASS: {message}")
@@ -76,12 +65,7 @@ def one_pass_line_each(module_name: str) -> None:
     """Apply ``one_pass_line`` to every public function defined in a checks module (its last line)."""
     module = sys.modules[module_name]
     for name, obj in list(vars(module).items()):
-        if (
-            not name.startswith("_")
-            and callable(obj)
-            and getattr(obj, "__module__", None) == module_name
-            and isinstance(obj, type(one_pass_line))
-        ):
+        if not name.startswith("_") and isinstance(obj, type(fail)) and obj.__module__ == module_name:
             setattr(module, name, one_pass_line(obj))
 
 
@@ -111,8 +95,7 @@ def call(fn, *args, name: str = "your function", **kwargs):
 
 def close(got, expected, what: str, atol: float = 1e-6, hint: str = "") -> None:
     """Check two numbers or arrays agree to ``atol``; the hint says by how much they differ."""
-    got_a = np.asarray(got, dtype=float)
-    exp_a = np.asarray(expected, dtype=float)
+    got_a, exp_a = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
     if got_a.shape != exp_a.shape:
         fail(f"{what}: expected shape {exp_a.shape}, got {got_a.shape}. {hint}".strip())
     err = float(np.max(np.abs(got_a - exp_a))) if got_a.size else 0.0
