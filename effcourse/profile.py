@@ -178,7 +178,7 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         "latency_modes": {"quick": ("float32", "int8"), "full": ("float32", "dynamic", "int8")},
         # fine-tune on the labels only (02's recipe, trial 0) or also from the dense model's soft targets
         "latency_distill": {"quick": (False, True), "full": (False, True)},
-        "distill_temperature": {"quick": 4.0, "full": 4.0},  # prune.finetune(teacher=...)'s defaults
+        "distill_temperature": {"quick": 4.0, "full": 4.0},  # fine-tuning with a teacher (02, 08)
         "distill_alpha": {"quick": 0.5, "full": 0.5},
         "latency_budget": {"quick": 0.8, "full": 0.5},  # x the dense model's latency, measured here
         "latency_rounds": {"quick": 1, "full": 2},  # timing rounds per trial

@@ -3,7 +3,7 @@
 Notebook 03 writes the affine arithmetic, the converter calls and tfmot's ``quantize_model`` in
 plain cells, and shows that ``qat`` gives the same model as its plain fine-tuning. What stays here
 is what later notebooks reuse: ``quantize_aware`` / ``qat`` (04's pipelines, 09's rebuilt QAT
-models) and ``compare_latency`` (02, 03, 08, and ``deploy.compare_latency``).
+models) and ``compare_latency`` (02, 03, 08 and 09).
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "effcourse"
-# The package's lines today (it was 17,908 before the notebooks took back what they teach); the
-# goal is 10,000. Lower it when the package shrinks; never raise it without a reason written here.
-LINE_BUDGET = 15_600
+# The package's lines today, a little over (it was 17,908 before the notebooks took back what
+# they teach; the goal was 10,000). Lower it when the package shrinks; never raise it without a
+# reason written here.
+LINE_BUDGET = 9_500
 
 
 def _sources():

@@ -144,7 +144,6 @@ def test_long_cells_are_the_exception_with_a_reason(path):
 MAX_CODE_LINE = 100  # JupyterLab's default width shows about 100 characters of a code cell
 
 
-@pytest.mark.skip(reason="enabled by the lead after the notebook helpers' merges")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_code_lines_fit_jupyterlabs_width(path):
     """Every line of every code cell is at most MAX_CODE_LINE characters (no sideways scrolling)."""
