@@ -74,7 +74,7 @@ lock: $(TEST_STAMP)
 		--extra gpu --annotation-style line --custom-compile-command "make lock" --upgrade -o $(CONSTRAINTS)
 
 # Before a workshop, on each machine: download and verify MNIST, train and cache the three
-# baselines (full profile: about 6 minutes), then run the doctor (exit 0 when ready).
+# baselines (full profile: 6-13 minutes on a 2-core CPU), then run the doctor (exit 0 when ready).
 prepare: $(STAMP)
 	EFFCOURSE_PROFILE=$${EFFCOURSE_PROFILE:-$(PROFILE)} $(BIN)/python -m effcourse.prepare
 

@@ -454,22 +454,24 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 
 #: Measured run time of each notebook in minutes, per profile: the one source for the notebooks'
 #: "Run time" lines, the README's syllabus and ``make course``'s estimate (a test checks they agree).
-#: Full: ``make course`` from an empty cache on a 2-core Intel Xeon (Sapphire Rapids, no GPU), 61.5
-#: minutes in all (01 trains the three baselines); quick: each notebook alone with nbclient there.
+#: Full: a fresh clone with an empty cache on a quiet 2-core AMD EPYC (no GPU, nothing else running),
+#: 2026-12-06: 00-01 by ``make course``, 02-10 by ``python -m effcourse.course --only ...`` in the same
+#: clone right after; 100.4 minutes in all (01 trains the three baselines). An earlier version of 00-09
+#: took 61.5 minutes on a 2-core Intel Xeon (Sapphire Rapids). Quick: each notebook alone with nbclient
+#: on that Intel machine.
 RUN_MINUTES = {
-    "00_setup_and_tour": {"quick": 0.4, "full": 1.3},
-    "01_sgd_loss_formulation": {"quick": 0.6, "full": 6.8},
-    "02_pruning": {"quick": 2.7, "full": 12.6},
-    "03_quantization": {"quick": 0.8, "full": 1.2},
-    "04_clustering_distillation_deep_compression": {"quick": 1.8, "full": 12.3},
-    "05_mixed_precision": {"quick": 4.1, "full": 7.7},
-    "06_dynamic_networks": {"quick": 0.9, "full": 4.1},
-    "07_parallelism": {"quick": 1.4, "full": 3.2},
-    "08_automated_compression": {"quick": 1.4, "full": 11.2},
-    "09_deploy_onnx": {"quick": 0.7, "full": 1.1},
-    # 10: each profile alone on the shared 2-core AMD EPYC machine on 2026-12-06, load 2-3.5 (nice 5):
-    # full 390 s wall, 432 s CPU (training 2,400 steps: 209 s); quick under nbval 77 s wall, 75 s CPU
-    "10_transformer_inference": {"quick": 1.3, "full": 6.5},
+    "00_setup_and_tour": {"quick": 0.4, "full": 1.6},
+    "01_sgd_loss_formulation": {"quick": 0.6, "full": 13.8},
+    "02_pruning": {"quick": 2.7, "full": 22.4},
+    "03_quantization": {"quick": 0.8, "full": 2.4},
+    "04_clustering_distillation_deep_compression": {"quick": 1.8, "full": 21.2},
+    "05_mixed_precision": {"quick": 4.1, "full": 3.0},
+    "06_dynamic_networks": {"quick": 0.9, "full": 7.8},
+    "07_parallelism": {"quick": 1.4, "full": 7.1},
+    "08_automated_compression": {"quick": 1.4, "full": 15.3},
+    "09_deploy_onnx": {"quick": 0.7, "full": 1.4},
+    # 10's quick time: under nbval on the shared AMD EPYC machine (77 s wall)
+    "10_transformer_inference": {"quick": 1.3, "full": 4.4},
 }
 
 
