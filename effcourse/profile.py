@@ -231,15 +231,14 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
         # decay within each stage plays the part of Han's lower fixed rate (3e-4 left LeNet-5 at 12x a
         # few test images above its dense error on an AMD EPYC; 1e-3 reached it)
         "iterative_learning_rate": {"quick": 1e-3, "full": 1e-3},
-        # Section 4's last step: the same iterative run at 12x with and without a teacher's soft targets
-        # (distillation, notebook 04) in the retraining: {model: (teacher, allocation)}. The dense model
+        # Section 4.1: section 4's 12x run of {model: (teacher, allocation)} repeated with the teacher's
+        # soft targets (distillation, notebook 04) in the retraining; the allocation must be one that
+        # section 4 runs at 12x (cfg.allocations). The dense model
         # itself as teacher is the obvious alternative; LeNet-5 is the stronger teacher for an MLP.
         "teacher_runs": {
             "quick": {"lenet_300_100": ("lenet5", "global")},
             "full": {"lenet_300_100": ("lenet5", "global")},
         },
-        "teacher_stage_epochs": {"quick": (1, 1), "full": (2, 2, 6)},
-        "teacher_learning_rate": {"quick": 1e-3, "full": 1e-3},
         "teacher_temperature": {"quick": 4.0, "full": 4.0},
         "teacher_alpha": {"quick": 0.9, "full": 0.9},
         "allocation_margin": {"quick": 0.001, "full": 0.001},  # "beats uniform": by 0.1 points or more
