@@ -344,9 +344,12 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
     },
     "06_dynamic_networks": {
         "backbone": {"quick": "lenet5", "full": "lenet5"},  # BranchyNet style, from the trained baseline
-        "joint_epochs": {"quick": 2, "full": 8},  # joint fine-tuning of backbone and exit heads
+        "joint_epochs": {"quick": 2, "full": 12},  # joint fine-tuning of backbone and exit heads
         "joint_learning_rate": {"quick": 1e-3, "full": 1e-3},
-        "loss_weights": {"quick": (1.0, 0.5, 1.0), "full": (1.0, 0.5, 1.0)},  # exit 1, exit 2, final
+        # exit 1, exit 2, final: the first exit answers most inputs, so it pulls hardest (on an AMD
+        # EPYC, (1, 0.5, 1) for 8 epochs left it at 98.65% test and 4.7x fewer mean MACs; (2, 0.5, 1)
+        # for 12 epochs, 98.82% and 5.5x, with the final exit as accurate as before)
+        "loss_weights": {"quick": (2.0, 0.5, 1.0), "full": (2.0, 0.5, 1.0)},
         # hidden units of the first exit's head: small, since every input runs it (a 128-unit head's
         # 370 KB of weights make stage 1 slow whenever it runs cold, after the full network)
         "exit1_hidden": {"quick": 32, "full": 32},
