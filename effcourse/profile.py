@@ -464,11 +464,11 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 RUN_MINUTES = {
     "00_setup_and_tour": {"quick": 0.4, "full": 1.6},
     "01_sgd_loss_formulation": {"quick": 0.6, "full": 13.8},
-    "02_pruning": {"quick": 2.7, "full": 22.4},
+    "02_pruning": {"quick": 2.7, "full": 19.6},
     "03_quantization": {"quick": 0.8, "full": 2.4},
     "04_clustering_distillation_deep_compression": {"quick": 1.8, "full": 21.2},
     "05_mixed_precision": {"quick": 4.1, "full": 3.0},
-    "06_dynamic_networks": {"quick": 0.9, "full": 7.8},
+    "06_dynamic_networks": {"quick": 0.9, "full": 8.2},
     "07_parallelism": {"quick": 1.4, "full": 7.1},
     "08_automated_compression": {"quick": 1.4, "full": 15.3},
     "09_deploy_onnx": {"quick": 0.7, "full": 1.4},
