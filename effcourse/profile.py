@@ -458,7 +458,8 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict]] = {
 #: "Run time" lines, the README's syllabus and ``make course``'s estimate (a test checks they agree).
 #: Full: a fresh clone with an empty cache on a quiet 2-core AMD EPYC (no GPU, nothing else running),
 #: 2026-12-06: 00-01 by ``make course``, 02-10 by ``python -m effcourse.course --only ...`` in the same
-#: clone right after; 100.4 minutes in all (01 trains the three baselines). Notebooks 00-09
+#: clone right after (02 and 06 measured again later there, with the same cache); 98.0 minutes in all
+#: (01 trains the three baselines). Notebooks 00-09
 #: took 61.5 minutes on a 2-core Intel Xeon (Sapphire Rapids). Quick: each notebook alone with nbclient
 #: on that Intel machine.
 RUN_MINUTES = {

@@ -121,3 +121,13 @@ def test_atomic_write_waits_for_a_reader_on_windows(tmp_path, monkeypatch):
     with pytest.raises(PermissionError):
         env.atomic_write_bytes(tmp_path / "other.csv", b"x")
     assert not list(tmp_path.glob(".other.csv.*.tmp"))
+
+
+@pytest.mark.parametrize("name", sorted(profile.PROFILES))
+def test_pruning_teacher_runs_repeat_a_run_section_4_makes(name):
+    """02's section 4.1 reuses section 4's 12x labels-only run, so that run must exist."""
+    cfg = profile.get(name).section("02_pruning")
+    for model, (teacher, kind) in cfg.teacher_runs.items():
+        assert 12 in cfg.compare_ratios[model], f"{name}: section 4 does not run {model} at 12x"
+        assert kind in cfg.allocations[model], f"{name}: section 4 does not run {model} '{kind}'"
+        assert teacher in profile.get(name).baseline_epochs, f"{name}: no baseline {teacher}"
